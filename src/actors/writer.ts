@@ -1,0 +1,143 @@
+// The writer actor: one per shard. It decides *when* a group commits; the data plane
+// (CommitQueue) decides *what* is in it, and the flush-worker actor does the I/O.
+//
+//                WORK_QUEUED                  linger elapsed / GROUP_SEALED
+//   ┌──────┐ ─────────────────► ┌───────────┐ ─────────────────────────────► ┌──────────┐
+//   │ idle │                    │ lingering │                                │ flushing │
+//   └──────┘ ◄───────────────── └───────────┘                                └──────────┘
+//      ▲  │      nothing queued              PERSISTED: more queued → flushing again│
+//      │  └──── (a sealed group, or linger 0) ──────────────────────────────────────┘
+//      │                                                       PERSISTED: nothing queued → idle
+//      │ CLOSE_REQUESTED and nothing queued → closing → closed        FLUSH_FAILED → failed
+//
+// The machine sees one event per group, never one per event: the queue rings WORK_QUEUED
+// only when it goes from empty to non-empty or seals a full group. A flush starts as soon as
+// the flush worker is free; appends that arrive meanwhile form the next group.
+
+import { sendTo, setup, type ActorRefFrom } from 'xstate';
+import { TidelogError } from '../errors.ts';
+import type { CommitGroup, CommitQueue } from '../wal/commit-queue.ts';
+import type { SegmentWriter } from '../wal/segment-writer.ts';
+import { flushWorkerMachine, type FlushRequest, type FlushWorkerOp, type FlushWorkerReport } from './flush-worker.ts';
+
+/** What the writer needs from the lane that owns it (implemented by Wal). */
+export interface WriterLane {
+  readonly queue: CommitQueue;
+  readonly files: SegmentWriter;
+  readonly batchLingerMs: number;
+  readonly nowNs: () => bigint;
+  /** Decides rotation and sync for the group about to be written. */
+  prepareFlush(group: CommitGroup): FlushRequest;
+  /** The group is durable (or, with fsync off, written): fold it, then resolve its callers. */
+  groupDurable(request: FlushRequest): void;
+  laneFailed(error: Error): void;
+  laneClosed(): void;
+}
+
+export type WriterEvent =
+  | { type: 'WORK_QUEUED'; sealed: boolean }
+  | { type: 'CLOSE_REQUESTED' }
+  | { type: 'WORKER_OP'; op: FlushWorkerOp }
+  | FlushWorkerReport;
+
+export const writerMachine = setup({
+  types: {
+    context: {} as { lane: WriterLane },
+    events: {} as WriterEvent,
+    input: {} as { lane: WriterLane },
+  },
+  actors: { flushWorker: flushWorkerMachine },
+  delays: {
+    linger: ({ context }) => context.lane.batchLingerMs,
+  },
+  guards: {
+    mustFlushNow: ({ context }) =>
+      context.lane.queue.hasSealedGroup || (context.lane.queue.hasOpenGroup && context.lane.batchLingerMs <= 0),
+    hasWork: ({ context }) => context.lane.queue.hasWork,
+    canClose: ({ context }) => context.lane.queue.isClosing && !context.lane.queue.hasWork,
+    isClosingWithWork: ({ context }) => context.lane.queue.isClosing && context.lane.queue.hasWork,
+  },
+  actions: {
+    startFlush: sendTo('flushWorker', ({ context }): FlushWorkerOp => {
+      const group = context.lane.queue.takeNext();
+      if (group === null) throw new Error('invariant violated: flushing with nothing queued');
+      return { type: 'FLUSH', request: context.lane.prepareFlush(group) };
+    }),
+    completeGroup: ({ context, event }) => {
+      if (event.type === 'PERSISTED') context.lane.groupDurable(event.request);
+    },
+    failLane: ({ context, event }) => {
+      const error = event.type === 'FLUSH_FAILED' ? event.error : new TidelogError('IO_ERROR', 'lane failed');
+      context.lane.laneFailed(error);
+    },
+    forwardOp: sendTo('flushWorker', ({ event }) => {
+      if (event.type !== 'WORKER_OP') throw new Error('invariant violated: forwardOp without an op');
+      return event.op;
+    }),
+    closeWorker: sendTo('flushWorker', { type: 'CLOSE' } as FlushWorkerOp),
+    notifyClosed: ({ context }) => context.lane.laneClosed(),
+  },
+}).createMachine({
+  id: 'writer',
+  context: ({ input }) => ({ lane: input.lane }),
+  invoke: {
+    id: 'flushWorker',
+    src: 'flushWorker',
+    input: ({ context, self }) => ({
+      files: context.lane.files,
+      nowNs: context.lane.nowNs,
+      maxQueuedOps: 1024,
+      report: (event: FlushWorkerReport) => self.send(event),
+    }),
+  },
+  on: {
+    WORKER_OP: { actions: 'forwardOp' },
+    FLUSH_FAILED: { target: '.failed' },
+  },
+  initial: 'idle',
+  states: {
+    idle: {
+      always: [
+        { guard: 'mustFlushNow', target: 'flushing' },
+        { guard: 'isClosingWithWork', target: 'flushing' },
+        { guard: 'hasWork', target: 'lingering' },
+        { guard: 'canClose', target: 'closing' },
+      ],
+      on: {
+        WORK_QUEUED: { target: 'idle', reenter: true },
+        CLOSE_REQUESTED: { target: 'idle', reenter: true },
+      },
+    },
+    lingering: {
+      after: { linger: 'flushing' },
+      on: {
+        WORK_QUEUED: { guard: ({ event }) => event.sealed, target: 'flushing' },
+        CLOSE_REQUESTED: 'flushing',
+      },
+    },
+    flushing: {
+      entry: 'startFlush',
+      on: {
+        PERSISTED: { target: 'settling', actions: 'completeGroup' },
+      },
+    },
+    settling: {
+      // A flush just finished: whatever queued meanwhile goes now, without lingering.
+      always: [{ guard: 'hasWork', target: 'flushing' }, { target: 'idle' }],
+    },
+    closing: {
+      entry: 'closeWorker',
+      on: { WORKER_CLOSED: 'closed' },
+    },
+    failed: {
+      entry: ['failLane', 'closeWorker'],
+      on: {
+        FLUSH_FAILED: {},
+        WORKER_CLOSED: 'closed',
+      },
+    },
+    closed: { type: 'final', entry: 'notifyClosed' },
+  },
+});
+
+export type WriterActor = ActorRefFrom<typeof writerMachine>;

@@ -1,0 +1,246 @@
+// The writer's data plane: turns append calls into group-commit batches.
+//
+//   append calls ──► open group ──seal──► sealed groups (FIFO) ──► in flight (one) ──► durable
+//                    (dedup, seqs,         (header + checksum      (flush worker:
+//                     packed copy)          done while waiting)     write + fdatasync)
+//
+// Seqs are assigned at enqueue, in call order, so they are gapless and monotonic across
+// concurrent callers; the lane is fail-stop, so a seq handed out is either written or the
+// lane dies and nothing after it is ever acknowledged. A caller's promise settles only when
+// every group holding a part of its call is durable (duplicates included: a duplicate's
+// original sits in the same or an earlier group). Everything is bounded by maxPendingEvents.
+
+import { deferred } from '../deferred.ts';
+import { TidelogError } from '../errors.ts';
+import { BATCH_HEADER_BYTES, BatchKind, sealBatch } from './batch-format.ts';
+import type { DedupWindow } from './dedup.ts';
+import { EVENT_BYTES } from './event.ts';
+
+export interface CommitQueueOptions {
+  shard: number;
+  batchMaxEvents: number;
+  maxPendingEvents: number;
+  leaderEpoch: number;
+}
+
+interface Waiter {
+  seqs: number[];
+  partsLeft: number;
+  resolve: (seqs: number[]) => void;
+  reject: (error: Error) => void;
+}
+
+export class CommitGroup {
+  buffer: Uint8Array;
+  /** Events kept (written); duplicates are not. */
+  count = 0;
+  /** Events submitted into this group, duplicates included (bounds the group). */
+  submitted = 0;
+  readonly waiters: Waiter[] = [];
+  sealedAtNs = 0n;
+  timestampNs = 0n;
+  /** The sealed batch (header + payload); empty when every event was a duplicate. */
+  sealed: Uint8Array | null = null;
+
+  constructor(
+    readonly firstSeq: number,
+    initialEvents: number,
+  ) {
+    this.buffer = new Uint8Array(BATCH_HEADER_BYTES + initialEvents * EVENT_BYTES);
+  }
+
+  get lastSeq(): number {
+    return this.firstSeq + this.count - 1;
+  }
+
+  /** The packed events of a sealed group (a view; do not keep it past the callback). */
+  get events(): Uint8Array {
+    return this.buffer.subarray(BATCH_HEADER_BYTES, BATCH_HEADER_BYTES + this.count * EVENT_BYTES);
+  }
+
+  ensureRoom(extraEvents: number): void {
+    const needed = BATCH_HEADER_BYTES + (this.count + extraEvents) * EVENT_BYTES;
+    if (needed <= this.buffer.byteLength) return;
+    const grown = new Uint8Array(Math.max(needed, this.buffer.byteLength * 2));
+    grown.set(this.buffer.subarray(0, BATCH_HEADER_BYTES + this.count * EVENT_BYTES));
+    this.buffer = grown;
+  }
+}
+
+export class CommitQueue {
+  private openGroup: CommitGroup | null = null;
+  private readonly sealedGroups: CommitGroup[] = [];
+  private inFlight: CommitGroup | null = null;
+  private pendingEvents = 0;
+  private failure: Error | null = null;
+  isClosing = false;
+  /** Called when work appears that an idle or lingering writer must know about. */
+  onWork: (sealed: boolean) => void = () => undefined;
+
+  constructor(
+    private readonly options: CommitQueueOptions,
+    private readonly dedup: DedupWindow,
+    private nextSeq: number,
+    private readonly clock: { nowMs(): number; nowNs(): bigint },
+  ) {}
+
+  /** The seq the next kept event will get. */
+  get nextSequence(): number {
+    return this.nextSeq;
+  }
+
+  get pending(): number {
+    return this.pendingEvents;
+  }
+
+  get hasSealedGroup(): boolean {
+    return this.sealedGroups.length > 0;
+  }
+
+  get hasOpenGroup(): boolean {
+    return this.openGroup !== null;
+  }
+
+  get hasWork(): boolean {
+    return this.sealedGroups.length > 0 || this.openGroup !== null;
+  }
+
+  get dedupSize(): number {
+    return this.dedup.size;
+  }
+
+  get failed(): Error | null {
+    return this.failure;
+  }
+
+  /** Queues `count` packed events; resolves with their seqs (0 for duplicates) once durable. */
+  enqueue(packed: Uint8Array, count: number): Promise<number[]> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.isClosing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closing'));
+    if (count === 0) return Promise.resolve([]);
+    if (this.pendingEvents + count > this.options.maxPendingEvents) {
+      return Promise.reject(
+        new TidelogError('OVERLOADED', `shard ${this.options.shard}: ${this.pendingEvents} events pending, limit ${this.options.maxPendingEvents}`, {
+          details: { shard: this.options.shard, pending: this.pendingEvents, limit: this.options.maxPendingEvents },
+        }),
+      );
+    }
+    const { promise, resolve, reject } = deferred<number[]>();
+    const waiter: Waiter = { seqs: new Array<number>(count), partsLeft: 0, resolve, reject };
+    this.pendingEvents += count;
+    const nowMs = this.clock.nowMs();
+    this.dedup.tick(nowMs);
+    const max = this.options.batchMaxEvents;
+    let sealedAny = false;
+    const wasIdle = this.openGroup === null && this.sealedGroups.length === 0;
+    for (let start = 0; start < count; start += max) {
+      const partCount = Math.min(max, count - start);
+      if (this.openGroup !== null && this.openGroup.submitted + partCount > max) {
+        this.seal();
+        sealedAny = true;
+      }
+      const group = (this.openGroup ??= new CommitGroup(this.nextSeq, Math.min(max, Math.max(partCount, 64))));
+      this.fill(group, packed, start, partCount, waiter.seqs, nowMs);
+      group.submitted += partCount;
+      group.waiters.push(waiter);
+      waiter.partsLeft++;
+      if (group.submitted >= max) {
+        this.seal();
+        sealedAny = true;
+      }
+    }
+    if (wasIdle || sealedAny) this.onWork(sealedAny);
+    return promise;
+  }
+
+  /** Dedup, seq assignment and one copy per run of kept events (usually the whole call). */
+  private fill(group: CommitGroup, packed: Uint8Array, start: number, partCount: number, seqs: number[], nowMs: number): void {
+    group.ensureRoom(partCount);
+    const buffer = group.buffer;
+    let runStart = -1;
+    let writeAt = BATCH_HEADER_BYTES + group.count * EVENT_BYTES;
+    const flushRun = (endIndex: number): void => {
+      if (runStart < 0) return;
+      const bytes = packed.subarray(runStart * EVENT_BYTES, endIndex * EVENT_BYTES);
+      buffer.set(bytes, writeAt);
+      writeAt += bytes.byteLength;
+      runStart = -1;
+    };
+    for (let index = start; index < start + partCount; index++) {
+      if (this.dedup.checkAndInsert(packed, index * EVENT_BYTES, nowMs)) {
+        flushRun(index);
+        seqs[index] = 0;
+      } else {
+        if (runStart < 0) runStart = index;
+        seqs[index] = this.nextSeq++;
+        group.count++;
+      }
+    }
+    flushRun(start + partCount);
+  }
+
+  /** Closes the open group: header and checksum now, while an earlier flush may be running. */
+  private seal(): void {
+    const group = this.openGroup;
+    if (group === null) return;
+    this.openGroup = null;
+    group.sealedAtNs = this.clock.nowNs();
+    group.timestampNs = group.sealedAtNs;
+    if (group.count > 0) {
+      group.sealed = sealBatch(group.buffer, {
+        kind: BatchKind.Events,
+        shardId: this.options.shard,
+        count: group.count,
+        leaderEpoch: this.options.leaderEpoch,
+        firstSeq: group.firstSeq,
+        payloadBytes: group.count * EVENT_BYTES,
+        timestampNs: group.timestampNs,
+      });
+    }
+    this.sealedGroups.push(group);
+  }
+
+  /** Hands the next group to the flush worker (sealing the open one if nothing else waits). */
+  takeNext(): CommitGroup | null {
+    if (this.inFlight !== null) throw new Error('invariant violated: a flush is already in flight');
+    if (this.sealedGroups.length === 0) this.seal();
+    const group = this.sealedGroups.shift() ?? null;
+    this.inFlight = group;
+    return group;
+  }
+
+  /** The in-flight group is durable: resolve every caller whose last part it held. */
+  complete(group: CommitGroup): void {
+    if (group !== this.inFlight) throw new Error('invariant violated: completed a group that is not in flight');
+    this.inFlight = null;
+    this.pendingEvents -= group.submitted;
+    for (const waiter of group.waiters) {
+      waiter.partsLeft--;
+      if (waiter.partsLeft === 0) waiter.resolve(waiter.seqs);
+    }
+  }
+
+  /** The lane failed: reject everything pending and everything that comes later. */
+  fail(error: Error): void {
+    this.failure ??= error;
+    const groups = [this.inFlight, ...this.sealedGroups, this.openGroup].filter((g): g is CommitGroup => g !== null);
+    this.inFlight = null;
+    this.sealedGroups.length = 0;
+    this.openGroup = null;
+    const rejected = new Set<Waiter>();
+    for (const group of groups) {
+      for (const waiter of group.waiters) {
+        if (!rejected.has(waiter)) {
+          rejected.add(waiter);
+          waiter.reject(this.failure);
+        }
+      }
+    }
+    this.pendingEvents = 0;
+  }
+
+  /** No new appends; what is queued still flushes. */
+  beginClose(): void {
+    this.isClosing = true;
+  }
+}

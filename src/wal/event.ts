@@ -1,0 +1,105 @@
+// The signal event and its 21-byte packed form. The data path carries packed bytes; objects
+// exist only at the API edge (appendMany(SignalEvent[]), replay, read).
+//
+//   offset  size  field        type
+//   ------  ----  -----------  ------------------------------
+//        0     8  entityId     u64 little-endian
+//        8     1  signalType   u8
+//        9     4  weight       f32 little-endian (finite)
+//       13     8  timestampNs  u64 little-endian
+//   ------  ----
+//       21 bytes per event, records back to back, no padding
+
+import { TidelogError } from '../errors.ts';
+
+export const EVENT_BYTES = 21;
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+export interface SignalEvent {
+  entityId: bigint;
+  signalType: number;
+  weight: number;
+  timestampNs: bigint;
+}
+
+/** Packs events into n × 21 bytes, rejecting anything that would not round-trip. */
+export function encodeEvents(events: readonly SignalEvent[]): Uint8Array {
+  const bytes = new Uint8Array(events.length * EVENT_BYTES);
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < events.length; index++) {
+    const event = events[index];
+    const offset = index * EVENT_BYTES;
+    validateEvent(event, index);
+    view.setBigUint64(offset, BigInt(event.entityId), true);
+    view.setUint8(offset + 8, event.signalType);
+    view.setFloat32(offset + 9, event.weight, true);
+    view.setBigUint64(offset + 13, BigInt(event.timestampNs), true);
+  }
+  return bytes;
+}
+
+export function decodeEvent(bytes: Uint8Array, offset: number): SignalEvent {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, EVENT_BYTES);
+  return {
+    entityId: view.getBigUint64(0, true),
+    signalType: view.getUint8(8),
+    weight: view.getFloat32(9, true),
+    timestampNs: view.getBigUint64(13, true),
+  };
+}
+
+export function decodeEvents(bytes: Uint8Array): SignalEvent[] {
+  const count = checkPackedLength(bytes);
+  const events = new Array<SignalEvent>(count);
+  for (let index = 0; index < count; index++) events[index] = decodeEvent(bytes, index * EVENT_BYTES);
+  return events;
+}
+
+/** Returns the event count of a packed buffer, or throws BAD_REQUEST if it is not n × 21. */
+export function checkPackedLength(bytes: Uint8Array): number {
+  if (bytes.byteLength % EVENT_BYTES !== 0) {
+    throw new TidelogError(
+      'BAD_REQUEST',
+      `packed events must be a multiple of ${EVENT_BYTES} bytes, got ${bytes.byteLength}`,
+      { details: { byteLength: bytes.byteLength } },
+    );
+  }
+  return bytes.byteLength / EVENT_BYTES;
+}
+
+/** Validates packed events: length and finite weights (the only field bytes cannot express safely). */
+export function validatePacked(bytes: Uint8Array): number {
+  const count = checkPackedLength(bytes);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let index = 0; index < count; index++) {
+    const weight = view.getFloat32(index * EVENT_BYTES + 9, true);
+    if (!Number.isFinite(weight)) {
+      throw new TidelogError('BAD_REQUEST', `event ${index}: weight must be finite, got ${weight}`, {
+        details: { index },
+      });
+    }
+  }
+  return count;
+}
+
+function validateEvent(event: SignalEvent, index: number): void {
+  const fail = (what: string): never => {
+    throw new TidelogError('BAD_REQUEST', `event ${index}: ${what}`, { details: { index } });
+  };
+  if (event === null || typeof event !== 'object') fail('not an object');
+  const entityId = toBigIntOrNull(event.entityId);
+  if (entityId === null || entityId < 0n || entityId > U64_MAX) fail('entityId must be a u64');
+  if (!Number.isInteger(event.signalType) || event.signalType < 0 || event.signalType > 255) {
+    fail('signalType must be an integer 0..255');
+  }
+  if (typeof event.weight !== 'number' || !Number.isFinite(event.weight)) fail('weight must be a finite number');
+  if (Math.abs(event.weight) > 3.4028234663852886e38) fail('weight does not fit in f32');
+  const timestampNs = toBigIntOrNull(event.timestampNs);
+  if (timestampNs === null || timestampNs < 0n || timestampNs > U64_MAX) fail('timestampNs must be a u64');
+}
+
+function toBigIntOrNull(value: unknown): bigint | null {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
+  return null;
+}

@@ -1,0 +1,12 @@
+// The storage engine's public surface.
+export { Wal } from './wal.ts';
+export type { WalOptions, WalOpenResult, WalRecovery, WalStats, WalStateMachine, PersistedInfo } from './wal.ts';
+export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, type SignalEvent } from './event.ts';
+export type { FsyncMode } from './segment-writer.ts';
+export type { FileIo, WalFile, OpenMode } from './file-io.ts';
+export { nodeFileIo } from './file-io.ts';
+export type { SegmentInfo, StoredBatch } from './reader.ts';
+export { recoverShard, type RecoveryReport, type RecoveredSegment } from './recovery.ts';
+export { segmentFileName, parseSegmentFileName, listShardSegments } from './segment-name.ts';
+export { encodeBatch, readBatchHeader, BATCH_HEADER_BYTES, BatchKind } from './batch-format.ts';
+export { initChecksum } from './checksum.ts';

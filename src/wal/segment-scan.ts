@@ -1,0 +1,158 @@
+// Reads one segment's bytes and decides what in it can be trusted.
+//
+// A segment is: checkpoint record, then event batches with consecutive seqs. The scan stops
+// at the first record that fails (bad header, length past the end, checksum mismatch) and
+// classifies the failure:
+//   - torn tail:  the segment is the shard's last and no intact batch exists anywhere after
+//                 the failure point (a crash mid-write, or trailing zeroes) → truncate there;
+//   - damage:     anything else (an intact batch follows, the segment is not the last, the
+//                 checkpoint record is bad, seqs do not continue) → an error naming file and
+//                 offset, or under `salvage` the end of the durable prefix.
+// Segments are created by rename after their checkpoint record is synced, so a damaged
+// checkpoint record is always damage, never a torn tail.
+
+import type { ErrorCode } from '../errors.ts';
+import {
+  BATCH_HEADER_BYTES,
+  BATCH_MAGIC,
+  BatchKind,
+  readBatchHeader,
+  verifyBatch,
+  type BatchHeader,
+} from './batch-format.ts';
+
+export interface ScannedBatch {
+  /** Offset of the batch header in the segment. */
+  offset: number;
+  header: BatchHeader;
+}
+
+export interface SegmentDamage {
+  code: ErrorCode;
+  offset: number;
+  reason: string;
+}
+
+export interface SegmentScan {
+  firstSeq: number;
+  /** Seq of the last intact event; firstSeq - 1 when the segment holds no event batch. */
+  lastSeq: number;
+  /** The checkpoint record's payload (state machine snapshot as of firstSeq - 1). */
+  snapshot: Uint8Array | null;
+  batches: ScannedBatch[];
+  /** End of the last intact record: everything before it verified. */
+  validBytes: number;
+  fileBytes: number;
+  /** Set when a torn tail follows validBytes (only ever on the last segment). */
+  tornTail: { offset: number; reason: string } | null;
+  /** Set when the segment is damaged at `offset`; records before it are intact. */
+  damage: SegmentDamage | null;
+}
+
+export interface ScanOptions {
+  shard: number;
+  firstSeq: number;
+  isLastSegment: boolean;
+}
+
+export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentScan {
+  const scan: SegmentScan = {
+    firstSeq: options.firstSeq,
+    lastSeq: options.firstSeq - 1,
+    snapshot: null,
+    batches: [],
+    validBytes: 0,
+    fileBytes: bytes.byteLength,
+    tornTail: null,
+    damage: null,
+  };
+
+  const head = readRecord(bytes, 0);
+  if (!head.ok) {
+    scan.damage = { code: 'CHECKPOINT_DAMAGED', offset: 0, reason: `checkpoint record: ${head.reason}` };
+    return scan;
+  }
+  const headHeader = head.header;
+  if (headHeader.kind !== BatchKind.Checkpoint) {
+    scan.damage = { code: 'CHECKPOINT_DAMAGED', offset: 0, reason: 'segment does not open with a checkpoint record' };
+    return scan;
+  }
+  if (headHeader.shardId !== options.shard || headHeader.firstSeq !== options.firstSeq) {
+    scan.damage = {
+      code: 'CHECKPOINT_DAMAGED',
+      offset: 0,
+      reason: `checkpoint record names shard ${headHeader.shardId} seq ${headHeader.firstSeq}, file name says shard ${options.shard} seq ${options.firstSeq}`,
+    };
+    return scan;
+  }
+  scan.snapshot = bytes.subarray(BATCH_HEADER_BYTES, BATCH_HEADER_BYTES + headHeader.payloadBytes);
+  let offset = BATCH_HEADER_BYTES + headHeader.payloadBytes;
+  scan.validBytes = offset;
+
+  while (offset < bytes.byteLength) {
+    const record = readRecord(bytes, offset);
+    if (!record.ok) {
+      const intactAfter = findIntactRecordAfter(bytes, offset + 1);
+      if (options.isLastSegment && intactAfter < 0) {
+        scan.tornTail = { offset, reason: record.reason };
+      } else {
+        const where = intactAfter >= 0 ? `; an intact record follows at ${intactAfter}` : '';
+        scan.damage = { code: record.code, offset, reason: `${record.reason}${where}` };
+      }
+      return scan;
+    }
+    const header = record.header;
+    if (header.kind !== BatchKind.Events || header.shardId !== options.shard || header.firstSeq !== scan.lastSeq + 1) {
+      scan.damage = {
+        code: 'CORRUPT_SEGMENT',
+        offset,
+        reason:
+          header.kind !== BatchKind.Events
+            ? 'checkpoint record in the middle of a segment'
+            : header.shardId !== options.shard
+              ? `batch of shard ${header.shardId} in a segment of shard ${options.shard}`
+              : `batch starts at seq ${header.firstSeq}, expected ${scan.lastSeq + 1}`,
+      };
+      return scan;
+    }
+    scan.batches.push({ offset, header });
+    scan.lastSeq = header.firstSeq + header.count - 1;
+    offset += BATCH_HEADER_BYTES + header.payloadBytes;
+    scan.validBytes = offset;
+  }
+  return scan;
+}
+
+type RecordResult =
+  | { ok: true; header: BatchHeader }
+  | { ok: false; code: ErrorCode; reason: string };
+
+/** Reads and verifies the record at `offset`. */
+export function readRecord(bytes: Uint8Array, offset: number): RecordResult {
+  const parsed = readBatchHeader(bytes, offset);
+  if (!parsed.ok) {
+    return { ok: false, code: 'CORRUPT_SEGMENT', reason: `bad header (${parsed.problem})` };
+  }
+  const end = offset + BATCH_HEADER_BYTES + parsed.header.payloadBytes;
+  if (end > bytes.byteLength) {
+    return {
+      ok: false,
+      code: 'CORRUPT_SEGMENT',
+      reason: `record of ${parsed.header.payloadBytes} payload bytes runs past the end (${bytes.byteLength})`,
+    };
+  }
+  if (!verifyBatch(bytes, offset, parsed.header.payloadBytes)) {
+    return { ok: false, code: 'CHECKSUM_MISMATCH', reason: 'checksum mismatch' };
+  }
+  return { ok: true, header: parsed.header };
+}
+
+/** Offset of the first intact record at or after `from`, or -1. Only runs on the error path. */
+function findIntactRecordAfter(bytes: Uint8Array, from: number): number {
+  const b0 = BATCH_MAGIC & 0xff;
+  for (let offset = bytes.indexOf(b0, from); offset >= 0; offset = bytes.indexOf(b0, offset + 1)) {
+    if (bytes.byteLength - offset < BATCH_HEADER_BYTES) return -1;
+    if (readRecord(bytes, offset).ok) return offset;
+  }
+  return -1;
+}

@@ -1,0 +1,140 @@
+// The file side of a lane: owns the open segment's descriptor and is used only by the
+// flush-worker actor, one operation at a time, so no write ever races another write, a
+// rotation or a removal. Every failure of write or fsync is reported as WRITE_FAILED or
+// FSYNC_FAILED and the lane stops: after a failed fsync the kernel may have dropped the dirty
+// pages, so retrying would report data durable that is not (PostgreSQL's "fsyncgate").
+
+import { join } from 'node:path';
+import { TidelogError } from '../errors.ts';
+import { writeFully, type FileIo, type WalFile } from './file-io.ts';
+import { FlushMetrics, recordUs } from './flush-metrics.ts';
+import { segmentFileName } from './segment-name.ts';
+
+export type FsyncMode = 'full' | 'normal' | 'off';
+
+export interface OpenSegment {
+  fileName: string;
+  firstSeq: number;
+}
+
+export class SegmentWriter {
+  private file: WalFile | null = null;
+  private segment: OpenSegment | null = null;
+  readonly metrics = new FlushMetrics();
+
+  constructor(
+    private readonly io: FileIo,
+    private readonly dir: string,
+    private readonly shard: number,
+    readonly fsyncMode: FsyncMode,
+    private readonly nowNs: () => bigint,
+  ) {}
+
+  get openSegment(): OpenSegment | null {
+    return this.segment;
+  }
+
+  /** Continues an existing segment whose intact bytes end at `validBytes`. */
+  async resume(segment: OpenSegment, validBytes: number): Promise<void> {
+    const file = await this.wrap('IO_ERROR', () => this.io.open(join(this.dir, segment.fileName), 'readwrite'));
+    this.file = file;
+    this.segment = segment;
+    this.metrics.writtenOffset = validBytes;
+    this.metrics.syncedOffset = validBytes;
+  }
+
+  /**
+   * Starts a new segment at `firstSeq` whose head is `checkpointRecord`. The old segment is
+   * synced first (unless fsync is off), and the new one appears under its final name only
+   * once its checkpoint record is durable, so a segment file never has a torn head.
+   */
+  async rotate(firstSeq: number, checkpointRecord: Uint8Array): Promise<void> {
+    if (this.file !== null && this.fsyncMode !== 'off') await this.sync();
+    const fileName = segmentFileName(this.shard, firstSeq);
+    const tmpPath = join(this.dir, `${fileName}.tmp`);
+    const finalPath = join(this.dir, fileName);
+    const file = await this.wrap('IO_ERROR', () => this.io.open(tmpPath, 'create'));
+    try {
+      await this.wrap('WRITE_FAILED', () => writeFully(file, checkpointRecord, 0));
+      if (this.fsyncMode !== 'off') await this.wrap('FSYNC_FAILED', () => file.sync());
+      await this.wrap('IO_ERROR', () => this.io.rename(tmpPath, finalPath));
+      if (this.fsyncMode !== 'off') await this.wrap('FSYNC_FAILED', () => this.io.syncDir(this.dir));
+    } catch (error) {
+      await file.close().catch(() => undefined);
+      throw error;
+    }
+    const previous = this.file;
+    this.file = file;
+    this.segment = { fileName, firstSeq };
+    this.metrics.writtenOffset = checkpointRecord.byteLength;
+    this.metrics.syncedOffset = this.fsyncMode === 'off' ? 0 : checkpointRecord.byteLength;
+    this.metrics.rotations++;
+    if (previous !== null) await previous.close().catch(() => undefined);
+  }
+
+  /** One write of a sealed batch (or several back to back), then one fdatasync if asked. */
+  async append(bytes: Uint8Array, shouldSync: boolean): Promise<void> {
+    const file = this.requireFile();
+    await this.wrap('WRITE_FAILED', () => writeFully(file, bytes, this.metrics.writtenOffset));
+    this.metrics.writtenOffset += bytes.byteLength;
+    this.metrics.bytes += bytes.byteLength;
+    if (shouldSync) await this.sync();
+  }
+
+  async sync(): Promise<void> {
+    const file = this.requireFile();
+    const target = this.metrics.writtenOffset;
+    if (target === this.metrics.syncedOffset) return;
+    const startNs = this.nowNs();
+    await this.wrap('FSYNC_FAILED', () => file.datasync());
+    recordUs(this.metrics.fsyncLatency, startNs, this.nowNs());
+    this.metrics.fsyncs++;
+    this.metrics.syncedOffset = target;
+  }
+
+  async remove(fileNames: readonly string[]): Promise<void> {
+    for (const fileName of fileNames) {
+      if (fileName === this.segment?.fileName) {
+        throw new Error(`invariant violated: asked to remove the open segment ${fileName}`);
+      }
+      await this.wrap('IO_ERROR', () => this.io.unlink(join(this.dir, fileName)));
+    }
+    if (fileNames.length > 0 && this.fsyncMode !== 'off') await this.wrap('IO_ERROR', () => this.io.syncDir(this.dir));
+  }
+
+  async close(): Promise<void> {
+    const file = this.file;
+    if (file === null) return;
+    try {
+      if (this.fsyncMode !== 'off') await this.sync();
+    } finally {
+      this.file = null;
+      await file.close().catch(() => undefined);
+    }
+  }
+
+  /** Closes without syncing; used once the lane has failed. */
+  async abandon(): Promise<void> {
+    const file = this.file;
+    this.file = null;
+    if (file !== null) await file.close().catch(() => undefined);
+  }
+
+  private requireFile(): WalFile {
+    if (this.file === null) throw new Error('invariant violated: no open segment');
+    return this.file;
+  }
+
+  private async wrap<T>(code: 'WRITE_FAILED' | 'FSYNC_FAILED' | 'IO_ERROR', run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (cause) {
+      if (cause instanceof TidelogError) throw cause;
+      const errno = (cause as NodeJS.ErrnoException | undefined)?.code ?? 'unknown';
+      throw new TidelogError(code, `${this.segment?.fileName ?? this.dir}: ${errno}`, {
+        cause,
+        details: { errno, segment: this.segment?.fileName, shard: this.shard },
+      });
+    }
+  }
+}

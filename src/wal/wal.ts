@@ -1,0 +1,507 @@
+// The WAL of one shard (a lane): the public face of the storage engine.
+//
+//   append/appendMany ─► CommitQueue (dedup, seqs, packed groups) ─► writer actor (when)
+//                                                                  ─► flush-worker actor (write + fdatasync)
+//   open: lock ─► checkpoint file ─► recovery scan (verify, cut torn tail) ─► dedup rebuild ─► replay
+//
+// Durability contract (fsync 'full', the default): a promise from append/appendMany
+// resolves only after the batch holding its events was written and fdatasync'ed; seqs start
+// at 1, are gapless and monotonic and continue across close/reopen and crashes. 'normal'
+// acknowledges after the write and fdatasyncs at least every syncIntervalMs (a process crash
+// loses nothing acknowledged, a power loss may lose the last interval). 'off' never syncs.
+
+import { join } from 'node:path';
+import { createActor } from 'xstate';
+import { systemClock, type Clock } from '../clock.ts';
+import { deferred } from '../deferred.ts';
+import { TidelogError } from '../errors.ts';
+import { writerMachine, type WriterActor, type WriterLane } from '../actors/writer.ts';
+import type { FlushRequest } from '../actors/flush-worker.ts';
+import { BATCH_HEADER_BYTES } from './batch-format.ts';
+import { readCheckpointFile, encodeCheckpointRecord, writeCheckpointFile } from './checkpoint-file.ts';
+import { initChecksum } from './checksum.ts';
+import { CommitQueue, type CommitGroup } from './commit-queue.ts';
+import { DedupWindow } from './dedup.ts';
+import { EVENT_BYTES, decodeEvent, encodeEvents, validatePacked, type SignalEvent } from './event.ts';
+import { nodeFileIo, type FileIo } from './file-io.ts';
+import { recordUs, type FlushMetricsSnapshot } from './flush-metrics.ts';
+import { DirectoryLock } from './lock.ts';
+import { readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
+import { recoverShard, type RecoveryReport } from './recovery.ts';
+import { checkShardId, checkpointFileName, segmentFileName } from './segment-name.ts';
+import { SegmentWriter, type FsyncMode } from './segment-writer.ts';
+
+/** A state machine the WAL keeps in step with the log (chunked-wal's model). */
+export interface WalStateMachine {
+  /** Replace the state with `snapshot`, taken after seq `lastSeq` (empty bytes: initial state). */
+  restore(snapshot: Uint8Array, lastSeq: number): void;
+  /** Fold one durable batch; `events` is count × 21 packed bytes, valid during the call only. */
+  apply(batch: StoredBatch): void;
+  /** The current state as bytes; called at a batch boundary when a segment is opened. */
+  snapshot(): Uint8Array;
+}
+
+export interface PersistedInfo {
+  shard: number;
+  firstSeq: number;
+  lastSeq: number;
+  events: number;
+  bytes: number;
+  segment: string;
+}
+
+export interface WalOptions {
+  dir: string;
+  shard?: number;
+  segmentBytes?: number;
+  batchMaxEvents?: number;
+  batchLingerMs?: number;
+  dedupWindowMs?: number;
+  /** Cap on events remembered per dedup generation (memory bound; see dedup.ts). */
+  dedupMaxEvents?: number;
+  fsync?: FsyncMode;
+  /** 'normal' only: the longest time written data may stay unsynced. */
+  syncIntervalMs?: number;
+  /** Bound on events accepted but not yet durable; past it appends fail with OVERLOADED. */
+  maxPendingEvents?: number;
+  /** Return the durable prefix instead of failing on damage before the tail. */
+  salvage?: boolean;
+  leaderEpoch?: number;
+  stateMachine?: WalStateMachine;
+  onPersisted?: (info: PersistedInfo) => void;
+  io?: FileIo;
+  clock?: Clock;
+}
+
+type ResolvedOptions = Required<Omit<WalOptions, 'stateMachine' | 'onPersisted'>> &
+  Pick<WalOptions, 'stateMachine' | 'onPersisted'>;
+
+export interface WalRecovery extends RecoveryReport {
+  checkpointSeq: number;
+  /** Events put back into the dedup window from the log's tail. */
+  dedupRebuilt: number;
+}
+
+export interface WalOpenResult {
+  wal: Wal;
+  /** Events with seq > checkpoint, in seq order; empty when a stateMachine is given. */
+  replayed: SignalEvent[];
+  recovery: WalRecovery;
+}
+
+export interface WalStats {
+  shard: number;
+  state: string;
+  nextSeq: number;
+  durableSeq: number;
+  checkpointSeq: number;
+  pendingEvents: number;
+  segments: Array<Omit<SegmentInfo, 'snapshot'> & { isOpen: boolean; snapshotBytes: number }>;
+  dedupEvents: number;
+  flush: FlushMetricsSnapshot;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function resolveOptions(options: WalOptions): ResolvedOptions {
+  const resolved: ResolvedOptions = {
+    dir: options.dir,
+    shard: options.shard ?? 0,
+    segmentBytes: options.segmentBytes ?? 16 << 20,
+    batchMaxEvents: options.batchMaxEvents ?? 1000,
+    batchLingerMs: options.batchLingerMs ?? 1,
+    dedupWindowMs: options.dedupWindowMs ?? 60_000,
+    dedupMaxEvents: options.dedupMaxEvents ?? 1 << 20,
+    fsync: options.fsync ?? 'full',
+    syncIntervalMs: options.syncIntervalMs ?? 100,
+    maxPendingEvents: options.maxPendingEvents ?? 1_000_000,
+    salvage: options.salvage ?? false,
+    leaderEpoch: options.leaderEpoch ?? 0,
+    stateMachine: options.stateMachine,
+    onPersisted: options.onPersisted,
+    io: options.io ?? nodeFileIo,
+    clock: options.clock ?? systemClock,
+  };
+  const bad = (what: string): never => {
+    throw new TidelogError('BAD_REQUEST', `Wal.open: ${what}`);
+  };
+  if (typeof resolved.dir !== 'string' || resolved.dir === '') bad('dir is required');
+  checkShardId(resolved.shard);
+  const positiveInteger = (name: keyof ResolvedOptions, max: number): void => {
+    const value = resolved[name];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+      bad(`${name} must be an integer 1..${max}, got ${String(value)}`);
+    }
+  };
+  positiveInteger('segmentBytes', 1 << 30);
+  positiveInteger('batchMaxEvents', 1 << 20);
+  positiveInteger('dedupMaxEvents', 1 << 26);
+  positiveInteger('syncIntervalMs', 3_600_000);
+  positiveInteger('maxPendingEvents', 1 << 28);
+  if (!Number.isFinite(resolved.batchLingerMs) || resolved.batchLingerMs < 0) bad('batchLingerMs must be >= 0');
+  if (!Number.isFinite(resolved.dedupWindowMs) || resolved.dedupWindowMs < 0) bad('dedupWindowMs must be >= 0');
+  if (!['full', 'normal', 'off'].includes(resolved.fsync)) bad(`fsync must be 'full', 'normal' or 'off'`);
+  if (!Number.isSafeInteger(resolved.leaderEpoch) || resolved.leaderEpoch < 0) bad('leaderEpoch must be a u53');
+  return resolved;
+}
+
+export class Wal implements WriterLane {
+  readonly queue: CommitQueue;
+  readonly files: SegmentWriter;
+  readonly batchLingerMs: number;
+  readonly nowNs: () => bigint;
+  private readonly writer: WriterActor;
+  private readonly segments: SegmentInfo[];
+  private durableSeq: number;
+  private checkpointSeq: number;
+  private failure: Error | null = null;
+  private readonly closed: Promise<void>;
+  private markClosed: () => void = () => undefined;
+  private closing: Promise<void> | null = null;
+  private syncTimer: NodeJS.Timeout | null = null;
+
+  private constructor(
+    private readonly options: ResolvedOptions,
+    private readonly lock: DirectoryLock,
+    recovered: { segments: SegmentInfo[]; lastSeq: number; checkpointSeq: number },
+    dedup: DedupWindow,
+    files: SegmentWriter,
+  ) {
+    this.batchLingerMs = options.batchLingerMs;
+    this.nowNs = () => options.clock.nowNs();
+    this.segments = recovered.segments;
+    this.durableSeq = recovered.lastSeq;
+    this.checkpointSeq = recovered.checkpointSeq;
+    this.files = files;
+    this.queue = new CommitQueue(
+      {
+        shard: options.shard,
+        batchMaxEvents: options.batchMaxEvents,
+        maxPendingEvents: options.maxPendingEvents,
+        leaderEpoch: options.leaderEpoch,
+      },
+      dedup,
+      recovered.lastSeq + 1,
+      options.clock,
+    );
+    this.closed = new Promise((resolve) => (this.markClosed = resolve));
+    this.writer = createActor(writerMachine, { input: { lane: this } });
+    this.writer.subscribe({ error: (error) => this.laneFailed(error instanceof Error ? error : new Error(String(error))) });
+    this.queue.onWork = (sealed) => this.writer.send({ type: 'WORK_QUEUED', sealed });
+    this.writer.start();
+    if (options.fsync === 'normal') {
+      this.syncTimer = setInterval(() => {
+        if (this.files.metrics.writtenOffset > this.files.metrics.syncedOffset) {
+          this.writer.send({ type: 'WORKER_OP', op: { type: 'SYNC' } });
+        }
+      }, options.syncIntervalMs);
+      this.syncTimer.unref();
+    }
+  }
+
+  static async open(options: WalOptions): Promise<WalOpenResult> {
+    const resolved = resolveOptions(options);
+    const { io, dir, shard, clock, stateMachine } = resolved;
+    await initChecksum();
+    await io.mkdirp(dir);
+    const lock = await DirectoryLock.acquire(io, dir, shard);
+    try {
+      await removeLeftovers(io, dir, shard);
+      let checkpoint = null;
+      try {
+        checkpoint = await readCheckpointFile(io, dir, shard);
+      } catch (error) {
+        if (!resolved.salvage) throw error;
+      }
+      const checkpointSeq = checkpoint?.seq ?? 0;
+      const dedup = new DedupWindow(
+        { windowMs: resolved.dedupWindowMs, maxEventsPerGeneration: resolved.dedupMaxEvents },
+        clock.nowMs(),
+      );
+      const dedupCutoffNs = clock.nowNs() - BigInt(Math.round(resolved.dedupWindowMs * 2)) * 1_000_000n;
+      const replayed: SignalEvent[] = [];
+      let dedupRebuilt = 0;
+      let hasRestored = false;
+      const nowMs = clock.nowMs();
+      const { report, segments } = await recoverShard({
+        io,
+        dir,
+        shard,
+        salvage: resolved.salvage,
+        repair: true,
+        onSegment: (segment) => {
+          if (stateMachine && !hasRestored) {
+            stateMachine.restore(segment.snapshot, segment.firstSeq - 1);
+            hasRestored = true;
+          }
+        },
+        onBatch: (bytes, batch) => {
+          const { header, offset } = batch;
+          const payloadStart = offset + BATCH_HEADER_BYTES;
+          if (dedup.isEnabled && header.timestampNs >= dedupCutoffNs) {
+            for (let index = 0; index < header.count; index++) {
+              dedup.remember(bytes, payloadStart + index * EVENT_BYTES, nowMs);
+            }
+            dedupRebuilt += header.count;
+          }
+          if (stateMachine) {
+            stateMachine.apply({
+              firstSeq: header.firstSeq,
+              count: header.count,
+              events: bytes.subarray(payloadStart, payloadStart + header.count * EVENT_BYTES),
+              timestampNs: header.timestampNs,
+              leaderEpoch: header.leaderEpoch,
+            });
+          } else if (header.firstSeq + header.count - 1 > checkpointSeq) {
+            const skip = Math.max(0, checkpointSeq - header.firstSeq + 1);
+            for (let index = skip; index < header.count; index++) {
+              replayed.push(decodeEvent(bytes, payloadStart + index * EVENT_BYTES));
+            }
+          }
+        },
+      });
+      if (checkpointSeq > report.lastSeq && segments.length > 0 && !resolved.salvage) {
+        throw new TidelogError(
+          'CHECKPOINT_DAMAGED',
+          `${join(dir, checkpointFileName(shard))}: checkpoint at seq ${checkpointSeq} is beyond the log's end ${report.lastSeq}`,
+          { details: { file: join(dir, checkpointFileName(shard)), offset: 0 } },
+        );
+      }
+      const files = new SegmentWriter(io, dir, shard, resolved.fsync, () => clock.nowNs());
+      const infos: SegmentInfo[] = segments.map((segment) => ({ ...segment }));
+      let lastSeq = report.lastSeq;
+      const last = infos[infos.length - 1];
+      if (last === undefined) {
+        // A fresh shard (or one whose segments were all set aside): start at the next seq.
+        lastSeq = Math.max(lastSeq, checkpointSeq);
+        const firstSeq = lastSeq + 1;
+        const snapshot = stateMachine?.snapshot() ?? EMPTY;
+        const record = encodeCheckpointRecord(shard, firstSeq, clock.nowNs(), snapshot);
+        await files.rotate(firstSeq, record);
+        infos.push({ fileName: segmentFileName(shard, firstSeq), firstSeq, lastSeq, bytes: record.byteLength, snapshot });
+      } else {
+        await files.resume({ fileName: last.fileName, firstSeq: last.firstSeq }, last.bytes);
+      }
+      const wal = new Wal(resolved, lock, { segments: infos, lastSeq, checkpointSeq }, dedup, files);
+      return { wal, replayed, recovery: { ...report, checkpointSeq, dedupRebuilt } };
+    } catch (error) {
+      await lock.release().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  get shard(): number {
+    return this.options.shard;
+  }
+
+  /** Highest seq acknowledged (durable under fsync 'full'). */
+  get lastSeq(): number {
+    return this.durableSeq;
+  }
+
+  /** The error that stopped this lane, or null while it is healthy. */
+  get failed(): Error | null {
+    return this.failure;
+  }
+
+  async append(event: SignalEvent): Promise<number> {
+    const seqs = await this.appendMany([event]);
+    return seqs[0];
+  }
+
+  /** Appends events (objects or packed n × 21 bytes); one seq per event, 0 for duplicates. */
+  appendMany(events: readonly SignalEvent[] | Uint8Array): Promise<number[]> {
+    let packed: Uint8Array;
+    let count: number;
+    try {
+      if (events instanceof Uint8Array) {
+        packed = events;
+        count = validatePacked(events);
+      } else {
+        if (!Array.isArray(events)) throw new TidelogError('BAD_REQUEST', 'appendMany takes SignalEvent[] or Uint8Array');
+        packed = encodeEvents(events);
+        count = events.length;
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.queue.enqueue(packed, count);
+  }
+
+  /** Records that everything up to `seq` is materialised; replay resumes strictly after it. */
+  async checkpoint(seq: number, snapshot: Uint8Array = EMPTY): Promise<void> {
+    if (!Number.isSafeInteger(seq) || seq < 0 || seq > this.durableSeq) {
+      throw new TidelogError('OUT_OF_RANGE', `checkpoint(${seq}): seq must be 0..${this.durableSeq} (durable)`);
+    }
+    const timestampNs = this.nowNs();
+    await this.runTask(() => writeCheckpointFile(this.options.io, this.options.dir, this.options.shard, { seq, timestampNs, snapshot }));
+    this.checkpointSeq = Math.max(this.checkpointSeq, seq);
+  }
+
+  /** Deletes whole closed segments whose events all precede `seq`; returns their names. */
+  async truncateBefore(seq: number): Promise<string[]> {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw new TidelogError('BAD_REQUEST', `truncateBefore(${seq})`);
+    const removed = await this.drainClosedSegmentsWhile((segment) => segment.lastSeq < seq);
+    return removed.map((segment) => segment.fileName);
+  }
+
+  /** Removes closed segments from the oldest on while `shouldDrain` says so (chunked-wal). */
+  async drainClosedSegmentsWhile(shouldDrain: (segment: SegmentInfo) => boolean): Promise<SegmentInfo[]> {
+    const drained: SegmentInfo[] = [];
+    for (let index = 0; index < this.segments.length - 1 && shouldDrain(this.segments[index]); index++) {
+      drained.push(this.segments[index]);
+    }
+    if (drained.length === 0) return [];
+    await this.runTask((files) => files.remove(drained.map((segment) => segment.fileName)));
+    this.segments.splice(0, drained.length);
+    return drained;
+  }
+
+  /** Committed events from `fromSeq` (default 1) through the last seq durable at the call. */
+  async *read(options: { fromSeq?: number; toSeq?: number } = {}): AsyncGenerator<{ seq: number; event: SignalEvent }> {
+    for await (const batch of this.readBatches(options)) {
+      const first = Math.max(batch.firstSeq, options.fromSeq ?? 1);
+      const last = Math.min(batch.firstSeq + batch.count - 1, options.toSeq ?? Number.MAX_SAFE_INTEGER);
+      for (let seq = first; seq <= last; seq++) {
+        yield { seq, event: decodeEvent(batch.events, (seq - batch.firstSeq) * EVENT_BYTES) };
+      }
+    }
+  }
+
+  /** Committed batches (packed) holding seqs from `fromSeq`; the first may start earlier. */
+  readBatches(options: { fromSeq?: number; toSeq?: number } = {}): AsyncGenerator<StoredBatch> {
+    const fromSeq = options.fromSeq ?? 1;
+    const toSeq = Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, this.durableSeq);
+    const oldest = this.segments[0]?.firstSeq ?? 1;
+    if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new TidelogError('BAD_REQUEST', `fromSeq must be >= 1`);
+    if (fromSeq < oldest && fromSeq <= toSeq) {
+      throw new TidelogError('OUT_OF_RANGE', `seq ${fromSeq} was truncated; the log starts at ${oldest}`, {
+        details: { fromSeq, oldestSeq: oldest },
+      });
+    }
+    const snapshot = this.segments.map((segment) => ({ ...segment }));
+    return readBatches(this.options.io, this.options.dir, snapshot, fromSeq, toSeq);
+  }
+
+  stats(): WalStats {
+    const last = this.segments.length - 1;
+    return {
+      shard: this.options.shard,
+      state: String(this.writer.getSnapshot().value),
+      nextSeq: this.queue.nextSequence,
+      durableSeq: this.durableSeq,
+      checkpointSeq: this.checkpointSeq,
+      pendingEvents: this.queue.pending,
+      segments: this.segments.map((segment, index) => ({
+        fileName: segment.fileName,
+        firstSeq: segment.firstSeq,
+        lastSeq: segment.lastSeq,
+        bytes: segment.bytes,
+        isOpen: index === last,
+        snapshotBytes: segment.snapshot.byteLength,
+      })),
+      dedupEvents: this.queue.dedupSize,
+      flush: this.files.metrics.snapshot(),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.queue.beginClose();
+      if (this.syncTimer) clearInterval(this.syncTimer);
+      this.writer.send({ type: 'CLOSE_REQUESTED' });
+      await this.closed;
+      this.writer.stop();
+      await this.lock.release();
+    })();
+    return this.closing;
+  }
+
+  // ── WriterLane: called by the writer actor ────────────────────────────────────────────
+
+  prepareFlush(group: CommitGroup): FlushRequest {
+    const open = this.segments[this.segments.length - 1];
+    const groupBytes = group.sealed?.byteLength ?? 0;
+    const hasBatches = open.lastSeq >= open.firstSeq;
+    let rotate: FlushRequest['rotate'] = null;
+    if (groupBytes > 0 && hasBatches && this.files.metrics.writtenOffset + groupBytes > this.options.segmentBytes) {
+      const snapshot = this.options.stateMachine?.snapshot() ?? EMPTY;
+      rotate = {
+        firstSeq: group.firstSeq,
+        checkpointRecord: encodeCheckpointRecord(this.options.shard, group.firstSeq, this.nowNs(), snapshot),
+      };
+    }
+    return { group, rotate, shouldSync: this.options.fsync === 'full' };
+  }
+
+  groupDurable(request: FlushRequest): void {
+    const { group, rotate } = request;
+    try {
+      if (rotate !== null) {
+        this.segments.push({
+          fileName: segmentFileName(this.options.shard, rotate.firstSeq),
+          firstSeq: rotate.firstSeq,
+          lastSeq: rotate.firstSeq - 1,
+          bytes: rotate.checkpointRecord.byteLength,
+          snapshot: rotate.checkpointRecord.subarray(BATCH_HEADER_BYTES),
+        });
+      }
+      if (group.sealed !== null) {
+        const open = this.segments[this.segments.length - 1];
+        open.lastSeq = group.lastSeq;
+        open.bytes += group.sealed.byteLength;
+        this.durableSeq = group.lastSeq;
+        recordUs(this.files.metrics.commitLatency, group.sealedAtNs, this.nowNs());
+        this.options.stateMachine?.apply({
+          firstSeq: group.firstSeq,
+          count: group.count,
+          events: group.events,
+          timestampNs: group.timestampNs,
+          leaderEpoch: this.options.leaderEpoch,
+        });
+        this.options.onPersisted?.({
+          shard: this.options.shard,
+          firstSeq: group.firstSeq,
+          lastSeq: group.lastSeq,
+          events: group.count,
+          bytes: group.sealed.byteLength,
+          segment: open.fileName,
+        });
+      }
+    } catch (error) {
+      // The batch is durable, so its callers are answered; a throwing hook stops the lane.
+      this.queue.complete(group);
+      this.writer.send({ type: 'FLUSH_FAILED', error: error instanceof Error ? error : new Error(String(error)) });
+      return;
+    }
+    this.queue.complete(group);
+  }
+
+  laneFailed(error: Error): void {
+    this.failure ??= error;
+    this.queue.fail(this.failure);
+  }
+
+  laneClosed(): void {
+    this.markClosed();
+  }
+
+  private runTask(run: (files: SegmentWriter) => Promise<void>): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closed'));
+    const { promise, resolve, reject } = deferred<void>();
+    this.writer.send({ type: 'WORKER_OP', op: { type: 'TASK', run, resolve, reject } });
+    return promise;
+  }
+}
+
+/** Half-made files from a crash mid-rename: never part of the log. */
+async function removeLeftovers(io: FileIo, dir: string, shard: number): Promise<void> {
+  const prefix = segmentFileName(shard, 1).slice(0, 10);
+  const checkpointTmp = `${checkpointFileName(shard)}.tmp`;
+  for (const name of await io.readdir(dir)) {
+    if ((name.startsWith(prefix) && name.endsWith('.seg.tmp')) || name === checkpointTmp) {
+      await io.unlink(join(dir, name));
+    }
+  }
+}
