@@ -135,7 +135,7 @@ export class DedupWindow {
 
   /** Swaps generations if the window elapsed; call once per batch, not per event. */
   tick(nowMs: number): void {
-    if (nowMs - this.generationStartMs >= this.options.windowMs) this.swap(nowMs);
+    if (this.isEnabled && nowMs - this.generationStartMs >= this.options.windowMs) this.swap(nowMs);
   }
 
   /** True if the event was seen inside the window; otherwise remembers it and returns false. */

@@ -151,7 +151,7 @@ export class Wal implements WriterLane {
   readonly batchLingerMs: number;
   readonly nowNs: () => bigint;
   private readonly writer: WriterActor;
-  private readonly segments: SegmentInfo[];
+  private readonly segmentList: SegmentInfo[];
   private durableSeq: number;
   private checkpointSeq: number;
   private failure: Error | null = null;
@@ -169,7 +169,7 @@ export class Wal implements WriterLane {
   ) {
     this.batchLingerMs = options.batchLingerMs;
     this.nowNs = () => options.clock.nowNs();
-    this.segments = recovered.segments;
+    this.segmentList = recovered.segments;
     this.durableSeq = recovered.lastSeq;
     this.checkpointSeq = recovered.checkpointSeq;
     this.files = files;
@@ -348,12 +348,12 @@ export class Wal implements WriterLane {
   /** Removes closed segments from the oldest on while `shouldDrain` says so (chunked-wal). */
   async drainClosedSegmentsWhile(shouldDrain: (segment: SegmentInfo) => boolean): Promise<SegmentInfo[]> {
     const drained: SegmentInfo[] = [];
-    for (let index = 0; index < this.segments.length - 1 && shouldDrain(this.segments[index]); index++) {
-      drained.push(this.segments[index]);
+    for (let index = 0; index < this.segmentList.length - 1 && shouldDrain(this.segmentList[index]); index++) {
+      drained.push(this.segmentList[index]);
     }
     if (drained.length === 0) return [];
     await this.runTask((files) => files.remove(drained.map((segment) => segment.fileName)));
-    this.segments.splice(0, drained.length);
+    this.segmentList.splice(0, drained.length);
     return drained;
   }
 
@@ -372,19 +372,24 @@ export class Wal implements WriterLane {
   readBatches(options: { fromSeq?: number; toSeq?: number } = {}): AsyncGenerator<StoredBatch> {
     const fromSeq = options.fromSeq ?? 1;
     const toSeq = Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, this.durableSeq);
-    const oldest = this.segments[0]?.firstSeq ?? 1;
+    const oldest = this.segmentList[0]?.firstSeq ?? 1;
     if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new TidelogError('BAD_REQUEST', `fromSeq must be >= 1`);
     if (fromSeq < oldest && fromSeq <= toSeq) {
       throw new TidelogError('OUT_OF_RANGE', `seq ${fromSeq} was truncated; the log starts at ${oldest}`, {
         details: { fromSeq, oldestSeq: oldest },
       });
     }
-    const snapshot = this.segments.map((segment) => ({ ...segment }));
+    const snapshot = this.segmentList.map((segment) => ({ ...segment }));
     return readBatches(this.options.io, this.options.dir, snapshot, fromSeq, toSeq);
   }
 
+  /** The retained segments, oldest first, with their head snapshots (copies). */
+  segments(): SegmentInfo[] {
+    return this.segmentList.map((segment) => ({ ...segment }));
+  }
+
   stats(): WalStats {
-    const last = this.segments.length - 1;
+    const last = this.segmentList.length - 1;
     return {
       shard: this.options.shard,
       state: String(this.writer.getSnapshot().value),
@@ -392,7 +397,7 @@ export class Wal implements WriterLane {
       durableSeq: this.durableSeq,
       checkpointSeq: this.checkpointSeq,
       pendingEvents: this.queue.pending,
-      segments: this.segments.map((segment, index) => ({
+      segments: this.segmentList.map((segment, index) => ({
         fileName: segment.fileName,
         firstSeq: segment.firstSeq,
         lastSeq: segment.lastSeq,
@@ -420,7 +425,7 @@ export class Wal implements WriterLane {
   // ── WriterLane: called by the writer actor ────────────────────────────────────────────
 
   prepareFlush(group: CommitGroup): FlushRequest {
-    const open = this.segments[this.segments.length - 1];
+    const open = this.segmentList[this.segmentList.length - 1];
     const groupBytes = group.sealed?.byteLength ?? 0;
     const hasBatches = open.lastSeq >= open.firstSeq;
     let rotate: FlushRequest['rotate'] = null;
@@ -438,7 +443,7 @@ export class Wal implements WriterLane {
     const { group, rotate } = request;
     try {
       if (rotate !== null) {
-        this.segments.push({
+        this.segmentList.push({
           fileName: segmentFileName(this.options.shard, rotate.firstSeq),
           firstSeq: rotate.firstSeq,
           lastSeq: rotate.firstSeq - 1,
@@ -447,7 +452,7 @@ export class Wal implements WriterLane {
         });
       }
       if (group.sealed !== null) {
-        const open = this.segments[this.segments.length - 1];
+        const open = this.segmentList[this.segmentList.length - 1];
         open.lastSeq = group.lastSeq;
         open.bytes += group.sealed.byteLength;
         this.durableSeq = group.lastSeq;

@@ -1,0 +1,122 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BATCH_HEADER_BYTES, BatchKind, encodeBatch } from '../../src/wal/batch-format.ts';
+import { encodeCheckpointRecord } from '../../src/wal/checkpoint-file.ts';
+import { initChecksum } from '../../src/wal/checksum.ts';
+import { encodeEvents } from '../../src/wal/event.ts';
+import { scanSegment } from '../../src/wal/segment-scan.ts';
+import { makeEvent } from '../support/wal-fixtures.ts';
+
+await initChecksum();
+
+const SHARD = 0;
+
+function batch(firstSeq: number, count: number): Uint8Array {
+  const events = Array.from({ length: count }, (_, index) => makeEvent(firstSeq + index));
+  return encodeBatch(
+    { kind: BatchKind.Events, shardId: SHARD, count, leaderEpoch: 0, firstSeq, timestampNs: BigInt(firstSeq) },
+    encodeEvents(events),
+  );
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+const head = encodeCheckpointRecord(SHARD, 1, 0n, new TextEncoder().encode('state@0'));
+const batch1 = batch(1, 5);
+const batch2 = batch(6, 5);
+
+function scanLast(bytes: Uint8Array) {
+  return scanSegment(bytes, { shard: SHARD, firstSeq: 1, isLastSegment: true });
+}
+
+test('segment-scan - a clean segment yields every batch and the head snapshot', () => {
+  const scan = scanLast(concat(head, batch1, batch2));
+  assert.is(scan.damage, null);
+  assert.is(scan.tornTail, null);
+  assert.is(scan.batches.length, 2);
+  assert.is(scan.lastSeq, 10);
+  assert.is(new TextDecoder().decode(scan.snapshot ?? new Uint8Array()), 'state@0');
+});
+
+test('segment-scan - torn write after a complete batch keeps the batch (seed offsets)', () => {
+  for (const tornAt of [0, 10, 32, 63, BATCH_HEADER_BYTES, BATCH_HEADER_BYTES + 5, BATCH_HEADER_BYTES + 20]) {
+    const scan = scanLast(concat(head, batch1, batch2.subarray(0, tornAt)));
+    assert.is(scan.damage, null, `torn at ${tornAt}`);
+    assert.is(scan.lastSeq, 5, `torn at ${tornAt}`);
+    assert.is(scan.validBytes, head.byteLength + batch1.byteLength);
+    assert.is(scan.tornTail === null, tornAt === 0, `torn at ${tornAt}`);
+  }
+});
+
+test('segment-scan - truncation at every byte of a batch yields nothing or the whole batch', () => {
+  for (let cut = 0; cut <= batch1.byteLength; cut++) {
+    const scan = scanLast(concat(head, batch1.subarray(0, cut)));
+    assert.is(scan.damage, null, `cut at ${cut}`);
+    assert.is(scan.batches.length, cut === batch1.byteLength ? 1 : 0, `cut at ${cut}`);
+    assert.is(scan.lastSeq, cut === batch1.byteLength ? 5 : 0, `cut at ${cut}`);
+  }
+});
+
+test('segment-scan - trailing zeroes after the last batch are a torn tail', () => {
+  const scan = scanLast(concat(head, batch1, new Uint8Array(4096)));
+  assert.is(scan.damage, null);
+  assert.is(scan.lastSeq, 5);
+  assert.ok(scan.tornTail);
+  assert.is(scan.validBytes, head.byteLength + batch1.byteLength);
+});
+
+test('segment-scan - damage before the tail is an error naming the offset, not a truncation', () => {
+  const bytes = concat(head, batch1, batch2);
+  bytes[head.byteLength + BATCH_HEADER_BYTES + 3] ^= 0x40; // inside batch1's payload; batch2 is intact
+  const scan = scanLast(bytes);
+  assert.is(scan.damage?.code, 'CHECKSUM_MISMATCH');
+  assert.is(scan.damage?.offset, head.byteLength);
+  assert.is(scan.tornTail, null);
+  assert.is(scan.lastSeq, 0);
+});
+
+test('segment-scan - a length field damaged before the tail is damage, not a torn tail', () => {
+  const bytes = concat(head, batch1, batch2);
+  new DataView(bytes.buffer).setUint32(head.byteLength + 32, 0x7fff_0000, true); // batch1 claims a huge payload
+  const scan = scanLast(bytes);
+  assert.ok(scan.damage, 'an intact batch follows, so this is not a torn tail');
+});
+
+test('segment-scan - a torn tail of a segment that is not the last is damage', () => {
+  const scan = scanSegment(concat(head, batch1, batch2.subarray(0, 30)), { shard: SHARD, firstSeq: 1, isLastSegment: false });
+  assert.is(scan.damage?.code, 'CORRUPT_SEGMENT');
+  assert.is(scan.lastSeq, 5);
+});
+
+test('segment-scan - a damaged checkpoint record is an error even at the tail', () => {
+  for (const cut of [0, 10, head.byteLength - 1]) {
+    const scan = scanLast(head.subarray(0, cut));
+    assert.is(scan.damage?.code, 'CHECKPOINT_DAMAGED', `head cut at ${cut}`);
+  }
+  const flipped = head.slice();
+  flipped[BATCH_HEADER_BYTES + 1] ^= 1;
+  assert.is(scanLast(flipped).damage?.code, 'CHECKPOINT_DAMAGED');
+});
+
+test('segment-scan - a checkpoint record naming another seq or shard is damage', () => {
+  const wrongSeq = encodeCheckpointRecord(SHARD, 7, 0n, new Uint8Array());
+  assert.is(scanLast(wrongSeq).damage?.code, 'CHECKPOINT_DAMAGED');
+  const wrongShard = encodeCheckpointRecord(4, 1, 0n, new Uint8Array());
+  assert.is(scanLast(wrongShard).damage?.code, 'CHECKPOINT_DAMAGED');
+});
+
+test('segment-scan - batches must continue the seqs; a jump is damage', () => {
+  const scan = scanLast(concat(head, batch1, batch(7, 2)));
+  assert.is(scan.damage?.code, 'CORRUPT_SEGMENT');
+  assert.is(scan.lastSeq, 5);
+});
+
+test.run();
