@@ -186,7 +186,13 @@ export class Wal implements WriterLane {
     );
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
     this.writer = createActor(writerMachine, { input: { lane: this } });
-    this.writer.subscribe({ error: (error) => this.laneFailed(error instanceof Error ? error : new Error(String(error))) });
+    // Actions never throw by design; if one does anyway, the lane fails and close() still ends.
+    this.writer.subscribe({
+      error: (error) => {
+        this.laneFailed(error instanceof Error ? error : new Error(String(error)));
+        void this.files.abandon().finally(() => this.markClosed());
+      },
+    });
     this.queue.onWork = (sealed) => this.writer.send({ type: 'WORK_QUEUED', sealed });
     this.writer.start();
     if (options.fsync === 'normal') {

@@ -359,8 +359,8 @@ test('wal - the 10-step acceptance scenario', async () => {
     const segments = readdirSync(crashDir).filter((name) => name.endsWith('.seg')).sort();
     const last = join(crashDir, segments[segments.length - 1]);
     truncateSync(last, Math.floor((statSync(last).size * 7) / 10));
-    let recovered: SignalEvent[];
-    ({ wal, replayed: recovered } = await Wal.open(crashConfig));
+    ({ wal, replayed } = await Wal.open(crashConfig));
+    const recovered = replayed;
     assert.ok(recovered.length < 50 && recovered.length > 0, `recovered ${recovered.length}`);
     recovered.forEach((event, index) => sameEvent(event, makeVariedEvent(10_000 + index), `step 10 event ${index}`));
     assert.is(await wal.append(makeVariedEvent(99_998)), recovered.length + 1);
