@@ -61,8 +61,3 @@ export function parseLoadMessage(line: string): LoadMessage | null {
     return null;
   }
 }
-
-/** The pid that wrote an event, from the high half of its entityId (see above). */
-export function entityWriterPid(entityIdHigh32: number): number {
-  return entityIdHigh32;
-}

@@ -25,11 +25,13 @@ export function integerOption(min: number, max: number = Number.MAX_SAFE_INTEGER
   };
 }
 
-/** A commander option parser that accepts one of `choices`. */
-export function choiceOption<T extends string>(choices: readonly T[]): (value: string) => T {
-  return (value: string): T => {
-    const match = choices.find((choice) => choice === value);
-    if (match === undefined) throw new InvalidArgumentError(`expected one of ${choices.join(', ')}, got '${value}'`);
-    return match;
+/** A commander option parser for a finite number in [min, max]. */
+export function numberOption(min: number, max: number): (value: string) => number {
+  return (value: string): number => {
+    const parsed = value.trim() === '' ? Number.NaN : Number(value);
+    if (!Number.isFinite(parsed) || parsed < min || parsed > max) {
+      throw new InvalidArgumentError(`expected a number ${min}..${max}, got '${value}'`);
+    }
+    return parsed;
   };
 }

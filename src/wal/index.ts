@@ -5,8 +5,22 @@ export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, type SignalEvent 
 export type { FsyncMode } from './segment-writer.ts';
 export type { FileIo, WalFile, OpenMode } from './file-io.ts';
 export { nodeFileIo } from './file-io.ts';
-export type { SegmentInfo, StoredBatch } from './reader.ts';
-export { recoverShard, type RecoveryReport, type RecoveredSegment } from './recovery.ts';
-export { segmentFileName, parseSegmentFileName, listShardSegments } from './segment-name.ts';
+export { readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
+export {
+  recoverShard,
+  type RecoverOptions,
+  type RecoveryReport,
+  type RecoveredSegment,
+  type DamageReport,
+} from './recovery.ts';
+export type { ScannedBatch } from './segment-scan.ts';
+export { readCheckpointFile, type CheckpointFile } from './checkpoint-file.ts';
+export {
+  segmentFileName,
+  parseSegmentFileName,
+  listShardSegments,
+  checkpointFileName,
+  lockFileName,
+} from './segment-name.ts';
 export { encodeBatch, readBatchHeader, BATCH_HEADER_BYTES, BatchKind } from './batch-format.ts';
 export { initChecksum } from './checksum.ts';

@@ -1,0 +1,131 @@
+// The `tidelog` command line. Parsing and help come from commander; each command lives in
+// its own file and returns an exit code: 0 ok, 1 damage/failure/loss, 2 usage (options.ts).
+
+import { Command, CommanderError, Option } from 'commander';
+import { isTidelogError } from '../errors.ts';
+import type { FsyncMode } from '../wal/index.ts';
+import { runDemo } from './demo.ts';
+import { runDump } from './dump.ts';
+import { runLoad } from './load.ts';
+import { ExitCode, integerOption, numberOption, type ExitCodeValue } from './options.ts';
+import { runVerify } from './verify.ts';
+
+const SHARD_MAX = 65_535;
+const FSYNC_MODES: FsyncMode[] = ['full', 'normal', 'off'];
+
+/** Runs the CLI on `argv` (node-style: [execPath, script, ...args]) and returns the exit code. */
+export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
+  let exitCode: ExitCodeValue = ExitCode.ok;
+  const done = (code: ExitCodeValue): void => {
+    exitCode = code;
+  };
+  const program = buildProgram(done);
+  try {
+    await program.parseAsync([...argv]);
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    if (isTidelogError(error)) {
+      // Operational errors have a code and a message that names what failed; no stack.
+      process.stderr.write(`tidelog: ${error.message}\n`);
+      return error.code === 'BAD_REQUEST' ? ExitCode.usage : ExitCode.failed;
+    }
+    process.stderr.write(`tidelog: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return ExitCode.failed;
+  }
+}
+
+function buildProgram(done: (code: ExitCodeValue) => void): Command {
+  const program = new Command('tidelog')
+    .description('tidelog: a durable, replicated log for signal events')
+    // Settings made before .command() are inherited by every subcommand.
+    .exitOverride()
+    .showHelpAfterError()
+    .allowExcessArguments(false)
+    .addHelpText('after', '\nExit codes: 0 ok, 1 damage or failure, 2 usage error.');
+
+  const wal = program.command('wal').description('inspect and exercise a write-ahead log directory');
+
+  wal
+    .command('verify')
+    .description('verify every batch of every shard read-only (never takes the lock, safe beside a running writer)')
+    .argument('<dir>', 'WAL directory')
+    .option('--shard <n>', 'verify only this shard (default: every shard found)', integerOption(0, SHARD_MAX))
+    .option('--json', 'print one JSON document on stdout and nothing else there')
+    .addHelpText(
+      'after',
+      `
+Exit codes:
+  0  every shard intact. A torn tail (a partial batch at the end of the last segment, what a
+     crash mid-write leaves; the next open cuts it) is reported as a WARNING and still exits 0.
+  1  damage: a checksum mismatch or broken record before the tail, a seq gap between
+     segments, or a damaged checkpoint; the report names the file and the offset.
+  2  usage error (bad option, missing or empty directory).
+A progress bar is drawn on stderr when it is a terminal and the shard is large.`,
+    )
+    .action(async (dir: string, options: { shard?: number; json?: boolean }) => done(await runVerify(dir, options)));
+
+  wal
+    .command('dump')
+    .description('print committed events (or batch headers) of a shard, read-only')
+    .argument('<dir>', 'WAL directory')
+    .option('--shard <n>', 'shard to read (default: the only shard in the directory)', integerOption(0, SHARD_MAX))
+    .option('--from-seq <seq>', 'first seq to print', integerOption(1))
+    .option('--limit <n>', 'print at most n events (or batches)', integerOption(0))
+    .option('--batches', 'print batch headers: firstSeq count epoch timestampNs time bytes segment offset')
+    .option('--json', 'NDJSON, one object a line; u64 fields as strings')
+    .addHelpText(
+      'after',
+      `
+Event lines: seq entityId signalType weight timestampNs
+Exit codes: 0 ok (a torn tail is a warning on stderr), 1 damage (the intact prefix is printed), 2 usage.`,
+    )
+    .action(async (dir: string, options: { shard?: number; fromSeq?: number; limit?: number; batches?: boolean; json?: boolean }) =>
+      done(await runDump(dir, options)),
+    );
+
+  wal
+    .command('load')
+    .description('append unique events from concurrent callers; one "ack <firstSeq> <lastSeq> <n>" line per acknowledged call')
+    .argument('<dir>', 'WAL directory (created if missing)')
+    .option('--shard <n>', 'shard to write', integerOption(0, SHARD_MAX), 0)
+    .option('--callers <n>', 'concurrent callers', integerOption(1, 4096), 8)
+    .option('--batch <n>', 'events per appendMany call', integerOption(1, 1 << 20), 100)
+    .option('--duration-ms <ms>', 'stop after this long (default: until SIGINT/SIGTERM)', integerOption(1))
+    .addOption(new Option('--fsync <mode>', 'full: ack after fdatasync; normal: sync every 100 ms; off: never').choices(FSYNC_MODES).default('full'))
+    .option('--segment-bytes <n>', 'segment rotation size', integerOption(4096, 1 << 30), 16 << 20)
+    .option('--json', 'NDJSON acks on stdout; JSON ready/progress/done lines on stderr')
+    .addHelpText(
+      'after',
+      `
+An ack line is printed only after its appendMany promise resolved: with --fsync full every
+printed seq is durable. stderr gets a progress line every second (events/s, acked, p99 ack
+latency). SIGINT/SIGTERM stop the callers and close the WAL cleanly.
+Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
+    )
+    .action(
+      async (
+        dir: string,
+        options: { shard: number; callers: number; batch: number; durationMs?: number; fsync: FsyncMode; segmentBytes: number; json?: boolean },
+      ) => done(await runLoad(dir, options)),
+    );
+
+  program
+    .command('demo')
+    .description('crash-and-recover demo: load in a child process, SIGKILL it, recover, check every acknowledged seq')
+    .option('--dir <dir>', 'WAL directory (default: a fresh temp dir, removed at the end)')
+    .option('--seconds <s>', 'load time per round', numberOption(0.1, 3600), 3)
+    .option('--rounds <n>', 'crash rounds on the same directory', integerOption(1, 1000), 3)
+    .option('--keep', 'keep the temp dir')
+    .addHelpText('after', '\nExit codes: 0 nothing acknowledged was lost, 1 acknowledged data lost or the demo failed, 2 usage.')
+    .action(async (options: { dir?: string; seconds: number; rounds: number; keep?: boolean }) => done(await runDemo(options)));
+
+  return program;
+}
+
+// `tidelog wal dump … | head` closes the pipe early: that is the reader's choice, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+  process.exit(process.exitCode ?? ExitCode.ok);
+});
+process.exitCode = await runCli(process.argv);
