@@ -22,16 +22,9 @@ export interface CrashCheck {
 
 const MAX_EXAMPLES = 5;
 
-/** A state machine that ignores everything: it stops Wal.open from replaying the whole log into memory. */
-const NO_REPLAY = {
-  restore: (): void => undefined,
-  apply: (): void => undefined,
-  snapshot: (): Uint8Array => new Uint8Array(0),
-};
-
 export async function checkAfterCrash(dir: string, shard: number, acked: readonly AckedRange[]): Promise<CrashCheck> {
   const openStartMs = performance.now();
-  const { wal, recovery } = await Wal.open({ dir, shard, stateMachine: NO_REPLAY });
+  const { wal, recovery } = await Wal.open({ dir, shard, replay: false });
   const openMs = performance.now() - openStartMs;
   try {
     const stats = wal.stats();

@@ -66,6 +66,8 @@ export interface WalOptions {
   maxPendingEvents?: number;
   /** Return the durable prefix instead of failing on damage before the tail. */
   salvage?: boolean;
+  /** Decode events after the checkpoint into `replayed` (default true); false skips it. */
+  replay?: boolean;
   leaderEpoch?: number;
   stateMachine?: WalStateMachine;
   onPersisted?: (info: PersistedInfo) => void;
@@ -84,7 +86,7 @@ export interface WalRecovery extends RecoveryReport {
 
 export interface WalOpenResult {
   wal: Wal;
-  /** Events with seq > checkpoint, in seq order; empty when a stateMachine is given. */
+  /** Events with seq > checkpoint, in seq order; empty with a stateMachine or `replay: false`. */
   replayed: SignalEvent[];
   recovery: WalRecovery;
 }
@@ -116,6 +118,7 @@ function resolveOptions(options: WalOptions): ResolvedOptions {
     syncIntervalMs: options.syncIntervalMs ?? 100,
     maxPendingEvents: options.maxPendingEvents ?? 1_000_000,
     salvage: options.salvage ?? false,
+    replay: options.replay ?? true,
     leaderEpoch: options.leaderEpoch ?? 0,
     stateMachine: options.stateMachine,
     onPersisted: options.onPersisted,
@@ -258,7 +261,7 @@ export class Wal implements WriterLane {
               timestampNs: header.timestampNs,
               leaderEpoch: header.leaderEpoch,
             });
-          } else if (header.firstSeq + header.count - 1 > checkpointSeq) {
+          } else if (resolved.replay && header.firstSeq + header.count - 1 > checkpointSeq) {
             const skip = Math.max(0, checkpointSeq - header.firstSeq + 1);
             for (let index = skip; index < header.count; index++) {
               replayed.push(decodeEvent(bytes, payloadStart + index * EVENT_BYTES));

@@ -310,6 +310,22 @@ test('wal - several shards (lanes) in one directory write concurrently and recov
   }
 });
 
+test('wal - replay: false recovers and continues without decoding events', async () => {
+  const dir = tempDir();
+  try {
+    const { wal } = await Wal.open({ dir, ...fast });
+    for (let id = 1; id <= 5; id++) await wal.append(makeEvent(id));
+    await wal.close();
+    const reopened = await Wal.open({ dir, ...fast, replay: false });
+    assert.is(reopened.replayed.length, 0);
+    assert.is(reopened.recovery.lastSeq, 5);
+    assert.is(await reopened.wal.append(makeEvent(6)), 6);
+    await reopened.wal.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
 test('wal - the 10-step acceptance scenario', async () => {
   const dir = tempDir();
   const crashDir = tempDir();
