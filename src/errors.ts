@@ -25,7 +25,11 @@ export type ErrorCode = (typeof ErrorCodes)[number];
 export class TidelogError extends Error {
   override readonly name = 'TidelogError';
   readonly code: ErrorCode;
-  readonly details: Readonly<Record<string, unknown>>;
+  /**
+   * Machine-readable facts (file, offset, errno, limit…). Named `context`, not `details`:
+   * test runners such as uvu treat `err.details` as their own diff text and break on objects.
+   */
+  readonly context: Readonly<Record<string, unknown>>;
 
   constructor(
     code: ErrorCode,
@@ -34,7 +38,7 @@ export class TidelogError extends Error {
   ) {
     super(`${code}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.details = Object.freeze({ ...(options.details ?? {}) });
+    this.context = Object.freeze({ ...(options.details ?? {}) });
   }
 }
 

@@ -34,13 +34,37 @@ export class SegmentWriter {
     return this.segment;
   }
 
-  /** Continues an existing segment whose intact bytes end at `validBytes`. */
+  /**
+   * Continues an existing segment whose intact bytes end at `validBytes`. Recovery may have
+   * read batches that sat only in the page cache (their writer died between write and
+   * fdatasync); they are synced here, before anything is built on them, or a power loss
+   * right after the restart would take them — and let their seqs be handed out again.
+   */
   async resume(segment: OpenSegment, validBytes: number): Promise<void> {
-    const file = await this.wrap('IO_ERROR', () => this.io.open(join(this.dir, segment.fileName), 'readwrite'));
+    const file = await this.wrap('IO_ERROR', () => this.io.open(join(this.dir, segment.fileName), 'readwrite'), segment.fileName);
     this.file = file;
     this.segment = segment;
     this.metrics.writtenOffset = validBytes;
-    this.metrics.syncedOffset = validBytes;
+    this.metrics.syncedOffset = 0;
+    if (this.fsyncMode !== 'off') {
+      await this.sync();
+      await this.wrap('FSYNC_FAILED', () => this.io.syncDir(this.dir));
+    } else {
+      this.metrics.syncedOffset = validBytes;
+    }
+  }
+
+  /** fdatasync of closed segments found on open (an earlier 'off' session synced none). */
+  async syncClosed(fileNames: readonly string[]): Promise<void> {
+    if (this.fsyncMode === 'off') return;
+    for (const fileName of fileNames) {
+      const file = await this.wrap('IO_ERROR', () => this.io.open(join(this.dir, fileName), 'read'), fileName);
+      try {
+        await this.wrap('FSYNC_FAILED', () => file.datasync(), fileName);
+      } finally {
+        await file.close().catch(() => undefined);
+      }
+    }
   }
 
   /**
@@ -92,12 +116,24 @@ export class SegmentWriter {
     this.metrics.syncedOffset = target;
   }
 
-  async remove(fileNames: readonly string[]): Promise<void> {
+  /**
+   * Deletes segments oldest first, reporting each as it goes so a failure halfway leaves
+   * the caller's list true. A file already gone counts as removed: a retry after a partial
+   * failure must be able to finish.
+   */
+  async remove(fileNames: readonly string[], onRemoved: (fileName: string) => void = () => undefined): Promise<void> {
     for (const fileName of fileNames) {
       if (fileName === this.segment?.fileName) {
         throw new Error(`invariant violated: asked to remove the open segment ${fileName}`);
       }
-      await this.wrap('IO_ERROR', () => this.io.unlink(join(this.dir, fileName)));
+      try {
+        await this.io.unlink(join(this.dir, fileName));
+      } catch (cause) {
+        if ((cause as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') {
+          await this.wrap('IO_ERROR', () => Promise.reject(cause), fileName);
+        }
+      }
+      onRemoved(fileName);
     }
     if (fileNames.length > 0 && this.fsyncMode !== 'off') await this.wrap('IO_ERROR', () => this.io.syncDir(this.dir));
   }
@@ -125,15 +161,19 @@ export class SegmentWriter {
     return this.file;
   }
 
-  private async wrap<T>(code: 'WRITE_FAILED' | 'FSYNC_FAILED' | 'IO_ERROR', run: () => Promise<T>): Promise<T> {
+  private async wrap<T>(
+    code: 'WRITE_FAILED' | 'FSYNC_FAILED' | 'IO_ERROR',
+    run: () => Promise<T>,
+    fileName: string | undefined = this.segment?.fileName,
+  ): Promise<T> {
     try {
       return await run();
     } catch (cause) {
       if (cause instanceof TidelogError) throw cause;
       const errno = (cause as NodeJS.ErrnoException | undefined)?.code ?? 'unknown';
-      throw new TidelogError(code, `${this.segment?.fileName ?? this.dir}: ${errno}`, {
+      throw new TidelogError(code, `${fileName ?? this.dir}: ${errno}`, {
         cause,
-        details: { errno, segment: this.segment?.fileName, shard: this.shard },
+        details: { errno, file: fileName === undefined ? this.dir : join(this.dir, fileName), shard: this.shard },
       });
     }
   }

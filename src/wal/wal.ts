@@ -212,8 +212,13 @@ export class Wal implements WriterLane {
     const resolved = resolveOptions(options);
     const { io, dir, shard, clock, stateMachine } = resolved;
     await initChecksum();
-    await io.mkdirp(dir);
-    const lock = await DirectoryLock.acquire(io, dir, shard);
+    let lock: DirectoryLock;
+    try {
+      await io.mkdirp(dir);
+      lock = await DirectoryLock.acquire(io, dir, shard);
+    } catch (error) {
+      throw asTidelogError(error, dir);
+    }
     try {
       await removeLeftovers(io, dir, shard);
       let checkpoint = null;
@@ -289,13 +294,14 @@ export class Wal implements WriterLane {
         await files.rotate(firstSeq, record);
         infos.push({ fileName: segmentFileName(shard, firstSeq), firstSeq, lastSeq, bytes: record.byteLength, snapshot });
       } else {
+        await files.syncClosed(infos.slice(0, -1).map((segment) => segment.fileName));
         await files.resume({ fileName: last.fileName, firstSeq: last.firstSeq }, last.bytes);
       }
       const wal = new Wal(resolved, lock, { segments: infos, lastSeq, checkpointSeq }, dedup, files);
       return { wal, replayed, recovery: { ...report, checkpointSeq, dedupRebuilt } };
     } catch (error) {
       await lock.release().catch(() => undefined);
-      throw error;
+      throw asTidelogError(error, dir);
     }
   }
 
@@ -343,7 +349,14 @@ export class Wal implements WriterLane {
       throw new TidelogError('OUT_OF_RANGE', `checkpoint(${seq}): seq must be 0..${this.durableSeq} (durable)`);
     }
     const timestampNs = this.nowNs();
-    await this.runTask(() => writeCheckpointFile(this.options.io, this.options.dir, this.options.shard, { seq, timestampNs, snapshot }));
+    const { io, dir, shard } = this.options;
+    await this.runTask(async () => {
+      try {
+        await writeCheckpointFile(io, dir, shard, { seq, timestampNs, snapshot });
+      } catch (error) {
+        throw asTidelogError(error, join(dir, checkpointFileName(shard)));
+      }
+    });
     this.checkpointSeq = Math.max(this.checkpointSeq, seq);
   }
 
@@ -361,8 +374,15 @@ export class Wal implements WriterLane {
       drained.push(this.segmentList[index]);
     }
     if (drained.length === 0) return [];
-    await this.runTask((files) => files.remove(drained.map((segment) => segment.fileName)));
-    this.segmentList.splice(0, drained.length);
+    // Each file leaves the list the moment it is deleted, so a failure halfway keeps it true.
+    await this.runTask((files) =>
+      files.remove(
+        drained.map((segment) => segment.fileName),
+        (fileName) => {
+          if (this.segmentList[0]?.fileName === fileName) this.segmentList.shift();
+        },
+      ),
+    );
     return drained;
   }
 
@@ -419,14 +439,21 @@ export class Wal implements WriterLane {
     };
   }
 
+  /**
+   * Flushes what is queued, syncs, and releases the directory. Rejects only with news: when
+   * the final flush or sync fails here (so nothing is claimed durable that is not); a lane
+   * that failed earlier already told every caller, and close() then just releases.
+   */
   async close(): Promise<void> {
     this.closing ??= (async () => {
+      const hadFailed = this.failure !== null;
       this.queue.beginClose();
       if (this.syncTimer) clearInterval(this.syncTimer);
       this.writer.send({ type: 'CLOSE_REQUESTED' });
       await this.closed;
       this.writer.stop();
       await this.lock.release();
+      if (!hadFailed && this.failure !== null) throw this.failure;
     })();
     return this.closing;
   }
@@ -507,6 +534,13 @@ export class Wal implements WriterLane {
     this.writer.send({ type: 'WORKER_OP', op: { type: 'TASK', run, resolve, reject } });
     return promise;
   }
+}
+
+/** File-system errors leave tidelog as TidelogError IO_ERROR, the cause kept. */
+function asTidelogError(error: unknown, path: string): Error {
+  if (error instanceof TidelogError) return error;
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code ?? 'unknown';
+  return new TidelogError('IO_ERROR', `${path}: ${errno}`, { cause: error, details: { errno, file: path } });
 }
 
 /** Half-made files from a crash mid-rename: never part of the log. */

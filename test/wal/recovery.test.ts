@@ -24,7 +24,7 @@ test('recovery - a missing segment in the middle is SEGMENT_GAP naming the file'
     renameSync(join(dir, names[1]), join(dir, `${names[1]}.moved`));
     const error = await rejection(() => Wal.open({ dir, ...options }));
     assert.is(error.code, 'SEGMENT_GAP');
-    assert.ok(String((error as Error & { details?: { file?: string } }).details?.file).endsWith(names[2]));
+    assert.ok(String((error as Error & { context?: { file?: string } }).context?.file).endsWith(names[2]));
   } finally {
     removeDir(dir);
   }
