@@ -1,0 +1,192 @@
+// `npm run bench -- crdt`: how fast replicas fold and merge CRDT signal state, and how many
+// bytes reconciliation exchanges as a function of the divergence (not of the state size).
+//   apply      events/s into CrdtSignalState from packed 1000-event batches (target ≥ 2 M/s),
+//              for a skewed (Zipf s = 1 over 1 M entities) and a uniform (100 k entities) mix
+//   merge      join of two 100 k-entity states (half the entities shared)
+//   reconcile  bytes exchanged vs number of differing entities, at two state sizes
+//   snapshot   encode/decode of a 100 k-entity state
+// Flags: --quick (smaller runs, for a smoke check).
+import { CrdtSignalState, defaultSignalSchema, Hlc, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
+import { newReport, printReport } from './report.ts';
+
+const EVENT_BYTES = 21;
+const BATCH_EVENTS = 1000;
+const START_NS = 1_700_000_000_000_000_000n;
+
+export async function main(argv: string[]): Promise<void> {
+  const isQuick = argv.includes('--quick');
+  const applyEvents = isQuick ? 200_000 : 2_000_000;
+  const schema = defaultSignalSchema();
+  const report = newReport('crdt', {
+    applyEvents,
+    batchEvents: BATCH_EVENTS,
+    bucketsPerWindow: schema.bucketsPerWindow,
+    scoreSignals: schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.name),
+  });
+
+  // ---- apply ----
+  const scoreIds = schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.id);
+  const workloads: { name: string; pickEntity: (random: () => number) => number }[] = [
+    { name: 'zipf(1.0) over 1M entities', pickEntity: zipfPicker(1_000_000, 1.0) },
+    { name: 'uniform over 100k entities', pickEntity: (random) => Math.floor(random() * 100_000) },
+  ];
+  for (const workload of workloads) {
+    const bytes = makeEvents(applyEvents, scoreIds, workload.pickEntity, 42);
+    let best = 0;
+    let entities = 0;
+    for (let run = 0; run < 3; run++) {
+      const state = new CrdtSignalState(schema);
+      const clock = new Hlc(1, { now: () => START_NS });
+      const startedMs = performance.now();
+      for (let first = 0; first < applyEvents; first += BATCH_EVENTS) {
+        const batch = bytes.subarray(first * EVENT_BYTES, (first + BATCH_EVENTS) * EVENT_BYTES);
+        state.applyPacked(batch, 1, first + 1, clock.reserve(BATCH_EVENTS));
+      }
+      best = Math.max(best, applyEvents / ((performance.now() - startedMs) / 1000));
+      entities = state.entityCount;
+    }
+    report.rows.push({ name: `apply, ${workload.name}`, value: best, unit: 'events/s', note: `best of 3, ${entities} entities` });
+  }
+  report.ratios['apply zipf / 2M target'] = report.rows[0].value / 2_000_000;
+
+  // ---- merge of two 100k-entity states ----
+  const mergeEntities = isQuick ? 20_000 : 100_000;
+  const left = buildState(schema, 1, 0, mergeEntities, 2, 7);
+  const right = buildState(schema, 2, mergeEntities / 2, mergeEntities, 2, 8);
+  let cloneMs = Infinity;
+  let mergeMs = Infinity;
+  let merged = left;
+  for (let run = 0; run < 3; run++) {
+    const cloneStartMs = performance.now();
+    const target = left.clone();
+    cloneMs = Math.min(cloneMs, performance.now() - cloneStartMs);
+    const mergeStartMs = performance.now();
+    target.merge(right);
+    mergeMs = Math.min(mergeMs, performance.now() - mergeStartMs);
+    merged = target;
+  }
+  report.rows.push({ name: `merge 2 × ${mergeEntities} entities (50% shared)`, value: mergeMs, unit: 'ms', note: `${merged.entityCount} entities after` });
+  report.rows.push({ name: `clone ${mergeEntities}-entity state`, value: cloneMs, unit: 'ms' });
+
+  // ---- snapshot ----
+  const snapshotStartMs = performance.now();
+  const snapshot = merged.encode();
+  const encodeMs = performance.now() - snapshotStartMs;
+  const decodeStartMs = performance.now();
+  const decoded = CrdtSignalState.decode(snapshot, schema);
+  const decodeMs = performance.now() - decodeStartMs;
+  if (!decoded.equals(merged)) throw new Error('snapshot round trip lost state');
+  report.rows.push({ name: `snapshot size, ${merged.entityCount} entities`, value: snapshot.byteLength, unit: 'bytes' });
+  report.rows.push({ name: 'snapshot encode', value: encodeMs, unit: 'ms' });
+  report.rows.push({ name: 'snapshot decode', value: decodeMs, unit: 'ms' });
+
+  // ---- reconciliation bytes vs divergence ----
+  const engine = new ReconciliationEngine();
+  const sizes = isQuick ? [10_000] : [10_000, 100_000];
+  const divergences = [0, 1, 10, 100, 1000, 10_000];
+  for (const size of sizes) {
+    const base = buildState(schema, 1, 0, size, 1, 9);
+    const fullBytes = base.encode().byteLength;
+    for (const differing of divergences) {
+      if (differing > size / 2) continue;
+      const remote = base.clone();
+      const local = base.clone();
+      divergeState(remote, size, differing, 11);
+      const startedMs = performance.now();
+      const plan = engine.plan(local, remote);
+      const elapsedMs = performance.now() - startedMs;
+      engine.apply(local, plan);
+      if (!local.equals(remote)) throw new Error('reconciliation did not converge');
+      report.rows.push({
+        name: `reconcile ${size} entities, ${differing} differ`,
+        value: plan.stats.bytesExchanged,
+        unit: 'bytes',
+        note: `${plan.stats.messages} msgs, ${(plan.stats.bytesExchanged / Math.max(1, differing)).toFixed(0)} B/diff, ${elapsedMs.toFixed(0)} ms, full snapshot ${fullBytes} B`,
+      });
+      if (differing === 100) report.ratios[`reconcile bytes / snapshot bytes, ${size} entities, 100 differ`] = plan.stats.bytesExchanged / fullBytes;
+    }
+  }
+  printReport(report);
+}
+
+/** n packed events over score signals; timestamps advance 1 ms per event. */
+function makeEvents(count: number, signalIds: number[], pickEntity: (random: () => number) => number, seed: number): Uint8Array {
+  const random = mulberry32(seed);
+  const bytes = new Uint8Array(count * EVENT_BYTES);
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < count; index++) {
+    const offset = index * EVENT_BYTES;
+    view.setBigUint64(offset, BigInt(pickEntity(random)), true);
+    bytes[offset + 8] = signalIds[Math.floor(random() * signalIds.length)];
+    view.setFloat32(offset + 9, Math.round(random() * 40) / 8, true);
+    view.setBigUint64(offset + 13, START_NS + BigInt(index) * 1_000_000n, true);
+  }
+  return bytes;
+}
+
+/** A state where `origin` wrote `eventsPerEntity` events for each of `count` entities from `firstEntity`. */
+function buildState(schema: SignalSchema, origin: number, firstEntity: number, count: number, eventsPerEntity: number, seed: number): CrdtSignalState {
+  const random = mulberry32(seed);
+  const total = count * eventsPerEntity;
+  const scoreIds = schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.id);
+  const bytes = makeEvents(total, scoreIds, () => firstEntity + Math.floor(random() * count), seed);
+  // Make sure every entity appears at least once.
+  const view = new DataView(bytes.buffer);
+  for (let index = 0; index < count; index++) view.setBigUint64(index * eventsPerEntity * EVENT_BYTES, BigInt(firstEntity + index), true);
+  const state = new CrdtSignalState(schema);
+  const clock = new Hlc(origin, { now: () => START_NS });
+  for (let first = 0; first < total; first += BATCH_EVENTS) {
+    const batchEvents = Math.min(BATCH_EVENTS, total - first);
+    state.applyPacked(bytes.subarray(first * EVENT_BYTES, (first + batchEvents) * EVENT_BYTES), origin, first + 1, clock.reserve(batchEvents));
+  }
+  return state;
+}
+
+/** Writes one new event (origin 2) to each of `differing` distinct entities of `state`. */
+function divergeState(state: CrdtSignalState, size: number, differing: number, seed: number): void {
+  if (differing === 0) return;
+  const random = mulberry32(seed);
+  const chosen = new Set<number>();
+  while (chosen.size < differing) chosen.add(Math.floor(random() * size));
+  const bytes = new Uint8Array(differing * EVENT_BYTES);
+  const view = new DataView(bytes.buffer);
+  [...chosen].forEach((entity, index) => {
+    const offset = index * EVENT_BYTES;
+    view.setBigUint64(offset, BigInt(entity), true);
+    bytes[offset + 8] = 1;
+    view.setFloat32(offset + 9, 1, true);
+    view.setBigUint64(offset + 13, START_NS + 3_600_000_000_000n, true);
+  });
+  state.applyPacked(bytes, 2, 1, new Hlc(2, { now: () => START_NS }).reserve(differing));
+}
+
+function zipfPicker(entities: number, exponent: number): (random: () => number) => number {
+  const cumulative = new Float64Array(entities);
+  let total = 0;
+  for (let rank = 0; rank < entities; rank++) {
+    total += 1 / (rank + 1) ** exponent;
+    cumulative[rank] = total;
+  }
+  return (random) => {
+    const target = random() * total;
+    let low = 0;
+    let high = entities - 1;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (cumulative[middle] < target) low = middle + 1;
+      else high = middle;
+    }
+    // Scatter ranks over the id space so popular entities are not neighbours.
+    return Math.imul(low, 0x9e3779b1) >>> 0;
+  };
+}
+
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let mixed = Math.imul(state ^ (state >>> 15), 1 | state);
+    mixed = (mixed + Math.imul(mixed ^ (mixed >>> 7), 61 | mixed)) ^ mixed;
+    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4294967296;
+  };
+}
