@@ -24,7 +24,8 @@ type Phase = (typeof PHASES)[number];
 
 const EVENTS_PER_CALL = 1000;
 const CONCURRENT_CALLERS = 16;
-const CONCURRENT_BATCH_MAX_EVENTS = 16384;
+// The default: one flush carries every sealed batch, so concurrent calls share an fdatasync.
+const CONCURRENT_BATCH_MAX_EVENTS = 1000;
 const PER_EVENT_CALLERS = 64;
 const SEGMENT_BYTES = 16 << 20;
 /** Slices a paired phase alternates between tidelog and the bare loop. */

@@ -22,7 +22,11 @@ import { recordUs } from '../wal/flush-metrics.ts';
 import type { SegmentWriter } from '../wal/segment-writer.ts';
 
 export interface FlushRequest {
-  group: CommitGroup;
+  /** Batches in seq order; a group of only duplicates has no bytes but still settles here. */
+  groups: CommitGroup[];
+  /** The sealed batches back to back: one write. */
+  bytes: Uint8Array;
+  events: number;
   /** Start a new segment at this seq, opened by this checkpoint record, before writing. */
   rotate: { firstSeq: number; checkpointRecord: Uint8Array } | null;
   shouldSync: boolean;
@@ -58,13 +62,13 @@ async function execute(input: { context: FlushWorkerContext; op: FlushWorkerOp }
   const files = context.files;
   switch (op.type) {
     case 'FLUSH': {
-      const { group, rotate, shouldSync } = op.request;
-      if (group.sealed === null) return op; // every event was a duplicate: nothing to write
+      const { groups, bytes, rotate, shouldSync } = op.request;
+      if (bytes.byteLength === 0) return op; // every event was a duplicate: nothing to write
       if (rotate !== null) await files.rotate(rotate.firstSeq, rotate.checkpointRecord);
-      recordUs(files.metrics.queueWait, group.sealedAtNs, context.nowNs());
-      await files.append(group.sealed, shouldSync);
-      files.metrics.batches++;
-      files.metrics.events += group.count;
+      recordUs(files.metrics.queueWait, groups[0].sealedAtNs, context.nowNs());
+      await files.append(bytes, shouldSync);
+      for (const group of groups) if (group.sealed !== null) files.metrics.batches++;
+      files.metrics.events += op.request.events;
       return op;
     }
     case 'SYNC':

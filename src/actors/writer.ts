@@ -7,16 +7,16 @@
 //   └──────┘ ◄───────────────── └───────────┘                                └──────────┘
 //      ▲  │      nothing queued              PERSISTED: more queued → flushing again│
 //      │  └──── (a sealed group, or linger 0) ──────────────────────────────────────┘
-//      │                                                       PERSISTED: nothing queued → idle
+//      │                          PERSISTED: nothing queued → settling (one tick) → idle
 //      │ CLOSE_REQUESTED and nothing queued → closing → closed        FLUSH_FAILED → failed
 //
 // The machine sees one event per group, never one per event: the queue rings WORK_QUEUED
 // only when it goes from empty to non-empty or seals a full group. A flush starts as soon as
 // the flush worker is free; appends that arrive meanwhile form the next group.
 
-import { sendTo, setup, type ActorRefFrom } from 'xstate';
+import { fromCallback, sendTo, setup, type ActorRefFrom } from 'xstate';
 import { TidelogError } from '../errors.ts';
-import type { CommitGroup, CommitQueue } from '../wal/commit-queue.ts';
+import type { CommitQueue } from '../wal/commit-queue.ts';
 import type { SegmentWriter } from '../wal/segment-writer.ts';
 import { flushWorkerMachine, type FlushRequest, type FlushWorkerOp, type FlushWorkerReport } from './flush-worker.ts';
 
@@ -26,8 +26,8 @@ export interface WriterLane {
   readonly files: SegmentWriter;
   readonly batchLingerMs: number;
   readonly nowNs: () => bigint;
-  /** Decides rotation and sync for the group about to be written. */
-  prepareFlush(group: CommitGroup): FlushRequest;
+  /** Takes what is queued (as much as fits the segment) and decides rotation and sync. */
+  prepareFlush(): FlushRequest;
   /** The group is durable (or, with fsync off, written): fold it, then resolve its callers. */
   groupDurable(request: FlushRequest): void;
   laneFailed(error: Error): void;
@@ -36,6 +36,7 @@ export interface WriterLane {
 
 export type WriterEvent =
   | { type: 'WORK_QUEUED'; sealed: boolean }
+  | { type: 'SETTLED' }
   | { type: 'CLOSE_REQUESTED' }
   | { type: 'WORKER_OP'; op: FlushWorkerOp }
   | FlushWorkerReport;
@@ -46,7 +47,14 @@ export const writerMachine = setup({
     events: {} as WriterEvent,
     input: {} as { lane: WriterLane },
   },
-  actors: { flushWorker: flushWorkerMachine },
+  actors: {
+    flushWorker: flushWorkerMachine,
+    // One turn of the event loop: callers resolved by the last flush get to queue again.
+    nextTick: fromCallback(({ sendBack }) => {
+      const handle = setImmediate(() => sendBack({ type: 'SETTLED' }));
+      return () => clearImmediate(handle);
+    }),
+  },
   delays: {
     linger: ({ context }) => context.lane.batchLingerMs,
   },
@@ -58,11 +66,7 @@ export const writerMachine = setup({
     isClosingWithWork: ({ context }) => context.lane.queue.isClosing && context.lane.queue.hasWork,
   },
   actions: {
-    startFlush: sendTo('flushWorker', ({ context }): FlushWorkerOp => {
-      const group = context.lane.queue.takeNext();
-      if (group === null) throw new Error('invariant violated: flushing with nothing queued');
-      return { type: 'FLUSH', request: context.lane.prepareFlush(group) };
-    }),
+    startFlush: sendTo('flushWorker', ({ context }): FlushWorkerOp => ({ type: 'FLUSH', request: context.lane.prepareFlush() })),
     completeGroup: ({ context, event }) => {
       if (event.type === 'PERSISTED') context.lane.groupDurable(event.request);
     },
@@ -122,8 +126,16 @@ export const writerMachine = setup({
       },
     },
     settling: {
-      // A flush just finished: whatever queued meanwhile goes now, without lingering.
-      always: [{ guard: 'hasWork', target: 'flushing' }, { target: 'idle' }],
+      // A flush just finished: whatever queued meanwhile goes now, without lingering. If
+      // nothing did, wait one tick: the callers it just answered often append again at once,
+      // and they are the company a linger would wait for.
+      always: [{ guard: 'hasWork', target: 'flushing' }],
+      invoke: { src: 'nextTick' },
+      on: {
+        WORK_QUEUED: 'flushing',
+        SETTLED: 'idle',
+        CLOSE_REQUESTED: 'idle',
+      },
     },
     closing: {
       entry: 'closeWorker',

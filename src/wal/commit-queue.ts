@@ -1,8 +1,8 @@
 // The writer's data plane: turns append calls into group-commit batches.
 //
-//   append calls ──► open group ──seal──► sealed groups (FIFO) ──► in flight (one) ──► durable
-//                    (dedup, seqs,         (header + checksum      (flush worker:
-//                     packed copy)          done while waiting)     write + fdatasync)
+//   append calls ──► open group ──seal──► sealed groups (FIFO) ──► in flight ──► durable
+//                    (dedup, seqs,         (header + checksum      (every sealed group that
+//                     packed copy)          done while waiting)     fits: one write, one fdatasync)
 //
 // Seqs are assigned at enqueue, in call order, so they are gapless and monotonic across
 // concurrent callers; the lane is fail-stop, so a seq handed out is either written or the
@@ -70,8 +70,10 @@ export class CommitGroup {
 export class CommitQueue {
   private openGroup: CommitGroup | null = null;
   private readonly sealedGroups: CommitGroup[] = [];
-  private inFlight: CommitGroup | null = null;
+  private inFlight: CommitGroup[] = [];
   private pendingEvents = 0;
+  /** Scratch for dedup results, reused across calls. */
+  private isDuplicate = new Uint8Array(1024);
   private failure: Error | null = null;
   isClosing = false;
   /** Called when work appears that an idle or lingering writer must know about. */
@@ -156,27 +158,34 @@ export class CommitQueue {
   /** Dedup, seq assignment and one copy per run of kept events (usually the whole call). */
   private fill(group: CommitGroup, packed: Uint8Array, start: number, partCount: number, seqs: number[], nowMs: number): void {
     group.ensureRoom(partCount);
+    if (this.isDuplicate.length < partCount) this.isDuplicate = new Uint8Array(partCount);
+    const isDuplicate = this.isDuplicate;
+    const duplicates = this.dedup.markDuplicates(packed, start, partCount, nowMs, isDuplicate);
     const buffer = group.buffer;
-    let runStart = -1;
     let writeAt = BATCH_HEADER_BYTES + group.count * EVENT_BYTES;
-    const flushRun = (endIndex: number): void => {
-      if (runStart < 0) return;
-      const bytes = packed.subarray(runStart * EVENT_BYTES, endIndex * EVENT_BYTES);
-      buffer.set(bytes, writeAt);
-      writeAt += bytes.byteLength;
-      runStart = -1;
-    };
-    for (let index = start; index < start + partCount; index++) {
-      if (this.dedup.checkAndInsert(packed, index * EVENT_BYTES, nowMs)) {
-        flushRun(index);
-        seqs[index] = 0;
-      } else {
+    if (duplicates === 0) {
+      buffer.set(packed.subarray(start * EVENT_BYTES, (start + partCount) * EVENT_BYTES), writeAt);
+      for (let index = 0; index < partCount; index++) seqs[start + index] = this.nextSeq++;
+      group.count += partCount;
+      return;
+    }
+    let runStart = -1;
+    for (let index = 0; index <= partCount; index++) {
+      const isKept = index < partCount && isDuplicate[index] === 0;
+      if (isKept) {
         if (runStart < 0) runStart = index;
-        seqs[index] = this.nextSeq++;
+        seqs[start + index] = this.nextSeq++;
         group.count++;
+        continue;
+      }
+      if (index < partCount) seqs[start + index] = 0;
+      if (runStart >= 0) {
+        const run = packed.subarray((start + runStart) * EVENT_BYTES, (start + index) * EVENT_BYTES);
+        buffer.set(run, writeAt);
+        writeAt += run.byteLength;
+        runStart = -1;
       }
     }
-    flushRun(start + partCount);
   }
 
   /** Closes the open group: header and checksum now, while an earlier flush may be running. */
@@ -200,31 +209,42 @@ export class CommitQueue {
     this.sealedGroups.push(group);
   }
 
-  /** Hands the next group to the flush worker (sealing the open one if nothing else waits). */
-  takeNext(): CommitGroup | null {
-    if (this.inFlight !== null) throw new Error('invariant violated: a flush is already in flight');
-    if (this.sealedGroups.length === 0) this.seal();
-    const group = this.sealedGroups.shift() ?? null;
-    this.inFlight = group;
-    return group;
+  /** Seals the open group so everything queued can go in the next flush. */
+  sealOpenGroup(): void {
+    this.seal();
   }
 
-  /** The in-flight group is durable: resolve every caller whose last part it held. */
-  complete(group: CommitGroup): void {
-    if (group !== this.inFlight) throw new Error('invariant violated: completed a group that is not in flight');
-    this.inFlight = null;
-    this.pendingEvents -= group.submitted;
-    for (const waiter of group.waiters) {
-      waiter.partsLeft--;
-      if (waiter.partsLeft === 0) waiter.resolve(waiter.seqs);
+  /** Sealed groups waiting for the flush worker, oldest first. */
+  get sealed(): readonly CommitGroup[] {
+    return this.sealedGroups;
+  }
+
+  /** Hands the oldest `count` sealed groups to the flush worker (one flush, one fdatasync). */
+  take(count: number): CommitGroup[] {
+    if (this.inFlight.length > 0) throw new Error('invariant violated: a flush is already in flight');
+    if (count < 1 || count > this.sealedGroups.length) throw new Error(`invariant violated: take(${count})`);
+    this.inFlight = this.sealedGroups.splice(0, count);
+    return this.inFlight;
+  }
+
+  /** The in-flight groups are durable: resolve every caller whose last part they held. */
+  complete(groups: readonly CommitGroup[]): void {
+    if (groups !== this.inFlight) throw new Error('invariant violated: completed groups that are not in flight');
+    this.inFlight = [];
+    for (const group of groups) {
+      this.pendingEvents -= group.submitted;
+      for (const waiter of group.waiters) {
+        waiter.partsLeft--;
+        if (waiter.partsLeft === 0) waiter.resolve(waiter.seqs);
+      }
     }
   }
 
   /** The lane failed: reject everything pending and everything that comes later. */
   fail(error: Error): void {
     this.failure ??= error;
-    const groups = [this.inFlight, ...this.sealedGroups, this.openGroup].filter((g): g is CommitGroup => g !== null);
-    this.inFlight = null;
+    const groups = [...this.inFlight, ...this.sealedGroups, this.openGroup].filter((g): g is CommitGroup => g !== null);
+    this.inFlight = [];
     this.sealedGroups.length = 0;
     this.openGroup = null;
     const rejected = new Set<Waiter>();

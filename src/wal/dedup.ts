@@ -4,28 +4,33 @@
 // both; inserts go to `current`; every `windowMs` (or as soon as `current` holds
 // `maxEventsPerGeneration`) `previous` is dropped and `current` becomes `previous`. An event
 // is therefore remembered for at least min(windowMs, time to see maxEventsPerGeneration
-// events) and at most twice that. The cap bounds memory: 2 × cap × (21 + 4·2) bytes.
+// events) and at most twice that. The cap bounds memory: per generation about
+// cap × (21 B slab + 16 B table + 1 B filter).
 //
-// Each generation is an open-addressing table of indexes into a slab of packed events. The
-// hash only picks the probe start; membership is decided by comparing all 21 bytes, so a
-// hash collision can never drop a distinct event.
+// Each generation is an open-addressing table of [hash, index] pairs over a slab of packed
+// events. The hash only picks the probe start and skips obvious mismatches; membership is
+// decided by comparing all 21 bytes, so a hash collision can never drop a distinct event.
 //
-//   slab:  | ev 0 (21 B) | ev 1 (21 B) | ev 2 | ...            append-only per generation
-//   table: [ 0 | 3 | 0 | 1 | 0 | 2 | ... ]   slot = index + 1, 0 = empty, linear probing
+//   slab:   | ev 0 (21 B) | ev 1 (21 B) | ev 2 | ...      append-only per generation
+//   table:  [h|0][h|3][h|0][h|1][h|0][h|2] ...            [hash, index + 1], 0 = empty slot
+//   filter: 0 1 0 0 1 1 0 ...                             8 bits per entry, one set per event
+//
+// The table is far larger than the CPU caches once a generation holds ~10^6 events, so a
+// probe is a cache miss. The filter (1/16 of the table's size) answers "certainly absent"
+// for most new events without touching the table, and batches are hashed in one pass and
+// probed in a second, so the misses of independent events overlap.
 
 import { EVENT_BYTES } from './event.ts';
 
 const INITIAL_CAPACITY = 16_384;
+const FILTER_BITS_PER_ENTRY = 8;
 
 class ContentSet {
   private slab: Uint8Array;
-  /**
-   * Open-addressing slots, two Int32 each: [hash, index + 1]; index 0 marks an empty slot.
-   * Keeping the hash beside the index means a probe touches one cache line, and the slab
-   * (the bytes) is read only when a full 32-bit hash matches.
-   */
   private table: Int32Array;
+  private filter: Uint32Array;
   private slotMask: number;
+  private filterMask: number;
   private capacity: number;
   count = 0;
 
@@ -34,10 +39,32 @@ class ContentSet {
     this.slab = new Uint8Array(this.capacity * EVENT_BYTES);
     this.table = new Int32Array(this.capacity * 4); // 2 slots per entry, 2 ints per slot
     this.slotMask = this.capacity * 2 - 1;
+    this.filter = new Uint32Array((this.capacity * FILTER_BITS_PER_ENTRY) / 32);
+    this.filterMask = this.capacity * FILTER_BITS_PER_ENTRY - 1;
   }
 
   get isFull(): boolean {
     return this.count >= this.maxEntries;
+  }
+
+  clear(): void {
+    if (this.count === 0) return;
+    this.table.fill(0);
+    this.filter.fill(0);
+    this.count = 0;
+  }
+
+  /** Filter bit of a hash: uses the high bits, which the table's low-bit slots do not. */
+  private mightHave(hash: number): boolean {
+    const bit = Math.imul(hash, 0x9e3779b1) >>> 0;
+    const at = (bit >>> 5) & (this.filterMask >>> 5);
+    return (this.filter[at] & (1 << (bit & 31))) !== 0;
+  }
+
+  private markFilter(hash: number): void {
+    const bit = Math.imul(hash, 0x9e3779b1) >>> 0;
+    const at = (bit >>> 5) & (this.filterMask >>> 5);
+    this.filter[at] |= 1 << (bit & 31);
   }
 
   /** Adds the event at `bytes[offset..offset+21)`; returns false if it was already present. */
@@ -46,10 +73,13 @@ class ContentSet {
     const table = this.table;
     const mask = this.slotMask;
     let slot = hash & mask;
-    // One probe both looks for the event and finds the empty slot it would take.
-    for (let entry = table[slot * 2 + 1]; entry !== 0; entry = table[slot * 2 + 1]) {
-      if (table[slot * 2] === hash && this.equalsAt(entry - 1, bytes, offset)) return false;
-      slot = (slot + 1) & mask;
+    if (this.mightHave(hash)) {
+      for (let entry = table[slot * 2 + 1]; entry !== 0; entry = table[slot * 2 + 1]) {
+        if (table[slot * 2] === hash && this.equalsAt(entry - 1, bytes, offset)) return false;
+        slot = (slot + 1) & mask;
+      }
+    } else {
+      while (table[slot * 2 + 1] !== 0) slot = (slot + 1) & mask;
     }
     const index = this.count++;
     const slab = this.slab;
@@ -58,11 +88,12 @@ class ContentSet {
     for (let byte = 0; byte < EVENT_BYTES; byte++) slab[base + byte] = bytes[offset + byte];
     table[slot * 2] = hash;
     table[slot * 2 + 1] = index + 1;
+    this.markFilter(hash);
     return true;
   }
 
   has(bytes: Uint8Array, offset: number, hash: number): boolean {
-    if (this.count === 0) return false;
+    if (this.count === 0 || !this.mightHave(hash)) return false;
     const table = this.table;
     const mask = this.slotMask;
     let slot = hash & mask;
@@ -90,12 +121,15 @@ class ContentSet {
     const old = this.table;
     const table = new Int32Array(this.capacity * 4);
     const mask = this.capacity * 2 - 1;
+    this.filter = new Uint32Array((this.capacity * FILTER_BITS_PER_ENTRY) / 32);
+    this.filterMask = this.capacity * FILTER_BITS_PER_ENTRY - 1;
     for (let at = 0; at < old.length; at += 2) {
       if (old[at + 1] === 0) continue;
       let slot = old[at] & mask;
       while (table[slot * 2 + 1] !== 0) slot = (slot + 1) & mask;
       table[slot * 2] = old[at];
       table[slot * 2 + 1] = old[at + 1];
+      this.markFilter(old[at]);
     }
     this.table = table;
     this.slotMask = mask;
@@ -108,12 +142,11 @@ function nextPowerOfTwo(value: number): number {
   return power;
 }
 
-/** 32-bit (signed) hash of 21 bytes (murmur3-style mixing of five words and the last byte). */
-export function hashEvent(bytes: Uint8Array, offset: number): number {
+/** 32-bit (signed) hash of the 21 bytes at `offset` (murmur3-style mixing of five words and a byte). */
+export function hashEvent(view: DataView, offset: number): number {
   let hash = 0x9747b28c;
   for (let word = 0; word < 5; word++) {
-    const at = offset + word * 4;
-    let k = bytes[at] | (bytes[at + 1] << 8) | (bytes[at + 2] << 16) | (bytes[at + 3] << 24);
+    let k = view.getUint32(offset + word * 4, true);
     k = Math.imul(k, 0xcc9e2d51);
     k = (k << 15) | (k >>> 17);
     k = Math.imul(k, 0x1b873593);
@@ -121,7 +154,7 @@ export function hashEvent(bytes: Uint8Array, offset: number): number {
     hash = (hash << 13) | (hash >>> 19);
     hash = (Math.imul(hash, 5) + 0xe6546b64) | 0;
   }
-  hash ^= Math.imul(bytes[offset + 20], 0xcc9e2d51);
+  hash ^= Math.imul(view.getUint8(offset + 20), 0xcc9e2d51);
   hash ^= hash >>> 16;
   hash = Math.imul(hash, 0x85ebca6b);
   hash ^= hash >>> 13;
@@ -139,6 +172,7 @@ export class DedupWindow {
   private current: ContentSet;
   private previous: ContentSet;
   private generationStartMs: number;
+  private hashes = new Int32Array(1024);
   /** Generations dropped so far; exposed for metrics and tests. */
   swaps = 0;
 
@@ -155,33 +189,55 @@ export class DedupWindow {
     return this.options.windowMs > 0;
   }
 
+  get size(): number {
+    return this.current.count + this.previous.count;
+  }
+
   /** Swaps generations if the window elapsed; call once per batch, not per event. */
   tick(nowMs: number): void {
     if (this.isEnabled && nowMs - this.generationStartMs >= this.options.windowMs) this.swap(nowMs);
   }
 
-  /** True if the event was seen inside the window; otherwise remembers it and returns false. */
+  /**
+   * For the `count` packed events of `bytes` starting at event `firstIndex`: sets
+   * `isDuplicate[i] = 1` for each event seen inside the window (earlier in this same call
+   * included) and remembers the others. Returns the number of duplicates.
+   */
+  markDuplicates(bytes: Uint8Array, firstIndex: number, count: number, nowMs: number, isDuplicate: Uint8Array): number {
+    isDuplicate.fill(0, 0, count);
+    if (!this.isEnabled) return 0;
+    if (this.hashes.length < count) this.hashes = new Int32Array(nextPowerOfTwo(count));
+    const hashes = this.hashes;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const base = firstIndex * EVENT_BYTES;
+    for (let index = 0; index < count; index++) hashes[index] = hashEvent(view, base + index * EVENT_BYTES);
+    let duplicates = 0;
+    for (let index = 0; index < count; index++) {
+      const offset = base + index * EVENT_BYTES;
+      const hash = hashes[index];
+      if (this.previous.has(bytes, offset, hash) || !this.current.add(bytes, offset, hash)) {
+        isDuplicate[index] = 1;
+        duplicates++;
+      } else if (this.current.isFull) {
+        this.swap(nowMs);
+      }
+    }
+    return duplicates;
+  }
+
+  /** One event; the batch form above is the hot path. */
   checkAndInsert(bytes: Uint8Array, offset: number, nowMs: number): boolean {
-    if (!this.isEnabled) return false;
-    const hash = hashEvent(bytes, offset);
-    if (this.previous.has(bytes, offset, hash)) return true;
-    if (!this.current.add(bytes, offset, hash)) return true;
-    if (this.current.isFull) this.swap(nowMs);
-    return false;
-  }
-
-  /** Re-inserts an event read back from the log during recovery (no duplicate check result). */
-  remember(bytes: Uint8Array, offset: number, nowMs: number): void {
-    this.checkAndInsert(bytes, offset, nowMs);
-  }
-
-  get size(): number {
-    return this.current.count + this.previous.count;
+    const flag = new Uint8Array(1);
+    if (offset % EVENT_BYTES === 0) return this.markDuplicates(bytes, offset / EVENT_BYTES, 1, nowMs, flag) === 1;
+    return this.markDuplicates(bytes.subarray(offset, offset + EVENT_BYTES), 0, 1, nowMs, flag) === 1;
   }
 
   private swap(nowMs: number): void {
+    // The dropped generation's memory becomes the new current one: no allocation once warm.
+    const recycled = this.previous;
+    recycled.clear();
     this.previous = this.current;
-    this.current = new ContentSet(this.options.maxEventsPerGeneration);
+    this.current = recycled;
     this.generationStartMs = nowMs;
     this.swaps++;
   }

@@ -20,7 +20,7 @@ import type { FlushRequest } from '../actors/flush-worker.ts';
 import { BATCH_HEADER_BYTES } from './batch-format.ts';
 import { readCheckpointFile, encodeCheckpointRecord, writeCheckpointFile } from './checkpoint-file.ts';
 import { initChecksum } from './checksum.ts';
-import { CommitQueue, type CommitGroup } from './commit-queue.ts';
+import { CommitQueue } from './commit-queue.ts';
 import { DedupWindow } from './dedup.ts';
 import { EVENT_BYTES, decodeEvent, encodeEvents, validatePacked, type SignalEvent } from './event.ts';
 import { nodeFileIo, type FileIo } from './file-io.ts';
@@ -104,6 +104,18 @@ export interface WalStats {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Upper bound on one flush's write, so one fdatasync never carries an unbounded backlog. */
+const MAX_FLUSH_BYTES = 8 << 20;
+
+function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
 
 function resolveOptions(options: WalOptions): ResolvedOptions {
   const resolved: ResolvedOptions = {
@@ -234,7 +246,8 @@ export class Wal implements WriterLane {
       );
       const dedupCutoffNs = clock.nowNs() - BigInt(Math.round(resolved.dedupWindowMs * 2)) * 1_000_000n;
       const replayed: SignalEvent[] = [];
-      let dedupRebuilt = 0;
+      // Only the newest events can still be in the window: at most two generations' worth.
+      const tail = new RecentBatches(2 * resolved.dedupMaxEvents);
       let hasRestored = false;
       const nowMs = clock.nowMs();
       const { report, segments } = await recoverShard({
@@ -252,12 +265,7 @@ export class Wal implements WriterLane {
         onBatch: (bytes, batch) => {
           const { header, offset } = batch;
           const payloadStart = offset + BATCH_HEADER_BYTES;
-          if (dedup.isEnabled && header.timestampNs >= dedupCutoffNs) {
-            for (let index = 0; index < header.count; index++) {
-              dedup.remember(bytes, payloadStart + index * EVENT_BYTES, nowMs);
-            }
-            dedupRebuilt += header.count;
-          }
+          if (dedup.isEnabled && header.timestampNs >= dedupCutoffNs) tail.push(bytes, payloadStart, header.count);
           if (stateMachine) {
             stateMachine.apply({
               firstSeq: header.firstSeq,
@@ -274,6 +282,7 @@ export class Wal implements WriterLane {
           }
         },
       });
+      const dedupRebuilt = tail.replayInto(dedup, nowMs);
       if (checkpointSeq > report.lastSeq && segments.length > 0 && !resolved.salvage) {
         throw new TidelogError(
           'CHECKPOINT_DAMAGED',
@@ -348,6 +357,8 @@ export class Wal implements WriterLane {
     if (!Number.isSafeInteger(seq) || seq < 0 || seq > this.durableSeq) {
       throw new TidelogError('OUT_OF_RANGE', `checkpoint(${seq}): seq must be 0..${this.durableSeq} (durable)`);
     }
+    // A checkpoint never moves back: an older seq than the one recorded changes nothing.
+    if (seq < this.checkpointSeq) return;
     const timestampNs = this.nowNs();
     const { io, dir, shard } = this.options;
     await this.runTask(async () => {
@@ -460,23 +471,51 @@ export class Wal implements WriterLane {
 
   // ── WriterLane: called by the writer actor ────────────────────────────────────────────
 
-  prepareFlush(group: CommitGroup): FlushRequest {
+  prepareFlush(): FlushRequest {
+    // Everything queued goes in this flush, as far as it fits the open segment: one write,
+    // one fdatasync for all of it.
+    this.queue.sealOpenGroup();
+    const sealed = this.queue.sealed;
     const open = this.segmentList[this.segmentList.length - 1];
-    const groupBytes = group.sealed?.byteLength ?? 0;
+    const written = this.files.metrics.writtenOffset;
     const hasBatches = open.lastSeq >= open.firstSeq;
+    const segmentBytes = this.options.segmentBytes;
     let rotate: FlushRequest['rotate'] = null;
-    if (groupBytes > 0 && hasBatches && this.files.metrics.writtenOffset + groupBytes > this.options.segmentBytes) {
-      const snapshot = this.options.stateMachine?.snapshot() ?? EMPTY;
-      rotate = {
-        firstSeq: group.firstSeq,
-        checkpointRecord: encodeCheckpointRecord(this.options.shard, group.firstSeq, this.nowNs(), snapshot),
-      };
+    let space = segmentBytes - written;
+    let total = 0;
+    let count = 0;
+    for (const group of sealed) {
+      const bytes = group.sealed?.byteLength ?? 0;
+      if (bytes > 0) {
+        if (total === 0) {
+          // The first batch always goes; it opens a new segment if it would overflow this one.
+          if (hasBatches && written + bytes > segmentBytes) {
+            const snapshot = this.options.stateMachine?.snapshot() ?? EMPTY;
+            const record = encodeCheckpointRecord(this.options.shard, group.firstSeq, this.nowNs(), snapshot);
+            rotate = { firstSeq: group.firstSeq, checkpointRecord: record };
+            space = segmentBytes - record.byteLength;
+          }
+        } else if (total + bytes > space || total + bytes > MAX_FLUSH_BYTES) {
+          break;
+        }
+        total += bytes;
+      }
+      count++;
     }
-    return { group, rotate, shouldSync: this.options.fsync === 'full' };
+    const groups = this.queue.take(count);
+    let events = 0;
+    const parts: Uint8Array[] = [];
+    for (const group of groups) {
+      if (group.sealed === null) continue;
+      parts.push(group.sealed);
+      events += group.count;
+    }
+    const bytes = parts.length === 1 ? parts[0] : concatBytes(parts, total);
+    return { groups, bytes, events, rotate, shouldSync: this.options.fsync === 'full' };
   }
 
   groupDurable(request: FlushRequest): void {
-    const { group, rotate } = request;
+    const { groups, rotate } = request;
     try {
       if (rotate !== null) {
         this.segmentList.push({
@@ -487,12 +526,14 @@ export class Wal implements WriterLane {
           snapshot: rotate.checkpointRecord.subarray(BATCH_HEADER_BYTES),
         });
       }
-      if (group.sealed !== null) {
-        const open = this.segmentList[this.segmentList.length - 1];
+      const open = this.segmentList[this.segmentList.length - 1];
+      const nowNs = this.nowNs();
+      for (const group of groups) {
+        if (group.sealed === null) continue;
         open.lastSeq = group.lastSeq;
         open.bytes += group.sealed.byteLength;
         this.durableSeq = group.lastSeq;
-        recordUs(this.files.metrics.commitLatency, group.sealedAtNs, this.nowNs());
+        recordUs(this.files.metrics.commitLatency, group.sealedAtNs, nowNs);
         this.options.stateMachine?.apply({
           firstSeq: group.firstSeq,
           count: group.count,
@@ -510,12 +551,12 @@ export class Wal implements WriterLane {
         });
       }
     } catch (error) {
-      // The batch is durable, so its callers are answered; a throwing hook stops the lane.
-      this.queue.complete(group);
+      // The batches are durable, so their callers are answered; a throwing hook stops the lane.
+      this.queue.complete(groups);
       this.writer.send({ type: 'FLUSH_FAILED', error: error instanceof Error ? error : new Error(String(error)) });
       return;
     }
-    this.queue.complete(group);
+    this.queue.complete(groups);
   }
 
   laneFailed(error: Error): void {
@@ -533,6 +574,44 @@ export class Wal implements WriterLane {
     const { promise, resolve, reject } = deferred<void>();
     this.writer.send({ type: 'WORKER_OP', op: { type: 'TASK', run, resolve, reject } });
     return promise;
+  }
+}
+
+/** The newest batches seen during recovery, bounded by event count, for the dedup rebuild. */
+class RecentBatches {
+  private batches: Array<{ bytes: Uint8Array; offset: number; count: number }> = [];
+  /** Index of the oldest kept batch (dropping from the front without an O(n) shift). */
+  private head = 0;
+  private events = 0;
+  constructor(private readonly maxEvents: number) {}
+
+  push(bytes: Uint8Array, offset: number, count: number): void {
+    this.batches.push({ bytes, offset, count });
+    this.events += count;
+    while (this.batches.length - this.head > 1 && this.events - this.batches[this.head].count >= this.maxEvents) {
+      this.events -= this.batches[this.head].count;
+      this.head++;
+    }
+    if (this.head > 4096 && this.head * 2 > this.batches.length) {
+      this.batches = this.batches.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Inserts the kept events oldest first; returns how many. */
+  replayInto(dedup: DedupWindow, nowMs: number): number {
+    let inserted = 0;
+    let scratch = new Uint8Array(1024);
+    for (let at = this.head; at < this.batches.length; at++) {
+      const { bytes, offset, count } = this.batches[at];
+      if (scratch.length < count) scratch = new Uint8Array(count);
+      // The payload starts at `offset` inside the segment bytes; index events from there.
+      dedup.markDuplicates(bytes.subarray(offset, offset + count * EVENT_BYTES), 0, count, nowMs, scratch);
+      inserted += count;
+    }
+    this.batches = [];
+    this.head = 0;
+    return inserted;
   }
 }
 

@@ -37,7 +37,7 @@ test('dedup - events whose hashes collide are still told apart by their bytes', 
   const packed = packedFrom(seeds);
   const bySlot = new Map<number, number[]>();
   for (let index = 0; index < seeds.length; index++) {
-    const slot = hashEvent(packed, index * EVENT_BYTES) & 0xff;
+    const slot = hashEvent(new DataView(packed.buffer), index * EVENT_BYTES) & 0xff;
     bySlot.set(slot, [...(bySlot.get(slot) ?? []), index]);
   }
   const crowded = [...bySlot.values()].sort((a, b) => b.length - a.length)[0];
