@@ -1,141 +1,92 @@
-// Content digests for reconciliation: a 64-bit hash of each entity's canonical state, and a
-// digest tree over all entities so two replicas can find where they differ by exchanging
+// The digest tree two replicas compare to find where their states differ, exchanging
 // O(differences × depth) digests instead of the state.
-// Invariant: an entity digest is a function of the entity's state (the fields the snapshot
-// encodes, in canonical order), and a tree node's digest is the XOR of its entities' digests,
-// plus a count; so equal states give equal trees, and a node differs iff some entity under it
-// differs (up to 64-bit collisions, ~2^-64 per compared pair).
+// Invariant: a node's digest is the XOR of the digests of the entities under it, plus their
+// count, and an entity digest is a function of the entity's state (signal-state.ts
+// entityDigests); so equal states give equal trees, and a node differs iff some entity under it
+// differs (up to 64-bit collisions, ~2^-64 per compared node).
 //
-// Tree: entities sit at a u32 position (a hash of the entity id, entity-state.ts positionOf).
-// Level ℓ (0 … 8) splits the u32 space into 16^ℓ equal ranges; node (ℓ, i) covers positions
+// Entities sit at a u32 position (a hash of the entity id, entity-key.ts positionOf). Level ℓ
+// (0 … 8) splits the u32 space into 16^ℓ equal ranges; node (ℓ, i) covers positions
 // [i·2^(32−4ℓ), (i+1)·2^(32−4ℓ)). Nodes are computed on demand from a position-sorted array and
-// prefix XORs, so any node costs two binary searches.
+// prefix XORs, so a node costs two binary searches, whatever its size.
 //
-//   node digest (as exchanged)
+//   node digest as exchanged (reconcile.ts)
 //   field     type   meaning
 //   --------  -----  ----------------------------------------------
-//   level     u8     0 … 8
-//   index     u32    node index within its level (< 16^level)
+//   level     uint   0 … 8
+//   index     uint   node index within its level (< 16^level)
 //   hashHi    u32    XOR of entity digests, high half
 //   hashLo    u32    XOR of entity digests, low half
-//   count     u32    entities under the node
+//   count     uint   entities under the node
 
-import type { Contribution } from './contribution.ts';
-import { keyHalves, type EntityState } from './entity-state.ts';
+import { keyHalves, positionOf, type EntityKey } from './entity-key.ts';
+import type { LWWRegister } from './lww-register.ts';
 import { splitNs } from './packed-time.ts';
+import type { ScoreColumn } from './score-column.ts';
+import { SlotTable } from './slot-table.ts';
+import { WordHash } from './word-hash.ts';
 
 export const FANOUT_BITS = 4;
+export const FANOUT = 1 << FANOUT_BITS;
 export const MAX_LEVEL = 32 / FANOUT_BITS;
 
-/** Two independent murmur3-style 32-bit lanes over a stream of u32 words. */
-class WordHasher {
-  private a = 0;
-  private b = 0;
-  private words = 0;
-  private readonly float = new Float64Array(1);
-  private readonly floatWords = new Uint32Array(this.float.buffer);
-
-  reset(): void {
-    this.a = 0x9747b28c;
-    this.b = 0x2f6b1d3a;
-    this.words = 0;
-  }
-
-  word(value: number): void {
-    this.a = mixLane(this.a, value, 0xcc9e2d51, 0x1b873593);
-    this.b = mixLane(this.b, value, 0x85ebca77, 0xc2b2ae3d);
-    this.words++;
-  }
-
-  /** Any float64 (including integers beyond 2^32) as its two IEEE words. */
-  float64(value: number): void {
-    this.float[0] = value;
-    this.word(this.floatWords[0]);
-    this.word(this.floatWords[1]);
-  }
-
-  finish(out: { hi: number; lo: number }): void {
-    out.hi = finalMix(this.a ^ this.words);
-    out.lo = finalMix(this.b ^ Math.imul(this.words, 0x9e3779b1));
-  }
+export interface EntityDigests {
+  keys: EntityKey[];
+  hashHi: Uint32Array;
+  hashLo: Uint32Array;
 }
 
-function mixLane(hash: number, word: number, c1: number, c2: number): number {
-  let k = Math.imul(word, c1);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, c2);
-  hash ^= k;
-  hash = (hash << 13) | (hash >>> 19);
-  return (Math.imul(hash, 5) + 0xe6546b64) | 0;
+/** What the tree needs from a state: keys and their digests, aligned. */
+export interface DigestSource {
+  entityDigests(): EntityDigests;
 }
 
-function finalMix(hash: number): number {
-  hash ^= hash >>> 16;
-  hash = Math.imul(hash, 0x85ebca6b);
-  hash ^= hash >>> 13;
-  hash = Math.imul(hash, 0xc2b2ae35);
-  hash ^= hash >>> 16;
-  return hash >>> 0;
-}
-
-const hasher = new WordHasher();
-const digestOut = { hi: 0, lo: 0 };
-
-/** Recomputes the entity's digest if its state changed since the last time. */
-export function refreshEntityDigest(entity: EntityState): void {
-  if (!entity.isDigestStale) return;
-  hasher.reset();
-  const [keyHi, keyLo] = keyHalves(entity.key);
-  hasher.word(keyHi);
-  hasher.word(keyLo);
-  hasher.word(entity.cells.length);
-  for (const cell of entity.cells) {
-    hasher.word(cell.signal.id);
-    hasher.word(cell.contributions.length);
-    for (const contribution of cell.contributions) hashContribution(contribution);
+/**
+ * Each entity's digest: the XOR of its cells' digests (score-column.ts, cached per cell) and of
+ * its flags' digest. Every part hashes the entity key first, so parts of different entities
+ * never cancel.
+ */
+export function entityDigestsOf(
+  keys: EntityKey[],
+  columns: readonly ScoreColumn[],
+  flags: ReadonlyMap<EntityKey, readonly (LWWRegister<boolean> | undefined)[]>,
+): EntityDigests {
+  const positions = new SlotTable();
+  keys.forEach((key, index) => positions.set(key, index));
+  const hashHi = new Uint32Array(keys.length);
+  const hashLo = new Uint32Array(keys.length);
+  const hash = new WordHash();
+  for (const column of columns) {
+    column.heads.forEach((key, head) => {
+      column.cellDigest(key, head, hash);
+      const index = positions.get(key);
+      hashHi[index] ^= hash.hi;
+      hashLo[index] ^= hash.lo;
+    });
   }
-  const flags = entity.flags ?? [];
-  for (let index = 0; index < flags.length; index++) {
-    const stamp = flags[index]?.timestamp;
-    if (stamp === undefined) continue;
-    hasher.word(index);
-    hasher.word(flags[index]?.get() === true ? 1 : 0);
-    hashWall(stamp.wallNs);
-    hasher.word(stamp.logical);
-    hasher.word(stamp.nodeId);
+  for (const [key, registers] of flags) {
+    const [keyHi, keyLo] = keyHalves(key);
+    hash.reset();
+    hash.word(keyHi);
+    hash.word(keyLo);
+    hash.word(0xffff_ffff);
+    registers.forEach((register, index) => {
+      const stamp = register?.timestamp;
+      if (stamp === undefined) return;
+      const [wallHi, wallLo] = splitNs(stamp.wallNs);
+      hash.word(index);
+      hash.word(register?.get() === true ? 1 : 0);
+      hash.word(wallHi);
+      hash.word(wallLo);
+      hash.word(stamp.logical);
+      hash.word(stamp.nodeId);
+    });
+    hash.finish();
+    const index = positions.get(key);
+    hashHi[index] ^= hash.hi;
+    hashLo[index] ^= hash.lo;
   }
-  hasher.finish(digestOut);
-  entity.digestHi = digestOut.hi;
-  entity.digestLo = digestOut.lo;
-  entity.isDigestStale = false;
-}
-
-function hashContribution(contribution: Contribution): void {
-  hasher.word(contribution.origin);
-  hasher.float64(contribution.lastSeq);
-  hasher.float64(contribution.eventCount);
-  hasher.float64(contribution.weightPositiveHi);
-  hasher.float64(contribution.weightPositiveLo);
-  hasher.float64(contribution.weightNegativeHi);
-  hasher.float64(contribution.weightNegativeLo);
-  hasher.float64(contribution.score);
-  hasher.word(contribution.anchorHi);
-  hasher.word(contribution.anchorLo);
-  hashWall(contribution.lastWallNs);
-  hasher.word(contribution.lastLogical);
-  hasher.word(contribution.lastNodeId);
-  hasher.word(contribution.lastEventHi);
-  hasher.word(contribution.lastEventLo);
-  for (const ring of contribution.windows) {
-    hasher.word(ring.length);
-    for (const value of ring) hasher.float64(value);
-  }
-}
-
-function hashWall(wallNs: bigint): void {
-  const [hi, lo] = splitNs(wallNs);
-  hasher.word(hi);
-  hasher.word(lo);
+  return { keys, hashHi, hashLo };
 }
 
 export interface NodeDigest {
@@ -144,26 +95,31 @@ export interface NodeDigest {
   count: number;
 }
 
-/** A position-sorted view of one state version with prefix XORs for O(log n) node digests. */
 export class DigestTree {
-  readonly entities: EntityState[];
+  /** Entity keys in position order. */
+  readonly keys: EntityKey[];
   private readonly positions: Float64Array;
   private readonly prefixHi: Uint32Array;
   private readonly prefixLo: Uint32Array;
 
-  constructor(entities: Iterable<EntityState>) {
-    const sorted = [...entities];
-    for (const entity of sorted) refreshEntityDigest(entity);
-    sorted.sort((a, b) => a.position - b.position || a.digestHi - b.digestHi || a.digestLo - b.digestLo);
-    this.entities = sorted;
-    this.positions = new Float64Array(sorted.length);
-    this.prefixHi = new Uint32Array(sorted.length + 1);
-    this.prefixLo = new Uint32Array(sorted.length + 1);
-    for (let index = 0; index < sorted.length; index++) {
-      this.positions[index] = sorted[index].position;
-      this.prefixHi[index + 1] = this.prefixHi[index] ^ sorted[index].digestHi;
-      this.prefixLo[index + 1] = this.prefixLo[index] ^ sorted[index].digestLo;
-    }
+  constructor(source: DigestSource) {
+    const { keys, hashHi: digestHi, hashLo: digestLo } = source.entityDigests();
+    const count = keys.length;
+    const positions = new Float64Array(count);
+    for (let index = 0; index < count; index++) positions[index] = positionOf(keys[index]);
+    // Ties in position keep the key order (keys arrive sorted), so the order is canonical.
+    const order = Array.from({ length: count }, (_, index) => index).sort(
+      (a, b) => positions[a] - positions[b] || a - b,
+    );
+    this.keys = order.map((index) => keys[index]);
+    this.positions = new Float64Array(count);
+    this.prefixHi = new Uint32Array(count + 1);
+    this.prefixLo = new Uint32Array(count + 1);
+    order.forEach((from, to) => {
+      this.positions[to] = positions[from];
+      this.prefixHi[to + 1] = this.prefixHi[to] ^ digestHi[from];
+      this.prefixLo[to + 1] = this.prefixLo[to] ^ digestLo[from];
+    });
   }
 
   node(level: number, index: number): NodeDigest {
@@ -175,10 +131,10 @@ export class DigestTree {
     };
   }
 
-  /** The entities under node (level, index). */
-  entitiesIn(level: number, index: number): EntityState[] {
+  /** Keys of the entities under node (level, index). */
+  keysIn(level: number, index: number): EntityKey[] {
     const [start, end] = this.range(level, index);
-    return this.entities.slice(start, end);
+    return this.keys.slice(start, end);
   }
 
   private range(level: number, index: number): [number, number] {

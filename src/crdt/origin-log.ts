@@ -4,7 +4,9 @@
 // appliedSeq + 1 (it would have been folded), and (origin, seq) names one event forever, so a
 // union of two pending maps never holds two different events under one seq.
 
-import { EVENT_BYTES } from './packed-events.ts';
+import { TidelogError } from '../errors.ts';
+import type { HlcTimestamp } from './hlc-timestamp.ts';
+import { EVENT_BYTES } from '../event.ts';
 
 export interface PendingEvent {
   /** The packed 21-byte event (a view into a private copy). */
@@ -26,6 +28,33 @@ export class OriginLog {
   /** True when the log says nothing (equal to an absent log). */
   get isEmpty(): boolean {
     return this.appliedSeq === 0 && this.pending.size === 0;
+  }
+
+  /**
+   * Buffers a batch that arrived beyond a gap (event i: seq firstSeq + i, logical + i); seqs
+   * already pending are kept as they are. Returns how many events were added; OVERLOADED,
+   * adding none, if that would be more than `room`.
+   */
+  addPending(bytes: Uint8Array, count: number, firstSeq: number, firstHlc: HlcTimestamp, room: number): number {
+    let added = 0;
+    for (let index = 0; index < count; index++) if (!this.pending.has(firstSeq + index)) added++;
+    if (added > room) {
+      throw new TidelogError('OVERLOADED', `the reorder buffer is full: origin ${this.origin} waits for seq ${this.appliedSeq + 1}`, {
+        details: { origin: this.origin, appliedSeq: this.appliedSeq, pendingEvents: this.pending.size },
+      });
+    }
+    const copy = bytes.slice(0, count * EVENT_BYTES);
+    for (let index = 0; index < count; index++) {
+      const seq = firstSeq + index;
+      if (this.pending.has(seq)) continue;
+      this.pending.set(seq, {
+        bytes: copy.subarray(index * EVENT_BYTES, (index + 1) * EVENT_BYTES),
+        wallNs: firstHlc.wallNs,
+        logical: firstHlc.logical + index,
+        nodeId: firstHlc.nodeId,
+      });
+    }
+    return added;
   }
 
   /** Pending seqs, ascending. */

@@ -72,7 +72,7 @@ export interface SignalSchemaConfig {
 }
 
 export const DEFAULT_SIGNAL_SCHEMA_PATH = fileURLToPath(new URL('../../config/signals.json', import.meta.url));
-export const DEFAULT_BUCKETS_PER_WINDOW = 60;
+export const DEFAULT_BUCKETS_PER_WINDOW = 24;
 const MAX_WINDOWS = 8;
 const MAX_WINDOW_SECONDS = 366 * 86400;
 const NAME_PATTERN = /^[a-z][a-z0-9_]{0,31}$/;

@@ -6,7 +6,7 @@
 //   origin  = a writer with its own gapless seq space (in tidelog: one shard leader term); the
 //             pair (origin, seq) names one event forever. Origins number events 1, 2, 3, …
 //             unless `registerOrigin(origin, firstSeq)` says where the space starts.
-//   entity  = per score signal, per origin a Contribution (decayed score, windowed counts,
+//   entity  = per score signal, per origin a contribution (score-column.ts: decayed score, windowed counts,
 //             event count and weight sum as PN-counter entries, last HLC), plus LWW flags.
 //
 // Exactly-once folding without coordination:
@@ -26,24 +26,28 @@
 // `Hlc.reserve(n)` hands out for a batch; `apply` takes one event's own timestamp.
 
 import { TidelogError } from '../errors.ts';
-import { countInWindow, foldScoreEvent, scoreAt } from './contribution.ts';
-import {
-  compareEntityKeys,
-  EntityState,
-  entityIdOf,
-  entityKeyOf,
-  positionOf,
-  type EntityKey,
-} from './entity-state.ts';
-import { compareHlcParts, HlcTimestamp, U32_MAX, U64_MAX } from './hlc-timestamp.ts';
+import { entityDigestsOf, type EntityDigests } from './digest-tree.ts';
+import { countersOf, viewEntity, type EntityView } from './entity-view.ts';
+import { compareEntityKeys, entityIdOf, entityKeyOf, type EntityKey } from './entity-key.ts';
+import { foldPacked, validatePacked, type FoldTarget } from './event-fold.ts';
+import { HlcTimestamp, U32_MAX, U64_MAX } from './hlc-timestamp.ts';
 import { LWWRegister, trueWinsTies } from './lww-register.ts';
 import { OriginLog } from './origin-log.ts';
-import { EVENT_BYTES, packedCount, writeEvent, type SignalEvent } from './packed-events.ts';
-import { joinNs, secondsOf, splitNs, TWO_POW_32 } from './packed-time.ts';
-import { PNCounter } from './pn-counter.ts';
+import { EVENT_BYTES, checkPackedLength, writeEvent, type SignalEvent } from '../event.ts';
+import type { PNCounter } from './pn-counter.ts';
+import { ScoreColumn } from './score-column.ts';
 import type { SignalSchema, SignalType } from './signal-schema.ts';
-import { decodeSnapshotBytes, encodeSnapshotBytes } from './snapshot-codec.ts';
-import { checkWeight, MAX_ABS_WEIGHT, MICROS_PER_UNIT, microsToUnits, wideToBigInt } from './weight-micros.ts';
+import {
+  decodeSnapshotBytes,
+  encodeSnapshotBytes,
+  entityToRecord,
+  originToRow,
+  type DecodedEntity,
+  type EntityRecord,
+} from './snapshot-codec.ts';
+import { checkWeight } from './weight-micros.ts';
+
+export type { EntityView, SignalScore } from './entity-view.ts';
 
 export interface SignalStateOptions {
   /** Bound of the reorder buffer (events waiting behind a seq gap), all origins together. */
@@ -52,33 +56,6 @@ export interface SignalStateOptions {
 
 export const DEFAULT_MAX_PENDING_EVENTS = 65_536;
 
-export interface SignalScore {
-  signalType: number;
-  name: string;
-  /** Σ over origins of the decayed score at the query time. */
-  score: number;
-  /** Events per window name (bucket-granular, see contribution.ts). */
-  counts: Record<string, number>;
-  eventCount: number;
-  /** Σ weights (exact in micro-units, then converted). */
-  weightSum: number;
-  weightSumMicros: bigint;
-  /** The greatest event HLC over origins, and that event's timestamp ("last signal seen"). */
-  lastHlc: HlcTimestamp | null;
-  lastEventNs: bigint | null;
-  /** How many origins contributed. */
-  originCount: number;
-}
-
-export interface EntityView {
-  entityId: bigint;
-  atNs: bigint;
-  /** Every score signal of the schema, by name (zeros when the entity has none). */
-  signals: Record<string, SignalScore>;
-  /** Every flag of the schema, by name (false when never set). */
-  flags: Record<string, boolean>;
-}
-
 export interface SignalStateJson {
   format: 'tidelog/crdt-state';
   schema: string;
@@ -86,13 +63,21 @@ export interface SignalStateJson {
   snapshot: string;
 }
 
+type FlagRegisters = (LWWRegister<boolean> | undefined)[];
+
 export class CrdtSignalState {
   readonly schema: SignalSchema;
   readonly maxPendingEvents: number;
-  private readonly entities = new Map<EntityKey, EntityState>();
+  /** Indexed by signal id; undefined for flag and unknown signals. */
+  private readonly columns: (ScoreColumn | undefined)[];
+  /** The same columns, ascending by signal id. */
+  private readonly columnList: ScoreColumn[];
+  private readonly flags = new Map<EntityKey, FlagRegisters>();
   private readonly logs = new Map<number, OriginLog>();
   private pendingCount = 0;
   private mutationCount = 0;
+  private keyCache: { version: number; keys: EntityKey[] } | undefined = undefined;
+  private readonly foldTarget: FoldTarget;
   private readonly scratch = new Uint8Array(EVENT_BYTES);
   private readonly scratchView = new DataView(this.scratch.buffer);
 
@@ -103,6 +88,15 @@ export class CrdtSignalState {
     }
     this.schema = schema;
     this.maxPendingEvents = maxPendingEvents;
+    this.columns = new Array<ScoreColumn | undefined>(256).fill(undefined);
+    this.columnList = [];
+    for (const signal of schema.signals) {
+      if (signal.kind !== 'score') continue;
+      const column = new ScoreColumn(signal, schema.bucketsPerWindow);
+      this.columns[signal.id] = column;
+      this.columnList.push(column);
+    }
+    this.foldTarget = { columns: this.columns, schema, flagFor: (key, index) => this.flagFor(key, index) };
   }
 
   /** Changes whenever the state does (digest caches key on it). */
@@ -111,7 +105,7 @@ export class CrdtSignalState {
   }
 
   get entityCount(): number {
-    return this.entities.size;
+    return this.entityKeys().length;
   }
 
   /** Events waiting behind a seq gap, for one origin or all. */
@@ -150,7 +144,7 @@ export class CrdtSignalState {
    * Returns how many events were folded.
    */
   applyPacked(bytes: Uint8Array, origin: number, firstSeq: number, firstHlc: HlcTimestamp): number {
-    const count = packedCount(bytes);
+    const count = checkPackedLength(bytes);
     checkOrigin(origin);
     if (!Number.isSafeInteger(firstSeq) || firstSeq < 1 || firstSeq + count - 1 > Number.MAX_SAFE_INTEGER) {
       throw new TidelogError('BAD_REQUEST', `firstSeq must be a positive safe integer, got ${String(firstSeq)}`);
@@ -160,7 +154,7 @@ export class CrdtSignalState {
       throw new TidelogError('BAD_REQUEST', 'the batch would overflow the HLC logical counter; use Hlc.reserve(n)');
     }
     if (count === 0) return 0;
-    this.validatePacked(bytes, count);
+    validatePacked(this.schema, bytes, count);
     const log = this.logFor(origin);
     const lastSeq = firstSeq + count - 1;
     if (lastSeq <= log.appliedSeq) return 0;
@@ -169,7 +163,7 @@ export class CrdtSignalState {
       return 0;
     }
     const from = log.appliedSeq + 1 - firstSeq;
-    this.foldRange(bytes, from, count, origin, firstSeq, firstHlc.wallNs, firstHlc.logical, firstHlc.nodeId);
+    foldPacked(this.foldTarget, bytes, from, count, origin, firstSeq, firstHlc.wallNs, firstHlc.logical, firstHlc.nodeId);
     log.appliedSeq = lastSeq;
     this.mutationCount++;
     return count - from + this.drain(log);
@@ -189,11 +183,16 @@ export class CrdtSignalState {
     }
   }
 
-  /** Joins `other` into this state (per-origin, see the header); mutates and returns this. */
+  /** Joins `other` into this state (per origin, see the header); mutates and returns this. */
   merge(other: CrdtSignalState): this {
     this.checkSameSchema(other.schema);
     if (other === this) return this;
-    for (const [key, source] of other.entities) this.joinEntity(source, key);
+    for (const column of this.columnList) column.joinColumn(other.columns[column.signal.id] as ScoreColumn);
+    for (const [key, registers] of other.flags) {
+      registers.forEach((register, index) => {
+        if (register?.isSet) this.flagFor(key, index).merge(register);
+      });
+    }
     for (const log of other.logs.values()) this.joinOrigin(log);
     this.mutationCount++;
     return this;
@@ -203,80 +202,14 @@ export class CrdtSignalState {
   query(entityId: bigint, atNs: bigint): EntityView {
     checkU64(entityId, 'entityId');
     checkU64(atNs, 'atNs');
-    const entity = this.entities.get(entityKeyOf(entityId));
-    const [atHi, atLo] = splitNs(atNs);
-    const atSeconds = secondsOf(atHi, atLo);
-    const signals: Record<string, SignalScore> = {};
-    for (const signal of this.schema.signals) {
-      if (signal.kind !== 'score') continue;
-      const view: SignalScore = {
-        signalType: signal.id,
-        name: signal.name,
-        score: 0,
-        counts: Object.fromEntries(signal.windows.map((window) => [window.name, 0])),
-        eventCount: 0,
-        weightSum: 0,
-        weightSumMicros: 0n,
-        lastHlc: null,
-        lastEventNs: null,
-        originCount: 0,
-      };
-      const cell = entity?.cell(signal.id);
-      if (cell !== undefined) {
-        let best = cell.contributions[0];
-        for (const contribution of cell.contributions) {
-          view.score += scoreAt(contribution, signal, atHi, atLo);
-          view.eventCount += contribution.eventCount;
-          view.weightSumMicros +=
-            wideToBigInt(contribution.weightPositiveHi, contribution.weightPositiveLo) -
-            wideToBigInt(contribution.weightNegativeHi, contribution.weightNegativeLo);
-          signal.windows.forEach((window, index) => {
-            view.counts[window.name] += countInWindow(
-              contribution.windows[index],
-              Math.floor(atSeconds / window.bucketSeconds),
-              window.bucketCount,
-            );
-          });
-          const order = compareHlcParts(
-            contribution.lastWallNs,
-            contribution.lastLogical,
-            contribution.lastNodeId,
-            best.lastWallNs,
-            best.lastLogical,
-            best.lastNodeId,
-          );
-          if (order > 0) best = contribution;
-        }
-        view.weightSum = microsToUnits(view.weightSumMicros);
-        view.lastHlc = new HlcTimestamp(best.lastWallNs, best.lastLogical, best.lastNodeId);
-        view.lastEventNs = joinNs(best.lastEventHi, best.lastEventLo);
-        view.originCount = cell.contributions.length;
-      }
-      signals[signal.name] = view;
-    }
-    const flags: Record<string, boolean> = {};
-    this.schema.flags.forEach((name, index) => {
-      flags[name] = entity?.flags?.[index]?.get() ?? false;
-    });
-    return { entityId, atNs, signals, flags };
+    return viewEntity(this.schema, this.columnList, this.flags.get(entityKeyOf(entityId)), entityId, atNs);
   }
 
   /** The entity's event count and weight sum (micro-units) as PN-counters keyed by origin. */
   counters(entityId: bigint, signalType: number): { events: PNCounter; weightMicros: PNCounter } {
     checkU64(entityId, 'entityId');
-    const signal = this.signalFor(signalType);
-    const events = new PNCounter();
-    const weightMicros = new PNCounter();
-    const cell = signal.kind === 'score' ? this.entities.get(entityKeyOf(entityId))?.cell(signalType) : undefined;
-    for (const contribution of cell?.contributions ?? []) {
-      events.increment(contribution.origin, contribution.eventCount);
-      weightMicros.raise(
-        contribution.origin,
-        wideToBigInt(contribution.weightPositiveHi, contribution.weightPositiveLo),
-        wideToBigInt(contribution.weightNegativeHi, contribution.weightNegativeLo),
-      );
-    }
-    return { events, weightMicros };
+    this.signalFor(signalType);
+    return countersOf(this.columns[signalType], entityKeyOf(entityId));
   }
 
   /** A copy of the entity's LWW register for `flag` (never set: an empty register). */
@@ -284,28 +217,49 @@ export class CrdtSignalState {
     checkU64(entityId, 'entityId');
     const index = this.schema.flags.indexOf(flag);
     if (index < 0) throw new TidelogError('UNKNOWN_SIGNAL_TYPE', `the schema has no flag "${flag}"`);
-    const register = this.entities.get(entityKeyOf(entityId))?.flags?.[index];
+    const register = this.flags.get(entityKeyOf(entityId))?.[index];
     return register?.clone() ?? new LWWRegister<boolean>({ tieBreak: trueWinsTies });
   }
 
   /** Entity ids, ascending. */
   entityIds(): bigint[] {
-    return [...this.entities.keys()].sort(compareEntityKeys).map(entityIdOf);
+    return this.entityKeys().map(entityIdOf);
   }
 
   clone(): CrdtSignalState {
     const copy = new CrdtSignalState(this.schema, { maxPendingEvents: this.maxPendingEvents });
-    for (const [key, entity] of this.entities) copy.entities.set(key, entity.clone());
+    copy.columnList.length = 0;
+    for (const column of this.columnList) {
+      const columnCopy = column.clone();
+      copy.columns[column.signal.id] = columnCopy;
+      copy.columnList.push(columnCopy);
+    }
+    for (const [key, registers] of this.flags) copy.flags.set(key, registers.map((register) => register?.clone()));
     for (const [origin, log] of this.logs) copy.logs.set(origin, log.clone());
     copy.pendingCount = this.pendingCount;
     return copy;
   }
 
   equals(other: CrdtSignalState): boolean {
-    if (other.schema.fingerprint !== this.schema.fingerprint || other.entities.size !== this.entities.size) return false;
-    for (const [key, entity] of this.entities) {
-      const theirs = other.entities.get(key);
-      if (theirs === undefined || !entity.equals(theirs)) return false;
+    if (other.schema.fingerprint !== this.schema.fingerprint) return false;
+    for (const column of this.columnList) {
+      const theirs = other.columns[column.signal.id] as ScoreColumn;
+      if (column.heads.size !== theirs.heads.size) return false;
+      let isEqual = true;
+      column.heads.forEach((key) => {
+        if (isEqual && !column.cellEquals(key, theirs)) isEqual = false;
+      });
+      if (!isEqual) return false;
+    }
+    const flagKeys = new Set([...this.flags.keys(), ...other.flags.keys()]);
+    for (const key of flagKeys) {
+      for (let index = 0; index < this.schema.flags.length; index++) {
+        const mine = this.flags.get(key)?.[index];
+        const theirs = other.flags.get(key)?.[index];
+        if (mine === undefined || theirs === undefined) {
+          if ((mine?.isSet ?? false) || (theirs?.isSet ?? false)) return false;
+        } else if (!mine.equals(theirs)) return false;
+      }
     }
     const origins = new Set([...this.logs.keys(), ...other.logs.keys()]);
     for (const origin of origins) {
@@ -318,13 +272,16 @@ export class CrdtSignalState {
 
   /** The canonical snapshot (snapshot-codec.ts): equal states give identical bytes. */
   encode(): Uint8Array {
-    return encodeSnapshotBytes(this.schema.fingerprint, this.logs.values(), this.entities.values());
+    const keys = this.entityKeys();
+    const records = (function* (state: CrdtSignalState): Generator<EntityRecord> {
+      for (const key of keys) yield state.entityRecord(key) as EntityRecord;
+    })(this);
+    return encodeSnapshotBytes(this.schema.fingerprint, this.originLogs().map(originToRow), records, keys.length);
   }
 
   static decode(bytes: Uint8Array, schema: SignalSchema, options: SignalStateOptions = {}): CrdtSignalState {
-    const { logs, entities } = decodeSnapshotBytes(bytes, schema);
     const state = new CrdtSignalState(schema, options);
-    for (const entity of entities) state.entities.set(entity.key, entity);
+    const logs = decodeSnapshotBytes(bytes, schema, (entity) => state.joinEntity(entity));
     for (const log of logs) {
       state.logs.set(log.origin, log);
       state.pendingCount += log.pending.size;
@@ -342,22 +299,37 @@ export class CrdtSignalState {
 
   static fromJSON(json: unknown, schema: SignalSchema, options: SignalStateOptions = {}): CrdtSignalState {
     const record = json as Partial<SignalStateJson> | null;
-    if (record === null || typeof record !== 'object' || record.format !== 'tidelog/crdt-state' || typeof record.snapshot !== 'string') {
+    if (
+      record === null ||
+      typeof record !== 'object' ||
+      record.format !== 'tidelog/crdt-state' ||
+      typeof record.snapshot !== 'string'
+    ) {
       throw new TidelogError('DECODE_FAILED', 'not a tidelog CRDT state JSON');
     }
     return CrdtSignalState.decode(Buffer.from(record.snapshot, 'base64'), schema, options);
   }
 
-  // ---- for reconciliation (reconcile.ts); not part of the public surface ----
+  // ---- for reconciliation and the codec; not part of the index.ts surface ----
 
-  /** @internal */
-  entityStates(): IterableIterator<EntityState> {
-    return this.entities.values();
+  /** @internal Entity keys, ascending (cached per version). */
+  entityKeys(): EntityKey[] {
+    if (this.keyCache?.version === this.mutationCount) return this.keyCache.keys;
+    const keys = new Set<EntityKey>(this.flags.keys());
+    for (const column of this.columnList) column.heads.forEach((key) => keys.add(key));
+    const sorted = [...keys].sort(compareEntityKeys);
+    this.keyCache = { version: this.mutationCount, keys: sorted };
+    return sorted;
   }
 
-  /** @internal */
-  entityState(key: EntityKey): EntityState | undefined {
-    return this.entities.get(key);
+  /** @internal The entity's canonical record (snapshot-codec.ts), undefined if absent. */
+  entityRecord(key: EntityKey): EntityRecord | undefined {
+    return entityToRecord(key, this.columnList, this.flags.get(key));
+  }
+
+  /** @internal Every entity's content digest, aligned with entityKeys() (digest-tree.ts). */
+  entityDigests(): EntityDigests {
+    return entityDigestsOf(this.entityKeys(), this.columnList, this.flags);
   }
 
   /** @internal Origin logs with content, ascending by origin. */
@@ -365,15 +337,16 @@ export class CrdtSignalState {
     return [...this.logs.values()].filter((log) => !log.isEmpty).sort((a, b) => a.origin - b.origin);
   }
 
-  /** @internal Joins one entity (per-origin max, LWW flags); returns whether anything changed. */
-  joinEntity(source: EntityState, key: EntityKey = source.key): boolean {
-    const target = this.entities.get(key);
-    if (target === undefined) {
-      this.entities.set(key, source.clone());
-      this.mutationCount++;
-      return true;
+  /** @internal Joins one decoded entity (per-origin max, LWW flags); returns whether anything changed. */
+  joinEntity(entity: DecodedEntity): boolean {
+    let isChanged = false;
+    for (const cell of entity.cells) {
+      const column = this.columns[cell.signalId] as ScoreColumn;
+      for (const values of cell.contributions) if (column.joinValues(entity.key, values)) isChanged = true;
     }
-    const isChanged = target.join(source, this.schema);
+    for (const flag of entity.flags) {
+      if (this.flagFor(entity.key, flag.index).set(flag.value, flag.stamp)) isChanged = true;
+    }
     if (isChanged) this.mutationCount++;
     return isChanged;
   }
@@ -416,6 +389,20 @@ export class CrdtSignalState {
     return signal;
   }
 
+  private flagFor(key: EntityKey, index: number): LWWRegister<boolean> {
+    let registers = this.flags.get(key);
+    if (registers === undefined) {
+      registers = new Array<LWWRegister<boolean> | undefined>(this.schema.flags.length).fill(undefined);
+      this.flags.set(key, registers);
+    }
+    let register = registers[index];
+    if (register === undefined) {
+      register = new LWWRegister<boolean>({ tieBreak: trueWinsTies });
+      registers[index] = register;
+    }
+    return register;
+  }
+
   private logFor(origin: number): OriginLog {
     let log = this.logs.get(origin);
     if (log === undefined) {
@@ -425,47 +412,8 @@ export class CrdtSignalState {
     return log;
   }
 
-  private validatePacked(bytes: Uint8Array, count: number): void {
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const byId = this.schema.byId;
-    for (let index = 0; index < count; index++) {
-      const offset = index * EVENT_BYTES;
-      const signalType = bytes[offset + 8];
-      if (byId[signalType] === undefined) {
-        throw new TidelogError('UNKNOWN_SIGNAL_TYPE', `event ${index}: signal type ${signalType} is not in the schema`, {
-          details: { index, signalType },
-        });
-      }
-      const weight = view.getFloat32(offset + 9, true);
-      // The negated form also rejects NaN.
-      if (!(Math.abs(weight) <= MAX_ABS_WEIGHT)) {
-        throw new TidelogError('BAD_REQUEST', `event ${index}: weight must be finite and |w| ≤ ${MAX_ABS_WEIGHT}`, {
-          details: { index, weight },
-        });
-      }
-    }
-  }
-
   private buffer(log: OriginLog, bytes: Uint8Array, count: number, firstSeq: number, firstHlc: HlcTimestamp): void {
-    let added = 0;
-    for (let index = 0; index < count; index++) if (!log.pending.has(firstSeq + index)) added++;
-    if (this.pendingCount + added > this.maxPendingEvents) {
-      throw new TidelogError('OVERLOADED', `the reorder buffer is full: origin ${log.origin} waits for seq ${log.appliedSeq + 1}`, {
-        details: { origin: log.origin, appliedSeq: log.appliedSeq, pendingEvents: this.pendingCount },
-      });
-    }
-    const copy = bytes.slice(0, count * EVENT_BYTES);
-    for (let index = 0; index < count; index++) {
-      const seq = firstSeq + index;
-      if (log.pending.has(seq)) continue;
-      log.pending.set(seq, {
-        bytes: copy.subarray(index * EVENT_BYTES, (index + 1) * EVENT_BYTES),
-        wallNs: firstHlc.wallNs,
-        logical: firstHlc.logical + index,
-        nodeId: firstHlc.nodeId,
-      });
-    }
-    this.pendingCount += added;
+    this.pendingCount += log.addPending(bytes, count, firstSeq, firstHlc, this.maxPendingEvents - this.pendingCount);
     this.mutationCount++;
   }
 
@@ -479,7 +427,7 @@ export class CrdtSignalState {
       if (next === undefined) break;
       log.pending.delete(seq);
       this.pendingCount--;
-      this.foldRange(next.bytes, 0, 1, log.origin, seq, next.wallNs, next.logical, next.nodeId);
+      foldPacked(this.foldTarget, next.bytes, 0, 1, log.origin, seq, next.wallNs, next.logical, next.nodeId);
       log.appliedSeq = seq;
       folded++;
     }
@@ -493,61 +441,6 @@ export class CrdtSignalState {
     return folded;
   }
 
-  /** The hot loop: no object per score event, no bigint unless an id is ≥ 2^53. */
-  private foldRange(
-    bytes: Uint8Array,
-    from: number,
-    to: number,
-    origin: number,
-    firstSeq: number,
-    wallNs: bigint,
-    firstLogical: number,
-    nodeId: number,
-  ): void {
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const byId = this.schema.byId;
-    const entities = this.entities;
-    const flagCount = this.schema.flags.length;
-    for (let index = from; index < to; index++) {
-      const offset = index * EVENT_BYTES;
-      const lo = view.getUint32(offset, true);
-      const hi = view.getUint32(offset + 4, true);
-      const signal = byId[bytes[offset + 8]] as SignalType;
-      const timeLo = view.getUint32(offset + 13, true);
-      const timeHi = view.getUint32(offset + 17, true);
-      const key: EntityKey = hi < 0x200000 ? hi * TWO_POW_32 + lo : joinNs(hi, lo);
-      let entity = entities.get(key);
-      if (entity === undefined) {
-        entity = new EntityState(key, positionOf(hi, lo));
-        entities.set(key, entity);
-      }
-      entity.isDigestStale = true;
-      if (signal.kind === 'flag') {
-        entity
-          .flagFor(signal.flagIndex, flagCount)
-          .set(signal.value, new HlcTimestamp(wallNs, firstLogical + index, nodeId));
-        continue;
-      }
-      const seq = firstSeq + index;
-      const contribution = entity.cellFor(signal).contributionFor(origin);
-      if (seq <= contribution.lastSeq) continue;
-      // + 0 turns −0 into +0, so no state ever holds −0 (it would not survive msgpack).
-      const weight = view.getFloat32(offset + 9, true) + 0;
-      foldScoreEvent(
-        contribution,
-        signal,
-        seq,
-        timeHi,
-        timeLo,
-        secondsOf(timeHi, timeLo),
-        weight,
-        Math.round(Math.abs(weight) * MICROS_PER_UNIT),
-        wallNs,
-        firstLogical + index,
-        nodeId,
-      );
-    }
-  }
 }
 
 function checkOrigin(origin: number): void {

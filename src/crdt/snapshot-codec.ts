@@ -6,14 +6,15 @@
 // which decode to the same number), so equal states give identical bytes. Decoding accepts only
 // that canonical form and re-checks every range; anything else is DECODE_FAILED.
 //
-// Snapshot (a msgpack array):
-//   index  field         msgpack type      meaning
-//   -----  ------------  ----------------  ------------------------------------------------
-//       0  magic         str               "tidelog/crdt-state"
-//       1  version       uint              1
-//       2  schema        str               SignalSchema.fingerprint (32 hex digits)
-//       3  origins       array<OriginRow>  ascending origin
-//       4  entities      array<Entity>     ascending entity id
+// Snapshot: a sequence of msgpack values (not one array, so encoding and decoding stream one
+// entity at a time instead of materialising the whole state as nested arrays):
+//   value   field         msgpack type      meaning
+//   ------  ------------  ----------------  ------------------------------------------------
+//        0  header        array(5)          [magic str "tidelog/crdt-state", version uint 1,
+//                                            schema str (SignalSchema.fingerprint),
+//                                            origins array<OriginRow> ascending origin,
+//                                            entityCount uint]
+//   1 … n   entity        Entity            one per entity, ascending entity id
 //
 //   OriginRow     [origin u32, appliedSeq uint, pending array<[seq uint, event bin(21), hlc bin(16)]>]
 //   Entity        [entityId uint (uint64 when ≥ 2^53), cells array<Cell>, flags array<Flag>]
@@ -24,29 +25,24 @@
 //                  windows array<array<uint>>]                              flat [bucket, count, …]
 //   Flag          [flagIndex uint, value bool, hlc bin(16)]                 ascending flagIndex
 
+
 import { Packr } from 'msgpackr';
 import { TidelogError } from '../errors.ts';
-import { Contribution } from './contribution.ts';
-import {
-  compareEntityKeys,
-  EntityState,
-  entityKeyOf,
-  entityIdOf,
-  SignalCell,
-  type EntityKey,
-} from './entity-state.ts';
-import { HLC_TIMESTAMP_BYTES, HlcTimestamp, U32_MAX, U64_MAX } from './hlc-timestamp.ts';
-import { trueWinsTies, LWWRegister } from './lww-register.ts';
+import { compareEntityKeys, entityIdOf, entityKeyOf, type EntityKey } from './entity-key.ts';
+import { HLC_TIMESTAMP_BYTES, HlcTimestamp, readU32BigEndian, U32_MAX, U64_MAX, writeHlcParts } from './hlc-timestamp.ts';
+import type { LWWRegister } from './lww-register.ts';
 import { OriginLog, type PendingEvent } from './origin-log.ts';
-import { EVENT_BYTES } from './packed-events.ts';
+import { EVENT_BYTES } from '../event.ts';
 import { joinNs, splitNs } from './packed-time.ts';
+import type { ContributionValues, ScoreColumn } from './score-column.ts';
 import type { SignalSchema } from './signal-schema.ts';
 import { LIMB } from './weight-micros.ts';
 
 export const SNAPSHOT_MAGIC = 'tidelog/crdt-state';
 export const SNAPSHOT_VERSION = 1;
 
-export type OriginRow = [origin: number, appliedSeq: number, pending: [number, Uint8Array, Uint8Array][]];
+export type PendingRow = [seq: number, event: Uint8Array, hlc: Uint8Array];
+export type OriginRow = [origin: number, appliedSeq: number, pending: PendingRow[]];
 export type ContributionRecord = [
   origin: number,
   lastSeq: number,
@@ -63,48 +59,93 @@ export type CellRecord = [signalType: number, contributions: ContributionRecord[
 export type FlagRecord = [flagIndex: number, value: boolean, hlc: Uint8Array];
 export type EntityRecord = [entityId: number | bigint, cells: CellRecord[], flags: FlagRecord[]];
 
-/** One shared Packr: plain arrays only, no record structures, bigint as (u)int64. */
-export const statePackr = new Packr({ useRecords: false, moreTypes: false });
-
-export function encodeSnapshotBytes(
-  fingerprint: string,
-  logs: Iterable<OriginLog>,
-  entities: Iterable<EntityState>,
-): Uint8Array {
-  const originRows = [...logs]
-    .filter((log) => !log.isEmpty)
-    .sort((a, b) => a.origin - b.origin)
-    .map(originToRow);
-  const entityRecords = [...entities].sort((a, b) => compareEntityKeys(a.key, b.key)).map(entityToRecord);
-  return statePackr.pack([SNAPSHOT_MAGIC, SNAPSHOT_VERSION, fingerprint, originRows, entityRecords]);
+/** An entity record after validation, ready to join into a state. */
+export interface DecodedEntity {
+  key: EntityKey;
+  cells: { signalId: number; contributions: ContributionValues[] }[];
+  flags: { index: number; value: boolean; stamp: HlcTimestamp }[];
 }
 
+/** One shared Packr: plain arrays only, no record structures, bigint as (u)int64. */
+export const statePackr = new Packr({ useRecords: false });
+
+export function encodeSnapshotBytes(fingerprint: string, originRows: OriginRow[], entityRecords: Iterable<EntityRecord>, entityCount: number): Uint8Array {
+  const writer = new ChunkWriter();
+  writer.write(statePackr.pack([SNAPSHOT_MAGIC, SNAPSHOT_VERSION, fingerprint, originRows, entityCount]));
+  let written = 0;
+  for (const record of entityRecords) {
+    writer.write(statePackr.pack(record));
+    written++;
+  }
+  if (written !== entityCount) throw new Error(`invariant violated: ${written} entity records for a count of ${entityCount}`);
+  return writer.finish();
+}
+
+/**
+ * Decodes a snapshot, handing each validated entity to `onEntity` as it is read (so the caller
+ * can fold it in without holding the whole decoded tree). Returns the origin logs.
+ */
 export function decodeSnapshotBytes(
   bytes: Uint8Array,
   schema: SignalSchema,
-): { logs: OriginLog[]; entities: EntityState[] } {
-  const root = unpackOrFail(bytes, 'snapshot');
-  const top = expectArray(root, '$', 5);
-  if (top[0] !== SNAPSHOT_MAGIC) fail('$[0]', 'not a tidelog CRDT snapshot');
-  if (top[1] !== SNAPSHOT_VERSION) fail('$[1]', `unsupported snapshot version ${String(top[1])}`);
-  if (top[2] !== schema.fingerprint) {
-    throw new TidelogError('SCHEMA_INVALID', 'the snapshot was written under a different signal schema', {
-      details: { expected: schema.fingerprint, found: top[2] },
-    });
-  }
-  const logs = decodeOriginRows(top[3], '$[3]');
-  const rawEntities = expectArray(top[4], '$[4]');
-  const entities: EntityState[] = [];
+  onEntity: (entity: DecodedEntity) => void,
+): OriginLog[] {
+  if (!(bytes instanceof Uint8Array) || bytes.byteLength === 0) fail('$', 'snapshot bytes are empty');
+  let logs: OriginLog[] | undefined;
+  let expected = 0;
+  let index = -1;
   let previous: EntityKey | undefined;
-  rawEntities.forEach((raw, index) => {
-    const entity = entityFromRecord(raw, schema, `$[4][${index}]`);
-    if (previous !== undefined && compareEntityKeys(previous, entity.key) >= 0) {
-      fail(`$[4][${index}]`, 'entities must be strictly ascending');
+  try {
+    statePackr.unpackMultiple(bytes, (value: unknown) => {
+      if (index === -1) {
+        const header = expectArray(value, '$[0]', 5);
+        if (header[0] !== SNAPSHOT_MAGIC) fail('$[0][0]', 'not a tidelog CRDT snapshot');
+        if (header[1] !== SNAPSHOT_VERSION) fail('$[0][1]', `unsupported snapshot version ${String(header[1])}`);
+        if (header[2] !== schema.fingerprint) {
+          throw new TidelogError('SCHEMA_INVALID', 'the snapshot was written under a different signal schema', {
+            details: { expected: schema.fingerprint, found: header[2] },
+          });
+        }
+        logs = decodeOriginRows(header[3], '$[0][3]');
+        expected = expectInteger(header[4], '$[0][4]', 0);
+      } else {
+        const path = `$[${index + 1}]`;
+        if (index >= expected) fail(path, 'more entities than the header announced');
+        const entity = decodeEntityRecord(value, schema, path);
+        if (previous !== undefined && compareEntityKeys(previous, entity.key) >= 0) {
+          fail(path, 'entities must be strictly ascending');
+        }
+        previous = entity.key;
+        onEntity(entity);
+      }
+      index++;
+    });
+  } catch (cause) {
+    if (cause instanceof TidelogError) throw cause;
+    throw new TidelogError('DECODE_FAILED', 'the snapshot is not valid msgpack', { cause });
+  }
+  if (logs === undefined || index !== expected) fail('$', `expected ${expected} entities, found ${Math.max(0, index)}`);
+  return logs;
+}
+
+/** Concatenates packed chunks into one buffer (msgpackr's results are views into a reused buffer). */
+class ChunkWriter {
+  private buffer = new Uint8Array(1 << 16);
+  private length = 0;
+
+  write(chunk: Uint8Array): void {
+    if (this.length + chunk.byteLength > this.buffer.byteLength) {
+      const grown = new Uint8Array(Math.max(this.buffer.byteLength * 2, this.length + chunk.byteLength));
+      grown.set(this.buffer.subarray(0, this.length));
+      this.buffer = grown;
     }
-    previous = entity.key;
-    entities.push(entity);
-  });
-  return { logs, entities };
+    this.buffer.set(chunk, this.length);
+    this.length += chunk.byteLength;
+  }
+
+  finish(): Uint8Array {
+    return this.buffer.slice(0, this.length);
+  }
 }
 
 export function unpackOrFail(bytes: Uint8Array, what: string): unknown {
@@ -120,7 +161,7 @@ export function originToRow(log: OriginLog): OriginRow {
   return [
     log.origin,
     log.appliedSeq,
-    log.pendingSeqs().map((seq) => {
+    log.pendingSeqs().map((seq): PendingRow => {
       const event = log.pending.get(seq) as PendingEvent;
       return [seq, event.bytes, new HlcTimestamp(event.wallNs, event.logical, event.nodeId).toBytes()];
     }),
@@ -128,19 +169,18 @@ export function originToRow(log: OriginLog): OriginRow {
 }
 
 export function decodeOriginRows(raw: unknown, path: string): OriginLog[] {
-  const rows = expectArray(raw, path);
   const logs: OriginLog[] = [];
-  rows.forEach((rawRow, index) => {
+  expectArray(raw, path).forEach((rawRow, index) => {
     const rowPath = `${path}[${index}]`;
     const row = expectArray(rawRow, rowPath, 3);
     const log = new OriginLog(expectU32(row[0], `${rowPath}[0]`));
     if (logs.length > 0 && logs[logs.length - 1].origin >= log.origin) fail(rowPath, 'origins must be strictly ascending');
-    log.appliedSeq = expectSeq(row[1], `${rowPath}[1]`, 0);
+    log.appliedSeq = expectInteger(row[1], `${rowPath}[1]`, 0);
     let previousSeq = log.appliedSeq + 1;
     expectArray(row[2], `${rowPath}[2]`).forEach((rawPending, at) => {
       const pendingPath = `${rowPath}[2][${at}]`;
       const pending = expectArray(rawPending, pendingPath, 3);
-      const seq = expectSeq(pending[0], `${pendingPath}[0]`, 1);
+      const seq = expectInteger(pending[0], `${pendingPath}[0]`, 1);
       if (seq <= previousSeq) fail(pendingPath, 'pending seqs must ascend, beyond appliedSeq + 1');
       previousSeq = seq;
       const eventBytes = expectBytes(pending[1], `${pendingPath}[1]`, EVENT_BYTES);
@@ -153,62 +193,81 @@ export function decodeOriginRows(raw: unknown, path: string): OriginLog[] {
   return logs;
 }
 
-export function entityToRecord(entity: EntityState): EntityRecord {
-  const cells: CellRecord[] = entity.cells.map((cell) => [
-    cell.signal.id,
-    cell.contributions.map(
-      (contribution): ContributionRecord => [
-        contribution.origin,
-        contribution.lastSeq,
-        contribution.eventCount,
-        [contribution.weightPositiveHi, contribution.weightPositiveLo],
-        [contribution.weightNegativeHi, contribution.weightNegativeLo],
-        contribution.score,
-        joinNs(contribution.anchorHi, contribution.anchorLo),
-        new HlcTimestamp(contribution.lastWallNs, contribution.lastLogical, contribution.lastNodeId).toBytes(),
-        joinNs(contribution.lastEventHi, contribution.lastEventLo),
-        contribution.windows,
-      ],
-    ),
-  ]);
-  const flags: FlagRecord[] = [];
-  entity.flags?.forEach((register, flagIndex) => {
+/** The entity's canonical record, or undefined when the state holds nothing for it. */
+export function entityToRecord(
+  key: EntityKey,
+  columns: readonly ScoreColumn[],
+  flags: readonly (LWWRegister<boolean> | undefined)[] | undefined,
+): EntityRecord | undefined {
+  const cells: CellRecord[] = [];
+  for (const column of columns) {
+    const chain = column.chain(key);
+    if (chain.length === 0) continue;
+    cells.push([column.signal.id, chain.map((slot) => contributionToRecord(column.values(slot)))]);
+  }
+  const flagRecords: FlagRecord[] = [];
+  flags?.forEach((register, flagIndex) => {
     const stamp = register?.timestamp;
-    if (register !== undefined && stamp !== undefined) flags.push([flagIndex, register.get() === true, stamp.toBytes()]);
+    if (register !== undefined && stamp !== undefined) flagRecords.push([flagIndex, register.get() === true, stamp.toBytes()]);
   });
-  const key = entity.key;
-  return [typeof key === 'number' ? key : entityIdOf(key), cells, flags];
+  if (cells.length === 0 && flagRecords.length === 0) return undefined;
+  return [typeof key === 'number' ? key : entityIdOf(key), cells, flagRecords];
 }
 
-export function entityFromRecord(raw: unknown, schema: SignalSchema, path: string): EntityState {
+/** The canonical record of a decoded entity (fresh arrays: nothing aliases the decoded bytes). */
+export function decodedToRecord(entity: DecodedEntity): EntityRecord {
+  return [
+    typeof entity.key === 'number' ? entity.key : entityIdOf(entity.key),
+    entity.cells.map((cell): CellRecord => [cell.signalId, cell.contributions.map(contributionToRecord)]),
+    entity.flags.map((flag): FlagRecord => [flag.index, flag.value, flag.stamp.toBytes()]),
+  ];
+}
+
+function contributionToRecord(values: ContributionValues): ContributionRecord {
+  return [
+    values.origin,
+    values.lastSeq,
+    values.eventCount,
+    [values.weightPositiveHi, values.weightPositiveLo],
+    [values.weightNegativeHi, values.weightNegativeLo],
+    values.score,
+    joinNs(values.anchorHi, values.anchorLo),
+    hlcBytes(values.wallHi, values.wallLo, values.logical, values.nodeId),
+    joinNs(values.eventHi, values.eventLo),
+    values.windows,
+  ];
+}
+
+function hlcBytes(wallHi: number, wallLo: number, logical: number, nodeId: number): Uint8Array {
+  const bytes = new Uint8Array(HLC_TIMESTAMP_BYTES);
+  writeHlcParts(bytes, 0, wallHi, wallLo, logical, nodeId);
+  return bytes;
+}
+
+export function decodeEntityRecord(raw: unknown, schema: SignalSchema, path: string): DecodedEntity {
   const record = expectArray(raw, path, 3);
-  const entity = EntityState.create(entityKeyOf(expectU64(record[0], `${path}[0]`)));
-  const cells = expectArray(record[1], `${path}[1]`);
-  cells.forEach((rawCell, index) => {
+  const entity: DecodedEntity = { key: entityKeyOf(expectU64(record[0], `${path}[0]`)), cells: [], flags: [] };
+  expectArray(record[1], `${path}[1]`).forEach((rawCell, index) => {
     const cellPath = `${path}[1][${index}]`;
-    const cellRecord = expectArray(rawCell, cellPath, 2);
-    const signalId = expectU32(cellRecord[0], `${cellPath}[0]`);
+    const cell = expectArray(rawCell, cellPath, 2);
+    const signalId = expectU32(cell[0], `${cellPath}[0]`);
     const signal = signalId <= 255 ? schema.byId[signalId] : undefined;
     if (signal === undefined || signal.kind !== 'score') fail(`${cellPath}[0]`, `signal ${signalId} is not a score signal`);
-    if (entity.cells.length > 0 && entity.cells[entity.cells.length - 1].signal.id >= signalId) {
-      fail(cellPath, 'cells must be strictly ascending by signal');
-    }
-    const cell = new SignalCell(signal);
-    const contributions = expectArray(cellRecord[1], `${cellPath}[1]`);
+    const previous = entity.cells[entity.cells.length - 1];
+    if (previous !== undefined && previous.signalId >= signalId) fail(cellPath, 'cells must be strictly ascending by signal');
+    const contributions = expectArray(cell[1], `${cellPath}[1]`).map((rawContribution, at) =>
+      decodeContribution(rawContribution, signal.windows.length, schema.bucketsPerWindow, `${cellPath}[1][${at}]`),
+    );
     if (contributions.length === 0) fail(`${cellPath}[1]`, 'a cell needs at least one contribution');
-    contributions.forEach((rawContribution, at) => {
-      const contribution = contributionFromRecord(rawContribution, signal.windows, `${cellPath}[1][${at}]`);
-      const previous = cell.contributions[cell.contributions.length - 1];
-      if (previous !== undefined && previous.origin >= contribution.origin) {
+    for (let at = 1; at < contributions.length; at++) {
+      if (contributions[at - 1].origin >= contributions[at].origin) {
         fail(`${cellPath}[1][${at}]`, 'contributions must be strictly ascending by origin');
       }
-      cell.contributions.push(contribution);
-    });
-    entity.cells.push(cell);
+    }
+    entity.cells.push({ signalId, contributions });
   });
-  const flags = expectArray(record[2], `${path}[2]`);
   let previousFlag = -1;
-  flags.forEach((rawFlag, index) => {
+  expectArray(record[2], `${path}[2]`).forEach((rawFlag, index) => {
     const flagPath = `${path}[2][${index}]`;
     const flag = expectArray(rawFlag, flagPath, 3);
     const flagIndex = expectU32(flag[0], `${flagPath}[0]`);
@@ -217,54 +276,59 @@ export function entityFromRecord(raw: unknown, schema: SignalSchema, path: strin
     }
     previousFlag = flagIndex;
     if (typeof flag[1] !== 'boolean') fail(`${flagPath}[1]`, 'a flag value is a boolean');
-    const register = new LWWRegister<boolean>({ tieBreak: trueWinsTies });
-    register.set(flag[1], decodeHlc(flag[2], `${flagPath}[2]`));
-    if (entity.flags === undefined) {
-      entity.flags = new Array<LWWRegister<boolean> | undefined>(schema.flags.length).fill(undefined);
-    }
-    entity.flags[flagIndex] = register;
+    entity.flags.push({ index: flagIndex, value: flag[1], stamp: decodeHlc(flag[2], `${flagPath}[2]`) });
   });
-  if (entity.cells.length === 0 && entity.flags === undefined) fail(path, 'an entity record holds no state');
+  if (entity.cells.length === 0 && entity.flags.length === 0) fail(path, 'an entity record holds no state');
   return entity;
 }
 
-function contributionFromRecord(
-  raw: unknown,
-  windows: readonly { bucketCount: number }[],
-  path: string,
-): Contribution {
+function decodeContribution(raw: unknown, windowCount: number, bucketCount: number, path: string): ContributionValues {
   const record = expectArray(raw, path, 10);
-  const contribution = new Contribution(expectU32(record[0], `${path}[0]`), 0);
-  contribution.lastSeq = expectSeq(record[1], `${path}[1]`, 1);
-  contribution.eventCount = expectSeq(record[2], `${path}[2]`, 1);
-  [contribution.weightPositiveHi, contribution.weightPositiveLo] = expectWide(record[3], `${path}[3]`);
-  [contribution.weightNegativeHi, contribution.weightNegativeLo] = expectWide(record[4], `${path}[4]`);
+  const [weightPositiveHi, weightPositiveLo] = expectWide(record[3], `${path}[3]`);
+  const [weightNegativeHi, weightNegativeLo] = expectWide(record[4], `${path}[4]`);
   const score = record[5];
   if (typeof score !== 'number' || !Number.isFinite(score)) fail(`${path}[5]`, 'score must be a finite number');
-  contribution.score = score;
-  [contribution.anchorHi, contribution.anchorLo] = splitNs(expectU64(record[6], `${path}[6]`));
-  const lastHlc = decodeHlc(record[7], `${path}[7]`);
-  contribution.lastWallNs = lastHlc.wallNs;
-  contribution.lastLogical = lastHlc.logical;
-  contribution.lastNodeId = lastHlc.nodeId;
-  [contribution.lastEventHi, contribution.lastEventLo] = splitNs(expectU64(record[8], `${path}[8]`));
-  const rings = expectArray(record[9], `${path}[9]`, windows.length);
-  contribution.windows = rings.map((rawRing, index) => {
+  const [anchorHi, anchorLo] = splitNs(expectU64(record[6], `${path}[6]`));
+  const lastHlc = expectBytes(record[7], `${path}[7]`, HLC_TIMESTAMP_BYTES);
+  const [eventHi, eventLo] = splitNs(expectU64(record[8], `${path}[8]`));
+  const windows = expectArray(record[9], `${path}[9]`, windowCount).map((rawRing, index) => {
     const ringPath = `${path}[9][${index}]`;
     const ring = expectArray(rawRing, ringPath);
-    if (ring.length % 2 !== 0 || ring.length > 2 * windows[index].bucketCount) fail(ringPath, 'bad ring length');
-    const copy: number[] = [];
+    if (ring.length % 2 !== 0 || ring.length > 2 * bucketCount) fail(ringPath, 'bad ring length');
+    const newest = ring[ring.length - 2] as number;
+    const pairs: number[] = [];
     for (let at = 0; at < ring.length; at += 2) {
       const bucket = ring[at];
       const count = ring[at + 1];
       if (!Number.isSafeInteger(bucket) || (bucket as number) < 0) fail(ringPath, 'a bucket is a non-negative integer');
-      if (!Number.isSafeInteger(count) || (count as number) < 1) fail(ringPath, 'a bucket count is a positive integer');
-      if (at > 0 && (bucket as number) <= copy[at - 2]) fail(ringPath, 'buckets must be strictly ascending');
-      copy.push(bucket as number, count as number);
+      if (!Number.isInteger(count) || (count as number) < 1 || (count as number) > U32_MAX) {
+        fail(ringPath, 'a bucket count is a u32 ≥ 1');
+      }
+      if (at > 0 && (bucket as number) <= pairs[at - 2]) fail(ringPath, 'buckets must be strictly ascending');
+      if ((bucket as number) <= newest - bucketCount) fail(ringPath, 'a bucket lies outside the ring');
+      pairs.push(bucket as number, count as number);
     }
-    return copy;
+    return pairs;
   });
-  return contribution;
+  return {
+    origin: expectU32(record[0], `${path}[0]`),
+    lastSeq: expectInteger(record[1], `${path}[1]`, 1),
+    eventCount: expectInteger(record[2], `${path}[2]`, 1),
+    weightPositiveHi,
+    weightPositiveLo,
+    weightNegativeHi,
+    weightNegativeLo,
+    score,
+    anchorHi,
+    anchorLo,
+    wallHi: readU32BigEndian(lastHlc, 0),
+    wallLo: readU32BigEndian(lastHlc, 4),
+    logical: readU32BigEndian(lastHlc, 8),
+    nodeId: readU32BigEndian(lastHlc, 12),
+    eventHi,
+    eventLo,
+    windows,
+  };
 }
 
 function decodeHlc(raw: unknown, path: string): HlcTimestamp {
@@ -282,8 +346,8 @@ export function expectU32(value: unknown, path: string): number {
   return value as number;
 }
 
-function expectSeq(value: unknown, path: string, minimum: number): number {
-  if (!Number.isSafeInteger(value) || (value as number) < minimum) fail(path, `expected an integer ≥ ${minimum}`);
+export function expectInteger(value: unknown, path: string, minimum: number): number {
+  if (!Number.isSafeInteger(value) || (value as number) < minimum) fail(path, `expected a safe integer ≥ ${minimum}`);
   return value as number;
 }
 
@@ -294,8 +358,7 @@ export function expectU64(value: unknown, path: string): bigint {
 }
 
 function expectWide(value: unknown, path: string): [number, number] {
-  const pair = expectArray(value, path, 2);
-  const [hi, lo] = pair;
+  const [hi, lo] = expectArray(value, path, 2);
   if (!Number.isSafeInteger(hi) || (hi as number) < 0 || !Number.isSafeInteger(lo) || (lo as number) < 0 || (lo as number) >= LIMB) {
     fail(path, 'expected [hi, lo] limbs with 0 ≤ lo < 2^48');
   }
@@ -304,8 +367,11 @@ function expectWide(value: unknown, path: string): [number, number] {
 
 export function expectBytes(value: unknown, path: string, length: number): Uint8Array {
   if (!(value instanceof Uint8Array) || value.byteLength !== length) fail(path, `expected ${length} bytes`);
-  // A private copy: msgpackr may hand out views into the input buffer.
-  return new Uint8Array(value);
+  // A private copy (msgpackr may hand out views into the input buffer), byte by byte: a
+  // typed-array copy constructor would move the small buffer off-heap.
+  const copy = new Uint8Array(length);
+  for (let index = 0; index < length; index++) copy[index] = value[index];
+  return copy;
 }
 
 function fail(path: string, message: string): never {

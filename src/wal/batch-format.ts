@@ -21,7 +21,7 @@
 // A checkpoint record opens every segment: its payload is the state machine's snapshot as
 // of seq firstSeq - 1, so every segment can rebuild state without the segments before it.
 
-import { EVENT_BYTES } from './event.ts';
+import { EVENT_BYTES } from '../event.ts';
 import { CHECKSUM_BYTES, checksumEquals, checksumInto } from './checksum.ts';
 
 export const BATCH_HEADER_BYTES = 64;

@@ -14,7 +14,7 @@ import { deferred } from '../deferred.ts';
 import { TidelogError } from '../errors.ts';
 import { BATCH_HEADER_BYTES, BatchKind, sealBatch } from './batch-format.ts';
 import type { DedupWindow } from './dedup.ts';
-import { EVENT_BYTES } from './event.ts';
+import { EVENT_BYTES } from '../event.ts';
 
 export interface CommitQueueOptions {
   shard: number;

@@ -20,7 +20,7 @@
 // for most new events without touching the table, and batches are hashed in one pass and
 // probed in a second, so the misses of independent events overlap.
 
-import { EVENT_BYTES } from './event.ts';
+import { EVENT_BYTES } from '../event.ts';
 
 const INITIAL_CAPACITY = 16_384;
 const FILTER_BITS_PER_ENTRY = 8;

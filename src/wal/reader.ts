@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
 import { BATCH_HEADER_BYTES } from './batch-format.ts';
-import { EVENT_BYTES } from './event.ts';
+import { EVENT_BYTES } from '../event.ts';
 import { readWhole, type FileIo } from './file-io.ts';
 import { readRecord } from './segment-scan.ts';
 

@@ -22,7 +22,7 @@ import { readCheckpointFile, encodeCheckpointRecord, writeCheckpointFile } from 
 import { initChecksum } from './checksum.ts';
 import { CommitQueue } from './commit-queue.ts';
 import { DedupWindow } from './dedup.ts';
-import { EVENT_BYTES, decodeEvent, encodeEvents, validatePacked, type SignalEvent } from './event.ts';
+import { EVENT_BYTES, decodeEvent, encodeEvents, validatePacked, type SignalEvent } from '../event.ts';
 import { nodeFileIo, type FileIo } from './file-io.ts';
 import { recordUs, type FlushMetricsSnapshot } from './flush-metrics.ts';
 import { DirectoryLock } from './lock.ts';

@@ -9,7 +9,7 @@ import {
   verifyBatch,
 } from '../../src/wal/batch-format.ts';
 import { initChecksum } from '../../src/wal/checksum.ts';
-import { EVENT_BYTES, encodeEvents } from '../../src/wal/event.ts';
+import { EVENT_BYTES, encodeEvents } from '../../src/event.ts';
 import { makeEvent } from '../support/wal-fixtures.ts';
 
 await initChecksum();

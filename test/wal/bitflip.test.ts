@@ -14,7 +14,7 @@ import * as assert from 'uvu/assert';
 import { TidelogError, type ErrorCode } from '../../src/errors.ts';
 import { BATCH_HEADER_BYTES, readBatchHeader } from '../../src/wal/batch-format.ts';
 import { initChecksum } from '../../src/wal/checksum.ts';
-import { EVENT_BYTES, decodeEvent, type SignalEvent } from '../../src/wal/event.ts';
+import { EVENT_BYTES, decodeEvent, type SignalEvent } from '../../src/event.ts';
 import type { FileIo, OpenMode, WalFile } from '../../src/wal/file-io.ts';
 import { Wal, recoverShard } from '../../src/wal/index.ts';
 

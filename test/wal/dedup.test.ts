@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import { DedupWindow, hashEvent } from '../../src/wal/dedup.ts';
-import { EVENT_BYTES } from '../../src/wal/event.ts';
+import { EVENT_BYTES } from '../../src/event.ts';
 
 function packedFrom(seeds: number[]): Uint8Array {
   const bytes = new Uint8Array(seeds.length * EVENT_BYTES);

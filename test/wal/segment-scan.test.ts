@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { BATCH_HEADER_BYTES, BatchKind, encodeBatch } from '../../src/wal/batch-format.ts';
 import { encodeCheckpointRecord } from '../../src/wal/checkpoint-file.ts';
 import { initChecksum } from '../../src/wal/checksum.ts';
-import { encodeEvents } from '../../src/wal/event.ts';
+import { encodeEvents } from '../../src/event.ts';
 import { scanSegment } from '../../src/wal/segment-scan.ts';
 import { makeEvent } from '../support/wal-fixtures.ts';
 

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
 import { Wal, type StoredBatch, type WalStateMachine } from '../../src/wal/index.ts';
-import { EVENT_BYTES } from '../../src/wal/event.ts';
+import { EVENT_BYTES } from '../../src/event.ts';
 import { collect, makeEvent, rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
 
 /** Sums entity ids and counts events; its snapshot is "lastSeq,count,sum". */

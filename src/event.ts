@@ -1,5 +1,5 @@
-// The signal event and its 21-byte packed form. The data path carries packed bytes; objects
-// exist only at the API edge (appendMany(SignalEvent[]), replay, read).
+// The signal event and its 21-byte packed form: one definition for every layer (WAL, CRDT,
+// wire). The data path carries packed bytes; objects exist only at the API edges.
 //
 //   offset  size  field        type
 //   ------  ----  -----------  ------------------------------
@@ -10,7 +10,7 @@
 //   ------  ----
 //       21 bytes per event, records back to back, no padding
 
-import { TidelogError } from '../errors.ts';
+import { TidelogError } from './errors.ts';
 
 export const EVENT_BYTES = 21;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
@@ -26,16 +26,17 @@ export interface SignalEvent {
 export function encodeEvents(events: readonly SignalEvent[]): Uint8Array {
   const bytes = new Uint8Array(events.length * EVENT_BYTES);
   const view = new DataView(bytes.buffer);
-  for (let index = 0; index < events.length; index++) {
-    const event = events[index];
-    const offset = index * EVENT_BYTES;
-    validateEvent(event, index);
-    view.setBigUint64(offset, BigInt(event.entityId), true);
-    view.setUint8(offset + 8, event.signalType);
-    view.setFloat32(offset + 9, event.weight, true);
-    view.setBigUint64(offset + 13, BigInt(event.timestampNs), true);
-  }
+  for (let index = 0; index < events.length; index++) writeEvent(view, index * EVENT_BYTES, events[index], index);
   return bytes;
+}
+
+/** Writes one validated event at `offset` of `view`. */
+export function writeEvent(view: DataView, offset: number, event: SignalEvent, index = 0): void {
+  validateEvent(event, index);
+  view.setBigUint64(offset, BigInt(event.entityId), true);
+  view.setUint8(offset + 8, event.signalType);
+  view.setFloat32(offset + 9, event.weight, true);
+  view.setBigUint64(offset + 13, BigInt(event.timestampNs), true);
 }
 
 export function decodeEvent(bytes: Uint8Array, offset: number): SignalEvent {
@@ -57,6 +58,7 @@ export function decodeEvents(bytes: Uint8Array): SignalEvent[] {
 
 /** Returns the event count of a packed buffer, or throws BAD_REQUEST if it is not n × 21. */
 export function checkPackedLength(bytes: Uint8Array): number {
+  if (!(bytes instanceof Uint8Array)) throw new TidelogError('BAD_REQUEST', 'packed events must be a Uint8Array');
   if (bytes.byteLength % EVENT_BYTES !== 0) {
     throw new TidelogError(
       'BAD_REQUEST',

@@ -1,8 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
-import { EVENT_BYTES, decodeEvents, encodeEvents, validatePacked, type SignalEvent } from '../../src/wal/event.ts';
-import { isTidelogError } from '../../src/errors.ts';
+import { EVENT_BYTES, decodeEvents, encodeEvents, validatePacked, type SignalEvent } from '../src/event.ts';
+import { isTidelogError } from '../src/errors.ts';
 
 const arbitraryEvent: fc.Arbitrary<SignalEvent> = fc.record({
   entityId: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),

@@ -1,0 +1,53 @@
+// The CRDT library's public surface: clocks, CRDTs, signal state, reconciliation, snapshots.
+export { Hlc, systemClockNs, DEFAULT_MAX_OFFSET_MS, type HlcOptions } from './hlc.ts';
+export {
+  HlcTimestamp,
+  HLC_TIMESTAMP_BYTES,
+  HLC_MSGPACK_EXTENSION_TYPE,
+  registerHlcExtension,
+  type HlcTimestampJson,
+} from './hlc-timestamp.ts';
+export { PNCounter, type PNCounterJson } from './pn-counter.ts';
+export {
+  LWWRegister,
+  compareEncoded,
+  trueWinsTies,
+  type LWWRegisterJson,
+  type LWWRegisterOptions,
+  type TieBreak,
+} from './lww-register.ts';
+export {
+  parseSignalSchema,
+  loadSignalSchema,
+  defaultSignalSchema,
+  DEFAULT_SIGNAL_SCHEMA_PATH,
+  DEFAULT_BUCKETS_PER_WINDOW,
+  type SignalSchema,
+  type SignalSchemaConfig,
+  type SignalType,
+  type ScoreSignal,
+  type FlagSignal,
+  type SignalWindow,
+} from './signal-schema.ts';
+export {
+  CrdtSignalState,
+  DEFAULT_MAX_PENDING_EVENTS,
+  type EntityView,
+  type SignalScore,
+  type SignalStateJson,
+  type SignalStateOptions,
+} from './signal-state.ts';
+export { ReconciliationEngine, ReconcileSession, type ReconcileOptions, type ApplyResult } from './reconcile.ts';
+export {
+  encodePlan,
+  decodePlan,
+  RECONCILE_VERSION,
+  type MergePlan,
+  type PlanEntity,
+  type PlanOrigin,
+  type EntityDifference,
+  type ReconcileStats,
+} from './merge-plan.ts';
+export { SNAPSHOT_MAGIC, SNAPSHOT_VERSION } from './snapshot-codec.ts';
+export { EVENT_BYTES, encodeEvents, decodeEvent, type SignalEvent } from '../event.ts';
+export { weightToMicros, MICROS_PER_UNIT, MAX_ABS_WEIGHT } from './weight-micros.ts';
