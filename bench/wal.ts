@@ -143,6 +143,8 @@ interface WalRunSpec {
   callers: number;
   batchMaxEvents: number;
   fsync?: FsyncMode;
+  /** Dedup window; 0 turns content dedup off (shows what the window costs). */
+  dedupWindowMs?: number;
   /** Builds the input pool of `events` events; returns one item per operation. */
   build: (events: number) => PoolItem[];
   isLatencyRecorded?: boolean;
@@ -167,7 +169,13 @@ function mergeDrives(parts: readonly DriveResult[]): DriveResult {
 }
 
 async function runOnWal(spec: WalRunSpec, dir: string, durationMs: number, pool: PoolItem[], bare: BareLoop | null): Promise<WalRun> {
-  const { wal } = await Wal.open({ dir, fsync: spec.fsync ?? 'full', batchMaxEvents: spec.batchMaxEvents, segmentBytes: SEGMENT_BYTES });
+  const { wal } = await Wal.open({
+    dir,
+    fsync: spec.fsync ?? 'full',
+    batchMaxEvents: spec.batchMaxEvents,
+    segmentBytes: SEGMENT_BYTES,
+    dedupWindowMs: spec.dedupWindowMs,
+  });
   try {
     const rounds = bare === null ? 1 : PAIRED_ROUNDS;
     const parts: DriveResult[] = [];
@@ -387,6 +395,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     let single: WalRun | null = null;
     let concurrent: WalRun | null = null;
+    let noDedup: WalRun | null = null;
     let perEvent: WalRun | null = null;
     if (has('append-many')) {
       single = await measureWal(
@@ -421,6 +430,20 @@ export async function main(argv: string[]): Promise<void> {
       row('  commit latency p99', commitLatencyUs.p99, 'µs');
       row('  queue wait p50 (seal → write starts)', queueWaitUs.p50, 'µs', `p99 ${queueWaitUs.p99} µs`);
       bareRow(concurrent.bare);
+      noDedup = await measureWal(
+        {
+          root,
+          name: 'append-many-concurrent-no-dedup',
+          callers: CONCURRENT_CALLERS,
+          batchMaxEvents: CONCURRENT_BATCH_MAX_EVENTS,
+          dedupWindowMs: 0,
+          build: packed,
+          pairWithBare: (warmup) => Math.round(groupSize(warmup)),
+        },
+        settings,
+      );
+      row(`appendMany(1000 packed) full, ${CONCURRENT_CALLERS} callers, dedup off`, noDedup.drive.eventsPerSecond, 'events/s', `group ${groupSize(noDedup.stats).toFixed(0)} events/fsync`);
+      bareRow(noDedup.bare);
     }
     if (has('append-many-cpu')) {
       const cpu = await measureWal({ root, name: 'append-many-cpu', callers: 1, batchMaxEvents: EVENTS_PER_CALL, fsync: 'off', build: packed }, settings);
@@ -491,6 +514,10 @@ export async function main(argv: string[]): Promise<void> {
     if (concurrent?.bare) {
       report.ratios[`appendMany ${CONCURRENT_CALLERS} callers / bare loop, group ${concurrent.bare.groupEvents}`] =
         concurrent.drive.eventsPerSecond / concurrent.bare.eventsPerSecond;
+    }
+    if (noDedup?.bare) {
+      report.ratios[`appendMany ${CONCURRENT_CALLERS} callers, dedup off / bare loop, group ${noDedup.bare.groupEvents}`] =
+        noDedup.drive.eventsPerSecond / noDedup.bare.eventsPerSecond;
     }
     if (perEvent && hypercoreSingle) report.ratios['append(event) / hypercore per-event append'] = perEvent.drive.eventsPerSecond / hypercoreSingle.eventsPerSecond;
     if (single && hypercoreBatch) report.ratios['appendMany(1000) 1 caller / hypercore append(1000)'] = single.drive.eventsPerSecond / hypercoreBatch.eventsPerSecond;
