@@ -71,12 +71,14 @@ export interface WalOptions {
   leaderEpoch?: number;
   stateMachine?: WalStateMachine;
   onPersisted?: (info: PersistedInfo) => void;
+  /** Progress of the recovery scan on open: segments verified so far of `total`. */
+  onRecoveryProgress?: (done: number, total: number) => void;
   io?: FileIo;
   clock?: Clock;
 }
 
-type ResolvedOptions = Required<Omit<WalOptions, 'stateMachine' | 'onPersisted'>> &
-  Pick<WalOptions, 'stateMachine' | 'onPersisted'>;
+type ResolvedOptions = Required<Omit<WalOptions, 'stateMachine' | 'onPersisted' | 'onRecoveryProgress'>> &
+  Pick<WalOptions, 'stateMachine' | 'onPersisted' | 'onRecoveryProgress'>;
 
 export interface WalRecovery extends RecoveryReport {
   checkpointSeq: number;
@@ -134,6 +136,7 @@ function resolveOptions(options: WalOptions): ResolvedOptions {
     leaderEpoch: options.leaderEpoch ?? 0,
     stateMachine: options.stateMachine,
     onPersisted: options.onPersisted,
+    onRecoveryProgress: options.onRecoveryProgress,
     io: options.io ?? nodeFileIo,
     clock: options.clock ?? systemClock,
   };
@@ -256,6 +259,7 @@ export class Wal implements WriterLane {
         shard,
         salvage: resolved.salvage,
         repair: true,
+        onProgress: resolved.onRecoveryProgress,
         onSegment: (segment) => {
           if (stateMachine && !hasRestored) {
             stateMachine.restore(segment.snapshot, segment.firstSeq - 1);
