@@ -27,6 +27,16 @@ export function makeVariedEvent(index: number): SignalEvent {
   };
 }
 
+/** Runs `run` with a fresh temp dir and removes the dir afterwards, whatever happens. */
+export async function withTempDir(run: (dir: string) => Promise<void>, label = 'wal'): Promise<void> {
+  const dir = tempDir(label);
+  try {
+    await run(dir);
+  } finally {
+    removeDir(dir);
+  }
+}
+
 export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   const items: T[] = [];
   for await (const item of iterable) items.push(item);

@@ -2,11 +2,11 @@
 // write or fsync is fail-stop, nothing failed is ever reported durable, short writes are
 // looped over, and what fsync 'full' acknowledged survives a power loss.
 
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { withTempDir } from '../support/wal-fixtures.ts';
 import { deferred } from '../../src/deferred.ts';
 import { TidelogError, type ErrorCode } from '../../src/errors.ts';
 import { Wal, encodeEvents, type SignalEvent } from '../../src/wal/index.ts';
@@ -30,18 +30,6 @@ function eventsFrom(start: number, count: number): SignalEvent[] {
   return Array.from({ length: count }, (_, offset) => eventAt(start + offset));
 }
 
-async function withDir(run: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'tidelog-faults-'));
-  try {
-    await run(dir);
-  } catch (error) {
-    // uvu's reporter wants a string in `details`; a TidelogError carries an object there.
-    if (error instanceof TidelogError) throw new Error(`unexpected ${error.message}`, { cause: error });
-    throw error;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 /** The TidelogError a promise rejects with (fails the test if it resolves). */
 async function rejection(promise: Promise<unknown>): Promise<TidelogError> {
@@ -107,7 +95,7 @@ function chunks(start: number, sizes: number[]): SignalEvent[][] {
 
 for (const torn of [false, true]) {
   test(`faults - EIO on write fails the lane with WRITE_FAILED${torn ? ' (torn write)' : ''}`, async () => {
-    await withDir(async (dir) => {
+    await withTempDir(async (dir) => {
       const io = new FaultyFileIo();
       const { wal } = await Wal.open({ dir, io, batchLingerMs: 0 });
       const acked = await appendAcked(wal, chunks(0, [1, 5, 40, 1, 7]));
@@ -128,7 +116,7 @@ for (const torn of [false, true]) {
 }
 
 test('faults - EIO on fdatasync fails the lane with FSYNC_FAILED and is never retried', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, batchLingerMs: 0 });
     const acked = await appendAcked(wal, chunks(0, [3, 1, 30]));
@@ -148,7 +136,7 @@ test('faults - EIO on fdatasync fails the lane with FSYNC_FAILED and is never re
 });
 
 test('faults - ENOSPC on write fails with WRITE_FAILED and errno ENOSPC in details', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, batchLingerMs: 0 });
     const acked = await appendAcked(wal, chunks(0, [2, 2]));
@@ -163,7 +151,7 @@ test('faults - ENOSPC on write fails with WRITE_FAILED and errno ENOSPC in detai
 });
 
 test('faults - short writes (at most 7 bytes a call) still round-trip', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     io.maxWriteBytes = 7;
     const { wal } = await Wal.open({ dir, io, segmentBytes: 2048, batchMaxEvents: 40, batchLingerMs: 1 });
@@ -194,7 +182,7 @@ test('faults - short writes (at most 7 bytes a call) still round-trip', async ()
 });
 
 test("faults - fsync 'full': a power loss keeps every acknowledged event", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, segmentBytes: 4096, batchMaxEvents: 32, batchLingerMs: 1 });
     const acked = new Map<number, SignalEvent>();
@@ -228,7 +216,7 @@ test("faults - fsync 'full': a power loss keeps every acknowledged event", async
 });
 
 test("faults - fsync 'off': a power loss loses acknowledged but unsynced events", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const durable = eventsFrom(0, 30);
     const first = await Wal.open({ dir });
     await first.wal.appendMany(durable);
@@ -248,7 +236,7 @@ test("faults - fsync 'off': a power loss loses acknowledged but unsynced events"
 
 test('faults - no-sync writes do not advance the synced offset', async () => {
   for (const fsync of ['off', 'normal'] as const) {
-    await withDir(async (dir) => {
+    await withTempDir(async (dir) => {
       const io = new FaultyFileIo();
       const { wal } = await Wal.open({ dir, io, fsync, syncIntervalMs: 3_600_000, batchLingerMs: 0 });
       const path = openSegmentPath(dir, wal);
@@ -262,7 +250,7 @@ test('faults - no-sync writes do not advance the synced offset', async () => {
       else assert.ok(syncedAtClose < flush.writtenOffset, "'off' does not sync at close");
     });
   }
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, fsync: 'full', batchLingerMs: 0 });
     const path = openSegmentPath(dir, wal);
@@ -285,7 +273,7 @@ const rotationFaults: Array<{ name: string; rule: FaultRule; code: ErrorCode }> 
 
 for (const { name, rule, code } of rotationFaults) {
   test(`faults - a failed ${name} during segment rotation is fail-stop (${code})`, async () => {
-    await withDir(async (dir) => {
+    await withTempDir(async (dir) => {
       const io = new FaultyFileIo();
       // 4 batches of 8 events fit in 1024 bytes (64 + 4 × 232); the 5th rotates.
       const { wal } = await Wal.open({ dir, io, segmentBytes: 1024, batchMaxEvents: 8, batchLingerMs: 0 });
@@ -302,7 +290,7 @@ for (const { name, rule, code } of rotationFaults) {
 }
 
 test('faults - close() after a failure resolves and releases the lock', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, batchLingerMs: 0 });
     const acked = await appendAcked(wal, chunks(0, [3]));
@@ -315,7 +303,7 @@ test('faults - close() after a failure resolves and releases the lock', async ()
 });
 
 test('faults - close() while a failing flush is pending rejects the append, and close() reports it too', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, batchLingerMs: 0 });
     const acked = await appendAcked(wal, chunks(0, [2]));
@@ -330,7 +318,7 @@ test('faults - close() while a failing flush is pending rejects the append, and 
 });
 
 test('faults - a failed open releases the lock', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     io.inject({ op: 'open', path: /\.seg\.tmp$/ });
     await expectCode(Wal.open({ dir, io }), 'IO_ERROR');
@@ -339,7 +327,7 @@ test('faults - a failed open releases the lock', async () => {
 });
 
 test('faults - I/O errors while opening are TidelogErrors (IO_ERROR)', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const rules: FaultRule[] = [
       { op: 'readdir', times: 1 },
       { op: 'open', path: /\.lock$/, code: 'EACCES', times: 1 },
@@ -354,7 +342,7 @@ test('faults - I/O errors while opening are TidelogErrors (IO_ERROR)', async () 
 });
 
 test('faults - an acknowledged checkpoint survives a power loss; a failed one keeps the previous', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, batchLingerMs: 0 });
     const acked = await appendAcked(wal, chunks(0, [4, 4, 4]));
@@ -379,7 +367,7 @@ test('faults - an acknowledged checkpoint survives a power loss; a failed one ke
 });
 
 test('faults - truncateBefore after a failed unlink can be retried', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     // 3 batches of 4 events fit in 512 bytes (64 + 3 × 148): one segment per 12 events.
     const { wal } = await Wal.open({ dir, io, segmentBytes: 512, batchMaxEvents: 4, batchLingerMs: 0 });
@@ -405,7 +393,7 @@ test('faults - truncateBefore after a failed unlink can be retried', async () =>
 });
 
 test("faults - 'normal': a failed fdatasync at close leaves the lane failed", async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, fsync: 'normal', syncIntervalMs: 3_600_000, batchLingerMs: 0 });
     await appendAcked(wal, chunks(0, [4, 4]));
@@ -418,7 +406,7 @@ test("faults - 'normal': a failed fdatasync at close leaves the lane failed", as
 });
 
 test('faults - events replayed on open survive a power loss right after it', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const first = await Wal.open({ dir, io, batchLingerMs: 0 });
     const acked = await appendAcked(first.wal, chunks(0, [5, 5]));

@@ -2,11 +2,9 @@
 // WAL_LOCKED, other shards of the directory are free, and a lock left by a SIGKILLed
 // process is taken over (test/support/wal-child.ts holds or probes the lock).
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { withTempDir } from '../support/wal-fixtures.ts';
 import { TidelogError } from '../../src/errors.ts';
 import { Wal, type SignalEvent } from '../../src/wal/index.ts';
 import { childExit, onLines, spawnWalChild } from '../support/wal-child.ts';
@@ -15,18 +13,6 @@ function eventAt(index: number): SignalEvent {
   return { entityId: BigInt(index), signalType: 1, weight: 1, timestampNs: 1_700_000_000_000_000_000n + BigInt(index) };
 }
 
-async function withDir(run: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'tidelog-lock-'));
-  try {
-    await run(dir);
-  } catch (error) {
-    // uvu's reporter wants a string in `details`; a TidelogError carries an object there.
-    if (error instanceof TidelogError) throw new Error(`unexpected ${error.message}`, { cause: error });
-    throw error;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
 
 async function openError(dir: string, shard = 0): Promise<TidelogError> {
   try {
@@ -53,7 +39,7 @@ async function childTry(dir: string, shard = 0): Promise<string> {
 }
 
 test('lock - a second open of the same shard in this process fails with WAL_LOCKED', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const { wal } = await Wal.open({ dir });
     assert.is((await openError(dir)).code, 'WAL_LOCKED');
     // The failed attempt closed its own descriptor without dropping the owner's lock.
@@ -65,7 +51,7 @@ test('lock - a second open of the same shard in this process fails with WAL_LOCK
 });
 
 test('lock - another shard in the same directory opens', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const zero = await Wal.open({ dir, shard: 0 });
     const one = await Wal.open({ dir, shard: 1 });
     assert.is(await zero.wal.append(eventAt(1)), 1);
@@ -76,7 +62,7 @@ test('lock - another shard in the same directory opens', async () => {
 });
 
 test('lock - close releases the lock', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const first = await Wal.open({ dir });
     await first.wal.append(eventAt(1));
     await first.wal.close();
@@ -87,7 +73,7 @@ test('lock - close releases the lock', async () => {
 });
 
 test('lock - a second process fails with WAL_LOCKED while this one holds the shard', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const { wal } = await Wal.open({ dir });
     assert.is(await childTry(dir), 'failed WAL_LOCKED');
     assert.is(await childTry(dir, 1), 'opened', 'another shard is free');
@@ -97,7 +83,7 @@ test('lock - a second process fails with WAL_LOCKED while this one holds the sha
 });
 
 test('lock - a lock held by a SIGKILLed process is taken over', async () => {
-  await withDir(async (dir) => {
+  await withTempDir(async (dir) => {
     const child = spawnWalChild(['hold', dir, '0']);
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
