@@ -4,9 +4,11 @@
 //              for a skewed (Zipf s = 1 over 1 M entities) and a uniform (100 k entities) mix
 //   merge      join of two 100 k-entity states (half the entities shared)
 //   reconcile  bytes exchanged vs number of differing entities, at two state sizes
+//   transfer   a fresh replica synced from a 1 M-entity one in messages of at most 4 MiB
+//              (count, largest message, time), and plan pieces of at most 4 MiB
 //   snapshot   encode/decode of a 100 k-entity state
 // Flags: --quick (smaller runs, for a smoke check).
-import { CrdtSignalState, defaultSignalSchema, Hlc, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
+import { CrdtSignalState, defaultSignalSchema, encodePlan, Hlc, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
 import { newReport, printReport } from './report.ts';
 
 const EVENT_BYTES = 21;
@@ -108,6 +110,51 @@ export async function main(argv: string[]): Promise<void> {
       if (differing === 100) report.ratios[`reconcile bytes / snapshot bytes, ${size} entities, 100 differ`] = plan.stats.bytesExchanged / fullBytes;
     }
   }
+  // ---- full transfer to a fresh replica, in bounded messages ----
+  const transferEntities = isQuick ? 100_000 : 1_000_000;
+  const maxMessageBytes = 4 << 20;
+  const bounded = new ReconciliationEngine({ maxMessageBytes });
+  const source = buildState(schema, 1, 0, transferEntities, 1, 12);
+  const fresh = new CrdtSignalState(schema);
+  let largestMessageBytes = 0;
+  let transferMessages = 0;
+  let transferBytes = 0;
+  const transferStartMs = performance.now();
+  // The sessions by hand (what `sync` does) to see every message; each side applies what it
+  // received after every message, so it never holds more than one message's entities.
+  const freshSession = bounded.session(fresh);
+  const sourceSession = bounded.session(source);
+  let message: Uint8Array | null = freshSession.start();
+  let isToSource = true;
+  while (message !== null) {
+    transferMessages++;
+    transferBytes += message.byteLength;
+    largestMessageBytes = Math.max(largestMessageBytes, message.byteLength);
+    const [session, state] = isToSource ? [sourceSession, source] : [freshSession, fresh];
+    message = session.receive(message);
+    const piece = session.takePlan();
+    if (piece.entities.length > 0 || piece.origins.length > 0) bounded.apply(state, piece);
+    isToSource = !isToSource;
+  }
+  const transferMs = performance.now() - transferStartMs;
+  if (!fresh.equals(source)) throw new Error('the full transfer did not converge');
+  report.rows.push({
+    name: `full transfer, ${transferEntities} entities to a fresh replica`,
+    value: transferMs,
+    unit: 'ms',
+    note: `${transferMessages} msgs ≤ ${maxMessageBytes} B (largest ${largestMessageBytes} B), ${transferBytes} B in all, ${((transferEntities / transferMs) * 1000).toFixed(0)} entities/s`,
+  });
+  const piecesStartMs = performance.now();
+  const pieces = bounded.plans(new CrdtSignalState(schema), source);
+  const piecesMs = performance.now() - piecesStartMs;
+  const largestPieceBytes = Math.max(...pieces.map((piece) => encodePlan(piece).byteLength));
+  report.rows.push({
+    name: `plan pieces, ${transferEntities} entities`,
+    value: pieces.length,
+    unit: 'plans',
+    note: `each ≤ ${maxMessageBytes} B (largest ${largestPieceBytes} B), ${piecesMs.toFixed(0)} ms`,
+  });
+  report.ratios['largest transfer message / maxMessageBytes'] = largestMessageBytes / maxMessageBytes;
   printReport(report);
 }
 

@@ -137,7 +137,8 @@ export class DigestTree {
     return this.keys.slice(start, end);
   }
 
-  private range(level: number, index: number): [number, number] {
+  /** [start, end): the node's entities are keys[start] … keys[end − 1] (no copy, for large nodes). */
+  range(level: number, index: number): [number, number] {
     const width = 2 ** (32 - FANOUT_BITS * level);
     return [this.lowerBound(index * width), this.lowerBound((index + 1) * width)];
   }

@@ -7,7 +7,8 @@ import { HlcTimestamp } from './hlc-timestamp.ts';
 import type { LWWRegister } from './lww-register.ts';
 import { joinNs, secondsOf, splitNs } from './packed-time.ts';
 import { PNCounter } from './pn-counter.ts';
-import type { ContributionValues, ScoreColumn } from './score-column.ts';
+import type { ContributionValues } from './contribution-values.ts';
+import type { ScoreColumn } from './score-column.ts';
 import type { SignalSchema } from './signal-schema.ts';
 import { microsToUnits, wideToBigInt } from './weight-micros.ts';
 
@@ -97,7 +98,11 @@ export function viewEntity(
   return { entityId, atNs, signals, flags };
 }
 
-/** The cell's event count and weight sum (micro-units) as PN-counters keyed by origin. */
+/**
+ * The cell's event count and weight sum as PN-counters keyed by origin (PN-counters hold
+ * micro-units: `events.toNumber()` is the event count, `weightMicros.value` the weight sum in
+ * micro-units).
+ */
 export function countersOf(column: ScoreColumn | undefined, key: EntityKey): { events: PNCounter; weightMicros: PNCounter } {
   const events = new PNCounter();
   const weightMicros = new PNCounter();

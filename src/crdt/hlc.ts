@@ -15,10 +15,15 @@
 // - "reserve ahead" (Spanner/CockroachDB style): with `onReserve`, the clock persists a ceiling
 //   highWaterNs before it issues any wall >= the previous ceiling; every wall it ever issued is
 //   then < the persisted value, and `Hlc.restore(nodeId, highWaterNs)` starts above all of them
-//   even if the machine's clock went backwards across the restart.
+//   even if the machine's clock went backwards across the restart;
+// - every value stays a u64: a physical reading above U64_MAX is rejected (BAD_REQUEST), and the
+//   largest wall the clock issues is U64_MAX − 1, so its high-water (wall + 1, or a reserved
+//   ceiling capped at U64_MAX) is a u64 too. A clock that would have to pass that refuses with
+//   BAD_REQUEST instead. Every refusal leaves the clock exactly as it was: the next timestamp is
+//   computed and built first, and state is committed only after it (and onReserve) succeeded.
 
 import { TidelogError } from '../errors.ts';
-import { HlcTimestamp, U32_MAX } from './hlc-timestamp.ts';
+import { HlcTimestamp, U32_MAX, U64_MAX } from './hlc-timestamp.ts';
 
 export interface HlcOptions {
   /** Physical clock, ns since the Unix epoch. Defaults to the system clock. */
@@ -36,6 +41,8 @@ export interface HlcOptions {
 }
 
 export const DEFAULT_MAX_OFFSET_MS = 500;
+/** The largest wall the clock issues: its high-water, wall + 1, must itself be a u64. */
+export const MAX_WALL_NS = U64_MAX - 1n;
 const NS_PER_MS = 1_000_000n;
 
 /** Wall clock with sub-millisecond resolution (performance.timeOrigin + performance.now()). */
@@ -78,8 +85,10 @@ export class Hlc {
     this.reserveAheadNs = BigInt(reserveAheadMs) * NS_PER_MS;
     this.onReserve = options.onReserve;
     if (options.highWaterNs !== undefined) {
-      if (typeof options.highWaterNs !== 'bigint' || options.highWaterNs < 0n) {
-        throw new TidelogError('BAD_REQUEST', 'highWaterNs must be a non-negative bigint');
+      if (typeof options.highWaterNs !== 'bigint' || options.highWaterNs < 0n || options.highWaterNs > U64_MAX) {
+        throw new TidelogError('BAD_REQUEST', `highWaterNs must be a u64 bigint, got ${String(options.highWaterNs)}`, {
+          details: { highWaterNs: options.highWaterNs },
+        });
       }
       // Pretend (highWaterNs, 0) was issued: the next timestamp is above it, hence above every
       // timestamp of the earlier run, whatever the physical clock says now.
@@ -103,7 +112,9 @@ export class Hlc {
    * the reserved value; without, it is last wall + 1 (persist it on a clean shutdown).
    */
   get highWaterNs(): bigint {
-    return this.onReserve ? this.reservedNs : this.wallNs + 1n;
+    if (this.onReserve) return this.reservedNs;
+    // Only a clock restored at U64_MAX holds a wall above MAX_WALL_NS, and it issued nothing.
+    return this.wallNs < U64_MAX ? this.wallNs + 1n : U64_MAX;
   }
 
   /** A timestamp for a local or send event. */
@@ -132,8 +143,9 @@ export class Hlc {
       wallNs += 1n;
       logical = 0;
     }
+    const first = this.stamp(wallNs, logical);
     this.issue(wallNs, logical + count - 1);
-    return new HlcTimestamp(wallNs, logical, this.nodeId);
+    return first;
   }
 
   /** Merges a timestamp carried by a received message; returns the receive event's timestamp. */
@@ -169,21 +181,36 @@ export class Hlc {
       wallNs += 1n;
       logical = 0;
     }
+    const stamp = this.stamp(wallNs, logical);
     this.issue(wallNs, logical);
-    return new HlcTimestamp(wallNs, logical, this.nodeId);
+    return stamp;
   }
 
   private readPhysical(): bigint {
     const physicalNs = this.physicalNs();
-    if (typeof physicalNs !== 'bigint' || physicalNs < 0n) {
-      throw new TidelogError('BAD_REQUEST', `the physical clock returned ${String(physicalNs)}, not a u64 bigint`);
+    if (typeof physicalNs !== 'bigint' || physicalNs < 0n || physicalNs > U64_MAX) {
+      throw new TidelogError('BAD_REQUEST', `the physical clock returned ${String(physicalNs)}, not a u64 bigint`, {
+        details: { physicalNs },
+      });
     }
     return physicalNs;
   }
 
+  /** The timestamp about to be issued, built before any state changes (it validates the range). */
+  private stamp(wallNs: bigint, logical: number): HlcTimestamp {
+    if (wallNs > MAX_WALL_NS) {
+      throw new TidelogError('BAD_REQUEST', `the clock would pass the largest wall ${MAX_WALL_NS} ns`, {
+        details: { wallNs, maxWallNs: MAX_WALL_NS, nodeId: this.nodeId },
+      });
+    }
+    return new HlcTimestamp(wallNs, logical, this.nodeId);
+  }
+
   private issue(wallNs: bigint, logical: number): void {
     if (this.onReserve && wallNs >= this.reservedNs) {
-      const reservedNs = wallNs + this.reserveAheadNs;
+      // wallNs ≤ MAX_WALL_NS < U64_MAX, so the capped ceiling is still above it.
+      const ceilingNs = wallNs + this.reserveAheadNs;
+      const reservedNs = ceilingNs > U64_MAX ? U64_MAX : ceilingNs;
       // Persist first: if it throws, nothing was issued and the clock state is unchanged.
       this.onReserve(reservedNs);
       this.reservedNs = reservedNs;

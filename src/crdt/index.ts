@@ -1,5 +1,5 @@
 // The CRDT library's public surface: clocks, CRDTs, signal state, reconciliation, snapshots.
-export { Hlc, systemClockNs, DEFAULT_MAX_OFFSET_MS, type HlcOptions } from './hlc.ts';
+export { Hlc, systemClockNs, DEFAULT_MAX_OFFSET_MS, MAX_WALL_NS, type HlcOptions } from './hlc.ts';
 export {
   HlcTimestamp,
   HLC_TIMESTAMP_BYTES,
@@ -22,6 +22,8 @@ export {
   defaultSignalSchema,
   DEFAULT_SIGNAL_SCHEMA_PATH,
   DEFAULT_BUCKETS_PER_WINDOW,
+  MIN_HALF_LIFE_SECONDS,
+  MAX_HALF_LIFE_SECONDS,
   type SignalSchema,
   type SignalSchemaConfig,
   type SignalType,
@@ -37,10 +39,18 @@ export {
   type SignalStateJson,
   type SignalStateOptions,
 } from './signal-state.ts';
-export { ReconciliationEngine, ReconcileSession, type ReconcileOptions, type ApplyResult } from './reconcile.ts';
+export {
+  ReconciliationEngine,
+  ReconcileSession,
+  MIN_MESSAGE_BYTES,
+  type ReconcileOptions,
+  type ApplyResult,
+} from './reconcile.ts';
 export {
   encodePlan,
   decodePlan,
+  splitPlan,
+  MIN_PLAN_BYTES,
   RECONCILE_VERSION,
   type MergePlan,
   type PlanEntity,

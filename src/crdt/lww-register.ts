@@ -4,8 +4,13 @@
 //   1. the greater HLC wins ((wallNs, logical, nodeId): the node id breaks wall/logical ties);
 //   2. two writes with the very same timestamp (one node's clock cannot issue it twice, but a
 //      replayed or forged write can) are ordered by `tieBreak(a, b)`, greater wins. The default
-//      compares the values' msgpack encodings byte by byte; flags use `trueWinsTies`, so a hide
-//      beats an unhide stamped identically (hard negatives err on the side of hiding).
+//      compares the values' msgpack encodings byte by byte, and where those are equal orders −0
+//      below +0 (msgpack writes both as the integer 0, at any depth), so it is a total order on
+//      every value that msgpack can tell apart or that differs only in the sign of a zero; flags
+//      use `trueWinsTies`, so a hide beats an unhide stamped identically (hard negatives err on
+//      the side of hiding).
+// A tieBreak must be a total order (0 only for values the register may treat as the same):
+// two values it calls equal are kept in arrival order, and replicas may then disagree.
 
 import { Packr } from 'msgpackr';
 import { TidelogError } from '../errors.ts';
@@ -25,9 +30,35 @@ export interface LWWRegisterJson<T> {
 
 const canonicalPackr = new Packr({ useRecords: false });
 
-/** Default tie-break: the byte order of the values' msgpack encodings. */
+/** Default tie-break: the byte order of the values' msgpack encodings, then −0 before +0. */
 export function compareEncoded<T>(a: T, b: T): number {
-  return Buffer.compare(canonicalPackr.pack(a), canonicalPackr.pack(b));
+  return Buffer.compare(canonicalPackr.pack(a), canonicalPackr.pack(b)) || compareSignedZeros(a, b);
+}
+
+/**
+ * For two values whose encodings are equal (so they have the same shape): −0 orders before +0
+ * at the first place where they differ in a zero's sign, walking arrays, plain objects, Maps
+ * and Sets in their (identical) iteration order.
+ */
+function compareSignedZeros(a: unknown, b: unknown): number {
+  if (typeof a === 'number' && typeof b === 'number') {
+    if (a !== 0 || b !== 0 || Object.is(a, b)) return 0;
+    return Object.is(a, -0) ? -1 : 1;
+  }
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return 0;
+  let left: unknown[];
+  let right: unknown[];
+  if (Array.isArray(a) && Array.isArray(b)) [left, right] = [a, b];
+  else if (a instanceof Map && b instanceof Map) [left, right] = [[...a.entries()].flat(), [...b.entries()].flat()];
+  else if (a instanceof Set && b instanceof Set) [left, right] = [[...a], [...b]];
+  else if (Object.getPrototypeOf(a) === Object.prototype && Object.getPrototypeOf(b) === Object.prototype) {
+    [left, right] = [Object.values(a), Object.values(b)];
+  } else return 0;
+  for (let index = 0; index < Math.min(left.length, right.length); index++) {
+    const order = compareSignedZeros(left[index], right[index]);
+    if (order !== 0) return order;
+  }
+  return 0;
 }
 
 /** Tie-break for flags: true beats false (a hide beats an unhide with the same timestamp). */

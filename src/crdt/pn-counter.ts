@@ -2,15 +2,26 @@
 // node; merge takes the per-node maximum, value = ΣP − ΣN.
 // Invariant: every entry is a positive bigint (zero entries are never stored), so two counters
 // that mean the same thing have the same maps and `equals`/`toJSON` agree with the meaning.
-// Amounts are exact integers (bigint): fractional quantities are counted in fixed-point units
-// by the caller (signal weights in micro-units, see weight-micros.ts), never as floats, so sums
-// are identical on every replica whatever the order of merges.
+//
+// Units: a counter holds exact fixed-point **micro-units** (10⁻⁶ of a unit), so fractional
+// amounts (f32 signal weights) accumulate without drift: every replica turns an amount into
+// the same integer and adds integers, whatever the order of increments and merges.
+//   increment(node, 0.5)       a number is in units, non-negative and finite; it becomes
+//                              micros = round(amount × 10⁶) with the rule of weight-micros.ts
+//                              (the one CrdtSignalState uses for event weights); a fractional
+//                              amount is at most MAX_ABS_WEIGHT (1e9) units, an integer one any
+//                              safe integer (converted exactly)
+//   increment(node, 500_000n)  a bigint is already in micro-units, exact and unbounded
+//   value, positive, negative  bigint micro-units (exact); toNumber() is value in units (float64)
 
 import { TidelogError } from '../errors.ts';
 import { U32_MAX } from './hlc-timestamp.ts';
+import { MICROS_PER_UNIT, microsToUnits, weightToMicros } from './weight-micros.ts';
+
+const MICROS_PER_UNIT_BIGINT = BigInt(MICROS_PER_UNIT);
 
 export interface PNCounterJson {
-  /** [nodeId, decimal amount] pairs, ascending by nodeId. */
+  /** [nodeId, decimal micro-units] pairs, ascending by nodeId. */
   p: [number, string][];
   n: [number, string][];
 }
@@ -19,31 +30,39 @@ export class PNCounter {
   private readonly increments = new Map<number, bigint>();
   private readonly decrements = new Map<number, bigint>();
 
+  /** Adds `amount` to the node's increments: a number in units, a bigint in micro-units. */
   increment(node: number, amount: number | bigint = 1): this {
     add(this.increments, node, amount);
     return this;
   }
 
+  /** Adds `amount` to the node's decrements: a number in units, a bigint in micro-units. */
   decrement(node: number, amount: number | bigint = 1): this {
     add(this.decrements, node, amount);
     return this;
   }
 
+  /** ΣP − ΣN in micro-units, exact. */
   get value(): bigint {
     return sum(this.increments) - sum(this.decrements);
   }
 
-  /** ΣP alone (what the counter has ever added). */
+  /** ΣP − ΣN in units, the nearest float64 (for display and scoring, never for merging). */
+  toNumber(): number {
+    return microsToUnits(this.value);
+  }
+
+  /** ΣP alone in micro-units (what the counter has ever added). */
   get positive(): bigint {
     return sum(this.increments);
   }
 
-  /** ΣN alone (what the counter has ever subtracted). */
+  /** ΣN alone in micro-units (what the counter has ever subtracted). */
   get negative(): bigint {
     return sum(this.decrements);
   }
 
-  /** Per-node totals, ascending by node. */
+  /** Per-node totals in micro-units, ascending by node. */
   entries(): { node: number; p: bigint; n: bigint }[] {
     const nodes = [...new Set([...this.increments.keys(), ...this.decrements.keys()])].sort((a, b) => a - b);
     return nodes.map((node) => ({
@@ -53,9 +72,16 @@ export class PNCounter {
     }));
   }
 
-  /** Sets a node's totals to at least p and n (a merge of one node's entry). */
+  /** Sets a node's totals to at least p and n micro-units (a merge of one node's entry). */
   raise(node: number, p: bigint, n: bigint): this {
     checkNode(node);
+    for (const [name, amount] of [['p', p], ['n', n]] as const) {
+      if (typeof amount !== 'bigint' || amount < 0n) {
+        throw new TidelogError('BAD_REQUEST', `PN-counter raise needs ${name} as a non-negative bigint, got ${String(amount)}`, {
+          details: { node, [name]: String(amount) },
+        });
+      }
+    }
     raiseEntry(this.increments, node, p);
     raiseEntry(this.decrements, node, n);
     return this;
@@ -109,17 +135,24 @@ export class PNCounter {
 
 function add(map: Map<number, bigint>, node: number, amount: number | bigint): void {
   checkNode(node);
-  let exact: bigint;
-  if (typeof amount === 'bigint') exact = amount;
-  else if (Number.isSafeInteger(amount)) exact = BigInt(amount);
-  else {
-    throw new TidelogError('BAD_REQUEST', `a PN-counter amount must be a safe integer or bigint, got ${amount}`);
+  const micros = toMicros(amount);
+  if (micros === 0n) return;
+  map.set(node, (map.get(node) ?? 0n) + micros);
+}
+
+/** An amount (number: units, bigint: micro-units) as exact non-negative micro-units. */
+function toMicros(amount: number | bigint): bigint {
+  if (typeof amount === 'bigint') {
+    if (amount < 0n) throw new TidelogError('BAD_REQUEST', `a PN-counter amount must be non-negative, got ${amount}`);
+    return amount;
   }
-  if (exact < 0n) {
-    throw new TidelogError('BAD_REQUEST', `a PN-counter amount must be non-negative, got ${exact}`);
+  // The negated form also rejects NaN; −0 is a zero like any other.
+  if (typeof amount !== 'number' || !(amount >= 0)) {
+    throw new TidelogError('BAD_REQUEST', `a PN-counter amount must be a non-negative number or bigint, got ${String(amount)}`);
   }
-  if (exact === 0n) return;
-  map.set(node, (map.get(node) ?? 0n) + exact);
+  if (Number.isSafeInteger(amount)) return BigInt(amount) * MICROS_PER_UNIT_BIGINT;
+  // Fractional (or a huge float): the event-weight rule, which also bounds it (BAD_REQUEST).
+  return BigInt(weightToMicros(amount));
 }
 
 function raiseEntry(map: Map<number, bigint>, node: number, amount: bigint): void {

@@ -9,6 +9,10 @@
 // contributions of one (entity, signal, origin) are prefixes of one history and the one with
 // the greater lastSeq contains the other: merge keeps it whole and never adds floats from
 // different paths. Same events in the same order ⇒ same bits on every replica.
+// When the precondition fails (one (origin, seq) named two events, so two contributions share a
+// lastSeq but not their contents), the join is still a join: contributions are ordered by
+// (lastSeq, content) with `compareContributions` (contribution-values.ts), the greater wins on
+// every replica, and the column counts the clash in `conflicts`.
 //
 // Decayed score, anchored: a contribution holds score s at anchor time a (the newest event time
 // folded). Folding (t, w): if t ≥ a: s ← s·e^(−λ(t−a)) + w, a ← t; else (an older event reaching
@@ -43,6 +47,7 @@
 //                            rings[ringAt(s) + w·B + (bucket mod B)]
 // With the default schema (W = 3, B = 24) a record is 59 float64s = 472 bytes.
 
+import { compareContributions, type ContributionValues } from './contribution-values.ts';
 import { keyHalves, type EntityKey } from './entity-key.ts';
 import { SlotTable } from './slot-table.ts';
 import type { ScoreSignal } from './signal-schema.ts';
@@ -87,28 +92,6 @@ export interface BatchStamp {
   nodeId: number;
 }
 
-/** A contribution as plain values (decoded records, tests). */
-export interface ContributionValues {
-  origin: number;
-  lastSeq: number;
-  eventCount: number;
-  weightPositiveHi: number;
-  weightPositiveLo: number;
-  weightNegativeHi: number;
-  weightNegativeLo: number;
-  score: number;
-  anchorHi: number;
-  anchorLo: number;
-  wallHi: number;
-  wallLo: number;
-  logical: number;
-  nodeId: number;
-  eventHi: number;
-  eventLo: number;
-  /** Per window, flat [bucket, count, …] ascending, non-zero counts only. */
-  windows: number[][];
-}
-
 export class ScoreColumn {
   readonly signal: ScoreSignal;
   readonly windowCount: number;
@@ -123,6 +106,8 @@ export class ScoreColumn {
   fields: Float64Array;
   rings: Uint32Array;
   size = 0;
+  /** Joins that met one (key, origin, lastSeq) with two different contents (see the header). */
+  conflicts = 0;
   private readonly bucketSeconds: Float64Array;
 
   constructor(signal: ScoreSignal, bucketCount: number, source?: ScoreColumn) {
@@ -141,6 +126,7 @@ export class ScoreColumn {
     } else {
       this.heads = new SlotTable(source.heads);
       this.size = source.size;
+      this.conflicts = source.conflicts;
       this.fields = source.fields.slice(0, Math.max(INITIAL_CAPACITY, source.size) * this.stride);
     }
     this.rings = new Uint32Array(this.fields.buffer);
@@ -291,11 +277,18 @@ export class ScoreColumn {
     }
   }
 
-  /** The slot's score decayed (or, before the anchor, grown) to the query time. */
+  /**
+   * The slot's score decayed (or, before the anchor, grown) to the query time. Never NaN: a zero
+   * score stays 0 however far before its anchor (0·∞), and growth saturates at ±MAX_VALUE, so
+   * a sum over origins is at worst ±∞, never ∞ − ∞.
+   */
   scoreAt(slot: number, atHi: number, atLo: number): number {
     const at = slot * this.stride;
+    const score = this.fields[at + SCORE];
+    if (score === 0) return 0;
     const elapsedNs = (atHi - this.fields[at + ANCHOR_HI]) * TWO_POW_32 + (atLo - this.fields[at + ANCHOR_LO]);
-    return this.fields[at + SCORE] * Math.exp(-this.signal.decayPerNs * elapsedNs);
+    const value = score * Math.exp(-this.signal.decayPerNs * elapsedNs);
+    return Number.isFinite(value) ? value : Math.sign(score) * Number.MAX_VALUE;
   }
 
   /** Events of the slot in window `window`'s buckets (queryBucket − B, queryBucket]. */
@@ -359,12 +352,21 @@ export class ScoreColumn {
     };
   }
 
-  /** Joins a decoded contribution into (key, origin): taken if it has the greater lastSeq. */
+  /**
+   * Joins a decoded contribution into (key, origin): taken if it has the greater lastSeq, or the
+   * same lastSeq and the greater content (a conflict, counted).
+   */
   joinValues(key: EntityKey, values: ContributionValues): boolean {
     const slot = this.slotFor(key, values.origin);
     const fields = this.fields;
     const at = slot * this.stride;
-    if (values.lastSeq <= fields[at + LAST_SEQ]) return false;
+    if (values.lastSeq < fields[at + LAST_SEQ]) return false;
+    if (values.lastSeq === fields[at + LAST_SEQ]) {
+      const order = compareContributions(values, this.values(slot));
+      if (order === 0) return false;
+      this.conflicts++;
+      if (order < 0) return false;
+    }
     fields[at + LAST_SEQ] = values.lastSeq;
     fields[at + EVENT_COUNT] = values.eventCount;
     fields[at + WEIGHT_POSITIVE_HI] = values.weightPositiveHi;
@@ -393,7 +395,10 @@ export class ScoreColumn {
     return true;
   }
 
-  /** Joins every contribution of `other` (same signal): per (key, origin) the greater lastSeq. */
+  /**
+   * Joins every contribution of `other` (same signal): per (key, origin) the greater lastSeq, and
+   * on an equal lastSeq with different contents the greater content (a conflict, counted).
+   */
   joinColumn(other: ScoreColumn): void {
     const stride = this.stride;
     const ringStride = this.ringStride;
@@ -403,7 +408,10 @@ export class ScoreColumn {
         const sourceAt = source * stride;
         const slot = this.slotFor(key, other.fields[sourceAt + ORIGIN]);
         const at = slot * stride;
-        if (other.fields[sourceAt + LAST_SEQ] <= this.fields[at + LAST_SEQ]) continue;
+        const theirSeq = other.fields[sourceAt + LAST_SEQ];
+        const mySeq = this.fields[at + LAST_SEQ];
+        if (theirSeq < mySeq) continue;
+        if (theirSeq === mySeq && !this.isTheirsGreater(slot, other, source)) continue;
         // Element loops rather than subarray().set(): no typed-array objects per contribution.
         const fields = this.fields;
         const sourceFields = other.fields;
@@ -418,6 +426,17 @@ export class ScoreColumn {
     });
   }
 
+  /**
+   * For two slots with the same lastSeq: whether `other`'s content wins. Equal versions almost
+   * always hold equal contents, checked cheaply first; a difference is a conflict (counted).
+   */
+  private isTheirsGreater(slot: number, other: ScoreColumn, otherSlot: number): boolean {
+    if (this.slotEquals(slot, other, otherSlot)) return false;
+    const order = compareContributions(other.values(otherSlot), this.values(slot));
+    if (order !== 0) this.conflicts++;
+    return order > 0;
+  }
+
   markStale(key: EntityKey): void {
     const head = this.heads.get(key);
     if (head >= 0) this.fields[head * this.stride + DIGEST_STALE] = 1;
@@ -427,27 +446,40 @@ export class ScoreColumn {
   cellEquals(key: EntityKey, other: ScoreColumn): boolean {
     let mine = this.heads.get(key);
     let theirs = other.heads.get(key);
-    const stride = this.stride;
-    const ringStride = this.ringStride;
     while (mine >= 0 && theirs >= 0) {
-      const at = mine * stride;
-      const otherAt = theirs * stride;
-      if (this.fields[at + ORIGIN] !== other.fields[otherAt + ORIGIN]) return false;
-      for (let field = LAST_SEQ; field < DIGEST_HI; field++) {
-        if (this.fields[at + field] !== other.fields[otherAt + field]) return false;
-      }
-      for (let field = NEWEST; field < NEWEST + this.windowCount; field++) {
-        if (this.fields[at + field] !== other.fields[otherAt + field]) return false;
-      }
-      const ringAt = this.ringAt(mine);
-      const otherRingAt = other.ringAt(theirs);
-      for (let index = 0; index < ringStride; index++) {
-        if (this.rings[ringAt + index] !== other.rings[otherRingAt + index]) return false;
-      }
-      mine = this.fields[at + NEXT];
-      theirs = other.fields[otherAt + NEXT];
+      if (!this.slotEquals(mine, other, theirs)) return false;
+      mine = this.fields[mine * this.stride + NEXT];
+      theirs = other.fields[theirs * this.stride + NEXT];
     }
     return mine < 0 && theirs < 0;
+  }
+
+  /** Whether two slots (of this and `other`, same signal) hold the same contribution. */
+  slotEquals(slot: number, other: ScoreColumn, otherSlot: number): boolean {
+    // Runs for every contribution two merged states share at the same lastSeq: it reads both
+    // records whole (≈ 2 × 472 bytes), which is what an exact conflict check costs.
+    const fields = this.fields;
+    const otherFields = other.fields;
+    const at = slot * this.stride;
+    const otherAt = otherSlot * this.stride;
+    if (fields[at + ORIGIN] !== otherFields[otherAt + ORIGIN]) return false;
+    for (let field = LAST_SEQ; field < DIGEST_HI; field++) {
+      const mine = fields[at + field];
+      const theirs = otherFields[otherAt + field];
+      // The record order tells −0 from +0, so equality must too (1/−0 = −∞).
+      if (mine !== theirs || (mine === 0 && 1 / mine !== 1 / theirs)) return false;
+    }
+    const newestEnd = NEWEST + this.windowCount;
+    for (let field = NEWEST; field < newestEnd; field++) {
+      if (fields[at + field] !== otherFields[otherAt + field]) return false;
+    }
+    const rings = this.rings;
+    const otherRings = other.rings;
+    const ringEnd = this.ringAt(slot) + this.ringStride;
+    for (let index = this.ringAt(slot), otherIndex = other.ringAt(otherSlot); index < ringEnd; index++, otherIndex++) {
+      if (rings[index] !== otherRings[otherIndex]) return false;
+    }
+    return true;
   }
 
   /** The content digest of the cell whose head slot is `head` (cached there until it changes). */
@@ -485,3 +517,4 @@ export class ScoreColumn {
     fields[headAt + DIGEST_STALE] = 0;
   }
 }
+

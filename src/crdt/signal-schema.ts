@@ -1,7 +1,8 @@
 // The signal schema: which u8 signal types exist, what each means to the CRDT state, and how it
 // decays and is counted. Invariant: a SignalSchema value has passed `parseSignalSchema`, so
-// ids and names are unique, half-lives positive, windows strictly ascending and divisible into
-// whole-second buckets; the state code relies on that and does not re-check.
+// ids and names are unique, half-lives within [1 ms, 100 years] (so λ = ln 2 / half-life is a
+// finite positive float64 and decay never meets ∞ or 0·∞), windows strictly ascending and
+// divisible into whole-second buckets; the state code relies on that and does not re-check.
 //
 // Config file (config/signals.json):
 //   { "version": 1, "bucketsPerWindow": 60, "signals": [
@@ -74,6 +75,10 @@ export interface SignalSchemaConfig {
 export const DEFAULT_SIGNAL_SCHEMA_PATH = fileURLToPath(new URL('../../config/signals.json', import.meta.url));
 export const DEFAULT_BUCKETS_PER_WINDOW = 24;
 const MAX_WINDOWS = 8;
+/** Shorter half-lives decay to nothing within microseconds; λ would approach float overflow. */
+export const MIN_HALF_LIFE_SECONDS = 0.001;
+/** Longer ones hardly decay at all; λ would approach float underflow. */
+export const MAX_HALF_LIFE_SECONDS = 100 * 366 * 86400;
 const MAX_WINDOW_SECONDS = 366 * 86400;
 const NAME_PATTERN = /^[a-z][a-z0-9_]{0,31}$/;
 const DURATION_PATTERN = /^([1-9]\d{0,6})(s|m|h|d)$/;
@@ -142,15 +147,23 @@ export function parseSignalSchema(json: unknown): SignalSchema {
       return;
     }
     const halfLifeSeconds = signal.halfLifeSeconds;
-    if (typeof halfLifeSeconds !== 'number' || !Number.isFinite(halfLifeSeconds) || halfLifeSeconds <= 0) {
-      fail(`${path}.halfLifeSeconds`, 'halfLifeSeconds must be a positive finite number');
+    // The negated form also rejects NaN.
+    if (
+      typeof halfLifeSeconds !== 'number' ||
+      !(halfLifeSeconds >= MIN_HALF_LIFE_SECONDS && halfLifeSeconds <= MAX_HALF_LIFE_SECONDS)
+    ) {
+      fail(`${path}.halfLifeSeconds`, `halfLifeSeconds must be a number from ${MIN_HALF_LIFE_SECONDS} to ${MAX_HALF_LIFE_SECONDS}`);
+    }
+    const decayPerNs = Math.LN2 / (halfLifeSeconds * 1e9);
+    if (!(Number.isFinite(decayPerNs) && decayPerNs > 0)) {
+      fail(`${path}.halfLifeSeconds`, 'the decay rate ln 2 / halfLife must be finite and positive');
     }
     parsed.push({
       kind,
       id: id as number,
       name: name as string,
-      halfLifeSeconds: halfLifeSeconds as number,
-      decayPerNs: Math.LN2 / ((halfLifeSeconds as number) * 1e9),
+      halfLifeSeconds,
+      decayPerNs,
       windows: parseWindows(signal.windows, `${path}.windows`, buckets),
     });
   });

@@ -14,8 +14,19 @@
 //   seq = appliedSeq + 1 is folded; a seq beyond a gap waits in a bounded reorder buffer
 //   (OVERLOADED when full) and is folded when the gap fills. So any delivery order, with any
 //   duplicates, produces the same per-origin fold, bit for bit;
+// - `apply` without a seq relies on the origin's HLCs instead: they strictly increase, so an
+//   event at or below the greatest HLC folded for the origin is a duplicate, and the next one
+//   takes seq appliedSeq + 1. That needs delivery in HLC order per origin (duplicates anywhere
+//   are fine); any other order must use a seq (`apply(…, seq)` or `applyPacked`);
+// - every event that enters the reorder buffer (applyPacked, merge, a plan, a snapshot) was
+//   checked against the schema first, and the buffer stays within maxPendingEvents on every
+//   path: merges and plans keep the lowest seqs that fit, a larger snapshot is refused;
 // - a contribution is owned by its origin and only grows, so merge takes, per (entity, signal,
-//   origin), the one with the greater lastSeq (it contains the other); never a float sum;
+//   origin), the one with the greater lastSeq (it contains the other); never a float sum. Two
+//   contributions with the same lastSeq but different contents mean one (origin, seq) named two
+//   events (a re-used origin id, a forged event): the greater content wins on every replica
+//   (contribution-values.ts compareContributions), so merges still commute, and `conflicts`
+//   counts it;
 // - flags are LWW registers over (HLC, value): hide beats unhide only with a greater HLC, and
 //   an identical HLC is a tie that hide wins, so a hide seen anywhere survives every merge
 //   until an unhide stamped later ("union" semantics for hard negatives);
@@ -75,6 +86,7 @@ export class CrdtSignalState {
   private readonly flags = new Map<EntityKey, FlagRegisters>();
   private readonly logs = new Map<number, OriginLog>();
   private pendingCount = 0;
+  private droppedCount = 0;
   private mutationCount = 0;
   private keyCache: { version: number; keys: EntityKey[] } | undefined = undefined;
   private readonly foldTarget: FoldTarget;
@@ -118,23 +130,52 @@ export class CrdtSignalState {
     return this.logs.get(origin)?.appliedSeq ?? 0;
   }
 
+  /** The greatest HLC folded for `origin` (undefined before its first event). */
+  lastHlc(origin: number): HlcTimestamp | undefined {
+    return this.logs.get(origin)?.lastHlc;
+  }
+
   /**
-   * Folds one event. `seq` is its place in the origin's seq space; omit it only for an event the
-   * caller originates itself (it then takes appliedSeq + 1). Returns how many events were folded
-   * (0 for a duplicate or a buffered event, more when it filled a gap).
+   * Times this replica met one (origin, seq) carrying two different contents (a contribution or
+   * a buffered event) and resolved it by the deterministic tie-break. An operational counter:
+   * not part of equals, snapshots or merges.
+   */
+  get conflicts(): number {
+    let total = 0;
+    for (const column of this.columnList) total += column.conflicts;
+    for (const log of this.logs.values()) total += log.conflicts;
+    return total;
+  }
+
+  /** Buffered events a merge or plan left out because the reorder buffer was full. */
+  get droppedPendingEvents(): number {
+    return this.droppedCount;
+  }
+
+  /**
+   * Folds one event. With `seq` (its place in the origin's seq space) any delivery order and any
+   * duplicates are fine (see applyPacked). Without it, the event's HLC decides: one origin's HLCs
+   * strictly increase, so an HLC at or below the greatest folded for the origin is a duplicate
+   * (returns 0), and a greater one takes seq appliedSeq + 1. So the seq-less form needs each
+   * origin's events in HLC order: an event that arrives after a later one is taken for a
+   * duplicate and dropped. Returns how many events were folded (0 for a duplicate or a
+   * buffered event, more when it filled a gap).
    */
   apply(event: SignalEvent, origin: number, hlc: HlcTimestamp, seq?: number): number {
     writeEvent(this.scratchView, 0, event);
     checkWeight(event.weight);
-    let eventSeq = seq;
-    if (eventSeq === undefined) {
-      const log = this.logs.get(origin);
-      if (log !== undefined && log.pending.size > 0) {
-        throw new TidelogError('BAD_REQUEST', `origin ${origin} has events behind a gap; apply needs an explicit seq`);
-      }
-      eventSeq = (log?.appliedSeq ?? 0) + 1;
+    if (seq !== undefined) return this.applyPacked(this.scratch, origin, seq, hlc);
+    checkOrigin(origin);
+    if (!(hlc instanceof HlcTimestamp)) throw new TidelogError('BAD_REQUEST', 'apply needs an HlcTimestamp');
+    validatePacked(this.schema, this.scratch, 1);
+    const log = this.logs.get(origin);
+    if (log !== undefined && log.pending.size > 0) {
+      throw new TidelogError('BAD_REQUEST', `origin ${origin} has events behind a gap; apply needs an explicit seq`, {
+        details: { origin, appliedSeq: log.appliedSeq },
+      });
     }
-    return this.applyPacked(this.scratch, origin, eventSeq, hlc);
+    if (log?.lastHlc !== undefined && hlc.compare(log.lastHlc) <= 0) return 0;
+    return this.applyPacked(this.scratch, origin, (log?.appliedSeq ?? 0) + 1, hlc);
   }
 
   /**
@@ -165,6 +206,8 @@ export class CrdtSignalState {
     const from = log.appliedSeq + 1 - firstSeq;
     foldPacked(this.foldTarget, bytes, from, count, origin, firstSeq, firstHlc.wallNs, firstHlc.logical, firstHlc.nodeId);
     log.appliedSeq = lastSeq;
+    // The batch's last event has its greatest HLC (same wall and node, logical + i).
+    log.noteFolded(firstHlc.wallNs, firstHlc.logical + count - 1, firstHlc.nodeId);
     this.mutationCount++;
     return count - from + this.drain(log);
   }
@@ -205,7 +248,10 @@ export class CrdtSignalState {
     return viewEntity(this.schema, this.columnList, this.flags.get(entityKeyOf(entityId)), entityId, atNs);
   }
 
-  /** The entity's event count and weight sum (micro-units) as PN-counters keyed by origin. */
+  /**
+   * The entity's event count and weight sum as PN-counters keyed by origin (micro-units:
+   * `events.toNumber()` is the count, `weightMicros.value` the exact weight sum in micro-units).
+   */
   counters(entityId: bigint, signalType: number): { events: PNCounter; weightMicros: PNCounter } {
     checkU64(entityId, 'entityId');
     this.signalFor(signalType);
@@ -237,6 +283,7 @@ export class CrdtSignalState {
     for (const [key, registers] of this.flags) copy.flags.set(key, registers.map((register) => register?.clone()));
     for (const [origin, log] of this.logs) copy.logs.set(origin, log.clone());
     copy.pendingCount = this.pendingCount;
+    copy.droppedCount = this.droppedCount;
     return copy;
   }
 
@@ -279,9 +326,13 @@ export class CrdtSignalState {
     return encodeSnapshotBytes(this.schema.fingerprint, this.originLogs().map(originToRow), records, keys.length);
   }
 
+  /**
+   * Reads a snapshot (DECODE_FAILED when malformed, SCHEMA_INVALID for another schema, OVERLOADED
+   * when its reorder buffers hold more than this state's maxPendingEvents).
+   */
   static decode(bytes: Uint8Array, schema: SignalSchema, options: SignalStateOptions = {}): CrdtSignalState {
     const state = new CrdtSignalState(schema, options);
-    const logs = decodeSnapshotBytes(bytes, schema, (entity) => state.joinEntity(entity));
+    const logs = decodeSnapshotBytes(bytes, schema, (entity) => state.joinEntity(entity), state.maxPendingEvents);
     for (const log of logs) {
       state.logs.set(log.origin, log);
       state.pendingCount += log.pending.size;
@@ -332,6 +383,11 @@ export class CrdtSignalState {
     return entityDigestsOf(this.entityKeys(), this.columnList, this.flags);
   }
 
+  /** @internal The origin's log (undefined when the state never heard of it). */
+  originLog(origin: number): OriginLog | undefined {
+    return this.logs.get(origin);
+  }
+
   /** @internal Origin logs with content, ascending by origin. */
   originLogs(): OriginLog[] {
     return [...this.logs.values()].filter((log) => !log.isEmpty).sort((a, b) => a.origin - b.origin);
@@ -351,20 +407,29 @@ export class CrdtSignalState {
     return isChanged;
   }
 
-  /** @internal Raises the origin's appliedSeq, unions its reorder buffer and drains it. */
+  /**
+   * @internal Raises the origin's appliedSeq and lastHlc, unites its reorder buffer (keeping the
+   * lowest seqs that fit within maxPendingEvents) and drains it. Every event that could enter
+   * the buffer is checked against the schema first (UNKNOWN_SIGNAL_TYPE, BAD_REQUEST), so a bad
+   * one changes nothing instead of breaking the fold that would drain it.
+   */
   joinOrigin(source: OriginLog): void {
+    checkOrigin(source.origin);
+    const floor = Math.max(source.appliedSeq, this.appliedSeq(source.origin));
+    for (const [seq, event] of source.pending) if (seq > floor) validatePacked(this.schema, event.bytes, 1);
     const log = this.logFor(source.origin);
     if (source.appliedSeq > log.appliedSeq) {
       log.appliedSeq = source.appliedSeq;
+      this.pruneStale(log);
       this.mutationCount++;
     }
-    for (const [seq, event] of source.pending) {
-      if (seq > log.appliedSeq && !log.pending.has(seq)) {
-        log.pending.set(seq, event);
-        this.pendingCount++;
-        this.mutationCount++;
-      }
-    }
+    const lastHlcBefore = log.lastHlc;
+    log.raiseLastHlc(source.lastHlc);
+    const conflictsBefore = log.conflicts;
+    const { added, dropped } = log.unitePending(source, this.maxPendingEvents - this.pendingCount);
+    this.pendingCount += added;
+    this.droppedCount += dropped;
+    if (added > 0 || log.conflicts !== conflictsBefore || log.lastHlc !== lastHlcBefore) this.mutationCount++;
     this.drain(log);
   }
 
@@ -417,7 +482,11 @@ export class CrdtSignalState {
     this.mutationCount++;
   }
 
-  /** Folds buffered events that now continue the origin's applied prefix; drops stale ones. */
+  /**
+   * Folds buffered events that now continue the origin's applied prefix; drops stale ones. Each
+   * event is folded before it leaves the buffer and before appliedSeq moves, so even a fold that
+   * threw would leave it waiting rather than lose it (every path validates it on the way in).
+   */
   private drain(log: OriginLog): number {
     if (log.pending.size === 0) return 0;
     let folded = 0;
@@ -425,20 +494,26 @@ export class CrdtSignalState {
       const seq = log.appliedSeq + 1;
       const next = log.pending.get(seq);
       if (next === undefined) break;
+      foldPacked(this.foldTarget, next.bytes, 0, 1, log.origin, seq, next.wallNs, next.logical, next.nodeId);
       log.pending.delete(seq);
       this.pendingCount--;
-      foldPacked(this.foldTarget, next.bytes, 0, 1, log.origin, seq, next.wallNs, next.logical, next.nodeId);
       log.appliedSeq = seq;
+      log.noteFolded(next.wallNs, next.logical, next.nodeId);
       folded++;
     }
+    this.pruneStale(log);
+    if (folded > 0) this.mutationCount++;
+    return folded;
+  }
+
+  /** Drops buffered events at or below appliedSeq (folded elsewhere: a merge raised the watermark). */
+  private pruneStale(log: OriginLog): void {
     for (const seq of [...log.pending.keys()]) {
       if (seq <= log.appliedSeq) {
         log.pending.delete(seq);
         this.pendingCount--;
       }
     }
-    if (folded > 0) this.mutationCount++;
-    return folded;
   }
 
 }

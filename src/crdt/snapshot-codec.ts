@@ -4,19 +4,22 @@
 // sorted by key (origins, entities, signals, contributions, flags, pending seqs), empty origin
 // logs are omitted, floats are written as float64 (msgpackr writes integral values as ints,
 // which decode to the same number), so equal states give identical bytes. Decoding accepts only
-// that canonical form and re-checks every range; anything else is DECODE_FAILED.
+// that canonical form and re-checks every range, including each buffered event against the
+// schema (a known signal type, a finite weight within ±MAX_ABS_WEIGHT); anything else is
+// DECODE_FAILED.
 //
 // Snapshot: a sequence of msgpack values (not one array, so encoding and decoding stream one
 // entity at a time instead of materialising the whole state as nested arrays):
 //   value   field         msgpack type      meaning
 //   ------  ------------  ----------------  ------------------------------------------------
-//        0  header        array(5)          [magic str "tidelog/crdt-state", version uint 1,
+//        0  header        array(5)          [magic str "tidelog/crdt-state", version uint 2,
 //                                            schema str (SignalSchema.fingerprint),
 //                                            origins array<OriginRow> ascending origin,
 //                                            entityCount uint]
 //   1 … n   entity        Entity            one per entity, ascending entity id
 //
-//   OriginRow     [origin u32, appliedSeq uint, pending array<[seq uint, event bin(21), hlc bin(16)]>]
+//   OriginRow     [origin u32, appliedSeq uint, pending array<[seq uint, event bin(21), hlc bin(16)]>,
+//                  lastHlc bin(16) | nil]                                  greatest HLC folded
 //   Entity        [entityId uint (uint64 when ≥ 2^53), cells array<Cell>, flags array<Flag>]
 //   Cell          [signalType u8, contributions array<Contribution>]       ascending signalType
 //   Contribution  [origin u32, lastSeq uint, eventCount uint,                 ascending origin
@@ -31,18 +34,20 @@ import { TidelogError } from '../errors.ts';
 import { compareEntityKeys, entityIdOf, entityKeyOf, type EntityKey } from './entity-key.ts';
 import { HLC_TIMESTAMP_BYTES, HlcTimestamp, readU32BigEndian, U32_MAX, U64_MAX, writeHlcParts } from './hlc-timestamp.ts';
 import type { LWWRegister } from './lww-register.ts';
+import { validatePacked } from './event-fold.ts';
 import { OriginLog, type PendingEvent } from './origin-log.ts';
 import { EVENT_BYTES } from '../event.ts';
 import { joinNs, splitNs } from './packed-time.ts';
-import type { ContributionValues, ScoreColumn } from './score-column.ts';
+import type { ContributionValues } from './contribution-values.ts';
+import type { ScoreColumn } from './score-column.ts';
 import type { SignalSchema } from './signal-schema.ts';
 import { LIMB } from './weight-micros.ts';
 
 export const SNAPSHOT_MAGIC = 'tidelog/crdt-state';
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 
 export type PendingRow = [seq: number, event: Uint8Array, hlc: Uint8Array];
-export type OriginRow = [origin: number, appliedSeq: number, pending: PendingRow[]];
+export type OriginRow = [origin: number, appliedSeq: number, pending: PendingRow[], lastHlc: Uint8Array | null];
 export type ContributionRecord = [
   origin: number,
   lastSeq: number,
@@ -83,12 +88,14 @@ export function encodeSnapshotBytes(fingerprint: string, originRows: OriginRow[]
 
 /**
  * Decodes a snapshot, handing each validated entity to `onEntity` as it is read (so the caller
- * can fold it in without holding the whole decoded tree). Returns the origin logs.
+ * can fold it in without holding the whole decoded tree). Returns the origin logs; OVERLOADED
+ * (before any entity is read) when their reorder buffers hold more than `maxPendingEvents`.
  */
 export function decodeSnapshotBytes(
   bytes: Uint8Array,
   schema: SignalSchema,
   onEntity: (entity: DecodedEntity) => void,
+  maxPendingEvents = Number.MAX_SAFE_INTEGER,
 ): OriginLog[] {
   if (!(bytes instanceof Uint8Array) || bytes.byteLength === 0) fail('$', 'snapshot bytes are empty');
   let logs: OriginLog[] | undefined;
@@ -106,7 +113,13 @@ export function decodeSnapshotBytes(
             details: { expected: schema.fingerprint, found: header[2] },
           });
         }
-        logs = decodeOriginRows(header[3], '$[0][3]');
+        logs = decodeOriginRows(header[3], '$[0][3]', schema);
+        const pendingEvents = logs.reduce((total, log) => total + log.pending.size, 0);
+        if (pendingEvents > maxPendingEvents) {
+          throw new TidelogError('OVERLOADED', `the snapshot buffers ${pendingEvents} events, more than maxPendingEvents ${maxPendingEvents}`, {
+            details: { pendingEvents, maxPendingEvents },
+          });
+        }
         expected = expectInteger(header[4], '$[0][4]', 0);
       } else {
         const path = `$[${index + 1}]`;
@@ -129,7 +142,7 @@ export function decodeSnapshotBytes(
 }
 
 /** Concatenates packed chunks into one buffer (msgpackr's results are views into a reused buffer). */
-class ChunkWriter {
+export class ChunkWriter {
   private buffer = new Uint8Array(1 << 16);
   private length = 0;
 
@@ -141,6 +154,18 @@ class ChunkWriter {
     }
     this.buffer.set(chunk, this.length);
     this.length += chunk.byteLength;
+  }
+
+  /** Bytes written so far. */
+  get byteLength(): number {
+    return this.length;
+  }
+
+  /** A msgpack array header for `count` elements (the elements follow as separate writes). */
+  writeArrayHeader(count: number): void {
+    if (count < 16) this.write(Uint8Array.of(0x90 | count));
+    else if (count < 0x1_0000) this.write(Uint8Array.of(0xdc, count >>> 8, count & 0xff));
+    else this.write(Uint8Array.of(0xdd, count >>> 24, (count >>> 16) & 0xff, (count >>> 8) & 0xff, count & 0xff));
   }
 
   finish(): Uint8Array {
@@ -165,14 +190,20 @@ export function originToRow(log: OriginLog): OriginRow {
       const event = log.pending.get(seq) as PendingEvent;
       return [seq, event.bytes, new HlcTimestamp(event.wallNs, event.logical, event.nodeId).toBytes()];
     }),
+    log.lastHlc === undefined ? null : log.lastHlc.toBytes(),
   ];
 }
 
-export function decodeOriginRows(raw: unknown, path: string): OriginLog[] {
+/**
+ * Origin rows, validated: origins strictly ascending, pending seqs ascending beyond
+ * appliedSeq + 1, every buffered event valid under `schema` (so nothing that cannot fold ever
+ * waits in a reorder buffer), lastHlc only once something was folded.
+ */
+export function decodeOriginRows(raw: unknown, path: string, schema: SignalSchema): OriginLog[] {
   const logs: OriginLog[] = [];
   expectArray(raw, path).forEach((rawRow, index) => {
     const rowPath = `${path}[${index}]`;
-    const row = expectArray(rawRow, rowPath, 3);
+    const row = expectArray(rawRow, rowPath, 4);
     const log = new OriginLog(expectU32(row[0], `${rowPath}[0]`));
     if (logs.length > 0 && logs[logs.length - 1].origin >= log.origin) fail(rowPath, 'origins must be strictly ascending');
     log.appliedSeq = expectInteger(row[1], `${rowPath}[1]`, 0);
@@ -184,9 +215,21 @@ export function decodeOriginRows(raw: unknown, path: string): OriginLog[] {
       if (seq <= previousSeq) fail(pendingPath, 'pending seqs must ascend, beyond appliedSeq + 1');
       previousSeq = seq;
       const eventBytes = expectBytes(pending[1], `${pendingPath}[1]`, EVENT_BYTES);
+      try {
+        validatePacked(schema, eventBytes, 1);
+      } catch (cause) {
+        throw new TidelogError('DECODE_FAILED', `${pendingPath}[1]: the buffered event is not valid under the schema`, {
+          cause,
+          details: { path: `${pendingPath}[1]`, reason: (cause as TidelogError).code },
+        });
+      }
       const hlc = decodeHlc(pending[2], `${pendingPath}[2]`);
       log.pending.set(seq, { bytes: eventBytes, wallNs: hlc.wallNs, logical: hlc.logical, nodeId: hlc.nodeId });
     });
+    if (row[3] !== null) {
+      if (log.appliedSeq === 0) fail(`${rowPath}[3]`, 'a lastHlc needs appliedSeq ≥ 1');
+      log.lastHlc = decodeHlc(row[3], `${rowPath}[3]`);
+    }
     if (log.isEmpty) fail(rowPath, 'an empty origin row is not canonical');
     logs.push(log);
   });

@@ -2,7 +2,9 @@ import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { isTidelogError } from '../../src/errors.ts';
-import { Hlc, HlcTimestamp } from '../../src/crdt/index.ts';
+import { Hlc, HlcTimestamp, MAX_WALL_NS } from '../../src/crdt/index.ts';
+
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 const MS = 1_000_000n;
 const START_NS = 1_700_000_000_000_000_000n;
@@ -165,28 +167,86 @@ test('hlc - rejects bad arguments with BAD_REQUEST', () => {
   expectCode(() => new Hlc(1).receive({ wallNs: 1n, logical: 0, nodeId: 2 } as HlcTimestamp), 'BAD_REQUEST');
 });
 
+// Regression: a reading above u64 was adopted (and a ceiling above it persisted) before the
+// timestamp failed to build, so the clock failed forever after, even with a sane clock.
+test('hlc - a physical reading above u64 is BAD_REQUEST and changes nothing', () => {
+  const clock = manualClock();
+  const persisted: bigint[] = [];
+  const hlc = new Hlc(1, { now: clock.now, onReserve: (ns) => persisted.push(ns) });
+  const before = hlc.now();
+  clock.set(U64_MAX + 1n);
+  expectCode(() => hlc.now(), 'BAD_REQUEST');
+  expectCode(() => hlc.receive(new HlcTimestamp(START_NS, 0, 2)), 'BAD_REQUEST');
+  assert.ok(hlc.last.equals(before), 'nothing was issued');
+  assert.equal(persisted, [START_NS + 1000n * MS], 'no ceiling above u64 was persisted');
+  clock.set(START_NS + 5n);
+  const after = hlc.now();
+  assert.is(after.wallNs, START_NS + 5n, 'the clock works again once its source does');
+  assert.ok(after.isAfter(before));
+});
+
+// Regression: the wall could be pushed past u64 (logical overflow at the top, a remote at the
+// top); the state changed before the timestamp failed to build.
+test('hlc - a clock that would pass the largest wall refuses with BAD_REQUEST and keeps its state', () => {
+  const clock = manualClock(MAX_WALL_NS);
+  const hlc = new Hlc(1, { now: clock.now, maxLogical: 2 });
+  hlc.reserve(3); // (MAX_WALL, 0 … 2): the logical counter is full at the largest wall
+  const last = hlc.last;
+  expectCode(() => hlc.now(), 'BAD_REQUEST');
+  expectCode(() => hlc.receive(new HlcTimestamp(MAX_WALL_NS, 2, 7)), 'BAD_REQUEST');
+  assert.ok(hlc.last.equals(last));
+  assert.is(hlc.highWaterNs, U64_MAX, 'the high-water stays a u64');
+  const lenient = new Hlc(2, { now: manualClock(START_NS).now, maxOffsetMs: Number.MAX_SAFE_INTEGER });
+  const first = lenient.now();
+  expectCode(() => lenient.receive(new HlcTimestamp(U64_MAX, 0, 3)), 'BAD_REQUEST');
+  assert.ok(lenient.last.equals(first));
+  expectCode(() => new Hlc(3, { now: () => U64_MAX }).now(), 'BAD_REQUEST');
+});
+
+// Regression: a high-water above u64 was accepted, and restore started a clock it could never use.
+test('hlc - a high-water above u64 is BAD_REQUEST; one at u64 restores', () => {
+  expectCode(() => new Hlc(1, { highWaterNs: 2n ** 70n }), 'BAD_REQUEST');
+  expectCode(() => Hlc.restore(1, U64_MAX + 1n), 'BAD_REQUEST');
+  expectCode(() => Hlc.restore(1, -1n), 'BAD_REQUEST');
+  const top = Hlc.restore(1, U64_MAX);
+  assert.is(top.highWaterNs, U64_MAX);
+  expectCode(() => top.now(), 'BAD_REQUEST');
+  let reserved = 0n;
+  const near = new Hlc(1, { now: () => MAX_WALL_NS - 5n, reserveAheadMs: 1000, onReserve: (ns) => (reserved = ns) });
+  near.now();
+  assert.is(reserved, U64_MAX, 'a reserved ceiling is capped at u64 and stays above the wall');
+});
+
 test('hlc - the system clock is near Date.now', () => {
   const stamp = new Hlc(1).now();
   const nowNs = BigInt(Date.now()) * MS;
   assert.ok(stamp.wallNs > nowNs - 1000n * MS && stamp.wallNs < nowNs + 1000n * MS);
 });
 
-// 5 nodes with skewed, jittery, sometimes backwards physical clocks exchange messages.
-// Checks: every node's timestamps strictly increase; a receive is after the message (and so,
-// by transitivity, after everything that happened before the send); the HLC wall stays within
-// maxOffset of the node's physical clock (Kulkarni's bounded drift), apart from the 1 ns steps
-// that logical overflow adds. 300 runs × 200 steps = 60,000 clock operations.
-test('hlc - monotonic per node and respects happens-before across receive (5 nodes, property)', () => {
+// 5 nodes with skewed, jittery, sometimes backwards physical clocks exchange messages. The
+// nodes' offsets reach ±40 ms against a 50 ms limit, so honest messages between far-apart nodes
+// are sometimes refused, and 'forge' steps receive a timestamp 50–150 ms ahead of the
+// receiver's clock on purpose. Checks: every node's timestamps strictly increase; a receive is
+// after the message (and so, by transitivity, after everything that happened before the send);
+// a remote more than maxOffsetMs ahead is CLOCK_SKEW and leaves the clock exactly as it was;
+// the HLC wall stays within maxOffset (+ 2 ms of backwards jitter) of the node's physical clock,
+// apart from the 1 ns steps that logical overflow adds. 300 runs × 200 steps = 60,000 clock
+// operations; CLOCK_SKEW is counted and must occur.
+test('hlc - monotonic per node, respects happens-before across receive, and refuses skew (5 nodes, property)', () => {
   const maxOffsetMs = 50;
+  const maxOffsetNs = BigInt(maxOffsetMs) * MS;
+  let skewRefusals = 0;
+  let forgedRefusals = 0;
   fc.assert(
     fc.property(
-      fc.array(fc.integer({ min: -20_000_000, max: 20_000_000 }), { minLength: 5, maxLength: 5 }),
+      fc.array(fc.integer({ min: -40_000_000, max: 40_000_000 }), { minLength: 5, maxLength: 5 }),
       fc.array(
         fc.record({
           node: fc.integer({ min: 0, max: 4 }),
-          action: fc.constantFrom('local', 'send', 'receive'),
+          action: fc.constantFrom('local', 'send', 'receive', 'receive', 'forge'),
           to: fc.integer({ min: 0, max: 4 }),
           advanceNs: fc.integer({ min: -2_000_000, max: 5_000_000 }),
+          forgeAheadNs: fc.integer({ min: 1, max: 100_000_000 }),
         }),
         { minLength: 200, maxLength: 200 },
       ),
@@ -202,9 +262,20 @@ test('hlc - monotonic per node and respects happens-before across receive (5 nod
           for (let node = 0; node < 5; node++) physical[node] = globalNs + BigInt(offsetsNs[node]);
           physical[step.node] += BigInt(Math.min(0, step.advanceNs));
           const clock = clocks[step.node];
+          let message: HlcTimestamp | undefined;
+          if (step.action === 'forge') {
+            message = new HlcTimestamp(physical[step.node] + maxOffsetNs + BigInt(step.forgeAheadNs), 0, (step.node + 1) % 5);
+          } else if (step.action === 'receive') message = inbox[step.node].shift();
           let stamp: HlcTimestamp;
-          if (step.action === 'receive' && inbox[step.node].length > 0) {
-            const message = inbox[step.node].shift() as HlcTimestamp;
+          if (message !== undefined) {
+            if (message.wallNs - physical[step.node] > maxOffsetNs) {
+              const before = clock.last;
+              expectCode(() => clock.receive(message), 'CLOCK_SKEW');
+              assert.ok(clock.last.equals(before), 'a refused remote leaves the clock unchanged');
+              if (step.action === 'forge') forgedRefusals++;
+              else skewRefusals++;
+              continue;
+            }
             stamp = clock.receive(message);
             assert.ok(stamp.isAfter(message), 'a receive is after the message');
           } else {
@@ -214,13 +285,15 @@ test('hlc - monotonic per node and respects happens-before across receive (5 nod
           const previous = last[step.node];
           if (previous !== undefined) assert.ok(stamp.isAfter(previous), 'timestamps of one node strictly increase');
           last[step.node] = stamp;
-          // Skew between physical clocks is ≤ 42 ms; logical overflow adds at most 1 ns a step.
-          assert.ok(stamp.wallNs - physical[step.node] <= 42n * MS + BigInt(steps.length), 'bounded drift');
+          // An adopted wall is ≤ maxOffset ahead of pt when adopted; pt can fall back 2 ms since.
+          assert.ok(stamp.wallNs - physical[step.node] <= maxOffsetNs + 2n * MS + BigInt(steps.length), 'bounded drift');
         }
       },
     ),
     { seed: 20240501, numRuns: 300 },
   );
+  assert.ok(forgedRefusals >= 1000, `${forgedRefusals} forged remotes refused`);
+  assert.ok(skewRefusals >= 100, `${skewRefusals} honest but skewed remotes refused`);
 });
 
 test.run();

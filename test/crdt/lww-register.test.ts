@@ -2,25 +2,30 @@ import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { isTidelogError } from '../../src/errors.ts';
-import { HlcTimestamp, LWWRegister, trueWinsTies } from '../../src/crdt/index.ts';
+import { compareEncoded, HlcTimestamp, LWWRegister, trueWinsTies } from '../../src/crdt/index.ts';
 
 interface Write {
-  value: string;
+  value: unknown;
   ts: HlcTimestamp;
 }
 
-// Small ranges so equal walls, equal logicals and fully equal timestamps all happen often.
+// Values that encode alike except for a zero's sign sit beside ordinary ones: the tie-break
+// must still be a total order.
+const VALUES: readonly unknown[] = ['a', 'b', 'c', 'hidden', 'shown', 0, -0, 1, [0], [-0], { x: 0 }, { x: -0 }];
+
+// Small ranges so equal walls, equal logicals and fully equal timestamps all happen often; the
+// node id is one of 5 writers.
 const write = fc
   .record({
-    value: fc.constantFrom('a', 'b', 'c', 'hidden', 'shown'),
+    value: fc.constantFrom(...VALUES),
     wallNs: fc.bigInt({ min: 0n, max: 3n }),
     logical: fc.integer({ min: 0, max: 2 }),
     nodeId: fc.integer({ min: 0, max: 4 }),
   })
   .map(({ value, wallNs, logical, nodeId }): Write => ({ value, ts: new HlcTimestamp(wallNs, logical, nodeId) }));
 
-function registerOf(writes: Write[]): LWWRegister<string> {
-  const register = new LWWRegister<string>();
+function registerOf(writes: Write[]): LWWRegister<unknown> {
+  const register = new LWWRegister<unknown>();
   for (const { value, ts } of writes) register.set(value, ts);
   return register;
 }
@@ -54,10 +59,13 @@ test('lww-register - the node id breaks wall and logical ties', () => {
   assert.is(a.get(), 'from node 2');
 });
 
-// 5 writers, up to 40 writes per replica, 3 replicas, 1000 runs ≈ 60k writes.
-test('lww-register - merge is commutative, associative and idempotent (property)', () => {
+// 5 writers, 3 replicas of 70–90 writes each, 500 runs: ≥ 105,000 writes, counted below.
+test('lww-register - merge is commutative, associative and idempotent over 100k writes from 5 nodes (property)', () => {
+  let writes = 0;
+  const replicaWrites = fc.array(write, { minLength: 70, maxLength: 90 });
   fc.assert(
-    fc.property(fc.array(write, { maxLength: 40 }), fc.array(write, { maxLength: 40 }), fc.array(write, { maxLength: 40 }), (wa, wb, wc) => {
+    fc.property(replicaWrites, replicaWrites, replicaWrites, (wa, wb, wc) => {
+      writes += wa.length + wb.length + wc.length;
       const a = registerOf(wa);
       const b = registerOf(wb);
       const c = registerOf(wc);
@@ -65,9 +73,36 @@ test('lww-register - merge is commutative, associative and idempotent (property)
       assert.ok(a.clone().merge(b).merge(c).equals(a.clone().merge(b.clone().merge(c))), 'associative');
       assert.ok(a.clone().merge(a).equals(a), 'idempotent');
       assert.ok(a.clone().merge(b).equals(registerOf([...wb, ...wa])), 'merge = seeing both sets of writes');
+      assert.ok(Object.is(a.clone().merge(b).get(), b.clone().merge(a).get()), 'the very same value, −0 included');
     }),
-    { seed: 21, numRuns: 1000 },
+    { seed: 21, numRuns: 500 },
   );
+  assert.ok(writes >= 100_000, `${writes} writes`);
+});
+
+// Regression: msgpack writes −0 as the integer 0, so the default tie-break called 0 and −0
+// equal and kept whichever arrived first.
+test('lww-register - 0 and −0 written at one timestamp converge in either order', () => {
+  const stamp = new HlcTimestamp(10n, 0, 1);
+  for (const [first, second] of [
+    [0, -0],
+    [[0], [-0]],
+    [{ score: -0 }, { score: 0 }],
+    [new Map([[1, -0]]), new Map([[1, 0]])],
+  ] as const) {
+    const a = new LWWRegister<unknown>();
+    a.set(first, stamp);
+    a.set(second, stamp);
+    const b = new LWWRegister<unknown>();
+    b.set(second, stamp);
+    b.set(first, stamp);
+    assert.ok(a.equals(b), `${JSON.stringify(first)} vs ${JSON.stringify(second)}`);
+  }
+  const zero = new LWWRegister<number>();
+  zero.set(-0, stamp);
+  zero.set(0, stamp);
+  assert.ok(Object.is(zero.get(), 0), '+0 orders above −0');
+  assert.ok(compareEncoded(-0, 0) < 0 && compareEncoded(0, -0) > 0 && compareEncoded(0, 0) === 0);
 });
 
 test('lww-register - equal-timestamp writes converge in any delivery order (property)', () => {
@@ -81,7 +116,7 @@ test('lww-register - equal-timestamp writes converge in any delivery order (prop
         [shuffled[index], shuffled[other]] = [shuffled[other], shuffled[index]];
       }
       assert.ok(registerOf(tied).equals(registerOf(shuffled)));
-      assert.is(registerOf(tied).get(), registerOf(shuffled).get());
+      assert.ok(Object.is(registerOf(tied).get(), registerOf(shuffled).get()));
     }),
     { seed: 22, numRuns: 1000 },
   );

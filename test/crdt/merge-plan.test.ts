@@ -59,6 +59,21 @@ test('merge-plan - says how each entity differs and round-trips through bytes', 
   assert.ok(local.equals(local.clone().merge(remote)));
 });
 
+test('merge-plan - a conflict travels as kind 3 with the conflict count', () => {
+  const local = state([[3n, 3]]);
+  const remote = new CrdtSignalState(schema).merge(local);
+  remote.apply({ ...view(3n), weight: 5 }, 9, new HlcTimestamp(START_NS + 1n, 0, 9), 1);
+  local.apply({ ...view(3n), weight: 4 }, 9, new HlcTimestamp(START_NS + 1n, 0, 9), 1);
+  const plan = engine.plan(local, remote);
+  assert.equal(plan.entities.map((entry) => [entry.entityId, entry.how]), [[3n, 'conflict']]);
+  assert.is(plan.stats.conflicts, 1);
+  const decoded = decodePlan(encodePlan(plan), local);
+  assert.equal(decoded.entities.map((entry) => entry.how), ['conflict']);
+  assert.equal(decoded.stats, plan.stats);
+  engine.apply(local, decoded);
+  assert.ok(local.equals(remote.clone().merge(local)));
+});
+
 test('merge-plan - damaged plan bytes are DECODE_FAILED', () => {
   const local = state([]);
   const bytes = encodePlan(engine.plan(local, state([[5n, 2]])));

@@ -5,9 +5,13 @@ import { isTidelogError } from '../../src/errors.ts';
 import {
   CrdtSignalState,
   defaultSignalSchema,
+  encodePlan,
   Hlc,
+  HlcTimestamp,
+  MIN_MESSAGE_BYTES,
   parseSignalSchema,
   ReconciliationEngine,
+  ReconcileSession,
 } from '../../src/crdt/index.ts';
 import {
   deliver,
@@ -24,6 +28,21 @@ import {
 
 const schema = defaultSignalSchema();
 const engine = new ReconciliationEngine();
+/** An engine whose messages and plan pieces hold only a few dozen entities each. */
+const tight = new ReconciliationEngine({ maxMessageBytes: MIN_MESSAGE_BYTES });
+
+/** Drives two sessions over bytes; returns every message (as sent) once both are done. */
+function converse(initiator: ReconcileSession, responder: ReconcileSession): Uint8Array[] {
+  const wire: Uint8Array[] = [];
+  let message: Uint8Array | null = initiator.start();
+  let receiver = responder;
+  while (message !== null) {
+    wire.push(Uint8Array.from(message));
+    message = receiver.receive(wire[wire.length - 1]);
+    receiver = receiver === responder ? initiator : responder;
+  }
+  return wire;
+}
 
 function expectCode(run: () => unknown, code: string): void {
   try {
@@ -77,8 +96,10 @@ test('reconcile - identical replicas exchange a few bytes in three messages', ()
   assert.equal(plan.origins, []);
 });
 
-// 80 runs: two replicas that each saw a random ~60% of 5 origins' batches reconcile.
+// 80 runs: two replicas that each saw a random ~60% of 5 origins' batches reconcile; every
+// other run with 4 KiB messages, so origin tables, digests and entities spill across messages.
 test('reconcile - plan and apply bring diverged replicas to their merge (property)', () => {
+  let run = 0;
   fc.assert(
     fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), (seed) => {
       const random = mulberry32(seed);
@@ -86,15 +107,102 @@ test('reconcile - plan and apply bring diverged replicas to their merge (propert
       const a = stateFrom(shuffle(history.filter(() => random() < 0.6), random));
       const b = stateFrom(shuffle(history.filter(() => random() < 0.6), random));
       const expected = a.clone().merge(b);
-      const { local, remote } = engine.exchange(a, b);
-      engine.apply(a, local);
-      engine.apply(b, remote);
+      const chosen = run++ % 2 === 0 ? engine : tight;
+      const { local, remote } = chosen.exchange(a, b);
+      if (chosen === tight) {
+        for (const piece of chosen.plans(a.clone(), b)) assert.ok(encodePlan(piece).byteLength <= MIN_MESSAGE_BYTES);
+      }
+      chosen.apply(a, local);
+      chosen.apply(b, remote);
       assert.ok(a.equals(expected), 'local reached the merge');
       assert.ok(b.equals(expected), 'remote reached the merge');
       for (const entry of local.entities) assert.ok(['missing-local', 'remote-newer', 'concurrent'].includes(entry.how));
     }),
     { seed: 111, numRuns: 80 },
   );
+});
+
+// Regression (r2): a node of more than ~125k entities was spread into push() (RangeError: stack
+// size) when one side was empty, in both directions. The full side now answers with bounded
+// messages and keeps the rest queued.
+test('reconcile - a fresh replica and one of 130,000 entities exchange bounded messages', () => {
+  const full = wideState(130_000, []);
+  const oneMiB = new ReconciliationEngine({ maxMessageBytes: 1 << 20 });
+  // The fresh side starts: the full side's answer to its hello would hold every entity.
+  const answer = oneMiB.session(full).receive(oneMiB.session(new CrdtSignalState(schema)).start()) as Uint8Array;
+  assert.ok(answer.byteLength <= 1 << 20, `${answer.byteLength} bytes`);
+  // The full side starts: the fresh side wants the root, the full side answers that.
+  const fullSide = oneMiB.session(full);
+  const wants = oneMiB.session(new CrdtSignalState(schema)).receive(fullSide.start()) as Uint8Array;
+  const entities = fullSide.receive(wants) as Uint8Array;
+  assert.ok(entities.byteLength <= 1 << 20 && entities.byteLength > (1 << 20) - 4096, `${entities.byteLength} bytes, full`);
+});
+
+test('reconcile - a full transfer is a stream of messages within maxMessageBytes', () => {
+  const full = wideState(3_000, [[5, 2], [2999, 3]]);
+  const fresh = new CrdtSignalState(schema);
+  const wire = converse(tight.session(fresh), tight.session(full));
+  assert.ok(wire.length > 20, `${wire.length} messages`);
+  for (const message of wire) assert.ok(message.byteLength <= MIN_MESSAGE_BYTES, `${message.byteLength} bytes`);
+  // Applied piece by piece as it arrives (sync), the fresh replica ends equal.
+  const synced = new CrdtSignalState(schema);
+  const stats = tight.sync(synced, full);
+  assert.ok(synced.equals(full));
+  assert.is(stats.entitiesReceived, 3_000);
+  assert.is(stats.messages, wire.length);
+});
+
+test('reconcile - plans() cuts a plan into pieces within maxMessageBytes, origin rows last', () => {
+  const remote = wideState(1_500, [[3, 2]]);
+  // A reorder buffer too large for one piece: origin 9 waits for seq 1 and holds 300 events.
+  for (let seq = 2; seq < 302; seq++) {
+    remote.apply({ entityId: BigInt(seq), signalType: 1, weight: 1, timestampNs: START_NS }, 9, new HlcTimestamp(START_NS, seq, 9), seq);
+  }
+  const local = wideState(100, []);
+  const pieces = tight.plans(local, remote);
+  assert.ok(pieces.length > 5, `${pieces.length} pieces`);
+  for (const piece of pieces) assert.ok(encodePlan(piece).byteLength <= MIN_MESSAGE_BYTES, `${encodePlan(piece).byteLength} bytes`);
+  const firstWithOrigins = pieces.findIndex((piece) => piece.origins.length > 0);
+  assert.ok(pieces.slice(firstWithOrigins).every((piece) => piece.entities.length === 0 || piece === pieces[firstWithOrigins]));
+  assert.ok(pieces.slice(0, firstWithOrigins).every((piece) => piece.origins.length === 0), 'watermarks after every entity');
+  assert.ok(pieces.filter((piece) => piece.origins.some((entry) => entry.origin === 9)).length > 1, 'the big row was split');
+  const whole = local.clone();
+  tight.apply(whole, tight.plan(local, remote));
+  for (const piece of pieces) tight.apply(local, piece);
+  assert.ok(local.equals(whole));
+  assert.ok(local.equals(local.clone().merge(remote)));
+  assert.is(local.pendingEvents(9), 300);
+});
+
+// Regression (r3): with one (origin, seq) folded differently on two replicas, the plan called
+// neither side ahead, both kept their own, and sync never converged, silently.
+test('reconcile - an equal-seq conflict converges, is planned as conflict and counted', () => {
+  const a = wideState(50, []);
+  const b = wideState(50, []);
+  a.apply({ entityId: 7n, signalType: 2, weight: 1, timestampNs: START_NS }, 4, new HlcTimestamp(START_NS, 0, 4), 1);
+  b.apply({ entityId: 7n, signalType: 2, weight: 2, timestampNs: START_NS }, 4, new HlcTimestamp(START_NS, 0, 4), 1);
+  const { local, remote } = engine.exchange(a, b);
+  const losing = [local, remote].find((plan) => plan.entities.length > 0);
+  assert.equal(losing?.entities.map((entry) => [entry.entityId, entry.how]), [[7n, 'conflict']]);
+  assert.is(local.stats.conflicts, 1);
+  assert.is(remote.stats.conflicts, 1);
+  engine.apply(a, local);
+  engine.apply(b, remote);
+  assert.ok(a.equals(b));
+  assert.is(a.query(7n, START_NS).signals.click.weightSumMicros, 2_000_000n, 'the greater content won');
+  assert.is(a.conflicts + b.conflicts, 1, 'the replica that took the other content counted it');
+  assert.ok(a.equals(a.clone().merge(b)));
+});
+
+// Regression: the round limit was a plain Error in exchange(); a session fed by a peer that
+// never converges now refuses with a TidelogError.
+test('reconcile - a peer that never converges is refused with BAD_REQUEST', () => {
+  const mine = wideState(200, []);
+  const hello = engine.session(wideState(200, [[3, 2]])).start();
+  const session = engine.session(mine);
+  expectCode(() => {
+    for (let round = 0; round < 100; round++) session.receive(hello);
+  }, 'BAD_REQUEST');
 });
 
 test('reconcile - apply is idempotent and a stale plan changes nothing', () => {
@@ -209,14 +317,7 @@ test('reconcile - sessions need nothing but bytes in both directions', () => {
   const b = wideState(300, [[200, 3]]);
   const initiator = engine.session(a);
   const responder = engine.session(b);
-  const wire: Uint8Array[] = [];
-  let message: Uint8Array | null = initiator.start();
-  let receiver = responder;
-  while (message !== null) {
-    wire.push(Uint8Array.from(message));
-    message = receiver.receive(wire[wire.length - 1]);
-    receiver = receiver === responder ? initiator : responder;
-  }
+  const wire = converse(initiator, responder);
   assert.ok(initiator.isDone && responder.isDone);
   engine.apply(a, initiator.plan());
   engine.apply(b, responder.plan());

@@ -1,5 +1,6 @@
 // Test support (not a test file): deterministic event histories of several origins and the
 // messy ways replicas receive them (any order, duplicates, re-sliced batches).
+import fc from 'fast-check';
 import { CrdtSignalState, Hlc, HlcTimestamp, type SignalSchema } from '../../src/crdt/index.ts';
 
 export const START_NS = 1_700_000_000_000_000_000n;
@@ -135,4 +136,81 @@ export function referenceState(schema: SignalSchema, batches: readonly Batch[]):
   const ordered = [...batches].sort((a, b) => a.origin - b.origin || a.firstSeq - b.firstSeq);
   for (const batch of ordered) deliver(state, batch);
   return state;
+}
+
+/** One random event as a fast-check record (so a failing history shrinks event by event). */
+export interface EventOperation {
+  origin: number;
+  /** 0 stands for an id ≥ 2^53 (the bigint key path). */
+  entity: number;
+  signalType: number;
+  weight: number;
+  /** Event time step in seconds; negative for a late event. */
+  stepSeconds: number;
+  /** This event closes its origin's current batch (batches also close at 6 events). */
+  isBatchEnd: boolean;
+  /** Bit i set: replica i receives the batch this event opens. */
+  deliverTo: number;
+}
+
+export function eventOperation(schema: SignalSchema, options: { origins: number; entities: number }): fc.Arbitrary<EventOperation> {
+  const scoreIds = schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.id);
+  const flagIds = schema.signals.filter((signal) => signal.kind === 'flag').map((signal) => signal.id);
+  return fc.record({
+    origin: fc.integer({ min: 1, max: options.origins }),
+    entity: fc.integer({ min: 0, max: options.entities - 1 }),
+    signalType: fc.oneof({ weight: 9, arbitrary: fc.constantFrom(...scoreIds) }, { weight: 1, arbitrary: fc.constantFrom(...flagIds) }),
+    weight: fc.constantFrom(...WEIGHTS),
+    stepSeconds: fc.integer({ min: -3600, max: 7200 }),
+    isBatchEnd: fc.boolean(),
+    deliverTo: fc.integer({ min: 0, max: 7 }),
+  });
+}
+
+/** A batch and the replicas (bit mask) that receive it. */
+export interface AddressedBatch extends Batch {
+  deliverTo: number;
+}
+
+/**
+ * The operations as their origins' logs ship them: per origin, in array order, consecutive
+ * seqs from 1 and HLCs from Hlc.reserve; a batch closes at isBatchEnd or at 6 events.
+ */
+export function historyOf(operations: readonly EventOperation[]): AddressedBatch[] {
+  const byOrigin = new Map<number, EventOperation[]>();
+  for (const operation of operations) {
+    const list = byOrigin.get(operation.origin) ?? [];
+    list.push(operation);
+    byOrigin.set(operation.origin, list);
+  }
+  const batches: AddressedBatch[] = [];
+  for (const origin of [...byOrigin.keys()].sort((a, b) => a - b)) {
+    const events = byOrigin.get(origin) as EventOperation[];
+    let physicalNs = START_NS + BigInt(origin) * 1000n;
+    const clock = new Hlc(origin, { now: () => physicalNs, maxLogical: 50 });
+    let eventNs = START_NS;
+    let seq = 1;
+    for (let first = 0; first < events.length; ) {
+      let end = first + 1;
+      while (end < events.length && end - first < 6 && !events[end - 1].isBatchEnd) end++;
+      const count = end - first;
+      const bytes = new Uint8Array(count * EVENT_BYTES);
+      const view = new DataView(bytes.buffer);
+      for (let index = 0; index < count; index++) {
+        const operation = events[first + index];
+        const offset = index * EVENT_BYTES;
+        view.setBigUint64(offset, operation.entity === 0 ? 0xffff_ffff_ffff_0000n : BigInt(operation.entity), true);
+        bytes[offset + 8] = operation.signalType;
+        view.setFloat32(offset + 9, operation.weight, true);
+        const nextNs = eventNs + BigInt(operation.stepSeconds) * 1_000_000_000n;
+        if (nextNs >= START_NS - 30n * 24n * HOUR_NS) eventNs = nextNs;
+        view.setBigUint64(offset + 13, eventNs, true);
+      }
+      physicalNs += BigInt(events[first].entity % 3); // often stands still: logical counters climb
+      batches.push({ origin, firstSeq: seq, bytes, firstHlc: clock.reserve(count), deliverTo: events[first].deliverTo });
+      seq += count;
+      first = end;
+    }
+  }
+  return batches;
 }

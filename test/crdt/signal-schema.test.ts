@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { isTidelogError, type TidelogError } from '../../src/errors.ts';
-import { defaultSignalSchema, loadSignalSchema, parseSignalSchema } from '../../src/crdt/index.ts';
+import {
+  defaultSignalSchema,
+  loadSignalSchema,
+  MAX_HALF_LIFE_SECONDS,
+  MIN_HALF_LIFE_SECONDS,
+  parseSignalSchema,
+} from '../../src/crdt/index.ts';
 
 function expectInvalid(config: unknown, path: string): void {
   try {
@@ -57,6 +63,18 @@ test('signal-schema - non-positive half-lives are errors', () => {
   expectInvalid({ version: 1, signals: [{ ...view, halfLifeSeconds: 0 }] }, '$.signals[0].halfLifeSeconds');
   expectInvalid({ version: 1, signals: [{ ...view, halfLifeSeconds: -5 }] }, '$.signals[0].halfLifeSeconds');
   expectInvalid({ version: 1, signals: [{ ...view, halfLifeSeconds: Number.POSITIVE_INFINITY }] }, '$.signals[0].halfLifeSeconds');
+});
+
+// Regression: 1e-320 s passed as "positive and finite", but λ = ln 2 / half-life overflowed to
+// ∞, scores became NaN and the state's own snapshot no longer decoded.
+test('signal-schema - half-lives outside [1 ms, 100 years] are errors, so λ is finite and positive', () => {
+  for (const halfLifeSeconds of [1e-320, 1e-300, 1e-9, 0.000_999, 100 * 366 * 86400 + 1, 1e300, Number.NaN]) {
+    expectInvalid({ version: 1, signals: [{ ...view, halfLifeSeconds }] }, '$.signals[0].halfLifeSeconds');
+  }
+  for (const halfLifeSeconds of [MIN_HALF_LIFE_SECONDS, 1, MAX_HALF_LIFE_SECONDS]) {
+    const signal = parseSignalSchema({ version: 1, signals: [{ ...view, halfLifeSeconds }] }).byId[1];
+    assert.ok(signal?.kind === 'score' && Number.isFinite(signal.decayPerNs) && signal.decayPerNs > 0);
+  }
 });
 
 test('signal-schema - unsorted, duplicate and malformed windows are errors', () => {

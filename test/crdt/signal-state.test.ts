@@ -13,12 +13,16 @@ import {
 import {
   deliver,
   eventCount,
+  eventOperation,
+  historyOf,
   makeHistory,
   messyDelivery,
   mulberry32,
   referenceState,
   shuffle,
+  sliceBatch,
   START_NS,
+  type Batch,
 } from './replica-simulation.ts';
 
 const schema = defaultSignalSchema();
@@ -86,7 +90,7 @@ test('signal-state - negative weights go to the N side of the weight PN-counter'
   assert.is(like.weightSumMicros, 1_750_000n);
   assert.is(like.score, 1.75);
   const { events, weightMicros } = state.counters(5n, LIKE);
-  assert.is(events.value, 2n);
+  assert.is(events.toNumber(), 2);
   assert.equal(weightMicros.entries(), [
     { node: 1, p: 3_000_000n, n: 0n },
     { node: 2, p: 0n, n: 1_250_000n },
@@ -275,29 +279,208 @@ test('signal-state - replicas that get the same events in any order, with duplic
   );
 });
 
-// Merge laws on whole states. Each state saw a random subset of one history's batches (so it
-// may hold gaps and a reorder buffer). 60 runs × 3 states × ~300 events ≈ 54k operations.
-test('signal-state - merge is commutative, associative and idempotent, and equals seeing both (property)', () => {
+// Merge laws on whole states, over fast-check histories (they shrink event by event). Each run
+// draws ≥ 640 events of 5 origins; each of three states receives its own subset of the batches
+// (a bit per batch), in its own order, so states hold gaps and reorder buffers. 160 runs:
+// ≥ 102,400 random events, counted below (each delivered to ~1.5 states on average).
+test('signal-state - merge is commutative, associative and idempotent over 100k events from 5 origins, and equals seeing both (property)', () => {
+  let events = 0;
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), (seed) => {
-      const random = mulberry32(seed);
-      const history = makeHistory(schema, random, { origins: [1, 2, 3, 4, 5], eventsPerOrigin: 60, entities: 15 });
-      const subsets = [0, 1, 2].map(() => shuffle(history.filter(() => random() < 0.6), random));
-      const [a, b, c] = subsets.map((batches) => {
+    fc.property(
+      fc.array(eventOperation(schema, { origins: 5, entities: 15 }), { minLength: 640, maxLength: 700 }),
+      fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      (operations, orderSeed) => {
+        events += operations.length;
+        const random = mulberry32(orderSeed);
+        const history = historyOf(operations);
+        const subsets = [0, 1, 2].map((replica) => shuffle(history.filter((batch) => (batch.deliverTo >> replica) & 1), random));
+        const [a, b, c] = subsets.map((batches) => {
+          const state = new CrdtSignalState(schema);
+          for (const batch of batches) deliver(state, batch);
+          return state;
+        });
+        assert.ok(a.clone().merge(b).equals(b.clone().merge(a)), 'commutative');
+        assert.ok(a.clone().merge(b).merge(c).equals(a.clone().merge(b.clone().merge(c))), 'associative');
+        assert.ok(a.clone().merge(a).equals(a), 'idempotent');
+        const both = new CrdtSignalState(schema);
+        for (const batch of [...subsets[0], ...subsets[1]]) deliver(both, batch);
+        assert.ok(a.clone().merge(b).equals(both), 'merge = having received both sets of events');
+        assert.is(a.clone().merge(b).conflicts, 0, 'one history: no conflicts');
+      },
+    ),
+    { seed: 71, numRuns: 160 },
+  );
+  assert.ok(events >= 100_000, `${events} events`);
+});
+
+/** The history with the weight of every event whose seq is a multiple of `every` changed (a clash). */
+function rewritten(history: readonly Batch[], every: number): Batch[] {
+  return history.map((batch) => {
+    const bytes = batch.bytes.slice();
+    const view = new DataView(bytes.buffer);
+    for (let index = 0; index < eventCount(batch); index++) {
+      if ((batch.firstSeq + index) % every === 0) view.setFloat32(index * 21 + 9, view.getFloat32(index * 21 + 9, true) + 0.5, true);
+    }
+    return { ...batch, bytes };
+  });
+}
+
+// Regression (r3): one (origin, seq) folded with different contents on two replicas. Each
+// state holds a per-origin prefix of one of two histories that clash at some seqs; the laws
+// hold whoever merges into whom, and the clashes are counted. 60 runs × ~300 events.
+test('signal-state - merge laws hold when one (origin, seq) carries different contents (property)', () => {
+  let conflicts = 0;
+  fc.assert(
+    fc.property(
+      fc.array(eventOperation(schema, { origins: 3, entities: 6 }), { minLength: 250, maxLength: 350 }),
+      fc.array(fc.tuple(fc.nat(2), fc.nat(120), fc.nat(120), fc.nat(120)), { minLength: 3, maxLength: 3 }),
+      (operations, choices) => {
+        const histories = [historyOf(operations), rewritten(historyOf(operations), 4)];
+        const [a, b, c] = choices.map(([variant, ...prefixes]) => {
+          const state = new CrdtSignalState(schema);
+          for (const batch of histories[variant % 2]) {
+            if (batch.firstSeq <= prefixes[batch.origin - 1]) deliver(state, sliceBatch(batch, 0, Math.min(eventCount(batch), prefixes[batch.origin - 1] - batch.firstSeq + 1)));
+          }
+          return state;
+        });
+        const ab = a.clone().merge(b);
+        assert.ok(ab.equals(b.clone().merge(a)), 'commutative');
+        assert.ok(ab.clone().merge(c).equals(a.clone().merge(b.clone().merge(c))), 'associative');
+        assert.ok(a.clone().merge(a).equals(a), 'idempotent');
+        assert.ok(ab.clone().merge(a).equals(ab) && ab.clone().merge(b).equals(ab), 'the join is an upper bound');
+        assert.is(Buffer.compare(ab.encode(), b.clone().merge(a).encode()), 0, 'identical snapshot bytes');
+        conflicts += ab.conflicts;
+      },
+    ),
+    { seed: 73, numRuns: 60 },
+  );
+  assert.ok(conflicts > 100, `${conflicts} conflicts met`);
+});
+
+test('signal-state - one (origin, seq) with two contents: both merge orders keep the greater and count it', () => {
+  const a = new CrdtSignalState(schema);
+  const b = new CrdtSignalState(schema);
+  const c = new CrdtSignalState(schema);
+  a.apply(event(1n, VIEW, 1, START_NS), 1, stamp(0n, 0, 1), 1);
+  b.apply(event(1n, VIEW, 1, START_NS), 1, stamp(5n, 0, 2), 1); // the same event under another HLC
+  c.apply(event(1n, VIEW, 2, START_NS), 1, stamp(0n, 0, 1), 1); // another weight under the same seq
+  for (const [x, y] of [[a, b], [a, c], [b, c]]) {
+    const xy = x.clone().merge(y);
+    const yx = y.clone().merge(x);
+    assert.ok(xy.equals(yx), 'the merge commutes');
+    assert.is(xy.conflicts, 1);
+    assert.is(yx.conflicts, 1);
+    assert.is(xy.query(1n, START_NS).signals.view.eventCount, 1, 'never both');
+  }
+  assert.is(a.clone().merge(c).query(1n, START_NS).signals.view.weightSumMicros, 2_000_000n, 'the greater content wins');
+  assert.is(a.clone().merge(a).conflicts, 0, 'an identical contribution is no conflict');
+});
+
+// Regression (r12): without a seq the state numbered every event appliedSeq + 1 itself, so a
+// duplicate was folded again.
+test('signal-state - apply without a seq takes an HLC at or below the origin\'s newest for a duplicate', () => {
+  const events = [1, 2, 3].map((n) => ({ event: event(BigInt(n % 2), VIEW, n, START_NS + BigInt(n)), hlc: stamp(0n, n, 1) }));
+  const once = new CrdtSignalState(schema);
+  for (const { event: e, hlc } of events) assert.is(once.apply(e, 1, hlc), 1);
+  const repeated = new CrdtSignalState(schema);
+  for (const index of [0, 0, 1, 0, 2, 1, 2, 2]) repeated.apply(events[index].event, 1, events[index].hlc);
+  assert.ok(repeated.equals(once));
+  assert.is(repeated.query(1n, START_NS).signals.view.eventCount, 2);
+  assert.is(repeated.appliedSeq(1), 3);
+  assert.ok(repeated.lastHlc(1)?.equals(stamp(0n, 3, 1)));
+  // What the seq-less form cannot do: an event that arrives after a later one looks like a
+  // duplicate. Out-of-order delivery needs the seq form.
+  const late = new CrdtSignalState(schema);
+  late.apply(events[2].event, 1, events[2].hlc);
+  assert.is(late.apply(events[0].event, 1, events[0].hlc), 0);
+  assert.is(late.appliedSeq(1), 1);
+});
+
+test('signal-state - the seq-less duplicate check survives a snapshot, a merge and a plan', () => {
+  const writer = new CrdtSignalState(schema);
+  for (let n = 0; n < 5; n++) writer.apply(event(BigInt(n), VIEW, 1, START_NS), 4, stamp(0n, n, 4));
+  const restored = CrdtSignalState.decode(writer.encode(), schema);
+  const merged = new CrdtSignalState(schema).merge(writer);
+  for (const state of [restored, merged]) {
+    assert.is(state.apply(event(2n, VIEW, 1, START_NS), 4, stamp(0n, 2, 4)), 0, 'a duplicate');
+    assert.is(state.apply(event(9n, VIEW, 1, START_NS), 4, stamp(0n, 5, 4)), 1, 'the next event');
+    assert.is(state.appliedSeq(4), 6);
+    assert.ok(state.lastHlc(4)?.equals(stamp(0n, 5, 4)));
+  }
+  assert.ok(restored.equals(merged));
+});
+
+// The seq-less form honestly: origins interleave arbitrarily, but each origin's events arrive in
+// its HLC order; duplicates (of anything already delivered) come at any time. 150 runs × ~200.
+test('signal-state - apply without a seq: interleaved origins, each in HLC order, with duplicates, end equal (property)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(eventOperation(schema, { origins: 5, entities: 10 }), { minLength: 100, maxLength: 300 }),
+      fc.array(fc.tuple(fc.nat(4), fc.boolean(), fc.nat()), { minLength: 200, maxLength: 600 }),
+      (operations, schedule) => {
+        const history = historyOf(operations).flatMap((batch) => [...Array(eventCount(batch)).keys()].map((index) => sliceBatch(batch, index, index + 1)));
+        const perOrigin = [1, 2, 3, 4, 5].map((origin) => history.filter((single) => single.origin === origin));
+        const next = [0, 0, 0, 0, 0];
         const state = new CrdtSignalState(schema);
-        for (const batch of batches) deliver(state, batch);
-        return state;
-      });
-      assert.ok(a.clone().merge(b).equals(b.clone().merge(a)), 'commutative');
-      assert.ok(a.clone().merge(b).merge(c).equals(a.clone().merge(b.clone().merge(c))), 'associative');
-      assert.ok(a.clone().merge(a).equals(a), 'idempotent');
-      const both = new CrdtSignalState(schema);
-      for (const batch of [...subsets[0], ...subsets[1]]) deliver(both, batch);
-      assert.ok(a.clone().merge(b).equals(both), 'merge = having received both sets of events');
-    }),
-    { seed: 71, numRuns: 60 },
+        const applyOne = (single: Batch): number => state.apply(decodeOne(single), single.origin, single.firstHlc);
+        for (const [lane, isDuplicate, pick] of schedule) {
+          if (isDuplicate && next[lane] > 0) assert.is(applyOne(perOrigin[lane][pick % next[lane]]), 0, 'a duplicate folds nothing');
+          else if (next[lane] < perOrigin[lane].length) assert.is(applyOne(perOrigin[lane][next[lane]++]), 1);
+        }
+        perOrigin.forEach((singles, lane) => singles.slice(next[lane]).forEach(applyOne));
+        assert.ok(state.equals(referenceState(schema, history)), 'equals the fold of each event once');
+      },
+    ),
+    { seed: 67, numRuns: 150 },
   );
 });
+
+// The seq form takes any order: single events (with their seqs) shuffled, ~30 % repeated.
+test('signal-state - apply with a seq: any order, with duplicates, ends equal (property)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(eventOperation(schema, { origins: 5, entities: 10 }), { minLength: 100, maxLength: 300 }),
+      fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+      (operations, seed) => {
+        const random = mulberry32(seed);
+        const history = historyOf(operations);
+        const singles = history.flatMap((batch) => [...Array(eventCount(batch)).keys()].map((index) => sliceBatch(batch, index, index + 1)));
+        const deliveries = shuffle([...singles, ...singles.filter(() => random() < 0.3)], random);
+        const state = new CrdtSignalState(schema);
+        for (const single of deliveries) state.apply(decodeOne(single), single.origin, single.firstHlc, single.firstSeq);
+        assert.ok(state.equals(referenceState(schema, history)));
+        assert.is(state.pendingEvents(), 0);
+      },
+    ),
+    { seed: 68, numRuns: 150 },
+  );
+});
+
+// Regression (r7): 0 · e^(+λ·Δ) was 0 · ∞ = NaN for a zero score queried far before its anchor.
+test('signal-state - a score queried long before its anchor is never NaN', () => {
+  const fast = parseSignalSchema({ version: 1, signals: [{ id: 1, name: 'view', kind: 'score', halfLifeSeconds: 0.001, windows: [] }] });
+  const state = new CrdtSignalState(fast);
+  state.apply(event(1n, 1, 0, START_NS), 1, stamp(0n, 0, 1), 1);
+  state.apply(event(2n, 1, 5, START_NS), 1, stamp(0n, 1, 1), 2);
+  state.apply(event(2n, 1, -3, START_NS), 2, stamp(0n, 0, 2), 1);
+  const before = START_NS - 3_600_000_000_000n;
+  assert.is(state.query(1n, before).signals.view.score, 0);
+  const mixed = state.query(2n, before).signals.view.score;
+  assert.not.ok(Number.isNaN(mixed), 'opposite growths saturate instead of ∞ − ∞');
+  assert.ok(Number.isFinite(state.query(2n, START_NS + 1n).signals.view.score));
+  assert.ok(CrdtSignalState.decode(state.encode(), fast).equals(state));
+});
+
+/** The single event of a one-event batch, as an object. */
+function decodeOne(single: Batch): SignalEvent {
+  const view = new DataView(single.bytes.buffer, single.bytes.byteOffset, 21);
+  return {
+    entityId: view.getBigUint64(0, true),
+    signalType: single.bytes[8],
+    weight: view.getFloat32(9, true),
+    timestampNs: view.getBigUint64(13, true),
+  };
+}
 
 test('signal-state - merging every partial replica gives the full state without double counting', () => {
   const random = mulberry32(5);

@@ -3,7 +3,7 @@ import { Packr } from 'msgpackr';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { isTidelogError } from '../../src/errors.ts';
-import { CrdtSignalState, defaultSignalSchema, parseSignalSchema } from '../../src/crdt/index.ts';
+import { CrdtSignalState, defaultSignalSchema, parseSignalSchema, SNAPSHOT_MAGIC, SNAPSHOT_VERSION } from '../../src/crdt/index.ts';
 import { deliver, makeHistory, messyDelivery, mulberry32 } from './replica-simulation.ts';
 
 const schema = defaultSignalSchema();
@@ -56,9 +56,10 @@ test('snapshot-codec - malformed bytes are DECODE_FAILED', () => {
   expectCode(() => CrdtSignalState.decode(new Uint8Array(0), schema), 'DECODE_FAILED');
   expectCode(() => CrdtSignalState.decode(bytes.subarray(0, bytes.byteLength - 5), schema), 'DECODE_FAILED');
   expectCode(() => CrdtSignalState.decode(Uint8Array.from([0xc1, 0xc1, 0xc1]), schema), 'DECODE_FAILED');
-  expectCode(() => CrdtSignalState.decode(packr.pack(['something else', 1, schema.fingerprint, [], 0]), schema), 'DECODE_FAILED');
-  expectCode(() => CrdtSignalState.decode(packr.pack(['tidelog/crdt-state', 2, schema.fingerprint, [], 0]), schema), 'DECODE_FAILED');
-  expectCode(() => CrdtSignalState.decode(packr.pack(['tidelog/crdt-state', 1, schema.fingerprint, [], 1]), schema), 'DECODE_FAILED');
+  expectCode(() => CrdtSignalState.decode(packr.pack(['something else', SNAPSHOT_VERSION, schema.fingerprint, [], 0]), schema), 'DECODE_FAILED');
+  expectCode(() => CrdtSignalState.decode(packr.pack([SNAPSHOT_MAGIC, SNAPSHOT_VERSION + 1, schema.fingerprint, [], 0]), schema), 'DECODE_FAILED');
+  expectCode(() => CrdtSignalState.decode(packr.pack([SNAPSHOT_MAGIC, 1, schema.fingerprint, [], 0]), schema), 'DECODE_FAILED');
+  expectCode(() => CrdtSignalState.decode(packr.pack([SNAPSHOT_MAGIC, SNAPSHOT_VERSION, schema.fingerprint, [], 1]), schema), 'DECODE_FAILED');
 });
 
 test('snapshot-codec - a corrupted snapshot fails with a typed error or decodes canonically', () => {
@@ -80,12 +81,19 @@ test('snapshot-codec - a corrupted snapshot fails with a typed error or decodes 
 
 test('snapshot-codec - non-canonical order is DECODE_FAILED', () => {
   const entity = (id: number): unknown[] => [id, [], [[0, true, new Uint8Array(16)]]];
-  const header = (count: number): unknown[] => ['tidelog/crdt-state', 1, schema.fingerprint, [], count];
+  const header = (count: number, origins: unknown[] = []): unknown[] => [SNAPSHOT_MAGIC, SNAPSHOT_VERSION, schema.fingerprint, origins, count];
   const stream = (...values: unknown[]): Uint8Array => Buffer.concat(values.map((value) => packr.pack(value)));
   assert.is(CrdtSignalState.decode(stream(header(2), entity(1), entity(2)), schema).entityCount, 2);
   expectCode(() => CrdtSignalState.decode(stream(header(2), entity(2), entity(1)), schema), 'DECODE_FAILED');
   expectCode(() => CrdtSignalState.decode(stream(header(1), [1, [], []]), schema), 'DECODE_FAILED');
   expectCode(() => CrdtSignalState.decode(stream(header(1), [1, [[99, []]], []]), schema), 'DECODE_FAILED');
+  // An origin row's lastHlc: nil before anything folded, and only then.
+  const hlc = new Uint8Array(16);
+  assert.is(CrdtSignalState.decode(stream(header(0, [[1, 3, [], hlc]])), schema).appliedSeq(1), 3);
+  assert.is(CrdtSignalState.decode(stream(header(0, [[1, 3, [], null]])), schema).lastHlc(1), undefined);
+  expectCode(() => CrdtSignalState.decode(stream(header(0, [[1, 0, [], hlc]])), schema), 'DECODE_FAILED');
+  expectCode(() => CrdtSignalState.decode(stream(header(0, [[1, 0, [], null]])), schema), 'DECODE_FAILED');
+  expectCode(() => CrdtSignalState.decode(stream(header(0, [[1, 3, []]])), schema), 'DECODE_FAILED');
 });
 
 test('snapshot-codec - a snapshot of another schema is SCHEMA_INVALID', () => {
