@@ -40,19 +40,24 @@ export function writeEvent(view: DataView, offset: number, event: SignalEvent, i
 }
 
 export function decodeEvent(bytes: Uint8Array, offset: number): SignalEvent {
-  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, EVENT_BYTES);
+  return decodeEventAt(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), offset);
+}
+
+/** Decodes the event at `offset` of `view`; loops reuse one view for a whole batch. */
+export function decodeEventAt(view: DataView, offset: number): SignalEvent {
   return {
-    entityId: view.getBigUint64(0, true),
-    signalType: view.getUint8(8),
-    weight: view.getFloat32(9, true),
-    timestampNs: view.getBigUint64(13, true),
+    entityId: view.getBigUint64(offset, true),
+    signalType: view.getUint8(offset + 8),
+    weight: view.getFloat32(offset + 9, true),
+    timestampNs: view.getBigUint64(offset + 13, true),
   };
 }
 
 export function decodeEvents(bytes: Uint8Array): SignalEvent[] {
   const count = checkPackedLength(bytes);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const events = new Array<SignalEvent>(count);
-  for (let index = 0; index < count; index++) events[index] = decodeEvent(bytes, index * EVENT_BYTES);
+  for (let index = 0; index < count; index++) events[index] = decodeEventAt(view, index * EVENT_BYTES);
   return events;
 }
 

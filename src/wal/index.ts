@@ -1,7 +1,7 @@
 // The storage engine's public surface.
 export { Wal } from './wal.ts';
 export type { WalOptions, WalOpenResult, WalRecovery, WalStats, WalStateMachine, PersistedInfo } from './wal.ts';
-export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, type SignalEvent } from '../event.ts';
+export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, decodeEventAt, type SignalEvent } from '../event.ts';
 export type { FsyncMode } from './segment-writer.ts';
 export type { FileIo, WalFile, OpenMode } from './file-io.ts';
 export { nodeFileIo } from './file-io.ts';

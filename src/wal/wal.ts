@@ -22,7 +22,7 @@ import { readCheckpointFile, encodeCheckpointRecord, writeCheckpointFile } from 
 import { initChecksum } from './checksum.ts';
 import { CommitQueue } from './commit-queue.ts';
 import { DedupWindow } from './dedup.ts';
-import { EVENT_BYTES, decodeEvent, encodeEvents, validatePacked, type SignalEvent } from '../event.ts';
+import { EVENT_BYTES, decodeEventAt, encodeEvents, validatePacked, type SignalEvent } from '../event.ts';
 import { nodeFileIo, type FileIo } from './file-io.ts';
 import { recordUs, type FlushMetricsSnapshot } from './flush-metrics.ts';
 import { DirectoryLock } from './lock.ts';
@@ -280,8 +280,9 @@ export class Wal implements WriterLane {
             });
           } else if (resolved.replay && header.firstSeq + header.count - 1 > checkpointSeq) {
             const skip = Math.max(0, checkpointSeq - header.firstSeq + 1);
+            const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
             for (let index = skip; index < header.count; index++) {
-              replayed.push(decodeEvent(bytes, payloadStart + index * EVENT_BYTES));
+              replayed.push(decodeEventAt(view, payloadStart + index * EVENT_BYTES));
             }
           }
         },
@@ -406,8 +407,9 @@ export class Wal implements WriterLane {
     for await (const batch of this.readBatches(options)) {
       const first = Math.max(batch.firstSeq, options.fromSeq ?? 1);
       const last = Math.min(batch.firstSeq + batch.count - 1, options.toSeq ?? Number.MAX_SAFE_INTEGER);
+      const view = new DataView(batch.events.buffer, batch.events.byteOffset, batch.events.byteLength);
       for (let seq = first; seq <= last; seq++) {
-        yield { seq, event: decodeEvent(batch.events, (seq - batch.firstSeq) * EVENT_BYTES) };
+        yield { seq, event: decodeEventAt(view, (seq - batch.firstSeq) * EVENT_BYTES) };
       }
     }
   }
