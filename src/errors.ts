@@ -18,6 +18,7 @@ export const ErrorCodes = [
   'UNKNOWN_SIGNAL_TYPE', // an event names a signal type the schema lacks
   'DECODE_FAILED', // bytes that should hold an encoded value do not
   'OUT_OF_RANGE', // a seq below what the log still retains, or beyond what it has
+  'HOOK_FAILED', // a caller-supplied callback (state machine, onPersisted) threw; the lane stops
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

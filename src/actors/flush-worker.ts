@@ -104,11 +104,14 @@ export const flushWorkerMachine = setup({
   },
   actions: {
     enqueue: ({ context, event }) => {
-      if (context.ops.length >= context.maxQueuedOps) {
-        // The writer bounds FLUSHes to one; only a flood of TASKs can get here.
-        if (event.type === 'TASK') event.reject(new TidelogError('OVERLOADED', 'flush worker queue is full'));
+      // The bound applies to TASKs only: the writer keeps at most one FLUSH and one CLOSE in
+      // flight, and dropping either would leave its callers waiting forever. A SYNC already
+      // queued covers any later one.
+      if (event.type === 'TASK' && context.ops.length >= context.maxQueuedOps) {
+        event.reject(new TidelogError('OVERLOADED', 'flush worker queue is full'));
         return;
       }
+      if (event.type === 'SYNC' && context.ops.some((op) => op.type === 'SYNC')) return;
       context.ops.push(event);
     },
     reportDone: ({ context }, params: { op: FlushWorkerOp }) => {

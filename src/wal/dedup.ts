@@ -35,7 +35,8 @@ class ContentSet {
   count = 0;
 
   constructor(private readonly maxEntries: number) {
-    this.capacity = Math.min(INITIAL_CAPACITY, nextPowerOfTwo(maxEntries));
+    // At least 4 entries: the filter needs one whole 32-bit word (4 × 8 bits).
+    this.capacity = Math.max(4, Math.min(INITIAL_CAPACITY, nextPowerOfTwo(maxEntries)));
     this.slab = new Uint8Array(this.capacity * EVENT_BYTES);
     this.table = new Int32Array(this.capacity * 4); // 2 slots per entry, 2 ints per slot
     this.slotMask = this.capacity * 2 - 1;

@@ -33,9 +33,16 @@ export class DirectoryLock {
         details: { path, owner },
       });
     }
-    const note = new TextEncoder().encode(`pid ${process.pid}\n`);
-    await file.truncate(0);
-    await writeFully(file, note, 0);
+    try {
+      const note = new TextEncoder().encode(`pid ${process.pid}\n`);
+      await file.truncate(0);
+      await writeFully(file, note, 0);
+    } catch (cause) {
+      // The note is informative; failing to write it must not leave the lock held.
+      if (file.fd !== null) unlock(file.fd);
+      await file.close().catch(() => undefined);
+      throw new TidelogError('IO_ERROR', `cannot write ${path}`, { cause });
+    }
     return new DirectoryLock(file, path);
   }
 

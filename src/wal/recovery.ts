@@ -156,7 +156,7 @@ async function handleDamage(
   const { io, dir } = options;
   if (keepPrefix !== null) {
     // Keep the original bytes for forensics, then cut the live segment at the damage.
-    const asidePath = join(dir, `${keepPrefix.fileName}.damaged`);
+    const asidePath = await asidePathFor(io, dir, keepPrefix.fileName);
     const aside = await io.open(asidePath, 'create');
     try {
       await writeFully(aside, keepPrefix.bytes, 0);
@@ -167,12 +167,24 @@ async function handleDamage(
     report.quarantined.push(asidePath);
     await truncateFile(io, join(dir, keepPrefix.fileName), keepPrefix.validBytes);
   }
-  for (const fileName of setAside) {
-    const asidePath = join(dir, `${fileName}.damaged`);
-    await io.rename(join(dir, fileName), asidePath);
-    report.quarantined.push(asidePath);
-  }
+  for (const fileName of setAside) report.quarantined.push(await setAsideFile(io, dir, fileName));
   await io.syncDir(dir);
+}
+
+/** `<name>.damaged`, or `<name>.damaged.N` when an earlier salvage already used it: never overwrite evidence. */
+async function asidePathFor(io: FileIo, dir: string, fileName: string): Promise<string> {
+  for (let attempt = 0; attempt < 10_000; attempt++) {
+    const path = join(dir, attempt === 0 ? `${fileName}.damaged` : `${fileName}.damaged.${attempt}`);
+    if (!(await io.exists(path))) return path;
+  }
+  throw new TidelogError('IO_ERROR', `too many damaged copies of ${fileName} in ${dir}`);
+}
+
+/** Renames a file out of the log (it keeps its bytes); returns the new path. */
+export async function setAsideFile(io: FileIo, dir: string, fileName: string): Promise<string> {
+  const asidePath = await asidePathFor(io, dir, fileName);
+  await io.rename(join(dir, fileName), asidePath);
+  return asidePath;
 }
 
 async function truncateFile(io: FileIo, path: string, length: number): Promise<void> {

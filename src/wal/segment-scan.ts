@@ -3,8 +3,9 @@
 // A segment is: checkpoint record, then event batches with consecutive seqs. The scan stops
 // at the first record that fails (bad header, length past the end, checksum mismatch) and
 // classifies the failure:
-//   - torn tail:  the segment is the shard's last and no intact batch exists anywhere after
-//                 the failure point (a crash mid-write, or trailing zeroes) → truncate there;
+//   - torn tail:  the segment is the shard's last, no intact batch exists after the failure
+//                 point, and the failed record looks like what a crash leaves (incomplete,
+//                 or ending in zero-filled sectors: see looksTorn) → truncate there;
 //   - damage:     anything else (an intact batch follows, the segment is not the last, the
 //                 checkpoint record is bad, seqs do not continue) → an error naming file and
 //                 offset, or under `salvage` the end of the durable prefix.
@@ -92,12 +93,13 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
   while (offset < bytes.byteLength) {
     const record = readRecord(bytes, offset);
     if (!record.ok) {
-      const intactAfter = findIntactRecordAfter(bytes, offset + 1);
-      if (options.isLastSegment && intactAfter < 0) {
+      const intactAfter = findIntactRecordAfter(bytes, searchFrom(bytes, offset), options.shard, scan.lastSeq);
+      if (options.isLastSegment && intactAfter < 0 && looksTorn(bytes, offset)) {
         scan.tornTail = { offset, reason: record.reason };
       } else {
         const where = intactAfter >= 0 ? `; an intact record follows at ${intactAfter}` : '';
-        scan.damage = { code: record.code, offset, reason: `${record.reason}${where}` };
+        const whole = intactAfter < 0 && options.isLastSegment ? '; the record is complete, so this is not a torn write' : '';
+        scan.damage = { code: record.code, offset, reason: `${record.reason}${where}${whole}` };
       }
       return scan;
     }
@@ -147,12 +149,54 @@ export function readRecord(bytes: Uint8Array, offset: number): RecordResult {
   return { ok: true, header: parsed.header };
 }
 
-/** Offset of the first intact record at or after `from`, or -1. Only runs on the error path. */
-function findIntactRecordAfter(bytes: Uint8Array, from: number): number {
+/**
+ * Whether a failed record at `offset` (the last thing in the file) is what a crash leaves.
+ * Segments are append-only files, so a crash mid-write leaves a prefix of the intended bytes,
+ * possibly followed by zeroes where the file system extended the file without the data:
+ *   - fewer than 64 bytes remain, or
+ *   - a structurally valid header whose record runs past the end of the file, or
+ *   - the file ends in zeroes that begin at `offset` or at a 512-byte boundary inside the
+ *     record (a zero-filled sector).
+ * A complete record that fails its checksum without such zeroes is a bit flip or an
+ * overwrite: damage, never silently cut, because it may have been acknowledged.
+ */
+export function looksTorn(bytes: Uint8Array, offset: number): boolean {
+  const end = bytes.byteLength;
+  if (end - offset < BATCH_HEADER_BYTES) return true;
+  const parsed = readBatchHeader(bytes, offset);
+  if (parsed.ok && offset + BATCH_HEADER_BYTES + parsed.header.payloadBytes > end) return true;
+  let zeroesFrom = end;
+  while (zeroesFrom > offset && bytes[zeroesFrom - 1] === 0) zeroesFrom--;
+  if (zeroesFrom === offset) return true;
+  const sectorBoundary = Math.ceil(Math.max(zeroesFrom, offset + 1) / 512) * 512;
+  return sectorBoundary < end;
+}
+
+/** Where to look for intact records after a failure: past the failed record's claimed span when its header parses. */
+function searchFrom(bytes: Uint8Array, offset: number): number {
+  const parsed = readBatchHeader(bytes, offset);
+  if (!parsed.ok) return offset + 1;
+  return Math.min(bytes.byteLength, offset + BATCH_HEADER_BYTES + parsed.header.payloadBytes);
+}
+
+/**
+ * Offset of the first intact event batch of this shard, later in the log than `lastSeq`, at
+ * or after `from`; -1 if none. Only such a batch proves that data after the failure was
+ * written in a later flush. Only runs on the error path.
+ */
+function findIntactRecordAfter(bytes: Uint8Array, from: number, shard: number, lastSeq: number): number {
   const b0 = BATCH_MAGIC & 0xff;
   for (let offset = bytes.indexOf(b0, from); offset >= 0; offset = bytes.indexOf(b0, offset + 1)) {
     if (bytes.byteLength - offset < BATCH_HEADER_BYTES) return -1;
-    if (readRecord(bytes, offset).ok) return offset;
+    const record = readRecord(bytes, offset);
+    if (
+      record.ok &&
+      record.header.kind === BatchKind.Events &&
+      record.header.shardId === shard &&
+      record.header.firstSeq > lastSeq
+    ) {
+      return offset;
+    }
   }
   return -1;
 }

@@ -10,7 +10,7 @@
 // acknowledges after the write and fdatasyncs at least every syncIntervalMs (a process crash
 // loses nothing acknowledged, a power loss may lose the last interval). 'off' never syncs.
 
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { createActor } from 'xstate';
 import { systemClock, type Clock } from '../clock.ts';
 import { deferred } from '../deferred.ts';
@@ -27,7 +27,7 @@ import { nodeFileIo, type FileIo } from './file-io.ts';
 import { recordUs, type FlushMetricsSnapshot } from './flush-metrics.ts';
 import { DirectoryLock } from './lock.ts';
 import { readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
-import { recoverShard, type RecoveryReport } from './recovery.ts';
+import { recoverShard, setAsideFile, type RecoveryReport } from './recovery.ts';
 import { checkShardId, checkpointFileName, segmentFileName } from './segment-name.ts';
 import { SegmentWriter, type FsyncMode } from './segment-writer.ts';
 
@@ -229,18 +229,26 @@ export class Wal implements WriterLane {
     await initChecksum();
     let lock: DirectoryLock;
     try {
-      await io.mkdirp(dir);
+      if (!(await io.exists(dir))) {
+        await io.mkdirp(dir);
+        // The new directory's own entry must be durable too, or every event in it could go.
+        if (resolved.fsync !== 'off') await io.syncDir(dirname(resolve(dir)));
+      }
       lock = await DirectoryLock.acquire(io, dir, shard);
     } catch (error) {
       throw asTidelogError(error, dir);
     }
+    let files: SegmentWriter | null = null;
     try {
       await removeLeftovers(io, dir, shard);
       let checkpoint = null;
+      const setAside: string[] = [];
       try {
         checkpoint = await readCheckpointFile(io, dir, shard);
       } catch (error) {
         if (!resolved.salvage) throw error;
+        // Salvage: the damaged checkpoint goes aside, so the next ordinary open is clean.
+        setAside.push(await setAsideFile(io, dir, checkpointFileName(shard)));
       }
       const checkpointSeq = checkpoint?.seq ?? 0;
       const dedup = new DedupWindow(
@@ -288,15 +296,30 @@ export class Wal implements WriterLane {
         },
       });
       const dedupRebuilt = tail.replayInto(dedup, nowMs);
-      if (checkpointSeq > report.lastSeq && segments.length > 0 && !resolved.salvage) {
+      let infos: SegmentInfo[] = segments.map((segment) => ({ ...segment }));
+      const checkpointPath = join(dir, checkpointFileName(shard));
+      if (checkpointSeq > report.lastSeq && segments.length > 0) {
+        if (!resolved.salvage) {
+          throw new TidelogError('CHECKPOINT_DAMAGED', `${checkpointPath}: checkpoint at seq ${checkpointSeq} is beyond the log's end ${report.lastSeq}`, {
+            details: { file: checkpointPath, offset: 0 },
+          });
+        }
+        // Salvage: the consumer has everything up to the checkpoint; set the shorter log aside
+        // and continue after the checkpoint, so no seq at or below it is handed out again.
+        for (const segment of infos) setAside.push(await setAsideFile(io, dir, segment.fileName));
+        await io.syncDir(dir);
+        infos = [];
+        replayed.length = 0;
+      }
+      const firstRetained = infos[0]?.firstSeq;
+      if (!stateMachine && firstRetained !== undefined && firstRetained > checkpointSeq + 1 && !resolved.salvage) {
         throw new TidelogError(
-          'CHECKPOINT_DAMAGED',
-          `${join(dir, checkpointFileName(shard))}: checkpoint at seq ${checkpointSeq} is beyond the log's end ${report.lastSeq}`,
-          { details: { file: join(dir, checkpointFileName(shard)), offset: 0 } },
+          'SEGMENT_GAP',
+          `${join(dir, infos[0].fileName)}: the log starts at seq ${firstRetained} but the checkpoint is at ${checkpointSeq}; events ${checkpointSeq + 1}..${firstRetained - 1} are missing`,
+          { details: { file: join(dir, infos[0].fileName), offset: 0, checkpointSeq } },
         );
       }
-      const files = new SegmentWriter(io, dir, shard, resolved.fsync, () => clock.nowNs());
-      const infos: SegmentInfo[] = segments.map((segment) => ({ ...segment }));
+      files = new SegmentWriter(io, dir, shard, resolved.fsync, () => clock.nowNs());
       let lastSeq = report.lastSeq;
       const last = infos[infos.length - 1];
       if (last === undefined) {
@@ -312,8 +335,10 @@ export class Wal implements WriterLane {
         await files.resume({ fileName: last.fileName, firstSeq: last.firstSeq }, last.bytes);
       }
       const wal = new Wal(resolved, lock, { segments: infos, lastSeq, checkpointSeq }, dedup, files);
-      return { wal, replayed, recovery: { ...report, checkpointSeq, dedupRebuilt } };
+      const recovery = { ...report, quarantined: [...report.quarantined, ...setAside], checkpointSeq, dedupRebuilt };
+      return { wal, replayed, recovery };
     } catch (error) {
+      await files?.abandon();
       await lock.release().catch(() => undefined);
       throw asTidelogError(error, dir);
     }
@@ -362,23 +387,37 @@ export class Wal implements WriterLane {
     if (!Number.isSafeInteger(seq) || seq < 0 || seq > this.durableSeq) {
       throw new TidelogError('OUT_OF_RANGE', `checkpoint(${seq}): seq must be 0..${this.durableSeq} (durable)`);
     }
-    // A checkpoint never moves back: an older seq than the one recorded changes nothing.
-    if (seq < this.checkpointSeq) return;
+    if (!(snapshot instanceof Uint8Array)) throw new TidelogError('BAD_REQUEST', 'checkpoint snapshot must be a Uint8Array');
+    const copy = snapshot.slice(); // the caller may reuse its buffer before the task runs
     const timestampNs = this.nowNs();
     const { io, dir, shard } = this.options;
-    await this.runTask(async () => {
+    await this.runTask(async (files) => {
+      // Checked and recorded inside the flush worker, so concurrent checkpoints are ordered and
+      // the file never moves back.
+      if (seq < this.checkpointSeq) return;
+      // The log must be on disk before a checkpoint that points into it ('normal' acks unsynced writes).
+      if (this.options.fsync !== 'off') await files.sync();
       try {
-        await writeCheckpointFile(io, dir, shard, { seq, timestampNs, snapshot });
+        await writeCheckpointFile(io, dir, shard, { seq, timestampNs, snapshot: copy });
       } catch (error) {
         throw asTidelogError(error, join(dir, checkpointFileName(shard)));
       }
+      this.checkpointSeq = seq;
     });
-    this.checkpointSeq = Math.max(this.checkpointSeq, seq);
   }
 
-  /** Deletes whole closed segments whose events all precede `seq`; returns their names. */
+  /**
+   * Deletes whole closed segments whose events all precede `seq`; returns their names.
+   * Without a state machine the events after the checkpoint are only in the log, so `seq`
+   * may not pass checkpoint + 1 (OUT_OF_RANGE).
+   */
   async truncateBefore(seq: number): Promise<string[]> {
     if (!Number.isSafeInteger(seq) || seq < 0) throw new TidelogError('BAD_REQUEST', `truncateBefore(${seq})`);
+    if (!this.options.stateMachine && seq > this.checkpointSeq + 1) {
+      throw new TidelogError('OUT_OF_RANGE', `truncateBefore(${seq}) would drop events after the checkpoint at ${this.checkpointSeq}`, {
+        details: { seq, checkpointSeq: this.checkpointSeq },
+      });
+    }
     const removed = await this.drainClosedSegmentsWhile((segment) => segment.lastSeq < seq);
     return removed.map((segment) => segment.fileName);
   }
@@ -522,33 +561,38 @@ export class Wal implements WriterLane {
 
   groupDurable(request: FlushRequest): void {
     const { groups, rotate } = request;
+    // Bookkeeping first, for every batch of the flush: it is all durable, whatever a hook does.
+    if (rotate !== null) {
+      this.segmentList.push({
+        fileName: segmentFileName(this.options.shard, rotate.firstSeq),
+        firstSeq: rotate.firstSeq,
+        lastSeq: rotate.firstSeq - 1,
+        bytes: rotate.checkpointRecord.byteLength,
+        snapshot: rotate.checkpointRecord.subarray(BATCH_HEADER_BYTES),
+      });
+    }
+    const open = this.segmentList[this.segmentList.length - 1];
+    const nowNs = this.nowNs();
+    for (const group of groups) {
+      if (group.sealed === null) continue;
+      open.lastSeq = group.lastSeq;
+      open.bytes += group.sealed.byteLength;
+      this.durableSeq = group.lastSeq;
+      recordUs(this.files.metrics.commitLatency, group.sealedAtNs, nowNs);
+    }
+    const { stateMachine, onPersisted, shard, leaderEpoch } = this.options;
     try {
-      if (rotate !== null) {
-        this.segmentList.push({
-          fileName: segmentFileName(this.options.shard, rotate.firstSeq),
-          firstSeq: rotate.firstSeq,
-          lastSeq: rotate.firstSeq - 1,
-          bytes: rotate.checkpointRecord.byteLength,
-          snapshot: rotate.checkpointRecord.subarray(BATCH_HEADER_BYTES),
-        });
-      }
-      const open = this.segmentList[this.segmentList.length - 1];
-      const nowNs = this.nowNs();
       for (const group of groups) {
         if (group.sealed === null) continue;
-        open.lastSeq = group.lastSeq;
-        open.bytes += group.sealed.byteLength;
-        this.durableSeq = group.lastSeq;
-        recordUs(this.files.metrics.commitLatency, group.sealedAtNs, nowNs);
-        this.options.stateMachine?.apply({
+        stateMachine?.apply({
           firstSeq: group.firstSeq,
           count: group.count,
           events: group.events,
           timestampNs: group.timestampNs,
-          leaderEpoch: this.options.leaderEpoch,
+          leaderEpoch,
         });
-        this.options.onPersisted?.({
-          shard: this.options.shard,
+        onPersisted?.({
+          shard,
           firstSeq: group.firstSeq,
           lastSeq: group.lastSeq,
           events: group.count,
@@ -556,10 +600,13 @@ export class Wal implements WriterLane {
           segment: open.fileName,
         });
       }
-    } catch (error) {
-      // The batches are durable, so their callers are answered; a throwing hook stops the lane.
+    } catch (cause) {
+      // The batches are durable, so their callers are answered; then the lane stops at once
+      // (before the writer looks for more work), since the state machine may now be behind.
       this.queue.complete(groups);
-      this.writer.send({ type: 'FLUSH_FAILED', error: error instanceof Error ? error : new Error(String(error)) });
+      const error = new TidelogError('HOOK_FAILED', `shard ${shard}: a state machine or onPersisted hook threw`, { cause });
+      this.laneFailed(error);
+      this.writer.send({ type: 'FLUSH_FAILED', error });
       return;
     }
     this.queue.complete(groups);

@@ -375,6 +375,7 @@ test('faults - truncateBefore after a failed unlink can be retried', async () =>
     assert.is(wal.stats().segments.length, 5);
     // Removing the first three segments: the second unlink fails.
     io.inject({ op: 'unlink', path: SEGMENT, skip: 1, times: 1 });
+    await wal.checkpoint(36);
     await expectCode(wal.truncateBefore(37), 'IO_ERROR');
     assert.is(wal.failed, null, 'a failed removal does not stop the lane');
     const removed = await wal.truncateBefore(37);

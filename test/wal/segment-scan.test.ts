@@ -119,4 +119,41 @@ test('segment-scan - batches must continue the seqs; a jump is damage', () => {
   assert.is(scan.lastSeq, 5);
 });
 
+test('segment-scan - a complete last batch that fails its checksum is damage, never cut as torn', () => {
+  const bytes = concat(head, batch1, batch2);
+  bytes[bytes.byteLength - 5] ^= 0x01; // the last record is all there: a flip, not a crash
+  const scan = scanLast(bytes);
+  assert.is(scan.tornTail, null);
+  assert.is(scan.damage?.code, 'CHECKSUM_MISMATCH');
+  assert.is(scan.damage?.offset, head.byteLength + batch1.byteLength);
+});
+
+test('segment-scan - a last batch whose end was zero-filled from a sector boundary is a torn tail', () => {
+  const big = batch(6, 40); // 64 + 840 bytes: crosses a 512-byte boundary of the file
+  const bytes = concat(head, batch1, big);
+  const start = head.byteLength + batch1.byteLength;
+  const boundary = Math.ceil((start + 100) / 512) * 512;
+  bytes.fill(0, boundary);
+  const scan = scanLast(bytes);
+  assert.is(scan.damage, null);
+  assert.is(scan.tornTail?.offset, start);
+  assert.is(scan.lastSeq, 5);
+});
+
+test('segment-scan - an intact record carried inside a torn batch does not make the tear look like damage', () => {
+  // A producer's events can spell a valid record; the search skips the failed batch's own span.
+  const inner = batch(6, 1);
+  const carrierPayload = new Uint8Array(21 * 8);
+  carrierPayload.set(inner, 21);
+  const carrier = encodeBatch(
+    { kind: BatchKind.Events, shardId: SHARD, count: 8, leaderEpoch: 0, firstSeq: 6, timestampNs: 6n },
+    carrierPayload,
+  );
+  const torn = carrier.subarray(0, carrier.byteLength - 10);
+  const scan = scanLast(concat(head, batch1, torn));
+  assert.is(scan.damage, null);
+  assert.ok(scan.tornTail);
+  assert.is(scan.lastSeq, 5);
+});
+
 test.run();

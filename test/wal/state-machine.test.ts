@@ -113,6 +113,7 @@ test('state-machine - read resumes from any seq and refuses seqs that were trunc
       );
       assert.ok(read.every((entry) => entry.event.entityId === BigInt(entry.seq)));
     }
+    await wal.checkpoint(19);
     await wal.truncateBefore(20);
     const error = await rejection(() => collect(wal.read({ fromSeq: 1 })));
     assert.is(error.code, 'OUT_OF_RANGE');
