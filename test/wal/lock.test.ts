@@ -4,7 +4,8 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { withTempDir } from '../support/wal-fixtures.ts';
+import { FaultyFileIo } from '../support/faulty-file-io.ts';
+import { rejection, withTempDir } from '../support/wal-fixtures.ts';
 import { TidelogError } from '../../src/errors.ts';
 import { Wal, type SignalEvent } from '../../src/wal/index.ts';
 import { childExit, onLines, spawnWalChild } from '../support/wal-child.ts';
@@ -101,6 +102,16 @@ test('lock - a lock held by a SIGKILLed process is taken over', async () => {
     assert.is((await exited).signal, 'SIGKILL');
     const { wal } = await Wal.open({ dir });
     assert.is(await wal.append(eventAt(1)), 1);
+    await wal.close();
+  });
+});
+
+test('lock - a failure writing the lock note does not leave the shard locked', async () => {
+  await withTempDir(async (dir) => {
+    const io = new FaultyFileIo();
+    io.inject({ op: 'write', path: /\.lock$/, code: 'ENOSPC', times: 1 });
+    assert.is((await rejection(() => Wal.open({ dir, io }))).code, 'IO_ERROR');
+    const { wal } = await Wal.open({ dir, io });
     await wal.close();
   });
 });

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { readdirSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { Wal, encodeEvents, segmentFileName, type SignalEvent } from '../../src/wal/index.ts';
-import { collect, makeEvent, makeVariedEvent, rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
+import { collect, makeEvent, makeVariedEvent, rejection, removeDir, tempDir, withTempDir } from '../support/wal-fixtures.ts';
 
 const fast = { batchMaxEvents: 100, batchLingerMs: 1, dedupWindowMs: 30_000 } as const;
 
@@ -388,6 +388,38 @@ test('wal - the 10-step acceptance scenario', async () => {
     removeDir(dir);
     removeDir(crashDir);
   }
+});
+
+test('wal - a throwing hook answers the durable callers, keeps the books right and stops the lane', async () => {
+  await withTempDir(async (dir) => {
+    let calls = 0;
+    const { wal } = await Wal.open({
+      dir,
+      batchLingerMs: 0,
+      onPersisted: () => {
+        calls++;
+        if (calls === 2) throw new Error('hook boom');
+      },
+    });
+    assert.is(await wal.append(makeEvent(1)), 1);
+    assert.is(await wal.append(makeEvent(2)), 2, 'the batch is durable: its caller gets its seq');
+    assert.is(wal.lastSeq, 2);
+    assert.is((wal.failed as (Error & { code?: string }) | null)?.code, 'HOOK_FAILED');
+    assert.is((await rejection(() => wal.append(makeEvent(3)))).code, 'HOOK_FAILED');
+    await wal.close();
+    const reopened = await Wal.open({ dir });
+    assert.is(reopened.replayed.length, 2, 'nothing rejected was written');
+    await reopened.wal.close();
+  });
+});
+
+test('wal - a dedup generation of one event still dedups', async () => {
+  await withTempDir(async (dir) => {
+    const { wal } = await Wal.open({ dir, dedupMaxEvents: 1, batchLingerMs: 0 });
+    assert.is(await wal.append(makeEvent(1)), 1);
+    assert.is(await wal.append(makeEvent(1)), 0);
+    await wal.close();
+  });
 });
 
 test.run();

@@ -1,4 +1,5 @@
-// Regressions for the storage review: each test failed before its fix.
+// Checkpoints: atomic, synced after the log, never backwards, guarding what truncation may drop;
+// and what salvage does with a checkpoint that is damaged or beyond the log.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -10,21 +11,7 @@ import { nodeFileIo } from '../../src/wal/file-io.ts';
 import { FaultyFileIo } from '../support/faulty-file-io.ts';
 import { makeEvent, rejection, withTempDir } from '../support/wal-fixtures.ts';
 
-test('review - a flood of checkpoint tasks never drops a FLUSH: appends and close() still finish', async () => {
-  await withTempDir(async (dir) => {
-    const { wal } = await Wal.open({ dir, batchLingerMs: 0 });
-    await wal.append(makeEvent(1));
-    const checkpoints = Array.from({ length: 1100 }, () => wal.checkpoint(1).then(() => 'ok', (error: Error & { code?: string }) => error.code));
-    const append = wal.append(makeEvent(2));
-    assert.is(await append, 2);
-    const outcomes = await Promise.all(checkpoints);
-    assert.ok(outcomes.every((outcome) => outcome === 'ok' || outcome === 'OVERLOADED'), String(new Set(outcomes)));
-    assert.ok(outcomes.includes('OVERLOADED'), 'the task queue is bounded');
-    await wal.close();
-  });
-});
-
-test('review - in fsync normal, a checkpoint syncs the log first: a power loss cannot leave it beyond the log', async () => {
+test('checkpoint - in fsync normal, a checkpoint syncs the log first: a power loss cannot leave it beyond the log', async () => {
   await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, io, fsync: 'normal', syncIntervalMs: 3_600_000, batchLingerMs: 0 });
@@ -39,7 +26,7 @@ test('review - in fsync normal, a checkpoint syncs the log first: a power loss c
   });
 });
 
-test('review - concurrent checkpoints leave the newest on disk', async () => {
+test('checkpoint - concurrent checkpoints leave the newest on disk', async () => {
   await withTempDir(async (dir) => {
     const { wal } = await Wal.open({ dir, batchLingerMs: 0 });
     for (let id = 1; id <= 10; id++) await wal.append(makeEvent(id));
@@ -49,40 +36,7 @@ test('review - concurrent checkpoints leave the newest on disk', async () => {
   });
 });
 
-test('review - a throwing hook answers the durable callers, keeps the books right and stops the lane', async () => {
-  await withTempDir(async (dir) => {
-    let calls = 0;
-    const { wal } = await Wal.open({
-      dir,
-      batchLingerMs: 0,
-      onPersisted: () => {
-        calls++;
-        if (calls === 2) throw new Error('hook boom');
-      },
-    });
-    assert.is(await wal.append(makeEvent(1)), 1);
-    assert.is(await wal.append(makeEvent(2)), 2, 'the batch is durable: its caller gets its seq');
-    assert.is(wal.lastSeq, 2);
-    assert.is((wal.failed as (Error & { code?: string }) | null)?.code, 'HOOK_FAILED');
-    assert.is((await rejection(() => wal.append(makeEvent(3)))).code, 'HOOK_FAILED');
-    await wal.close();
-    const reopened = await Wal.open({ dir });
-    assert.is(reopened.replayed.length, 2, 'nothing rejected was written');
-    await reopened.wal.close();
-  });
-});
-
-test('review - a failure writing the lock note does not leave the shard locked', async () => {
-  await withTempDir(async (dir) => {
-    const io = new FaultyFileIo();
-    io.inject({ op: 'write', path: /\.lock$/, code: 'ENOSPC', times: 1 });
-    assert.is((await rejection(() => Wal.open({ dir, io }))).code, 'IO_ERROR');
-    const { wal } = await Wal.open({ dir, io });
-    await wal.close();
-  });
-});
-
-test('review - truncateBefore past the checkpoint is refused, and a log starting after it does not open', async () => {
+test('checkpoint - truncateBefore past the checkpoint is refused, and a log starting after it does not open', async () => {
   await withTempDir(async (dir) => {
     const options = { dir, segmentBytes: 300, batchLingerMs: 0 };
     const { wal } = await Wal.open(options);
@@ -96,7 +50,7 @@ test('review - truncateBefore past the checkpoint is refused, and a log starting
   });
 });
 
-test('review - salvage moves a damaged checkpoint aside and never overwrites earlier evidence', async () => {
+test('checkpoint - salvage moves a damaged checkpoint aside and never overwrites earlier evidence', async () => {
   await withTempDir(async (dir) => {
     const { wal } = await Wal.open({ dir, batchLingerMs: 0 });
     for (let id = 1; id <= 3; id++) await wal.append(makeEvent(id));
@@ -117,7 +71,7 @@ test('review - salvage moves a damaged checkpoint aside and never overwrites ear
   });
 });
 
-test('review - salvage with a checkpoint beyond the log continues after the checkpoint', async () => {
+test('checkpoint - salvage with a checkpoint beyond the log continues after the checkpoint', async () => {
   await withTempDir(async (dir) => {
     const other = join(dir, 'other');
     const longer = await Wal.open({ dir: other, batchLingerMs: 0 });
@@ -132,15 +86,6 @@ test('review - salvage with a checkpoint beyond the log continues after the chec
     assert.is(await salvaged.wal.append(makeEvent(200)), 9, 'no seq at or below the checkpoint is handed out again');
     await salvaged.wal.close();
     assert.ok(readdirSync(dir).some((name) => name.endsWith('.seg.damaged')));
-  });
-});
-
-test('review - a dedup generation of one event still dedups', async () => {
-  await withTempDir(async (dir) => {
-    const { wal } = await Wal.open({ dir, dedupMaxEvents: 1, batchLingerMs: 0 });
-    assert.is(await wal.append(makeEvent(1)), 1);
-    assert.is(await wal.append(makeEvent(1)), 0);
-    await wal.close();
   });
 });
 
