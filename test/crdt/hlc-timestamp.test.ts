@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { isTidelogError } from '../../src/errors.ts';
+import { expectCode } from '../support/expect-code.ts';
 import { HLC_TIMESTAMP_BYTES, HlcTimestamp, registerHlcExtension } from '../../src/crdt/index.ts';
 
 const timestamp = fc
@@ -13,16 +13,6 @@ const timestamp = fc
   })
   .map(({ wallNs, logical, nodeId }) => new HlcTimestamp(wallNs, logical, nodeId));
 
-function expectCode(run: () => unknown, code: string): void {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(isTidelogError(error), String(error));
-    assert.is((error as { code: string }).code, code);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
 
 test('hlc-timestamp - orders by wall, then logical, then node id', () => {
   const a = new HlcTimestamp(10n, 5, 9);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { isTidelogError } from '../../src/errors.ts';
+import { expectCode } from '../support/expect-code.ts';
 import { compareEncoded, HlcTimestamp, LWWRegister, trueWinsTies } from '../../src/crdt/index.ts';
 
 interface Write {
@@ -30,16 +30,6 @@ function registerOf(writes: Write[]): LWWRegister<unknown> {
   return register;
 }
 
-function expectCode(run: () => unknown, code: string): void {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(isTidelogError(error), String(error));
-    assert.is((error as { code: string }).code, code);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
 
 test('lww-register - a write wins only with a strictly greater timestamp', () => {
   const register = new LWWRegister<string>();

@@ -2,6 +2,7 @@
 // checks buffered events against the schema and keeps the buffer within maxPendingEvents.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { expectCode } from '../support/expect-code.ts';
 import { isTidelogError, type TidelogError } from '../../src/errors.ts';
 import {
   CrdtSignalState,
@@ -20,16 +21,6 @@ const engine = new ReconciliationEngine();
 const START_NS = 1_700_000_000_000_000_000n;
 const VIEW = 1;
 
-function expectCode(run: () => unknown, code: string): void {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(isTidelogError(error), String(error));
-    assert.is((error as { code: string }).code, code);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
 
 function view(entityId: bigint, weight = 1): SignalEvent {
   return { entityId, signalType: VIEW, weight, timestampNs: START_NS };

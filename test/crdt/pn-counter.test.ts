@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { isTidelogError } from '../../src/errors.ts';
+import { expectCode } from '../support/expect-code.ts';
 import { PNCounter } from '../../src/crdt/index.ts';
 
 const NODES = 5;
@@ -35,16 +35,6 @@ function microsOf(value: Amount): bigint {
   return Number.isSafeInteger(value) ? BigInt(value) * MICROS : BigInt(Math.round(value * 1e6));
 }
 
-function expectCode(run: () => unknown, code: string): void {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(isTidelogError(error), String(error));
-    assert.is((error as { code: string }).code, code);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
 
 /**
  * A replica of one 5-node counter: node n only ever changes its own entries, in the order of the

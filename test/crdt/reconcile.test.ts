@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { isTidelogError } from '../../src/errors.ts';
+import { expectCode } from '../support/expect-code.ts';
 import {
   CrdtSignalState,
   defaultSignalSchema,
@@ -44,16 +44,6 @@ function converse(initiator: ReconcileSession, responder: ReconcileSession): Uin
   return wire;
 }
 
-function expectCode(run: () => unknown, code: string): void {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(isTidelogError(error), String(error));
-    assert.is((error as { code: string }).code, code);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
 
 function stateFrom(batches: readonly Batch[]): CrdtSignalState {
   const state = new CrdtSignalState(schema);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { isTidelogError } from '../../src/errors.ts';
+import { expectCode } from '../support/expect-code.ts';
 import {
   CrdtSignalState,
   defaultSignalSchema,
@@ -33,16 +33,6 @@ const UNHIDE = 201;
 const SECOND_NS = 1_000_000_000n;
 const HOUR_NS = 3600n * SECOND_NS;
 
-function expectCode(run: () => unknown, code: string): void {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(isTidelogError(error), String(error));
-    assert.is((error as { code: string }).code, code);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
 
 function event(entityId: bigint, signalType: number, weight: number, timestampNs: bigint): SignalEvent {
   return { entityId, signalType, weight, timestampNs };

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { expectCode } from '../support/expect-code.ts';
 import { isTidelogError } from '../../src/errors.ts';
 import { CrdtSignalState, defaultSignalSchema, parseSignalSchema, SNAPSHOT_MAGIC, SNAPSHOT_VERSION } from '../../src/crdt/index.ts';
 import { deliver, makeHistory, messyDelivery, mulberry32 } from './replica-simulation.ts';
@@ -9,16 +10,6 @@ import { deliver, makeHistory, messyDelivery, mulberry32 } from './replica-simul
 const schema = defaultSignalSchema();
 const packr = new Packr({ useRecords: false });
 
-function expectCode(run: () => unknown, code: string): void {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(isTidelogError(error), String(error));
-    assert.is((error as { code: string }).code, code);
-    return;
-  }
-  assert.unreachable(`expected ${code}`);
-}
 
 /** A state with scores, flags, ids ≥ 2^53, several origins and a non-empty reorder buffer. */
 function sampleState(seed: number): CrdtSignalState {
