@@ -2,6 +2,7 @@
 // EntityKey never hold an entity twice: an id below 2^53 is a number (no allocation on the hot
 // path), an id at or above 2^53 a bigint.
 
+import { finalMix, mixWord } from '../murmur.ts';
 import { joinNs, TWO_POW_32 } from './packed-time.ts';
 
 export type EntityKey = number | bigint;
@@ -41,22 +42,4 @@ export function positionOf(key: EntityKey): number {
   hash = mixWord(hash, hi);
   hash ^= 8;
   return finalMix(hash);
-}
-
-export function mixWord(hash: number, word: number): number {
-  let k = Math.imul(word, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, 0x1b873593);
-  hash ^= k;
-  hash = (hash << 13) | (hash >>> 19);
-  return (Math.imul(hash, 5) + 0xe6546b64) | 0;
-}
-
-export function finalMix(hash: number): number {
-  hash ^= hash >>> 16;
-  hash = Math.imul(hash, 0x85ebca6b);
-  hash ^= hash >>> 13;
-  hash = Math.imul(hash, 0xc2b2ae35);
-  hash ^= hash >>> 16;
-  return hash >>> 0;
 }

@@ -6,6 +6,7 @@
 // never removed, and the table is at most half full, so every probe sequence ends at an empty
 // pair.
 
+import { finalMix } from '../murmur.ts';
 import type { EntityKey } from './entity-key.ts';
 
 const EMPTY = -1;
@@ -92,11 +93,5 @@ export class SlotTable {
 
 /** murmur3's finaliser over the key's two 32-bit halves. */
 function hashOf(key: number): number {
-  let hash = (key >>> 0) ^ Math.imul(Math.floor(key / 4294967296), 0x9e3779b1);
-  hash ^= hash >>> 16;
-  hash = Math.imul(hash, 0x85ebca6b);
-  hash ^= hash >>> 13;
-  hash = Math.imul(hash, 0xc2b2ae35);
-  hash ^= hash >>> 16;
-  return hash >>> 0;
+  return finalMix((key >>> 0) ^ Math.imul(Math.floor(key / 4294967296), 0x9e3779b1));
 }

@@ -3,7 +3,7 @@
 // has to make accidental collisions negligible (~2^-64 per compared pair).
 // Invariant: the result depends only on the sequence of words fed since reset().
 
-import { finalMix } from './entity-key.ts';
+import { finalMix } from '../murmur.ts';
 
 export class WordHash {
   private laneA = 0;

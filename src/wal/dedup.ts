@@ -21,6 +21,7 @@
 // probed in a second, so the misses of independent events overlap.
 
 import { EVENT_BYTES } from '../event.ts';
+import { finalMix, mixWord } from '../murmur.ts';
 
 const INITIAL_CAPACITY = 16_384;
 const FILTER_BITS_PER_ENTRY = 8;
@@ -143,25 +144,12 @@ function nextPowerOfTwo(value: number): number {
   return power;
 }
 
-/** 32-bit (signed) hash of the 21 bytes at `offset` (murmur3-style mixing of five words and a byte). */
+/** 32-bit (signed) hash of the 21 bytes at `offset`: murmur3 over five words and a byte. */
 export function hashEvent(view: DataView, offset: number): number {
   let hash = 0x9747b28c;
-  for (let word = 0; word < 5; word++) {
-    let k = view.getUint32(offset + word * 4, true);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    hash ^= k;
-    hash = (hash << 13) | (hash >>> 19);
-    hash = (Math.imul(hash, 5) + 0xe6546b64) | 0;
-  }
+  for (let word = 0; word < 5; word++) hash = mixWord(hash, view.getUint32(offset + word * 4, true));
   hash ^= Math.imul(view.getUint8(offset + 20), 0xcc9e2d51);
-  hash ^= hash >>> 16;
-  hash = Math.imul(hash, 0x85ebca6b);
-  hash ^= hash >>> 13;
-  hash = Math.imul(hash, 0xc2b2ae35);
-  hash ^= hash >>> 16;
-  return hash | 0;
+  return finalMix(hash) | 0;
 }
 
 export interface DedupOptions {
