@@ -8,6 +8,7 @@
 //              (count, largest message, time), and plan pieces of at most 4 MiB
 //   snapshot   encode/decode of a 100 k-entity state
 // Flags: --quick (smaller runs, for a smoke check).
+import { mulberry32 } from '../test/crdt/replica-simulation.ts';
 import { CrdtSignalState, defaultSignalSchema, encodePlan, Hlc, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
 import { newReport, printReport } from './report.ts';
 
@@ -250,12 +251,3 @@ function zipfPicker(entities: number, exponent: number): (random: () => number) 
   };
 }
 
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let mixed = Math.imul(state ^ (state >>> 15), 1 | state);
-    mixed = (mixed + Math.imul(mixed ^ (mixed >>> 7), 61 | mixed)) ^ mixed;
-    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4294967296;
-  };
-}

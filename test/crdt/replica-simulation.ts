@@ -4,7 +4,9 @@ import fc from 'fast-check';
 import { CrdtSignalState, Hlc, HlcTimestamp, type SignalSchema } from '../../src/crdt/index.ts';
 
 export const START_NS = 1_700_000_000_000_000_000n;
-export const EVENT_BYTES = 21;
+import { EVENT_BYTES } from '../../src/event.ts';
+
+export { EVENT_BYTES };
 const HOUR_NS = 3_600_000_000_000n;
 
 /** A batch as an origin's log ships it: consecutive seqs, consecutive HLCs. */
