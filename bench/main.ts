@@ -2,6 +2,7 @@
 const benches: Record<string, () => Promise<unknown>> = {
   wal: () => import('./wal.ts'),
   crdt: () => import('./crdt.ts'),
+  ingest: () => import('./ingest.ts'),
 };
 
 const names = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));

@@ -19,6 +19,18 @@ export const ErrorCodes = [
   'DECODE_FAILED', // bytes that should hold an encoded value do not
   'OUT_OF_RANGE', // a seq below what the log still retains, or beyond what it has
   'HOOK_FAILED', // a caller-supplied callback (state machine, onPersisted) threw; the lane stops
+  // wire and node (docs/PROTOCOL.md)
+  'UNSUPPORTED_VERSION', // a message carries a protocol version this node does not speak
+  'REQUEST_TOO_LARGE', // a request exceeds the node's maxRequestEvents / maxRequestBytes
+  'WRONG_SHARD', // a per-shard request holds events that route to another shard
+  'UNKNOWN_SHARD', // a shard id outside the node's shard map
+  'NOT_LEADER', // this node does not lead the shard (replication: ask the leader)
+  'SEQUENCE_GAP', // a producer session skipped a request seq; resend the missing ones first
+  'PRODUCER_FENCED', // a newer session epoch of the same producer id exists
+  'TIMEOUT', // no reply within the deadline; the request may or may not have been applied
+  'NO_RESPONDERS', // nothing listens on the subject (no node up, or wrong namespace)
+  'DISCONNECTED', // the transport lost its connection and the operation could not complete
+  'CONFIG_INVALID', // a config file, env override or CLI flag failed validation
 ] as const;
 
 export type ErrorCode = (typeof ErrorCodes)[number];

@@ -1,7 +1,9 @@
 // `tidelog wal dump`: prints a shard's committed events (or batch headers) from the segment
 // files. It reads through recoverShard with repair: false, so it takes no lock and changes no
 // file; every batch it prints has passed its checksum. Output is built in chunks: stdout to a
-// pipe or file is synchronous on Linux, which is also the backpressure.
+// pipe or file is synchronous on Linux, which is also the backpressure. Batch notes (opaque
+// bytes written with the events, e.g. producer-session records) show only with --batches, in
+// hex; a notes-only batch (count 0) prints no event line.
 
 import { BATCH_HEADER_BYTES, EVENT_BYTES, decodeEvent, initChecksum, nodeFileIo, recoverShard, type SignalEvent } from '../wal/index.ts';
 import { formatWeight } from './format.ts';
@@ -47,7 +49,8 @@ export async function runDump(dir: string, options: DumpOptions): Promise<ExitCo
     oldestSeq ??= segment.firstSeq;
     const { header } = batch;
     const lastSeq = header.firstSeq + header.count - 1;
-    if (lastSeq < fromSeq) return;
+    // A notes-only batch sits before seq firstSeq: shown from there on, like readBatches does.
+    if ((header.count === 0 ? header.firstSeq : lastSeq) < fromSeq) return;
     if (options.batches === true) {
       emit(formatBatch(batch, segment.fileName, isJson));
       if (++printed >= limit) throw new LimitReached();
@@ -91,9 +94,11 @@ export function formatEvent(seq: number, event: SignalEvent, isJson: boolean): s
   return `{"seq":${seq},"entityId":"${event.entityId}","signalType":${event.signalType},"weight":${weight},"timestampNs":"${event.timestampNs}"}`;
 }
 
+/** Header fields; notes as hex (JSON: always an array; text: a trailing `notes=hex,hex` when there are any). */
 function formatBatch(batch: ScannedBatch, segment: string, isJson: boolean): string {
   const { header, offset } = batch;
   const bytes = BATCH_HEADER_BYTES + header.payloadBytes;
+  const notes = batch.notes.map((note) => Buffer.from(note.buffer, note.byteOffset, note.byteLength).toString('hex'));
   if (isJson) {
     return JSON.stringify({
       firstSeq: header.firstSeq,
@@ -103,8 +108,10 @@ function formatBatch(batch: ScannedBatch, segment: string, isJson: boolean): str
       bytes,
       segment,
       offset,
+      notes,
     });
   }
   const iso = new Date(Number(header.timestampNs / 1_000_000n)).toISOString();
-  return `${header.firstSeq} ${header.count} ${header.leaderEpoch} ${header.timestampNs} ${iso} ${bytes} ${segment} ${offset}`;
+  const line = `${header.firstSeq} ${header.count} ${header.leaderEpoch} ${header.timestampNs} ${iso} ${bytes} ${segment} ${offset}`;
+  return notes.length === 0 ? line : `${line} notes=${notes.join(',')}`;
 }

@@ -5,6 +5,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { isTidelogError } from '../errors.ts';
 import type { FsyncMode } from '../wal/index.ts';
 import { runDemo } from './demo.ts';
+import { runDev } from './dev.ts';
+import { runServe, type ServeOptions } from './serve.ts';
+import { runStatus, type StatusOptions } from './status.ts';
 import { runDump } from './dump.ts';
 import { runLoad } from './load.ts';
 import { ExitCode, integerOption, numberOption, type ExitCodeValue } from './options.ts';
@@ -119,6 +122,42 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
     .option('--keep', 'keep the temp dir')
     .addHelpText('after', '\nExit codes: 0 nothing acknowledged was lost, 1 acknowledged data lost or the demo failed, 2 usage.')
     .action(async (options: { dir?: string; seconds: number; rounds: number; keep?: boolean }) => done(await runDemo(options)));
+
+  program
+    .command('dev')
+    .description('embedded default (npm start): own nats-server, a node, a demo producer with a live line, then a read-back check')
+    .option('--seconds <s>', 'how long the demo producer sends', numberOption(0.1, 86_400), 10)
+    .option('--shards <n>', 'shards (hash router)', integerOption(1, 64), 4)
+    .option('--senders <n>', 'concurrent sends of the demo producer', integerOption(1, 1024), 16)
+    .option('--batch <n>', 'events per send', integerOption(1, 65_536), 1000)
+    .option('--dir <dir>', 'data directory (default: a fresh temp dir, removed at the end)')
+    .option('--keep', 'keep the temp dir')
+    .option('--in-process', 'use the in-process transport even when nats-server is installed')
+    .addHelpText('after', '\nExit codes: 0 every acknowledged event read back intact, 1 otherwise, 2 usage.')
+    .action(
+      async (options: { seconds: number; shards: number; senders: number; batch: number; dir?: string; keep?: boolean; inProcess?: boolean }) =>
+        done(await runDev({ ...options, forceInProcess: options.inProcess })),
+    );
+
+  program
+    .command('serve')
+    .description('run a node: config file, then TIDELOG_* environment variables, then these flags')
+    .option('--config <file>', 'JSON config (schema: config/node.schema.json; defaults: config/default.json)')
+    .option('--nats <urls>', 'NATS server urls, comma separated')
+    .option('--namespace <ns>', 'subject namespace')
+    .option('--data-dir <dir>', 'where the shards keep their WALs')
+    .option('--node-id <id>', 'node id (default: hostname-pid)')
+    .option('--metrics-port <port>', 'Prometheus /metrics port (0: off)', integerOption(0, 65_535))
+    .action(async (options: ServeOptions) => done(await runServe(options)));
+
+  program
+    .command('status')
+    .description('ask every node of a namespace for its status and print a table')
+    .option('--nats <urls>', 'NATS server urls, comma separated', 'nats://127.0.0.1:4222')
+    .option('--namespace <ns>', 'subject namespace', 'tidelog')
+    .option('--timeout-ms <ms>', 'how long to collect answers', integerOption(10, 60_000), 500)
+    .option('--json', 'print JSON instead of a table')
+    .action(async (options: StatusOptions) => done(await runStatus(options)));
 
   return program;
 }

@@ -8,13 +8,38 @@
 // concurrent callers; the lane is fail-stop, so a seq handed out is either written or the
 // lane dies and nothing after it is ever acknowledged. A caller's promise settles only when
 // every group holding a part of its call is durable (duplicates included: a duplicate's
-// original sits in the same or an earlier group). Everything is bounded by maxPendingEvents.
+// original sits in the same or an earlier group). Everything is bounded by maxPendingEvents
+// (and notes by MAX_PENDING_NOTE_BYTES).
+//
+// Notes: a call may carry a note callback. It runs synchronously once the call's seqs are
+// assigned, and its bytes go into the group holding the call's last part, so the note and
+// that part share one checksum: recovery finds both or neither. A call whose events were all
+// duplicates still gets its note written, in a group that may then hold no event (a
+// notes-only batch, firstSeq = the next seq). A callback that throws or returns an invalid
+// note after seqs were handed out breaks the "seq handed out → written or lane dead" rule's
+// premise, so the lane fails (onBroken) rather than write the events without their note.
 
 import { deferred } from '../deferred.ts';
 import { TidelogError } from '../errors.ts';
-import { BATCH_HEADER_BYTES, BatchKind, sealBatch } from './batch-format.ts';
+import {
+  BATCH_HEADER_BYTES,
+  BatchKind,
+  MAX_NOTE_BYTES,
+  NOTE_LENGTH_BYTES,
+  sealBatch,
+  writeNotes,
+} from './batch-format.ts';
 import type { DedupWindow } from './dedup.ts';
 import { EVENT_BYTES } from '../event.ts';
+
+/** Called with the call's seqs (0 for duplicates) as appendMany will resolve them. */
+export type NoteCallback = (seqs: readonly number[]) => Uint8Array;
+
+/** Bound on the notes section of one batch: a group is sealed before a note could pass it. */
+export const MAX_GROUP_NOTES_BYTES = 1 << 20;
+/** Bound on note bytes accepted but not yet durable; past it calls with notes get OVERLOADED. */
+export const MAX_PENDING_NOTE_BYTES = 64 << 20;
+const MAX_NOTE_RECORD_BYTES = NOTE_LENGTH_BYTES + MAX_NOTE_BYTES;
 
 export interface CommitQueueOptions {
   shard: number;
@@ -39,8 +64,12 @@ export class CommitGroup {
   readonly waiters: Waiter[] = [];
   sealedAtNs = 0n;
   timestampNs = 0n;
-  /** The sealed batch (header + payload); empty when every event was a duplicate. */
+  /** The sealed batch (header + payload); null when every event was a duplicate and no note came. */
   sealed: Uint8Array | null = null;
+  /** Notes of calls whose last part is here (copies), in call order; null while there are none. */
+  notes: Uint8Array[] | null = null;
+  /** Bytes the notes section takes (length prefixes included). */
+  notesBytes = 0;
 
   constructor(
     readonly firstSeq: number,
@@ -58,6 +87,23 @@ export class CommitGroup {
     return this.buffer.subarray(BATCH_HEADER_BYTES, BATCH_HEADER_BYTES + this.count * EVENT_BYTES);
   }
 
+  addNote(note: Uint8Array): void {
+    (this.notes ??= []).push(note);
+    this.notesBytes += NOTE_LENGTH_BYTES + note.byteLength;
+  }
+
+  /** Writes the notes section after the events (growing the buffer); returns its length. */
+  writeNotesSection(): number {
+    const eventsEnd = BATCH_HEADER_BYTES + this.count * EVENT_BYTES;
+    if (this.notes === null) return 0;
+    if (eventsEnd + this.notesBytes > this.buffer.byteLength) {
+      const grown = new Uint8Array(eventsEnd + this.notesBytes);
+      grown.set(this.buffer.subarray(0, eventsEnd));
+      this.buffer = grown;
+    }
+    return writeNotes(this.buffer, eventsEnd, this.notes);
+  }
+
   ensureRoom(extraEvents: number): void {
     const needed = BATCH_HEADER_BYTES + (this.count + extraEvents) * EVENT_BYTES;
     if (needed <= this.buffer.byteLength) return;
@@ -72,12 +118,17 @@ export class CommitQueue {
   private readonly sealedGroups: CommitGroup[] = [];
   private inFlight: CommitGroup[] = [];
   private pendingEvents = 0;
+  private pendingNoteBytes = 0;
+  /** Set while a note callback runs: it must not append (its group is being completed). */
+  private isInNoteCallback = false;
   /** Scratch for dedup results, reused across calls. */
   private isDuplicate = new Uint8Array(1024);
   private failure: Error | null = null;
   isClosing = false;
   /** Called when work appears that an idle or lingering writer must know about. */
   onWork: (sealed: boolean) => void = () => undefined;
+  /** Called when a note callback broke the queue's invariants; the owner must fail the lane. */
+  onBroken: (error: Error) => void = (error) => this.fail(error);
 
   constructor(
     private readonly options: CommitQueueOptions,
@@ -115,15 +166,27 @@ export class CommitQueue {
     return this.failure;
   }
 
-  /** Queues `count` packed events; resolves with their seqs (0 for duplicates) once durable. */
-  enqueue(packed: Uint8Array, count: number): Promise<number[]> {
+  /**
+   * Queues `count` packed events; resolves with their seqs (0 for duplicates) once durable.
+   * With `note`, the note's bytes become durable in the batch holding the call's last part.
+   * `count` must be ≥ 1 when a note is given (the caller checks).
+   */
+  enqueue(packed: Uint8Array, count: number, note?: NoteCallback): Promise<number[]> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.isClosing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closing'));
+    if (this.isInNoteCallback) throw new Error('invariant violated: a note callback appended to the WAL');
     if (count === 0) return Promise.resolve([]);
     if (this.pendingEvents + count > this.options.maxPendingEvents) {
       return Promise.reject(
         new TidelogError('OVERLOADED', `shard ${this.options.shard}: ${this.pendingEvents} events pending, limit ${this.options.maxPendingEvents}`, {
           details: { shard: this.options.shard, pending: this.pendingEvents, limit: this.options.maxPendingEvents },
+        }),
+      );
+    }
+    if (note !== undefined && this.pendingNoteBytes + MAX_NOTE_RECORD_BYTES > MAX_PENDING_NOTE_BYTES) {
+      return Promise.reject(
+        new TidelogError('OVERLOADED', `shard ${this.options.shard}: ${this.pendingNoteBytes} note bytes pending, limit ${MAX_PENDING_NOTE_BYTES}`, {
+          details: { shard: this.options.shard, pendingNoteBytes: this.pendingNoteBytes, limit: MAX_PENDING_NOTE_BYTES },
         }),
       );
     }
@@ -133,11 +196,17 @@ export class CommitQueue {
     const nowMs = this.clock.nowMs();
     this.dedup.tick(nowMs);
     const max = this.options.batchMaxEvents;
+    // With a note the last part's group stays open until the note is in it.
+    const lastPartStart = note === undefined ? count : count - 1 - ((count - 1) % max);
     let sealedAny = false;
     const wasIdle = this.openGroup === null && this.sealedGroups.length === 0;
     for (let start = 0; start < count; start += max) {
       const partCount = Math.min(max, count - start);
-      if (this.openGroup !== null && this.openGroup.submitted + partCount > max) {
+      if (
+        this.openGroup !== null &&
+        (this.openGroup.submitted + partCount > max ||
+          (start === lastPartStart && this.openGroup.notesBytes + MAX_NOTE_RECORD_BYTES > MAX_GROUP_NOTES_BYTES))
+      ) {
         this.seal();
         sealedAny = true;
       }
@@ -146,13 +215,55 @@ export class CommitQueue {
       group.submitted += partCount;
       group.waiters.push(waiter);
       waiter.partsLeft++;
-      if (group.submitted >= max) {
+      if (group.submitted >= max && start !== lastPartStart) {
+        this.seal();
+        sealedAny = true;
+      }
+    }
+    if (note !== undefined) {
+      this.attachNote(note, waiter, promise);
+      if (this.openGroup !== null && this.openGroup.submitted >= max) {
         this.seal();
         sealedAny = true;
       }
     }
     if (wasIdle || sealedAny) this.onWork(sealedAny);
     return promise;
+  }
+
+  /** Runs the call's note callback and puts its bytes in the open group (the last part's). */
+  private attachNote(note: NoteCallback, waiter: Waiter, promise: Promise<number[]>): void {
+    const group = this.openGroup;
+    if (group === null) throw new Error('invariant violated: no open group for a note');
+    let bytes: unknown;
+    this.isInNoteCallback = true;
+    try {
+      bytes = note(waiter.seqs);
+    } catch (cause) {
+      this.breakOnNote(new TidelogError('HOOK_FAILED', `shard ${this.options.shard}: a note callback threw`, { cause }), promise);
+    } finally {
+      this.isInNoteCallback = false;
+    }
+    if (this.openGroup !== group) {
+      // The callback made the writer seal the group (say, by closing the WAL): too late for the note.
+      this.breakOnNote(new Error('invariant violated: a note callback sealed its own group'), promise);
+    }
+    if (!(bytes instanceof Uint8Array) || bytes.byteLength < 1 || bytes.byteLength > MAX_NOTE_BYTES) {
+      const what = bytes instanceof Uint8Array ? `${bytes.byteLength} bytes` : typeof bytes;
+      this.breakOnNote(new Error(`invariant violated: a note callback returned ${what}, not 1..${MAX_NOTE_BYTES} bytes`), promise);
+    }
+    // A copy: the caller may reuse its buffer before the group is sealed.
+    const copy = bytes.slice();
+    group.addNote(copy);
+    this.pendingNoteBytes += NOTE_LENGTH_BYTES + copy.byteLength;
+  }
+
+  /** The call's events hold seqs but cannot get their note: fail the lane, then throw. */
+  private breakOnNote(error: Error, promise: Promise<number[]>): never {
+    // The caller gets the throw; its promise (never returned) must not surface as unhandled.
+    promise.catch(() => undefined);
+    this.onBroken(error);
+    throw error;
   }
 
   /** Dedup, seq assignment and one copy per run of kept events (usually the whole call). */
@@ -195,14 +306,18 @@ export class CommitQueue {
     this.openGroup = null;
     group.sealedAtNs = this.clock.nowNs();
     group.timestampNs = group.sealedAtNs;
-    if (group.count > 0) {
+    if (group.count > 0 || group.notes !== null) {
+      // A group of only duplicates with a note still becomes a batch: count 0, firstSeq = the
+      // next seq (no seq was handed out since the group opened).
+      const notesBytes = group.notes === null ? 0 : group.writeNotesSection();
       group.sealed = sealBatch(group.buffer, {
         kind: BatchKind.Events,
         shardId: this.options.shard,
         count: group.count,
         leaderEpoch: this.options.leaderEpoch,
         firstSeq: group.firstSeq,
-        payloadBytes: group.count * EVENT_BYTES,
+        payloadBytes: group.count * EVENT_BYTES + notesBytes,
+        notesBytes,
         timestampNs: group.timestampNs,
       });
     }
@@ -233,6 +348,7 @@ export class CommitQueue {
     this.inFlight = [];
     for (const group of groups) {
       this.pendingEvents -= group.submitted;
+      this.pendingNoteBytes -= group.notesBytes;
       for (const waiter of group.waiters) {
         waiter.partsLeft--;
         if (waiter.partsLeft === 0) waiter.resolve(waiter.seqs);
@@ -257,6 +373,7 @@ export class CommitQueue {
       }
     }
     this.pendingEvents = 0;
+    this.pendingNoteBytes = 0;
   }
 
   /** No new appends; what is queued still flushes. */

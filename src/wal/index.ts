@@ -1,6 +1,7 @@
 // The storage engine's public surface.
 export { Wal } from './wal.ts';
-export type { WalOptions, WalOpenResult, WalRecovery, WalStats, WalStateMachine, PersistedInfo } from './wal.ts';
+export type { WalOptions, WalOpenResult, WalRecovery, WalStats, WalStateMachine, PersistedInfo, AppendOptions } from './wal.ts';
+export type { NoteCallback } from './commit-queue.ts';
 export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, decodeEventAt, type SignalEvent } from '../event.ts';
 export type { FsyncMode } from './segment-writer.ts';
 export type { FileIo, WalFile, OpenMode } from './file-io.ts';
@@ -22,5 +23,5 @@ export {
   checkpointFileName,
   lockFileName,
 } from './segment-name.ts';
-export { encodeBatch, readBatchHeader, BATCH_HEADER_BYTES, BatchKind } from './batch-format.ts';
+export { encodeBatch, readBatchHeader, readNotes, BATCH_HEADER_BYTES, BatchKind, MAX_NOTE_BYTES } from './batch-format.ts';
 export { initChecksum } from './checksum.ts';

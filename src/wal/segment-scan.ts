@@ -10,22 +10,28 @@
 //                 checkpoint record is bad, seqs do not continue) → an error naming file and
 //                 offset, or under `salvage` the end of the durable prefix.
 // Segments are created by rename after their checkpoint record is synced, so a damaged
-// checkpoint record is always damage, never a torn tail.
+// checkpoint record is always damage, never a torn tail. A notes-only batch (count 0, see
+// batch-format.ts) takes firstSeq = the next seq and leaves lastSeq where it was.
 
 import type { ErrorCode } from '../errors.ts';
 import {
   BATCH_HEADER_BYTES,
   BATCH_MAGIC,
   BatchKind,
+  NO_NOTES,
   readBatchHeader,
+  readNotes,
   verifyBatch,
   type BatchHeader,
 } from './batch-format.ts';
+import { EVENT_BYTES } from '../event.ts';
 
 export interface ScannedBatch {
   /** Offset of the batch header in the segment. */
   offset: number;
   header: BatchHeader;
+  /** The batch's notes (views into the segment's bytes); NO_NOTES when it has none. */
+  notes: readonly Uint8Array[];
 }
 
 export interface SegmentDamage {
@@ -36,7 +42,7 @@ export interface SegmentDamage {
 
 export interface SegmentScan {
   firstSeq: number;
-  /** Seq of the last intact event; firstSeq - 1 when the segment holds no event batch. */
+  /** Seq of the last intact event; firstSeq - 1 when the segment holds no event. */
   lastSeq: number;
   /** The checkpoint record's payload (state machine snapshot as of firstSeq - 1). */
   snapshot: Uint8Array | null;
@@ -117,7 +123,7 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
       };
       return scan;
     }
-    scan.batches.push({ offset, header });
+    scan.batches.push({ offset, header, notes: record.notes });
     scan.lastSeq = header.firstSeq + header.count - 1;
     offset += BATCH_HEADER_BYTES + header.payloadBytes;
     scan.validBytes = offset;
@@ -126,10 +132,10 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
 }
 
 type RecordResult =
-  | { ok: true; header: BatchHeader }
+  | { ok: true; header: BatchHeader; notes: readonly Uint8Array[] }
   | { ok: false; code: ErrorCode; reason: string };
 
-/** Reads and verifies the record at `offset`. */
+/** Reads and verifies the record at `offset`, and splits its notes section. */
 export function readRecord(bytes: Uint8Array, offset: number): RecordResult {
   const parsed = readBatchHeader(bytes, offset);
   if (!parsed.ok) {
@@ -146,7 +152,12 @@ export function readRecord(bytes: Uint8Array, offset: number): RecordResult {
   if (!verifyBatch(bytes, offset, parsed.header.payloadBytes)) {
     return { ok: false, code: 'CHECKSUM_MISMATCH', reason: 'checksum mismatch' };
   }
-  return { ok: true, header: parsed.header };
+  const header = parsed.header;
+  if (header.notesBytes === 0) return { ok: true, header, notes: NO_NOTES };
+  // The checksum held, so lengths that do not add up were written that way: damage, not a tear.
+  const notes = readNotes(bytes, offset + BATCH_HEADER_BYTES + header.count * EVENT_BYTES, header.notesBytes);
+  if (notes === null) return { ok: false, code: 'CORRUPT_SEGMENT', reason: 'notes section does not parse' };
+  return { ok: true, header, notes };
 }
 
 /**

@@ -9,24 +9,28 @@
 // at 1, are gapless and monotonic and continue across close/reopen and crashes. 'normal'
 // acknowledges after the write and fdatasyncs at least every syncIntervalMs (a process crash
 // loses nothing acknowledged, a power loss may lose the last interval). 'off' never syncs.
+//
+// Notes: appendMany(events, { note }) makes an opaque note durable in the same batch (same
+// checksum) as the call's last part, so recovery sees the note and those events or neither;
+// notes reach the state machine (live and on replay), onPersisted and readBatches.
 
 import { dirname, join, resolve } from 'node:path';
 import { createActor } from 'xstate';
 import { systemClock, type Clock } from '../clock.ts';
 import { deferred } from '../deferred.ts';
-import { TidelogError } from '../errors.ts';
+import { TidelogError, isTidelogError } from '../errors.ts';
 import { writerMachine, type WriterActor, type WriterLane } from '../actors/writer.ts';
 import type { FlushRequest } from '../actors/flush-worker.ts';
-import { BATCH_HEADER_BYTES } from './batch-format.ts';
+import { BATCH_HEADER_BYTES, NO_NOTES } from './batch-format.ts';
 import { readCheckpointFile, encodeCheckpointRecord, writeCheckpointFile } from './checkpoint-file.ts';
 import { initChecksum } from './checksum.ts';
-import { CommitQueue } from './commit-queue.ts';
+import { CommitQueue, type NoteCallback } from './commit-queue.ts';
 import { DedupWindow } from './dedup.ts';
 import { EVENT_BYTES, decodeEventAt, encodeEvents, validatePacked, type SignalEvent } from '../event.ts';
 import { nodeFileIo, type FileIo } from './file-io.ts';
 import { recordUs, type FlushMetricsSnapshot } from './flush-metrics.ts';
 import { DirectoryLock } from './lock.ts';
-import { readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
+import { firstSeqAtTimeIn, readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
 import { recoverShard, setAsideFile, type RecoveryReport } from './recovery.ts';
 import { checkShardId, checkpointFileName, segmentFileName } from './segment-name.ts';
 import { SegmentWriter, type FsyncMode } from './segment-writer.ts';
@@ -35,7 +39,10 @@ import { SegmentWriter, type FsyncMode } from './segment-writer.ts';
 export interface WalStateMachine {
   /** Replace the state with `snapshot`, taken after seq `lastSeq` (empty bytes: initial state). */
   restore(snapshot: Uint8Array, lastSeq: number): void;
-  /** Fold one durable batch; `events` is count × 21 packed bytes, valid during the call only. */
+  /**
+   * Fold one durable batch; `events` is count × 21 packed bytes and `notes` its notes, both
+   * valid during the call only. count may be 0 for a batch that carries only notes.
+   */
   apply(batch: StoredBatch): void;
   /** The current state as bytes; called at a batch boundary when a segment is opened. */
   snapshot(): Uint8Array;
@@ -44,10 +51,23 @@ export interface WalStateMachine {
 export interface PersistedInfo {
   shard: number;
   firstSeq: number;
+  /** firstSeq - 1 for a batch that carries only notes. */
   lastSeq: number;
   events: number;
   bytes: number;
   segment: string;
+  /** The batch's notes (valid during the call only); empty when none. */
+  notes: readonly Uint8Array[];
+}
+
+export interface AppendOptions {
+  /**
+   * Called synchronously once the call's seqs are assigned (0 for duplicates); the 1..65536
+   * bytes it returns become durable in the batch holding the call's last part, atomically
+   * with it. It must not call back into the WAL. If it throws or returns anything else the
+   * lane fails (those seqs could not be written with their note) and appendMany throws.
+   */
+  note?: NoteCallback;
 }
 
 export interface WalOptions {
@@ -108,6 +128,13 @@ export interface WalStats {
 const EMPTY = new Uint8Array(0);
 /** Upper bound on one flush's write, so one fdatasync never carries an unbounded backlog. */
 const MAX_FLUSH_BYTES = 8 << 20;
+const MAX_U64 = (1n << 64n) - 1n;
+
+/** A retained segment plus what seqAtTime needs to skip it without reading it. */
+interface RetainedSegment extends SegmentInfo {
+  /** Newest timestampNs among its batches holding events; -1n when it holds none. */
+  newestBatchNs: bigint;
+}
 
 function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
   const out = new Uint8Array(total);
@@ -169,8 +196,8 @@ export class Wal implements WriterLane {
   readonly batchLingerMs: number;
   readonly nowNs: () => bigint;
   private readonly writer: WriterActor;
-  private readonly segmentList: SegmentInfo[];
-  private durableSeq: number;
+  private readonly segmentList: RetainedSegment[];
+  private lastDurableSeq: number;
   private checkpointSeq: number;
   private failure: Error | null = null;
   private readonly closed: Promise<void>;
@@ -181,14 +208,14 @@ export class Wal implements WriterLane {
   private constructor(
     private readonly options: ResolvedOptions,
     private readonly lock: DirectoryLock,
-    recovered: { segments: SegmentInfo[]; lastSeq: number; checkpointSeq: number },
+    recovered: { segments: RetainedSegment[]; lastSeq: number; checkpointSeq: number },
     dedup: DedupWindow,
     files: SegmentWriter,
   ) {
     this.batchLingerMs = options.batchLingerMs;
     this.nowNs = () => options.clock.nowNs();
     this.segmentList = recovered.segments;
-    this.durableSeq = recovered.lastSeq;
+    this.lastDurableSeq = recovered.lastSeq;
     this.checkpointSeq = recovered.checkpointSeq;
     this.files = files;
     this.queue = new CommitQueue(
@@ -212,6 +239,10 @@ export class Wal implements WriterLane {
       },
     });
     this.queue.onWork = (sealed) => this.writer.send({ type: 'WORK_QUEUED', sealed });
+    this.queue.onBroken = (error) => {
+      this.laneFailed(error);
+      this.writer.send({ type: 'FLUSH_FAILED', error });
+    };
     this.writer.start();
     if (options.fsync === 'normal') {
       this.syncTimer = setInterval(() => {
@@ -261,6 +292,7 @@ export class Wal implements WriterLane {
       const tail = new RecentBatches(2 * resolved.dedupMaxEvents);
       let hasRestored = false;
       const nowMs = clock.nowMs();
+      const newestBatchNs = new Map<string, bigint>();
       const { report, segments } = await recoverShard({
         io,
         dir,
@@ -274,10 +306,14 @@ export class Wal implements WriterLane {
             hasRestored = true;
           }
         },
-        onBatch: (bytes, batch) => {
+        onBatch: (bytes, batch, segment) => {
           const { header, offset } = batch;
           const payloadStart = offset + BATCH_HEADER_BYTES;
-          if (dedup.isEnabled && header.timestampNs >= dedupCutoffNs) tail.push(bytes, payloadStart, header.count);
+          if (header.count > 0) {
+            if (dedup.isEnabled && header.timestampNs >= dedupCutoffNs) tail.push(bytes, payloadStart, header.count);
+            const newest = newestBatchNs.get(segment.fileName) ?? -1n;
+            if (header.timestampNs > newest) newestBatchNs.set(segment.fileName, header.timestampNs);
+          }
           if (stateMachine) {
             stateMachine.apply({
               firstSeq: header.firstSeq,
@@ -285,6 +321,7 @@ export class Wal implements WriterLane {
               events: bytes.subarray(payloadStart, payloadStart + header.count * EVENT_BYTES),
               timestampNs: header.timestampNs,
               leaderEpoch: header.leaderEpoch,
+              notes: batch.notes,
             });
           } else if (resolved.replay && header.firstSeq + header.count - 1 > checkpointSeq) {
             const skip = Math.max(0, checkpointSeq - header.firstSeq + 1);
@@ -296,7 +333,10 @@ export class Wal implements WriterLane {
         },
       });
       const dedupRebuilt = tail.replayInto(dedup, nowMs);
-      let infos: SegmentInfo[] = segments.map((segment) => ({ ...segment }));
+      let infos: RetainedSegment[] = segments.map((segment) => ({
+        ...segment,
+        newestBatchNs: newestBatchNs.get(segment.fileName) ?? -1n,
+      }));
       const checkpointPath = join(dir, checkpointFileName(shard));
       if (checkpointSeq > report.lastSeq && segments.length > 0) {
         if (!resolved.salvage) {
@@ -329,7 +369,7 @@ export class Wal implements WriterLane {
         const snapshot = stateMachine?.snapshot() ?? EMPTY;
         const record = encodeCheckpointRecord(shard, firstSeq, clock.nowNs(), snapshot);
         await files.rotate(firstSeq, record);
-        infos.push({ fileName: segmentFileName(shard, firstSeq), firstSeq, lastSeq, bytes: record.byteLength, snapshot });
+        infos.push({ fileName: segmentFileName(shard, firstSeq), firstSeq, lastSeq, bytes: record.byteLength, snapshot, newestBatchNs: -1n });
       } else {
         await files.syncClosed(infos.slice(0, -1).map((segment) => segment.fileName));
         await files.resume({ fileName: last.fileName, firstSeq: last.firstSeq }, last.bytes);
@@ -350,7 +390,17 @@ export class Wal implements WriterLane {
 
   /** Highest seq acknowledged (durable under fsync 'full'). */
   get lastSeq(): number {
-    return this.durableSeq;
+    return this.lastDurableSeq;
+  }
+
+  /** Same as lastSeq: the highest seq acknowledged (durable under fsync 'full'). */
+  get durableSeq(): number {
+    return this.lastDurableSeq;
+  }
+
+  /** Lowest retained seq; lastSeq + 1 when the retained log holds no event. */
+  get firstSeq(): number {
+    return this.segmentList[0]?.firstSeq ?? this.lastDurableSeq + 1;
   }
 
   /** The error that stopped this lane, or null while it is healthy. */
@@ -363,10 +413,15 @@ export class Wal implements WriterLane {
     return seqs[0];
   }
 
-  /** Appends events (objects or packed n × 21 bytes); one seq per event, 0 for duplicates. */
-  appendMany(events: readonly SignalEvent[] | Uint8Array): Promise<number[]> {
+  /**
+   * Appends events (objects or packed n × 21 bytes); one seq per event, 0 for duplicates.
+   * With `options.note`, a note is made durable atomically with the call's last part (see
+   * AppendOptions); a call of 0 events with a note is BAD_REQUEST.
+   */
+  appendMany(events: readonly SignalEvent[] | Uint8Array, options?: AppendOptions): Promise<number[]> {
     let packed: Uint8Array;
     let count: number;
+    let note: NoteCallback | undefined;
     try {
       if (events instanceof Uint8Array) {
         packed = events;
@@ -376,10 +431,12 @@ export class Wal implements WriterLane {
         packed = encodeEvents(events);
         count = events.length;
       }
+      if (options !== undefined) note = checkAppendOptions(options, count);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.queue.enqueue(packed, count);
+    // Outside the try: a broken note callback is a programming error; it throws (and the lane fails).
+    return this.queue.enqueue(packed, count, note);
   }
 
   /** Records that everything up to `seq` is materialised; replay resumes strictly after it. */
@@ -444,6 +501,7 @@ export class Wal implements WriterLane {
   /** Committed events from `fromSeq` (default 1) through the last seq durable at the call. */
   async *read(options: { fromSeq?: number; toSeq?: number } = {}): AsyncGenerator<{ seq: number; event: SignalEvent }> {
     for await (const batch of this.readBatches(options)) {
+      if (batch.count === 0) continue; // notes only
       const first = Math.max(batch.firstSeq, options.fromSeq ?? 1);
       const last = Math.min(batch.firstSeq + batch.count - 1, options.toSeq ?? Number.MAX_SAFE_INTEGER);
       const view = new DataView(batch.events.buffer, batch.events.byteOffset, batch.events.byteLength);
@@ -453,10 +511,13 @@ export class Wal implements WriterLane {
     }
   }
 
-  /** Committed batches (packed) holding seqs from `fromSeq`; the first may start earlier. */
+  /**
+   * Committed batches (packed) holding seqs from `fromSeq`; the first may start earlier.
+   * Notes-only batches come when fromSeq ≤ their firstSeq ≤ toSeq + 1 (see reader.ts).
+   */
   readBatches(options: { fromSeq?: number; toSeq?: number } = {}): AsyncGenerator<StoredBatch> {
     const fromSeq = options.fromSeq ?? 1;
-    const toSeq = Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, this.durableSeq);
+    const toSeq = Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, this.lastDurableSeq);
     const oldest = this.segmentList[0]?.firstSeq ?? 1;
     if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new TidelogError('BAD_REQUEST', `fromSeq must be >= 1`);
     if (fromSeq < oldest && fromSeq <= toSeq) {
@@ -468,9 +529,38 @@ export class Wal implements WriterLane {
     return readBatches(this.options.io, this.options.dir, snapshot, fromSeq, toSeq);
   }
 
+  /**
+   * The first seq of the first retained batch holding events whose timestampNs (its seal
+   * time) is ≥ `timestampNs`, in log order; lastSeq + 1 (the next seq) when there is none.
+   * Reads batch headers only, and skips every segment whose newest batch is older.
+   */
+  async seqAtTime(timestampNs: bigint): Promise<number> {
+    if (typeof timestampNs !== 'bigint' || timestampNs < 0n || timestampNs > MAX_U64) {
+      throw new TidelogError('BAD_REQUEST', `seqAtTime takes a u64 bigint of nanoseconds, got ${String(timestampNs)}`);
+    }
+    // One instant's view: durable bytes and seqs move on while the files are read.
+    const nextSeq = this.lastDurableSeq + 1;
+    const segments = this.segmentList.map((segment) => ({ ...segment }));
+    for (const segment of segments) {
+      // Correct without monotone clocks: only segments with no batch as new as `timestampNs` go.
+      if (segment.newestBatchNs < timestampNs) continue;
+      let seq: number | null;
+      try {
+        seq = await firstSeqAtTimeIn(this.options.io, this.options.dir, segment, timestampNs);
+      } catch (error) {
+        // Truncated meanwhile: its batches are no longer retained, so the answer lies later.
+        const isGone = !this.segmentList.some((retained) => retained.fileName === segment.fileName);
+        if (isTidelogError(error, 'OUT_OF_RANGE') && isGone) continue;
+        throw error;
+      }
+      if (seq !== null) return seq;
+    }
+    return nextSeq;
+  }
+
   /** The retained segments, oldest first, with their head snapshots (copies). */
   segments(): SegmentInfo[] {
-    return this.segmentList.map((segment) => ({ ...segment }));
+    return this.segmentList.map(({ newestBatchNs: _, ...segment }) => segment);
   }
 
   stats(): WalStats {
@@ -479,7 +569,7 @@ export class Wal implements WriterLane {
       shard: this.options.shard,
       state: String(this.writer.getSnapshot().value),
       nextSeq: this.queue.nextSequence,
-      durableSeq: this.durableSeq,
+      durableSeq: this.lastDurableSeq,
       checkpointSeq: this.checkpointSeq,
       pendingEvents: this.queue.pending,
       segments: this.segmentList.map((segment, index) => ({
@@ -569,6 +659,7 @@ export class Wal implements WriterLane {
         lastSeq: rotate.firstSeq - 1,
         bytes: rotate.checkpointRecord.byteLength,
         snapshot: rotate.checkpointRecord.subarray(BATCH_HEADER_BYTES),
+        newestBatchNs: -1n,
       });
     }
     const open = this.segmentList[this.segmentList.length - 1];
@@ -577,7 +668,8 @@ export class Wal implements WriterLane {
       if (group.sealed === null) continue;
       open.lastSeq = group.lastSeq;
       open.bytes += group.sealed.byteLength;
-      this.durableSeq = group.lastSeq;
+      if (group.count > 0 && group.timestampNs > open.newestBatchNs) open.newestBatchNs = group.timestampNs;
+      this.lastDurableSeq = group.lastSeq;
       recordUs(this.files.metrics.commitLatency, group.sealedAtNs, nowNs);
     }
     const { stateMachine, onPersisted, shard, leaderEpoch } = this.options;
@@ -590,6 +682,7 @@ export class Wal implements WriterLane {
           events: group.events,
           timestampNs: group.timestampNs,
           leaderEpoch,
+          notes: group.notes ?? NO_NOTES,
         });
         onPersisted?.({
           shard,
@@ -598,6 +691,7 @@ export class Wal implements WriterLane {
           events: group.count,
           bytes: group.sealed.byteLength,
           segment: open.fileName,
+          notes: group.notes ?? NO_NOTES,
         });
       }
     } catch (cause) {
@@ -666,6 +760,16 @@ class RecentBatches {
     this.head = 0;
     return inserted;
   }
+}
+
+/** The note callback of appendMany's options, checked before anything is queued. */
+function checkAppendOptions(options: AppendOptions, count: number): NoteCallback | undefined {
+  if (typeof options !== 'object' || options === null) throw new TidelogError('BAD_REQUEST', 'appendMany options must be an object');
+  const note: unknown = options.note;
+  if (note === undefined) return undefined;
+  if (typeof note !== 'function') throw new TidelogError('BAD_REQUEST', 'appendMany options.note must be a function');
+  if (count === 0) throw new TidelogError('BAD_REQUEST', 'appendMany: a note needs at least one event to describe');
+  return note as NoteCallback;
 }
 
 /** File-system errors leave tidelog as TidelogError IO_ERROR, the cause kept. */

@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { Wal } from '../../src/wal/index.ts';
 import { batchPositions, makeTempDir, runCli, writeWal, type WrittenEvent } from './harness.ts';
 
 interface DumpedEvent {
@@ -99,6 +100,40 @@ test('dump - prints the intact prefix and exits 1 on damage', async () => {
     assert.is(result.status, 1);
     assert.is(result.stdout.trimEnd().split('\n').length, 16);
     assert.ok(result.stderr.includes(`${path} at offset ${victim.offset}`), result.stderr);
+  } finally {
+    remove();
+  }
+});
+
+test('dump - --batches shows notes in hex; a notes-only batch prints no event line', async () => {
+  const { dir, remove } = makeTempDir('dump');
+  try {
+    const { wal } = await Wal.open({ dir, fsync: 'off', batchLingerMs: 0 });
+    const event = (n: number) => ({ entityId: BigInt(n), signalType: 1, weight: 1, timestampNs: BigInt(n) });
+    await wal.appendMany([event(1), event(2)], { note: () => Uint8Array.of(0xab, 0xcd) });
+    assert.equal(await wal.appendMany([event(1)], { note: () => Uint8Array.of(0x01) }), [0]);
+    await wal.appendMany([event(3)]);
+    await wal.close();
+
+    const json = runCli(['wal', 'dump', dir, '--batches', '--json']);
+    assert.is(json.status, 0, json.stderr);
+    const batches = parseLines<{ firstSeq: number; count: number; bytes: number; notes: string[] }>(json.stdout);
+    assert.equal(
+      batches.map(({ firstSeq, count, bytes, notes }) => ({ firstSeq, count, bytes, notes })),
+      [
+        { firstSeq: 1, count: 2, bytes: 64 + 2 * 21 + 4 + 2, notes: ['abcd'] },
+        { firstSeq: 3, count: 0, bytes: 64 + 4 + 1, notes: ['01'] },
+        { firstSeq: 3, count: 1, bytes: 64 + 21, notes: [] },
+      ],
+    );
+    const text = runCli(['wal', 'dump', dir, '--batches', '--from-seq', '3']).stdout.trimEnd().split('\n');
+    assert.is(text.length, 2, 'the notes-only batch sits before seq 3, so it shows from there');
+    assert.ok(text[0].endsWith(' notes=01'), text[0]);
+    assert.is(text[1].split(' ').length, 8, 'no notes column without notes');
+
+    const events = runCli(['wal', 'dump', dir, '--json']);
+    assert.is(events.status, 0, events.stderr);
+    assert.equal(parseLines<DumpedEvent>(events.stdout).map((dumped) => dumped.seq), [1, 2, 3]);
   } finally {
     remove();
   }

@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BATCH_HEADER_BYTES, BatchKind, encodeBatch } from '../../src/wal/batch-format.ts';
+import { BATCH_HEADER_BYTES, BatchKind, encodeBatch, notesSectionBytes, writeNotes } from '../../src/wal/batch-format.ts';
 import { encodeCheckpointRecord } from '../../src/wal/checkpoint-file.ts';
 import { initChecksum } from '../../src/wal/checksum.ts';
-import { encodeEvents } from '../../src/event.ts';
+import { EVENT_BYTES, encodeEvents } from '../../src/event.ts';
 import { scanSegment } from '../../src/wal/segment-scan.ts';
 import { makeEvent } from '../support/wal-fixtures.ts';
 
@@ -27,6 +27,16 @@ function concat(...parts: Uint8Array[]): Uint8Array {
     offset += part.byteLength;
   }
   return out;
+}
+
+/** An events batch (count may be 0) carrying `notes`. */
+function noted(firstSeq: number, count: number, notes: readonly Uint8Array[]): Uint8Array {
+  const events = encodeEvents(Array.from({ length: count }, (_, index) => makeEvent(firstSeq + index)));
+  const notesBytes = notesSectionBytes(notes);
+  const payload = new Uint8Array(events.byteLength + notesBytes);
+  payload.set(events);
+  writeNotes(payload, events.byteLength, notes);
+  return encodeBatch({ kind: BatchKind.Events, shardId: SHARD, count, leaderEpoch: 0, firstSeq, notesBytes, timestampNs: 1n }, payload);
 }
 
 const head = encodeCheckpointRecord(SHARD, 1, 0n, new TextEncoder().encode('state@0'));
@@ -154,6 +164,55 @@ test('segment-scan - an intact record carried inside a torn batch does not make 
   assert.is(scan.damage, null);
   assert.ok(scan.tornTail);
   assert.is(scan.lastSeq, 5);
+});
+
+test('segment-scan - a notes-only batch continues the seqs and carries its notes', () => {
+  const notesOnly = noted(6, 0, [Uint8Array.of(1, 2), Uint8Array.of(3)]);
+  const scan = scanLast(concat(head, batch1, notesOnly, batch2));
+  assert.is(scan.damage, null);
+  assert.equal(
+    scan.batches.map((scanned) => [scanned.header.firstSeq, scanned.header.count, scanned.notes.map((note) => [...note])]),
+    [
+      [1, 5, []],
+      [6, 0, [[1, 2], [3]]],
+      [6, 5, []],
+    ],
+  );
+  assert.is(scan.lastSeq, 10);
+  const atEnd = scanLast(concat(head, batch1, notesOnly));
+  assert.is(atEnd.lastSeq, 5, 'a notes-only batch holds no seq');
+  assert.is(atEnd.validBytes, head.byteLength + batch1.byteLength + notesOnly.byteLength);
+});
+
+test('segment-scan - a notes-only batch that does not sit at the next seq is damage', () => {
+  const scan = scanLast(concat(head, batch1, noted(7, 0, [Uint8Array.of(1)])));
+  assert.is(scan.damage?.code, 'CORRUPT_SEGMENT');
+});
+
+test('segment-scan - a notes section whose lengths do not parse is damage even with a good checksum', () => {
+  // Declares a 9-byte note in an 8-byte section; the checksum is computed over it as written.
+  const payload = new Uint8Array(EVENT_BYTES + 8);
+  payload.set(encodeEvents([makeEvent(6)]));
+  new DataView(payload.buffer).setUint32(EVENT_BYTES, 9, true);
+  const bad = encodeBatch({ kind: BatchKind.Events, shardId: SHARD, count: 1, leaderEpoch: 0, firstSeq: 6, notesBytes: 8, timestampNs: 1n }, payload);
+  const scan = scanLast(concat(head, batch1, bad));
+  assert.is(scan.damage?.code, 'CORRUPT_SEGMENT');
+  assert.is(scan.damage?.offset, head.byteLength + batch1.byteLength);
+  assert.is(scan.tornTail, null);
+  assert.is(scan.lastSeq, 5);
+});
+
+test('segment-scan - a flipped bit in a notes section is CHECKSUM_MISMATCH, before the tail or at it', () => {
+  const withNote = noted(6, 2, [Uint8Array.of(10, 20, 30, 40)]);
+  const start = head.byteLength + batch1.byteLength;
+  for (const isLastRecord of [false, true]) {
+    const bytes = isLastRecord ? concat(head, batch1, withNote) : concat(head, batch1, withNote, batch(8, 1));
+    bytes[start + withNote.byteLength - 2] ^= 0x04; // inside the note's bytes
+    const scan = scanLast(bytes);
+    assert.is(scan.damage?.code, 'CHECKSUM_MISMATCH', `last record: ${isLastRecord}`);
+    assert.is(scan.damage?.offset, start);
+    assert.is(scan.tornTail, null);
+  }
 });
 
 test.run();

@@ -1,0 +1,239 @@
+// `npm run bench -- ingest`: producer → NATS → node → fdatasync → ack, against JetStream fed
+// the same events on the same nats-server in the same run.
+//
+//   tidelog  : a `tidelog serve` child process (fsync full, hash router), this process runs
+//              the producer client (sessions on, batches of --batch events, --senders
+//              concurrent sends); events/s acknowledged durable and ack latency per send.
+//   tidelog at a fixed rate (default 100 k events/s): ack latency p50/p99 when not saturated.
+//   JetStream per event: one message per event (21 B) with Nats-Msg-Id, async publish with a
+//              window of 1000 in flight (a file stream; nats-server 2.9 acks before fsync).
+//   JetStream batched: one message per 1000 packed events (21 KB), window of 64.
+//
+// Flags: --seconds <s> (per run, default 5), --senders <n> (16), --batch <n> (1000),
+//        --shards <n> (2), --rate <events/s> (100000), --fsync full|normal|off (full).
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { createProducer } from '../src/client/index.ts';
+import { EVENT_BYTES, encodeEvents, type SignalEvent } from '../src/event.ts';
+import { NatsTransport } from '../src/transport/nats.ts';
+import { startNatsServer } from '../src/transport/nats-server-process.ts';
+import { NodeProcess } from '../test/support/node-process.ts';
+import { newReport, percentile, printReport } from './report.ts';
+
+interface Params {
+  seconds: number;
+  senders: number;
+  batch: number;
+  shards: number;
+  rate: number;
+  fsync: string;
+}
+
+function parse(argv: string[]): Params {
+  const value = (name: string, fallback: string): string => {
+    const index = argv.indexOf(`--${name}`);
+    return index >= 0 && index + 1 < argv.length ? argv[index + 1] : fallback;
+  };
+  return {
+    seconds: Number(value('seconds', '5')),
+    senders: Number(value('senders', '16')),
+    batch: Number(value('batch', '1000')),
+    shards: Number(value('shards', '2')),
+    rate: Number(value('rate', '100000')),
+    fsync: value('fsync', 'full'),
+  };
+}
+
+let eventCounter = 0;
+/** Distinct events (distinct content, so no dedup hits) spread over 1 M entities. */
+function makePacked(count: number): Uint8Array {
+  const events: SignalEvent[] = [];
+  for (let index = 0; index < count; index++) {
+    const n = eventCounter++;
+    events.push({
+      entityId: BigInt((n * 2_654_435_761) % 1_000_000) + 1n,
+      signalType: 1 + (n % 5),
+      weight: 1,
+      timestampNs: 1_700_000_000_000_000_000n + BigInt(n),
+    });
+  }
+  return encodeEvents(events);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const params = parse(argv);
+  const report = newReport('ingest', { ...params });
+  const dir = await mkdtemp(join(tmpdir(), 'tidelog-bench-ingest-'));
+  const server = await startNatsServer({ jetStream: true, storeDir: join(dir, 'nats') });
+  let node: NodeProcess | null = null;
+  try {
+    node = await NodeProcess.start({
+      dir,
+      config: {
+        namespace: 'bench',
+        nats: { servers: [server.url] },
+        router: params.shards === 1 ? { strategy: 'single' } : { strategy: 'hash', shards: params.shards },
+        wal: { fsync: params.fsync },
+      },
+    });
+    const transport = await NatsTransport.connect({ servers: [server.url], name: 'bench-producer' });
+    try {
+      const saturated = await tidelogSaturated(transport, params);
+      report.rows.push(
+        { name: 'tidelog: events/s acked durable', value: saturated.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}` },
+        { name: 'tidelog: ack latency p50 (saturated)', value: saturated.p50Us, unit: 'µs' },
+        { name: 'tidelog: ack latency p99 (saturated)', value: saturated.p99Us, unit: 'µs' },
+      );
+      const paced = await tidelogPaced(transport, params);
+      report.rows.push(
+        { name: `tidelog: achieved rate (target ${params.rate})`, value: paced.eventsPerSecond, unit: 'events/s' },
+        { name: 'tidelog: ack latency p50 (paced)', value: paced.p50Us, unit: 'µs' },
+        { name: 'tidelog: ack latency p99 (paced)', value: paced.p99Us, unit: 'µs' },
+      );
+      const nc = await connect({ servers: [server.url], name: 'bench-jetstream' });
+      try {
+        const perEvent = await jetStreamPerEvent(nc, params);
+        const batched = await jetStreamBatched(nc, params);
+        report.rows.push(
+          { name: 'JetStream per event (Msg-Id, 1000 in flight)', value: perEvent.eventsPerSecond, unit: 'events/s', note: 'acks before fsync' },
+          { name: 'JetStream per event: ack latency p99', value: perEvent.p99Us, unit: 'µs' },
+          { name: 'JetStream batched 1000/msg (64 in flight)', value: batched.eventsPerSecond, unit: 'events/s', note: 'acks before fsync' },
+        );
+        report.ratios['tidelog / JetStream per event'] = saturated.eventsPerSecond / perEvent.eventsPerSecond;
+        report.ratios['tidelog / JetStream batched'] = saturated.eventsPerSecond / batched.eventsPerSecond;
+      } finally {
+        await nc.close();
+      }
+    } finally {
+      await transport.close();
+    }
+  } finally {
+    await node?.stop();
+    await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  printReport(report);
+}
+
+interface RunResult {
+  eventsPerSecond: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+async function tidelogSaturated(transport: NatsTransport, params: Params): Promise<RunResult> {
+  const producer = await createProducer({ transport, namespace: 'bench', producerId: 'bench-saturated' });
+  const latencies: number[] = [];
+  let acked = 0;
+  // Pre-built payloads: the benchmark measures the pipeline, not event generation.
+  const payloads = Array.from({ length: 64 }, () => makePacked(params.batch));
+  const warmupEnd = performance.now() + 1000;
+  let lastAckMs = warmupEnd;
+  const endMs = warmupEnd + params.seconds * 1000;
+  const sender = async (id: number): Promise<void> => {
+    let round = id;
+    while (performance.now() < endMs) {
+      const payload = payloads[round++ % payloads.length];
+      const sentMs = performance.now();
+      const acks = await producer.send(payload);
+      if (sentMs >= warmupEnd) {
+        lastAckMs = performance.now();
+        latencies.push((lastAckMs - sentMs) * 1000);
+        acked += acks.length;
+      }
+    }
+  };
+  // The first second warms up (JIT, connections, segment creation) and is not counted.
+  await Promise.all(Array.from({ length: params.senders }, (_, id) => sender(id)));
+  const elapsedMs = lastAckMs - warmupEnd;
+  await producer.close();
+  return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
+}
+
+/** Sends at a fixed rate in 1 ms ticks and measures send → durable ack per call. */
+async function tidelogPaced(transport: NatsTransport, params: Params): Promise<RunResult> {
+  const producer = await createProducer({ transport, namespace: 'bench', producerId: 'bench-paced' });
+  const perTick = Math.max(1, Math.round(params.rate / 1000));
+  const payloads = Array.from({ length: 64 }, () => makePacked(perTick));
+  const latencies: number[] = [];
+  const pending: Array<Promise<void>> = [];
+  let acked = 0;
+  const startedMs = performance.now();
+  const endMs = startedMs + params.seconds * 1000;
+  let tick = 0;
+  while (performance.now() < endMs) {
+    const dueMs = startedMs + tick;
+    const waitMs = dueMs - performance.now();
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    const sentMs = performance.now();
+    const payload = payloads[tick % payloads.length];
+    tick++;
+    pending.push(
+      producer.send(payload).then((acks) => {
+        latencies.push((performance.now() - sentMs) * 1000);
+        acked += acks.length;
+      }),
+    );
+    if (pending.length > 4096) await Promise.all(pending.splice(0, 2048));
+  }
+  await Promise.all(pending);
+  const elapsedMs = performance.now() - startedMs;
+  await producer.close();
+  return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
+}
+
+async function jetStreamPerEvent(nc: NatsConnection, params: Params): Promise<RunResult> {
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'bench-per-event', subjects: ['bench.js.event'], storage: 'file', duplicate_window: 60_000_000_000 });
+  const js = jetstream(nc);
+  const events = makePacked(100_000);
+  const window = 1000;
+  const latencies: number[] = [];
+  let acked = 0;
+  let next = 0;
+  const startedMs = performance.now();
+  const endMs = startedMs + params.seconds * 1000;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < endMs) {
+      const index = next++;
+      const data = events.subarray((index % 100_000) * EVENT_BYTES, ((index % 100_000) + 1) * EVENT_BYTES);
+      const sentMs = performance.now();
+      await js.publish('bench.js.event', data, { msgID: `e${index}` });
+      latencies.push((performance.now() - sentMs) * 1000);
+      acked++;
+    }
+  };
+  await Promise.all(Array.from({ length: window }, () => worker()));
+  const elapsedMs = performance.now() - startedMs;
+  await jsm.streams.delete('bench-per-event');
+  return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
+}
+
+async function jetStreamBatched(nc: NatsConnection, params: Params): Promise<RunResult> {
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'bench-batched', subjects: ['bench.js.batch'], storage: 'file', duplicate_window: 60_000_000_000 });
+  const js = jetstream(nc);
+  const payloads = Array.from({ length: 64 }, () => makePacked(1000));
+  const latencies: number[] = [];
+  let acked = 0;
+  let next = 0;
+  const startedMs = performance.now();
+  const endMs = startedMs + params.seconds * 1000;
+  const worker = async (): Promise<void> => {
+    while (performance.now() < endMs) {
+      const index = next++;
+      const sentMs = performance.now();
+      await js.publish('bench.js.batch', payloads[index % payloads.length], { msgID: `b${index}` });
+      latencies.push((performance.now() - sentMs) * 1000);
+      acked += 1000;
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, () => worker()));
+  const elapsedMs = performance.now() - startedMs;
+  await jsm.streams.delete('bench-batched');
+  return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
+}

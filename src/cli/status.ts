@@ -1,0 +1,57 @@
+// `tidelog status`: asks every node of a namespace for its status (one request, every node
+// answers) and prints one table row per shard per node, or JSON.
+
+import { encodeMessage, decodeReply } from '../transport/codec.ts';
+import { subjects, type StatusReply } from '../transport/messages.ts';
+import { NatsTransport } from '../transport/nats.ts';
+import { formatCount, formatMs, formatTable } from './format.ts';
+import { ExitCode, type ExitCodeValue } from './options.ts';
+
+export interface StatusOptions {
+  nats: string;
+  namespace: string;
+  timeoutMs: number;
+  json?: boolean;
+}
+
+export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> {
+  const transport = await NatsTransport.connect({ servers: options.nats.split(','), name: 'tidelog-status' });
+  let replies: StatusReply[];
+  try {
+    const raw = await transport.requestMany(subjects(options.namespace).status, encodeMessage({ v: 1, t: 'status' }), {
+      timeoutMs: options.timeoutMs,
+    });
+    replies = raw.map((bytes) => decodeReply(bytes, 'status'));
+  } finally {
+    await transport.close();
+  }
+  replies.sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+  if (options.json === true) {
+    process.stdout.write(`${JSON.stringify(replies, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value), 2)}\n`);
+    return replies.length > 0 ? ExitCode.ok : ExitCode.failed;
+  }
+  if (replies.length === 0) {
+    process.stderr.write(`tidelog status: no node answered on ${subjects(options.namespace).status} within ${options.timeoutMs} ms\n`);
+    return ExitCode.failed;
+  }
+  const rows = replies.flatMap((reply) =>
+    reply.shards.map((shard) => [
+      reply.nodeId,
+      reply.state,
+      formatMs(reply.uptimeMs),
+      String(shard.shard),
+      shard.role,
+      String(shard.epoch),
+      formatCount(shard.lastSeq),
+      formatCount(shard.hwm),
+      formatCount(shard.pendingEvents),
+      String(shard.segments),
+      formatCount(shard.entities),
+      formatCount(reply.sessions),
+    ]),
+  );
+  process.stdout.write(
+    `${formatTable(['node', 'state', 'uptime', 'shard', 'role', 'epoch', 'last seq', 'hwm', 'pending', 'segments', 'entities', 'sessions'], rows)}\n`,
+  );
+  return ExitCode.ok;
+}

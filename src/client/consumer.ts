@@ -1,0 +1,229 @@
+// The consumer: reads a shard's durable log (read: up to the hwm seen at the start), tails
+// it (tail: forever, disk then live feed, see shard-tail.ts), and asks the cluster for
+// entity state, info and status. Invariants: every iterator yields seqs in order with no
+// gap and no duplicate; close() ends every open tail at once (a read rejects CLOSED at its
+// next page) and closes the transport only if this consumer opened it; open tails are
+// bounded (maxTails, OVERLOADED past it).
+
+import { TidelogError } from '../errors.ts';
+import { systemClock, type Clock } from '../clock.ts';
+import { decodeReply, encodeMessage } from '../transport/codec.ts';
+import { subjects as subjectsOf, type InfoReply, type StateReply, type StatusReply, type Subjects } from '../transport/messages.ts';
+import type { Transport } from '../transport/transport.ts';
+import { openClientTransport, positiveIntegerOption, type ClientTransportOptions } from './client-transport.ts';
+import { fetchInfo } from './info.ts';
+import { eventsFrom, readPage, type ConsumedEvent, type PageReaderContext } from './page-reader.ts';
+import { localClosedError, requestBytes, retrying, type ClientLogger } from './retry.ts';
+import { ShardTail, type TailOptions, type TailSettings } from './shard-tail.ts';
+
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+export interface ConsumerOptions extends ClientTransportOptions {
+  /** One try of one request (default 2 000). */
+  requestTimeoutMs?: number;
+  /** read/state/info/seek retry until this long after they started (default 30 000); tails retry forever. */
+  retryTimeoutMs?: number;
+  /** Events per page read (default 4 096). */
+  pageEvents?: number;
+  /** Per tail: feed messages (default 1 024) and events (default 262 144) buffered at most. */
+  maxBufferedFeedMessages?: number;
+  maxBufferedFeedEvents?: number;
+  /** A quiet tail checks the disk this often (default 1 000). */
+  idlePollMs?: number;
+  /** Tails open at once (default 1 024). */
+  maxTails?: number;
+  /** How long status() collects answers (default 500). */
+  statusTimeoutMs?: number;
+  retryBackoffMs?: number;
+  maxRetryBackoffMs?: number;
+  clock?: Clock;
+  logger?: ClientLogger;
+}
+
+export interface ReadOptions {
+  shard: number;
+  /** First seq to yield (default 1). */
+  fromSeq?: number;
+  /** Stop after this many events (default: all up to the hwm at the start). */
+  maxEvents?: number;
+  /** Events per page request (default: the consumer's pageEvents). */
+  pageEvents?: number;
+}
+
+export class Consumer {
+  private readonly subjects: Subjects;
+  private readonly context: PageReaderContext;
+  private readonly closeController = new AbortController();
+  private readonly tails = new Set<ShardTail>();
+  private readonly retryTimeoutMs: number;
+  private readonly maxTails: number;
+  private readonly statusTimeoutMs: number;
+  private readonly tailSettings: TailSettings;
+  private closing: Promise<void> | null = null;
+
+  /** Use createConsumer(). */
+  constructor(
+    private readonly transport: Transport,
+    private readonly isTransportOwned: boolean,
+    namespace: string,
+    options: ConsumerOptions,
+  ) {
+    const clock = options.clock ?? systemClock;
+    this.subjects = subjectsOf(namespace);
+    this.context = {
+      transport,
+      subjects: this.subjects,
+      requestTimeoutMs: positiveIntegerOption('requestTimeoutMs', options.requestTimeoutMs, 2000),
+      nowMs: () => clock.nowMs(),
+      retryBackoffMs: positiveIntegerOption('retryBackoffMs', options.retryBackoffMs, 20),
+      maxRetryBackoffMs: positiveIntegerOption('maxRetryBackoffMs', options.maxRetryBackoffMs, 1000),
+      logger: options.logger,
+    };
+    this.retryTimeoutMs = positiveIntegerOption('retryTimeoutMs', options.retryTimeoutMs, 30_000);
+    this.maxTails = positiveIntegerOption('maxTails', options.maxTails, 1024);
+    this.statusTimeoutMs = positiveIntegerOption('statusTimeoutMs', options.statusTimeoutMs, 500);
+    this.tailSettings = {
+      pageEvents: positiveIntegerOption('pageEvents', options.pageEvents, 4096),
+      maxBufferedFeedMessages: positiveIntegerOption('maxBufferedFeedMessages', options.maxBufferedFeedMessages, 1024),
+      maxBufferedFeedEvents: positiveIntegerOption('maxBufferedFeedEvents', options.maxBufferedFeedEvents, 262_144),
+      idlePollMs: positiveIntegerOption('idlePollMs', options.idlePollMs, 1000),
+    };
+  }
+
+  /**
+   * Durable events of `shard` from fromSeq up to the hwm the first page reports, then ends.
+   * Rejects OUT_OF_RANGE when fromSeq was truncated away or lies beyond hwm + 1.
+   */
+  async *read(options: ReadOptions): AsyncGenerator<ConsumedEvent, void, undefined> {
+    const { shard } = checkShard(options.shard);
+    let nextSeq = checkSeq('fromSeq', options.fromSeq ?? 1);
+    const maxEvents = options.maxEvents === undefined ? Number.POSITIVE_INFINITY : positiveIntegerOption('maxEvents', options.maxEvents, 1);
+    const pageEvents = positiveIntegerOption('pageEvents', options.pageEvents, this.tailSettings.pageEvents);
+    this.checkOpen();
+    let targetSeq = Number.POSITIVE_INFINITY; // last seq to yield: the hwm of the first page
+    let remaining = maxEvents;
+    while (remaining > 0 && nextSeq <= targetSeq) {
+      const wanted = Math.min(pageEvents, remaining, targetSeq - nextSeq + 1);
+      const page = await readPage(this.context, { shard, fromSeq: nextSeq, maxEvents: wanted }, this.context.nowMs() + this.retryTimeoutMs, this.closeController.signal);
+      if (targetSeq === Number.POSITIVE_INFINITY) targetSeq = page.hwm;
+      let isProgress = false;
+      for (const batch of page.batches) {
+        for (const consumed of eventsFrom(shard, batch, nextSeq, Math.min(remaining, targetSeq - nextSeq + 1))) {
+          nextSeq = consumed.seq + 1;
+          remaining--;
+          isProgress = true;
+          yield consumed;
+        }
+      }
+      // A page that moves nothing although the hwm says there is more would loop forever.
+      if (!isProgress) break;
+    }
+  }
+
+  /** Every event of `shard` from fromSeq (or fromTimestampNs), then every new one, until return()/break/close(). */
+  tail(options: TailOptions): ShardTail {
+    checkShard(options.shard);
+    if (options.fromSeq !== undefined) checkSeq('fromSeq', options.fromSeq);
+    if (options.fromTimestampNs !== undefined && (typeof options.fromTimestampNs !== 'bigint' || options.fromTimestampNs < 0n || options.fromTimestampNs > U64_MAX)) {
+      throw new TidelogError('BAD_REQUEST', 'fromTimestampNs must be a u64 bigint', { details: { fromTimestampNs: String(options.fromTimestampNs) } });
+    }
+    this.checkOpen();
+    if (this.tails.size >= this.maxTails) {
+      throw new TidelogError('OVERLOADED', `${this.tails.size} tails open, limit maxTails ${this.maxTails}`, { details: { maxTails: this.maxTails } });
+    }
+    const settings: TailSettings = {
+      pageEvents: positiveIntegerOption('pageEvents', options.pageEvents, this.tailSettings.pageEvents),
+      maxBufferedFeedMessages: positiveIntegerOption('maxBufferedFeedMessages', options.maxBufferedFeedMessages, this.tailSettings.maxBufferedFeedMessages),
+      maxBufferedFeedEvents: positiveIntegerOption('maxBufferedFeedEvents', options.maxBufferedFeedEvents, this.tailSettings.maxBufferedFeedEvents),
+      idlePollMs: positiveIntegerOption('idlePollMs', options.idlePollMs, this.tailSettings.idlePollMs),
+    };
+    const tail: ShardTail = new ShardTail(this.context, options, settings, this.closeController.signal, () => this.tails.delete(tail));
+    this.tails.add(tail);
+    return tail;
+  }
+
+  /** The first seq of `shard` whose batch was sealed at or after timestampNs (hwm + 1 if none). */
+  async seek(shard: number, timestampNs: bigint): Promise<number> {
+    checkShard(shard);
+    const request = encodeMessage({ v: 1, t: 'seek', shard, timestampNs });
+    const reply = await this.withRetries(async () =>
+      decodeReply(await requestBytes(this.transport, this.subjects.shardSeek(shard), request, this.context.requestTimeoutMs), 'sought'),
+    );
+    return reply.seq;
+  }
+
+  /** CRDT signal state of one entity, from the node that serves its shard. */
+  async state(entityId: bigint, signalTypes?: readonly number[]): Promise<StateReply> {
+    if (typeof entityId !== 'bigint' || entityId < 0n || entityId > U64_MAX) {
+      throw new TidelogError('BAD_REQUEST', 'entityId must be a u64 bigint', { details: { entityId: String(entityId) } });
+    }
+    const request = encodeMessage({ v: 1, t: 'state', entityId: entityId.toString(), ...(signalTypes === undefined ? {} : { signalTypes: [...signalTypes] }) });
+    return this.withRetries(async () =>
+      decodeReply(await requestBytes(this.transport, this.subjects.state, request, this.context.requestTimeoutMs), 'entity'),
+    );
+  }
+
+  /** The shard map and limits. */
+  async info(): Promise<InfoReply> {
+    this.checkOpen();
+    return fetchInfo(this.transport, this.subjects, {
+      ...this.context,
+      deadlineMs: this.context.nowMs() + this.retryTimeoutMs,
+      signal: this.closeController.signal,
+    });
+  }
+
+  /** Every node's status that arrives within timeoutMs; [] when no node answers. */
+  async status(options: { timeoutMs?: number; maxReplies?: number } = {}): Promise<StatusReply[]> {
+    this.checkOpen();
+    const timeoutMs = positiveIntegerOption('timeoutMs', options.timeoutMs, this.statusTimeoutMs);
+    const replies = await this.transport.requestMany(this.subjects.status, encodeMessage({ v: 1, t: 'status' }), {
+      timeoutMs,
+      ...(options.maxReplies === undefined ? {} : { maxReplies: options.maxReplies }),
+    });
+    return replies.map((bytes) => decodeReply(bytes, 'status'));
+  }
+
+  /** Ends every tail and read, then closes the transport if this consumer opened it. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closeController.abort();
+      await Promise.allSettled([...this.tails].map((tail) => tail.return()));
+      if (this.isTransportOwned) await this.transport.close();
+    })();
+    return this.closing;
+  }
+
+  private withRetries<T>(attempt: () => Promise<T>): Promise<T> {
+    this.checkOpen();
+    return retrying(attempt, { ...this.context, deadlineMs: this.context.nowMs() + this.retryTimeoutMs, signal: this.closeController.signal });
+  }
+
+  private checkOpen(): void {
+    if (this.closeController.signal.aborted) throw localClosedError('the consumer is closed');
+  }
+}
+
+export async function createConsumer(options: ConsumerOptions): Promise<Consumer> {
+  const connection = await openClientTransport({ ...options, name: options.name ?? 'tidelog-consumer' });
+  try {
+    return new Consumer(connection.transport, connection.isOwned, connection.namespace, options);
+  } catch (error) {
+    if (connection.isOwned) await connection.transport.close();
+    throw error;
+  }
+}
+
+function checkShard(shard: number): { shard: number } {
+  if (!Number.isInteger(shard) || shard < 0 || shard > 0xffff) {
+    throw new TidelogError('BAD_REQUEST', `shard must be an integer 0..65535, got ${String(shard)}`, { details: { shard } });
+  }
+  return { shard };
+}
+
+function checkSeq(name: string, seq: number): number {
+  if (!Number.isSafeInteger(seq) || seq < 1) {
+    throw new TidelogError('BAD_REQUEST', `${name} must be an integer ≥ 1, got ${String(seq)}`, { details: { [name]: seq } });
+  }
+  return seq;
+}

@@ -1,0 +1,215 @@
+// A tail of one shard: every event from a starting seq, then every new one, forever (until
+// return()/break or consumer.close()). Invariant: the seqs it yields are exactly
+// start, start+1, start+2 … — no gap and no duplicate — however the feed and the disk
+// reads interleave.
+//
+// How: subscribe to `{ns}.shard.{n}.feed` first and buffer what arrives (bounded), then read
+// pages from disk. As soon as the oldest buffered feed message covers the next seq, switch
+// to the feed. Feed messages that end before the next seq are dropped (already delivered);
+// one that starts after it means something was lost (slow consumer, node restart, a full
+// buffer): go back to disk pages until the feed covers the next seq again. When nothing
+// arrives for idlePollMs a page read checks the disk, so a feed message lost while the
+// shard then went quiet cannot stall the tail.
+//
+//        ┌───────────── feed covers next seq ─────────────┐
+//        │                                                ▼
+//   ┌─ disk pages ─┐                                ┌── feed ──┐
+//   └──────────────┘ ◄── gap in feed seqs / idle ── └──────────┘
+//
+// Pages are read only when the caller asks for more than the last page held, so the
+// iterator's pace is the page reads' pace.
+
+import { TidelogError, isTidelogError } from '../errors.ts';
+import { decodeFeed, encodeMessage, decodeReply } from '../transport/codec.ts';
+import type { ReadBatch } from '../transport/messages.ts';
+import type { Subscription } from '../transport/transport.ts';
+import { FeedBuffer } from './feed-buffer.ts';
+import { endSeqOf, eventsFrom, readPage, type ConsumedEvent, type PageReaderContext } from './page-reader.ts';
+import { isLocalClosed, requestBytes, retrying } from './retry.ts';
+
+export interface TailOptions {
+  shard: number;
+  /** First seq to yield (default 1). */
+  fromSeq?: number;
+  /** Start at the first batch sealed at or after this time (asks `{ns}.shard.{n}.seek`); wins over fromSeq. */
+  fromTimestampNs?: bigint;
+  /** Events per page read (default: the consumer's pageEvents). */
+  pageEvents?: number;
+  /** Feed messages held while reading from disk (default: the consumer's). */
+  maxBufferedFeedMessages?: number;
+  maxBufferedFeedEvents?: number;
+  /** Quiet this long, check the disk (default: the consumer's idlePollMs). */
+  idlePollMs?: number;
+}
+
+export interface TailStats {
+  nextSeq: number;
+  pagesRead: number;
+  eventsFromPages: number;
+  feedMessagesUsed: number;
+  eventsFromFeed: number;
+  /** Times the feed skipped seqs and the tail went back to disk. */
+  feedGaps: number;
+  /** Times the tail moved from disk pages to the feed. */
+  switchesToFeed: number;
+  /** Feed messages pushed out of a full buffer. */
+  feedMessagesDropped: number;
+  feedDecodeFailures: number;
+}
+
+export interface TailSettings {
+  pageEvents: number;
+  maxBufferedFeedMessages: number;
+  maxBufferedFeedEvents: number;
+  idlePollMs: number;
+}
+
+export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
+  private readonly abort = new AbortController();
+  private readonly generator: AsyncGenerator<ConsumedEvent, void, undefined>;
+  private readonly buffer: FeedBuffer;
+  private readonly counters = { pagesRead: 0, eventsFromPages: 0, feedMessagesUsed: 0, eventsFromFeed: 0, feedGaps: 0, switchesToFeed: 0, feedDecodeFailures: 0 };
+  private nextSeq: number;
+  private hasEnded = false;
+
+  constructor(
+    private readonly context: PageReaderContext,
+    private readonly options: TailOptions,
+    private readonly settings: TailSettings,
+    /** Fires when the consumer closes. */
+    consumerSignal: AbortSignal,
+    private readonly onEnd: () => void,
+  ) {
+    if (consumerSignal.aborted) this.abort.abort();
+    else consumerSignal.addEventListener('abort', () => this.abort.abort(), { once: true });
+    this.nextSeq = options.fromSeq ?? 1;
+    this.buffer = new FeedBuffer(settings.maxBufferedFeedMessages, settings.maxBufferedFeedEvents);
+    this.generator = this.run();
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<ConsumedEvent>> {
+    return this.generator.next();
+  }
+
+  /** Ends the tail; a next() waiting for events resolves done. */
+  async return(): Promise<IteratorResult<ConsumedEvent>> {
+    this.abort.abort();
+    await this.generator.return(undefined);
+    this.end(); // a tail never iterated has no finally block to run
+    return { done: true, value: undefined };
+  }
+
+  private end(): void {
+    if (this.hasEnded) return;
+    this.hasEnded = true;
+    this.onEnd();
+  }
+
+  stats(): TailStats {
+    return { ...this.counters, nextSeq: this.nextSeq, feedMessagesDropped: this.buffer.droppedMessages };
+  }
+
+  private async *run(): AsyncGenerator<ConsumedEvent, void, undefined> {
+    const { shard } = this.options;
+    const signal = this.abort.signal;
+    let subscription: Subscription | null = null;
+    try {
+      // Subscribe before the first read: whatever becomes durable after it reaches the buffer.
+      subscription = this.context.transport.subscribe(this.context.subjects.shardFeed(shard), (message) => {
+        try {
+          const feed = decodeFeed(message.data);
+          if (feed.shard === shard) this.buffer.push(feed);
+        } catch {
+          this.counters.feedDecodeFailures++; // a lost message: the seq check finds the hole
+        }
+      });
+      if (this.options.fromTimestampNs !== undefined) this.nextSeq = await this.seek(this.options.fromTimestampNs, signal);
+      while (!signal.aborted) {
+        this.buffer.discardBefore(this.nextSeq);
+        const head = this.buffer.peek();
+        if (head !== undefined && head.firstSeq <= this.nextSeq) {
+          this.counters.switchesToFeed++;
+          yield* this.fromFeed(signal);
+          continue;
+        }
+        const page = await this.page(signal);
+        if (page === null) {
+          // Caught up with the disk: wait for the feed (or the next idle check).
+          await this.buffer.wait(this.settings.idlePollMs, signal);
+          continue;
+        }
+        for (const batch of page) {
+          for (const consumed of eventsFrom(shard, batch, this.nextSeq)) {
+            this.nextSeq = consumed.seq + 1;
+            this.counters.eventsFromPages++;
+            yield consumed;
+          }
+        }
+      }
+    } catch (error) {
+      if (signal.aborted && isLocalClosed(error)) return;
+      throw error;
+    } finally {
+      subscription?.unsubscribe();
+      this.abort.abort();
+      this.end();
+    }
+  }
+
+  /** Yields from buffered feed messages while they continue the sequence. */
+  private async *fromFeed(signal: AbortSignal): AsyncGenerator<ConsumedEvent, void, undefined> {
+    const { shard } = this.options;
+    while (!signal.aborted) {
+      this.buffer.discardBefore(this.nextSeq);
+      const message = this.buffer.peek();
+      if (message === undefined) {
+        if (await this.buffer.wait(this.settings.idlePollMs, signal)) continue;
+        return; // quiet: let the caller check the disk
+      }
+      if (message.firstSeq > this.nextSeq) {
+        this.counters.feedGaps++;
+        this.context.logger?.debug({ shard, nextSeq: this.nextSeq, feedSeq: message.firstSeq }, 'feed skipped seqs; reading from disk');
+        return;
+      }
+      this.buffer.shift();
+      this.counters.feedMessagesUsed++;
+      for (const consumed of eventsFrom(shard, message, this.nextSeq)) {
+        this.nextSeq = consumed.seq + 1;
+        this.counters.eventsFromFeed++;
+        yield consumed;
+      }
+    }
+  }
+
+  /** The next page's batches from nextSeq, or null when the disk has nothing newer. */
+  private async page(signal: AbortSignal): Promise<ReadBatch[] | null> {
+    const { shard } = this.options;
+    let reply;
+    try {
+      reply = await readPage(this.context, { shard, fromSeq: this.nextSeq, maxEvents: this.settings.pageEvents }, Number.POSITIVE_INFINITY, signal);
+    } catch (error) {
+      // Past the end of what this replica has (a lagging follower, or we read the feed of a
+      // leader ahead of it): nothing newer yet. Below the first seq on disk stays an error.
+      if (isTidelogError(error, 'OUT_OF_RANGE') && error.context.firstSeq === undefined && error.context.hwm !== undefined) return null;
+      throw error;
+    }
+    this.counters.pagesRead++;
+    const fresh = reply.batches.filter((batch) => endSeqOf(batch) > this.nextSeq);
+    return fresh.length === 0 ? null : fresh;
+  }
+
+  private async seek(timestampNs: bigint, signal: AbortSignal): Promise<number> {
+    const { shard } = this.options;
+    const request = encodeMessage({ v: 1, t: 'seek', shard, timestampNs });
+    const reply = await retrying(
+      async () => decodeReply(await requestBytes(this.context.transport, this.context.subjects.shardSeek(shard), request, this.context.requestTimeoutMs), 'sought'),
+      { ...this.context, deadlineMs: Number.POSITIVE_INFINITY, signal },
+    );
+    if (reply.shard !== shard) throw new TidelogError('DECODE_FAILED', `asked shard ${shard} to seek, got shard ${reply.shard}`);
+    return reply.seq;
+  }
+}

@@ -1,0 +1,312 @@
+// A node's configuration: one zod schema holds every field, bound and default, and everything
+// else is derived from it — the NodeConfig type, config/default.json (the defaults) and
+// config/node.schema.json (JSON Schema for editors; test/node/config.test.ts checks both files
+// are in sync and rewrites them with TIDELOG_WRITE_CONFIG=1).
+// Invariant: loadConfig returns a config that passed the schema, or throws CONFIG_INVALID
+// naming the field and where its bad value came from.
+//
+// Layers, each over the one before: defaults ← file (JSON) ← environment ← overrides (CLI
+// flags). Objects merge field by field; arrays, values and the `router` object replace.
+
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { DEFAULT_SIGNAL_SCHEMA_PATH } from '../crdt/index.ts';
+import { TidelogError } from '../errors.ts';
+import { ShardRouter } from '../shard-map.ts';
+import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS } from '../transport/messages.ts';
+import { DEFAULT_MAX_RUNS_PER_SESSION, DEFAULT_MAX_SESSIONS } from './session-store.ts';
+
+const U64_DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
+const NAMESPACE = /^[A-Za-z0-9_-]{1,64}$/;
+/** The value of `signals` that means the schema shipped with tidelog. */
+export const DEFAULT_SIGNALS = 'config/signals.json';
+
+const rangeSchema = z.strictObject({
+  shard: z.int().min(0).max(65535),
+  from: z.string().regex(U64_DECIMAL, 'must be a u64 as a decimal string'),
+  to: z.string().regex(U64_DECIMAL, 'must be a u64 as a decimal string'),
+});
+
+const routerSchema = z
+  .discriminatedUnion('strategy', [
+    z.strictObject({ strategy: z.literal('single') }),
+    z.strictObject({ strategy: z.literal('hash'), shards: z.int().min(1).max(65536) }),
+    z.strictObject({ strategy: z.literal('range'), ranges: z.array(rangeSchema).min(1).max(65536) }),
+  ])
+  .describe('How entities map to shards (src/shard-map.ts); the same on every node of a namespace.')
+  .superRefine((spec, context) => {
+    // Coverage of the range strategy (no gap, no overlap) needs the router's own check.
+    try {
+      ShardRouter.fromSpec(spec);
+    } catch (error) {
+      context.addIssue({ code: 'custom', message: (error as Error).message.replace(/^CONFIG_INVALID: router[^:]*: /, '') });
+    }
+  });
+
+export const nodeConfigSchema = z.strictObject({
+  $schema: z.string().optional().describe('Path or URL of this JSON Schema (for editors); ignored.'),
+  nodeId: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{0,64}$/, 'must be 0..64 of A-Z a-z 0-9 _ . -')
+    .default('')
+    .describe('Name of this node in status replies; empty: <hostname>-<pid>.'),
+  namespace: z
+    .string()
+    .regex(NAMESPACE, 'must be a NATS token: 1..64 of A-Z a-z 0-9 _ -')
+    .default('tidelog')
+    .describe('Subject prefix; nodes and clients of one cluster share it.'),
+  nats: z
+    .strictObject({
+      servers: z.array(z.string().min(1)).min(1).max(64).default(['nats://127.0.0.1:4222']),
+      embedded: z.boolean().default(false).describe('Start a nats-server (from PATH) on a free loopback port.'),
+    })
+    .prefault({}),
+  dataDir: z.string().min(1).default('data').describe('Directory of the WAL segments and checkpoints.'),
+  router: routerSchema.default({ strategy: 'single' }),
+  wal: z
+    .strictObject({
+      fsync: z.enum(['full', 'normal', 'off']).default('full').describe('full: ack after fdatasync; normal: sync every syncIntervalMs; off: never (tests).'),
+      segmentBytes: z.int().min(1).max(1 << 30).default(16 << 20),
+      batchMaxEvents: z.int().min(1).max(1 << 20).default(1000),
+      batchLingerMs: z.number().min(0).max(60_000).default(1),
+      dedupWindowMs: z.number().min(0).max(86_400_000).default(60_000),
+      dedupMaxEvents: z.int().min(1).max(1 << 26).default(1 << 20),
+      syncIntervalMs: z.int().min(1).max(3_600_000).default(100),
+      maxPendingEvents: z.int().min(1).max(1 << 28).default(1_000_000),
+    })
+    .prefault({})
+    .describe("The WAL's options (src/wal/wal.ts); the defaults are the WAL's."),
+  limits: z
+    .strictObject({
+      maxRequestEvents: z.int().min(1).max(1 << 20).default(DEFAULT_MAX_REQUEST_EVENTS),
+      maxRequestBytes: z.int().min(1024).max(64 << 20).default(DEFAULT_MAX_REQUEST_BYTES),
+      maxSessions: z.int().min(1).max(10_000_000).default(DEFAULT_MAX_SESSIONS).describe('Producer sessions remembered per shard.'),
+      maxRunsPerSession: z
+        .int()
+        .min(1)
+        .max(65_536)
+        .default(DEFAULT_MAX_RUNS_PER_SESSION)
+        .describe('Requests per producer whose seqs a retry gets back (and requests it may pipeline).'),
+    })
+    .prefault({}),
+  metrics: z
+    .strictObject({
+      port: z.int().min(0).max(65535).default(0).describe('Port of the Prometheus /metrics endpoint; 0: off.'),
+      host: z.string().min(1).default('127.0.0.1'),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+  signals: z
+    .string()
+    .min(1)
+    .default(DEFAULT_SIGNALS)
+    .describe(`Path of the signal schema; "${DEFAULT_SIGNALS}" is the one shipped with tidelog.`),
+});
+
+export type NodeConfig = z.output<typeof nodeConfigSchema>;
+/** What a file, the environment or CLI overrides may give: every field optional. */
+export type ConfigOverrides = z.input<typeof nodeConfigSchema>;
+
+interface EnvVariable {
+  path: string[];
+  parse: (text: string) => unknown;
+}
+
+const asText = (text: string): unknown => text;
+/** A number when the text is one, else the text (so the schema reports what is wrong). */
+const asNumber = (text: string): unknown => (text.trim() !== '' && Number.isFinite(Number(text)) ? Number(text) : text);
+const asBoolean = (text: string): unknown =>
+  ['true', '1', 'yes'].includes(text.toLowerCase()) ? true : ['false', '0', 'no'].includes(text.toLowerCase()) ? false : text;
+const asList = (text: string): unknown =>
+  text
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+
+/** The environment variables loadConfig reads, and the field each sets. */
+export const CONFIG_ENV: Readonly<Record<string, EnvVariable>> = {
+  TIDELOG_NODE_ID: { path: ['nodeId'], parse: asText },
+  TIDELOG_NAMESPACE: { path: ['namespace'], parse: asText },
+  TIDELOG_NATS_SERVERS: { path: ['nats', 'servers'], parse: asList },
+  TIDELOG_NATS_EMBEDDED: { path: ['nats', 'embedded'], parse: asBoolean },
+  TIDELOG_DATA_DIR: { path: ['dataDir'], parse: asText },
+  TIDELOG_FSYNC: { path: ['wal', 'fsync'], parse: asText },
+  TIDELOG_METRICS_PORT: { path: ['metrics', 'port'], parse: asNumber },
+  TIDELOG_METRICS_HOST: { path: ['metrics', 'host'], parse: asText },
+  TIDELOG_LOG_LEVEL: { path: ['log', 'level'], parse: asText },
+  TIDELOG_SIGNALS: { path: ['signals'], parse: asText },
+};
+
+/** Fields whose object value replaces the one below it instead of merging into it. */
+const ATOMIC_PATHS = new Set(['router']);
+
+export interface LoadConfigOptions {
+  /** A JSON config file. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** CLI flags, applied last. */
+  overrides?: ConfigOverrides;
+}
+
+type Sources = Map<string, string>;
+
+/**
+ * The effective config: defaults ← file ← env ← overrides. The default `signals` resolves to
+ * the schema shipped with tidelog. CONFIG_INVALID, naming field and source, when invalid.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): NodeConfig {
+  const { file, env = process.env, overrides = {} } = options;
+  const merged: Record<string, unknown> = {};
+  const sources: Sources = new Map();
+  if (file !== undefined) mergeLayer(merged, readConfigFile(file), `file ${file}`, sources, []);
+  for (const [name, variable] of Object.entries(CONFIG_ENV)) {
+    const text = env[name];
+    if (text === undefined) continue;
+    mergeLayer(merged, nest(variable.path, variable.parse(text)), `env ${name}`, sources, []);
+  }
+  if (!isPlainObject(overrides)) throw new TidelogError('CONFIG_INVALID', 'overrides must be an object', { details: { source: 'flag' } });
+  mergeLayer(merged, overrides, 'flag', sources, []);
+  const result = nodeConfigSchema.safeParse(merged);
+  if (!result.success) throw configError(result.error.issues, sources);
+  const config = result.data;
+  if (config.signals === DEFAULT_SIGNALS && !sources.has('signals')) config.signals = DEFAULT_SIGNAL_SCHEMA_PATH;
+  return config;
+}
+
+/** Every default (what config/default.json holds). */
+export function defaultConfig(): NodeConfig {
+  return nodeConfigSchema.parse({});
+}
+
+/** The JSON Schema of a config file (what config/node.schema.json holds). */
+export function nodeConfigJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(nodeConfigSchema, { io: 'input' }) as Record<string, unknown>;
+}
+
+/** The generated files under config/, by path relative to the repository, as written. */
+export function configArtifacts(): Record<string, string> {
+  const defaults = { $schema: './node.schema.json', ...defaultConfig() };
+  return {
+    'config/default.json': `${JSON.stringify(defaults, null, 2)}\n`,
+    'config/node.schema.json': `${JSON.stringify(nodeConfigJsonSchema(), null, 2)}\n`,
+  };
+}
+
+export function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new TidelogError('CONFIG_INVALID', `cannot read config file ${file}`, { cause, details: { source: `file ${file}` } });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new TidelogError('CONFIG_INVALID', `config file ${file} is not valid JSON`, { cause, details: { source: `file ${file}` } });
+  }
+  if (!isPlainObject(json)) {
+    throw new TidelogError('CONFIG_INVALID', `config file ${file} must hold a JSON object`, { details: { source: `file ${file}` } });
+  }
+  return json;
+}
+
+// ---- layers ----
+
+function mergeLayer(target: Record<string, unknown>, layer: Record<string, unknown>, source: string, sources: Sources, path: string[]): void {
+  for (const [key, value] of Object.entries(layer)) {
+    if (value === undefined) continue;
+    const fieldPath = [...path, key];
+    const name = fieldPath.join('.');
+    if (key === '__proto__') {
+      throw new TidelogError('CONFIG_INVALID', `${name}: unknown field (from ${source})`, { details: { path: name, source } });
+    }
+    const existing = target[key];
+    if (isPlainObject(value) && !ATOMIC_PATHS.has(name)) {
+      const child = isPlainObject(existing) ? existing : {};
+      target[key] = child;
+      if (!isPlainObject(existing)) sources.set(name, source);
+      mergeLayer(child, value, source, sources, fieldPath);
+    } else {
+      target[key] = value;
+      for (const known of [...sources.keys()]) if (known.startsWith(`${name}.`)) sources.delete(known);
+      sources.set(name, source);
+    }
+  }
+}
+
+function nest(path: readonly string[], value: unknown): Record<string, unknown> {
+  let result: unknown = value;
+  for (let index = path.length - 1; index >= 0; index--) result = { [path[index]]: result };
+  return result as Record<string, unknown>;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+// ---- errors ----
+
+interface ConfigProblem {
+  path: string;
+  message: string;
+  source: string;
+}
+
+function configError(issues: readonly z.core.$ZodIssue[], sources: Sources): TidelogError {
+  const problems: ConfigProblem[] = [];
+  for (const issue of issues) {
+    const base = issue.path.map(String);
+    const paths = issue.code === 'unrecognized_keys' ? issue.keys.map((key) => [...base, key]) : [base];
+    for (const path of paths) {
+      const name = path.length === 0 ? '(root)' : formatPath(path);
+      problems.push({ path: name, message: describeIssue(issue), source: sourceOf(path, sources) });
+    }
+  }
+  const text = problems.map((problem) => `${problem.path}: ${problem.message} (from ${problem.source})`).join('; ');
+  return new TidelogError('CONFIG_INVALID', text, {
+    details: { path: problems[0]?.path, source: problems[0]?.source, problems },
+  });
+}
+
+function formatPath(path: readonly string[]): string {
+  return path.map((part, index) => (/^\d+$/.test(part) ? `[${part}]` : index === 0 ? part : `.${part}`)).join('');
+}
+
+/** The layer that set the field (or the nearest enclosing one), else the defaults. */
+function sourceOf(path: readonly string[], sources: Sources): string {
+  for (let length = path.length; length > 0; length--) {
+    const source = sources.get(path.slice(0, length).join('.'));
+    if (source !== undefined) return source;
+  }
+  return 'defaults';
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'too_big':
+      return bound(issue.origin, issue.inclusive === false ? '<' : '≤', issue.maximum);
+    case 'too_small':
+      return bound(issue.origin, issue.inclusive === false ? '>' : '≥', issue.minimum);
+    case 'invalid_type':
+      return issue.expected === 'int' ? 'must be an integer' : `must be ${issue.expected === 'array' ? 'an' : 'a'} ${issue.expected}`;
+    case 'invalid_value':
+      return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;
+    case 'unrecognized_keys':
+      return 'unknown field';
+    case 'invalid_union':
+      return issue.message.startsWith('Invalid discriminator') ? 'strategy must be "single", "hash" or "range"' : issue.message;
+    default:
+      return issue.message;
+  }
+}
+
+function bound(origin: string, relation: string, limit: number | bigint): string {
+  if (origin === 'array') return `must have ${relation} ${String(limit)} items`;
+  if (origin === 'string') return `must have ${relation} ${String(limit)} characters`;
+  return `must be ${relation} ${String(limit)}`;
+}

@@ -1,0 +1,119 @@
+// Prometheus metrics of one node, on a registry of its own (several nodes can share a process
+// in tests) and served on GET /metrics by a small HTTP server bound to loopback by default.
+// Hot-path counters are plain increments; gauges that mirror WAL state are read at scrape
+// time (collect), so serving metrics costs nothing between scrapes.
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { TidelogError } from '../errors.ts';
+
+export interface ShardGaugeSource {
+  shard: number;
+  lastSeq: number;
+  durableSeq: number;
+  checkpointSeq: number;
+  pendingEvents: number;
+  sessions: number;
+  entities: number;
+  fsyncP50Us: number;
+  fsyncP99Us: number;
+}
+
+export class NodeMetrics {
+  readonly registry = new Registry();
+  readonly eventsAppended: Counter<'shard'>;
+  readonly duplicatesSkipped: Counter<'shard'>;
+  readonly requests: Counter<'endpoint' | 'outcome'>;
+  readonly requestErrors: Counter<'endpoint' | 'code'>;
+  readonly requestEvents: Histogram;
+  readonly appendLatency: Histogram<'shard'>;
+  private server: Server | null = null;
+
+  constructor(nodeId: string, shardSource: () => ShardGaugeSource[]) {
+    this.registry.setDefaultLabels({ node: nodeId });
+    const registers = [this.registry];
+    this.eventsAppended = new Counter({
+      name: 'tidelog_events_appended_total',
+      help: 'Events made durable (content duplicates excluded)',
+      labelNames: ['shard'],
+      registers,
+    });
+    this.duplicatesSkipped = new Counter({
+      name: 'tidelog_events_duplicate_total',
+      help: 'Events answered with seq 0 by the content dedup window',
+      labelNames: ['shard'],
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'tidelog_requests_total',
+      help: 'Requests answered, by endpoint and outcome (new, replayed, applied, ok)',
+      labelNames: ['endpoint', 'outcome'],
+      registers,
+    });
+    this.requestErrors = new Counter({
+      name: 'tidelog_request_errors_total',
+      help: 'Requests answered with an error, by stable error code',
+      labelNames: ['endpoint', 'code'],
+      registers,
+    });
+    this.requestEvents = new Histogram({
+      name: 'tidelog_append_request_events',
+      help: 'Events per append request (the batch size producers send)',
+      buckets: [1, 10, 100, 500, 1000, 2000, 5000, 10_000, 65_536],
+      registers,
+    });
+    this.appendLatency = new Histogram({
+      name: 'tidelog_append_latency_seconds',
+      help: 'Append request received → durable ack sent',
+      labelNames: ['shard'],
+      buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+      registers,
+    });
+    const shardGauge = (name: string, help: string, read: (source: ShardGaugeSource) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['shard'],
+        registers,
+        collect() {
+          for (const source of shardSource()) this.set({ shard: String(source.shard) }, read(source));
+        },
+      });
+    };
+    shardGauge('tidelog_shard_last_seq', 'Highest seq assigned', (s) => s.lastSeq);
+    shardGauge('tidelog_shard_durable_seq', 'Highest seq durable (fdatasync done)', (s) => s.durableSeq);
+    shardGauge('tidelog_shard_checkpoint_seq', 'Seq of the last checkpoint', (s) => s.checkpointSeq);
+    shardGauge('tidelog_shard_queue_depth_events', 'Events accepted but not yet durable', (s) => s.pendingEvents);
+    shardGauge('tidelog_shard_sessions', 'Producer sessions remembered', (s) => s.sessions);
+    shardGauge('tidelog_shard_entities', 'Entities in the CRDT signal state', (s) => s.entities);
+    shardGauge('tidelog_fsync_p50_microseconds', 'fdatasync latency p50 since start', (s) => s.fsyncP50Us);
+    shardGauge('tidelog_fsync_p99_microseconds', 'fdatasync latency p99 since start', (s) => s.fsyncP99Us);
+  }
+
+  /** Serves GET /metrics; port 0 picks a free one. Resolves with the bound port. */
+  async listen(port: number, host: string): Promise<number> {
+    const server = createServer((request, response) => {
+      if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
+        response.writeHead(404).end('not found: try GET /metrics\n');
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        (error: unknown) => response.writeHead(500).end(String(error)),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (cause) => reject(new TidelogError('IO_ERROR', `metrics: cannot listen on ${host}:${port}`, { cause })));
+      server.listen(port, host, () => resolve());
+    });
+    this.server = server;
+    return (server.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

@@ -1,0 +1,235 @@
+// The node's endpoints: decode a request, hand it to the shard host(s), encode the answer.
+// Invariants: every request that carries a reply subject gets exactly one answer — a reply or
+// an ErrorReply with a stable code — and nothing a request does can stop the node: a decode
+// failure, a bad value or a failed shard is answered and counted, never thrown past here.
+// Requests in flight are bounded (maxInFlightRequests → OVERLOADED).
+
+import type { Logger } from 'pino';
+import { TidelogError, isTidelogError } from '../errors.ts';
+import { EVENT_BYTES } from '../event.ts';
+import type { ShardRouter } from '../shard-map.ts';
+import { decodeRequest, encodeMessage, errorReply, routeOf } from '../transport/codec.ts';
+import type {
+  AckPart,
+  AppendReply,
+  InfoReply,
+  ReadReply,
+  SeekReply,
+  StateReply,
+  StatusReply,
+  Subjects,
+} from '../transport/messages.ts';
+import type { Subscription, Transport, TransportMessage } from '../transport/transport.ts';
+import type { NodeMetrics } from './metrics.ts';
+import type { ShardHost } from './shard-host.ts';
+
+export interface RequestLimits {
+  maxRequestEvents: number;
+  maxRequestBytes: number;
+  maxInFlightRequests: number;
+}
+
+export interface EndpointContext {
+  transport: Transport;
+  subjects: Subjects;
+  router: ShardRouter;
+  limits: RequestLimits;
+  metrics: NodeMetrics;
+  logger: Logger;
+  /** The local host serving `shard`, or the error to answer with (unknown, failed, not led). */
+  hostFor(shard: number): ShardHost | TidelogError;
+  /** A shard's lane failed under a request: the supervisor takes it out of service. */
+  shardFailed(shard: number, error: Error): void;
+  info(): InfoReply;
+  status(): StatusReply;
+}
+
+type Endpoint = 'append' | 'shard-append' | 'read' | 'seek' | 'state' | 'info' | 'status';
+
+/** Subscribes every endpoint; returns the function that unsubscribes them. */
+export function serveEndpoints(context: EndpointContext): () => void {
+  const { transport, subjects, router } = context;
+  let inFlight = 0;
+  const subscriptions: Subscription[] = [];
+
+  const answer = (endpoint: Endpoint, message: TransportMessage, handle: () => Promise<Uint8Array> | Uint8Array): void => {
+    const reply = message.reply;
+    if (reply === null) {
+      // Nobody to tell the outcome to: doing the work would only hide a client bug.
+      context.metrics.requestErrors.inc({ endpoint, code: 'NO_REPLY_SUBJECT' });
+      return;
+    }
+    if (inFlight >= context.limits.maxInFlightRequests) {
+      send(endpoint, reply, new TidelogError('OVERLOADED', `node has ${inFlight} requests in flight, limit ${context.limits.maxInFlightRequests}`));
+      return;
+    }
+    inFlight++;
+    let result: Promise<Uint8Array>;
+    try {
+      result = Promise.resolve(handle());
+    } catch (error) {
+      result = Promise.reject(error as Error);
+    }
+    result.then(
+      (bytes) => {
+        inFlight--;
+        publishReply(reply, bytes);
+      },
+      (error: unknown) => {
+        inFlight--;
+        send(endpoint, reply, error);
+      },
+    );
+  };
+
+  const publishReply = (reply: string, bytes: Uint8Array): void => {
+    try {
+      transport.publish(reply, bytes);
+    } catch (error) {
+      // Closed or disconnected beyond the client's buffer: the requester times out and retries.
+      context.logger.debug({ err: error }, 'reply not sent');
+    }
+  };
+
+  const send = (endpoint: Endpoint, reply: string, error: unknown): void => {
+    const wire = errorReply(error);
+    context.metrics.requestErrors.inc({ endpoint, code: wire.code });
+    if (!isTidelogError(error)) context.logger.error({ err: error, endpoint }, 'request failed unexpectedly');
+    publishReply(reply, encodeMessage(wire));
+  };
+
+  const appendToShard = async (shard: number, packed: Uint8Array, request: Parameters<ShardHost['append']>[1]) => {
+    const host = context.hostFor(shard);
+    if (host instanceof TidelogError) throw host;
+    const startedNs = process.hrtime.bigint();
+    try {
+      const outcome = await host.append(packed, request);
+      context.metrics.eventsAppended.inc({ shard: String(shard) }, outcome.written);
+      if (outcome.outcome === 'new') {
+        const duplicates = packed.byteLength / EVENT_BYTES - outcome.written;
+        if (duplicates > 0) context.metrics.duplicatesSkipped.inc({ shard: String(shard) }, duplicates);
+      }
+      context.metrics.appendLatency.observe({ shard: String(shard) }, Number(process.hrtime.bigint() - startedNs) / 1e9);
+      return { part: { shard, epoch: host.epoch, runs: outcome.runs } satisfies AckPart, outcome: outcome.outcome };
+    } catch (error) {
+      if (host.failure !== null) context.shardFailed(shard, host.failure);
+      throw error;
+    }
+  };
+
+  const subscribe = (subject: string, queue: string | undefined, handler: (message: TransportMessage) => void): void => {
+    subscriptions.push(transport.subscribe(subject, handler, queue === undefined ? undefined : { queue }));
+  };
+
+  subscribe(subjects.append, subjects.nodesQueue, (message) =>
+    answer('append', message, async () => {
+      const request = decodeRequest(message.data, 'append', context.limits);
+      if (request.session !== undefined) {
+        throw new TidelogError('BAD_REQUEST', `sessions are per shard: send them to ${subjects.shardAppend(0).replace('.0.', '.<n>.')}`);
+      }
+      context.metrics.requestEvents.observe(request.events.byteLength / EVENT_BYTES);
+      const split = router.split(request.events);
+      const results = await Promise.all(split.shards.map((shard, index) => appendToShard(shard, split.parts[index], undefined)));
+      const reply: AppendReply = { v: 1, t: 'appended', parts: results.map((result) => result.part), outcome: 'new' };
+      if (split.route !== null) reply.route = routeOf(split.route);
+      context.metrics.requests.inc({ endpoint: 'append', outcome: 'new' });
+      return encodeMessage(reply);
+    }),
+  );
+
+  for (const shard of router.shards) {
+    subscribe(subjects.shardAppend(shard), subjects.shardQueue(shard), (message) =>
+      answer('shard-append', message, async () => {
+        const request = decodeRequest(message.data, 'append', context.limits);
+        if (request.shard !== shard) {
+          throw new TidelogError('WRONG_SHARD', `request names shard ${String(request.shard)} on the subject of shard ${shard}`, {
+            details: { shard, requested: request.shard ?? null },
+          });
+        }
+        checkEventsRouteTo(router, request.events, shard);
+        context.metrics.requestEvents.observe(request.events.byteLength / EVENT_BYTES);
+        const { part, outcome } = await appendToShard(shard, request.events, request.session);
+        context.metrics.requests.inc({ endpoint: 'shard-append', outcome });
+        const reply: AppendReply = { v: 1, t: 'appended', parts: [part], outcome };
+        return encodeMessage(reply);
+      }),
+    );
+    subscribe(subjects.shardRead(shard), subjects.shardQueue(shard), (message) =>
+      answer('read', message, async () => {
+        const request = decodeRequest(message.data, 'read', context.limits);
+        if (request.shard !== shard) throw new TidelogError('WRONG_SHARD', `read names shard ${request.shard} on the subject of shard ${shard}`);
+        const host = context.hostFor(shard);
+        if (host instanceof TidelogError) throw host;
+        const page = await host.read(request.fromSeq, request.maxEvents);
+        const reply: ReadReply = { v: 1, t: 'batches', shard, ...page };
+        context.metrics.requests.inc({ endpoint: 'read', outcome: 'ok' });
+        return encodeMessage(reply);
+      }),
+    );
+    subscribe(subjects.shardSeek(shard), subjects.shardQueue(shard), (message) =>
+      answer('seek', message, async () => {
+        const request = decodeRequest(message.data, 'seek', context.limits);
+        if (request.shard !== shard) throw new TidelogError('WRONG_SHARD', `seek names shard ${request.shard} on the subject of shard ${shard}`);
+        const host = context.hostFor(shard);
+        if (host instanceof TidelogError) throw host;
+        const reply: SeekReply = { v: 1, t: 'sought', shard, seq: await host.seek(request.timestampNs) };
+        context.metrics.requests.inc({ endpoint: 'seek', outcome: 'ok' });
+        return encodeMessage(reply);
+      }),
+    );
+  }
+
+  subscribe(subjects.state, subjects.nodesQueue, (message) =>
+    answer('state', message, () => {
+      const request = decodeRequest(message.data, 'state', context.limits);
+      const entityId = BigInt(request.entityId);
+      const shard = router.shardOf(entityId);
+      const host = context.hostFor(shard);
+      if (host instanceof TidelogError) throw host;
+      const reply: StateReply = {
+        v: 1,
+        t: 'entity',
+        entityId: request.entityId,
+        shard,
+        appliedSeq: host.state.appliedSeq,
+        signals: host.query(entityId, request.signalTypes),
+      };
+      context.metrics.requests.inc({ endpoint: 'state', outcome: 'ok' });
+      return encodeMessage(reply);
+    }),
+  );
+
+  subscribe(subjects.info, subjects.nodesQueue, (message) =>
+    answer('info', message, () => {
+      decodeRequest(message.data, 'info', context.limits);
+      context.metrics.requests.inc({ endpoint: 'info', outcome: 'ok' });
+      return encodeMessage(context.info());
+    }),
+  );
+
+  // Status goes to every node (no queue group), so `tidelog status` sees the whole cluster.
+  subscribe(subjects.status, undefined, (message) =>
+    answer('status', message, () => {
+      decodeRequest(message.data, 'status', context.limits);
+      context.metrics.requests.inc({ endpoint: 'status', outcome: 'ok' });
+      return encodeMessage(context.status());
+    }),
+  );
+
+  return () => {
+    for (const subscription of subscriptions) subscription.unsubscribe();
+  };
+}
+
+/** A per-shard request must hold only that shard's events (a stale client shard map). */
+function checkEventsRouteTo(router: ShardRouter, packed: Uint8Array, shard: number): void {
+  const count = packed.byteLength / EVENT_BYTES;
+  for (let index = 0; index < count; index++) {
+    const actual = router.shardOfPacked(packed, index);
+    if (actual !== shard) {
+      throw new TidelogError('WRONG_SHARD', `event ${index} routes to shard ${actual}, not ${shard}`, {
+        details: { index, shard, actual },
+      });
+    }
+  }
+}

@@ -1,0 +1,395 @@
+// Producer sessions of one shard: the idempotency store. A producer tags each per-shard append
+// with (producerId, sessionEpoch, requestSeq); the store says whether to append it, answer a
+// retry with the original seqs, or refuse it (a gap, a fenced epoch).
+// Invariant: the durable part (sessions) changes only through applyNote, i.e. only from notes
+// that are in the log, in log order; so every replica of the shard and every recovery of it
+// holds the same sessions and encodes them to the same bytes. What is only in flight lives
+// beside it (flights) and is never snapshotted.
+//
+// Per session, durable:
+//   sessionEpoch   the newest epoch noted; a higher one resets the session (requestSeq 1)
+//   hwm            the highest requestSeq noted
+//   floor          requestSeqs ≤ floor were noted and forgotten: a retry is answered 'applied'
+//                  (0 when a session starts: the store never claims what it has not seen)
+//   recent         requestSeq → runs for the newest noted requests in (floor, hwm], at most
+//                  maxRunsPerSession of them; the lowest requestSeq is forgotten first
+//                  (floor rises to it), because retries are of recent requests.
+// A requestSeq in (floor, hwm] that `recent` lacks was never noted: it is a request whose
+// append failed while later pipelined ones succeeded, so a retry of it is appended. That is
+// why eviction goes by requestSeq, not by access, and why in-flight requests per session are
+// bounded by maxRunsPerSession too: a failed request stays inside the window while the ones
+// pipelined behind it land. Answering 'applied' for a request that never landed would lose
+// it; appending a forgotten one again is the lesser failure, so every doubt goes that way.
+//
+// Sessions are kept in order of their last note and the least recently noted is forgotten
+// past maxSessions; runs remembered across all sessions are bounded by maxRememberedRuns
+// (the oldest request of the least recently noted session goes first). Once a session was
+// forgotten, an unknown producer whose requestSeq is above 1 is accepted (it may be one we
+// forgot): idempotency is then best-effort for producers idle long enough to be evicted — a
+// retry of a request older than what is remembered may be appended twice, and an evicted
+// producer's stale epoch is no longer fenced.
+
+import { deferred, type Deferred } from '../deferred.ts';
+import { TidelogError } from '../errors.ts';
+import type { SessionTag } from '../transport/messages.ts';
+import { checkSessionNumbers, decodeSessionNote, producerIdBytes, runsEventCount, type SessionNote } from './session-note.ts';
+import { decodeSessionSnapshot, encodeSessionSnapshot, type SessionRecord } from './session-snapshot.ts';
+
+export interface SessionLimits {
+  /** Sessions remembered per shard (default 100 000); the least recently noted goes first. */
+  maxSessions?: number;
+  /** Requests whose runs one session remembers, and requests it may have in flight (default 64). */
+  maxRunsPerSession?: number;
+  /** Runs ([seq, length] pairs) remembered across all sessions (default 1 048 576). */
+  maxRememberedRuns?: number;
+  /** Retries that may wait on one in-flight request (default 16). */
+  maxWaitersPerRequest?: number;
+}
+
+export const DEFAULT_MAX_SESSIONS = 100_000;
+export const DEFAULT_MAX_RUNS_PER_SESSION = 64;
+export const DEFAULT_MAX_REMEMBERED_RUNS = 1 << 20;
+export const DEFAULT_MAX_WAITERS_PER_REQUEST = 16;
+
+export type BeginResult =
+  /** New: append it with a session note; the note's durability settles everything else. */
+  | { kind: 'append' }
+  /** A retry of a remembered request: answer with its original runs. */
+  | { kind: 'replay'; runs: number[] }
+  /** A retry of a request applied once but forgotten since. */
+  | { kind: 'applied' }
+  /** The same request is in flight: resolves with its runs once durable, rejects if it fails. */
+  | { kind: 'pending'; promise: Promise<number[]> };
+
+interface InFlightRequest {
+  eventCount: number | undefined;
+  waiters: Deferred<number[]>[];
+}
+
+/** A producer's requests being appended now (volatile: leader only, never snapshotted). */
+interface Flight {
+  epoch: number;
+  requests: Map<number, InFlightRequest>;
+  highest: number;
+}
+
+export class SessionStore {
+  readonly maxSessions: number;
+  readonly maxRunsPerSession: number;
+  readonly maxRememberedRuns: number;
+  readonly maxWaitersPerRequest: number;
+  /** Least recently noted first. */
+  private readonly sessions = new Map<string, SessionRecord>();
+  /** The sessions holding runs, in the same order (eviction under maxRememberedRuns). */
+  private readonly withRuns = new Set<SessionRecord>();
+  private readonly flights = new Map<string, Flight>();
+  private rememberedRuns = 0;
+  private evicted = 0;
+
+  constructor(limits: SessionLimits = {}) {
+    this.maxSessions = positive(limits.maxSessions ?? DEFAULT_MAX_SESSIONS, 'maxSessions');
+    this.maxRunsPerSession = positive(limits.maxRunsPerSession ?? DEFAULT_MAX_RUNS_PER_SESSION, 'maxRunsPerSession');
+    this.maxRememberedRuns = positive(limits.maxRememberedRuns ?? DEFAULT_MAX_REMEMBERED_RUNS, 'maxRememberedRuns');
+    this.maxWaitersPerRequest = positive(limits.maxWaitersPerRequest ?? DEFAULT_MAX_WAITERS_PER_REQUEST, 'maxWaitersPerRequest');
+  }
+
+  /** Sessions remembered (for metrics). */
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  /** Sessions forgotten so far to stay within the limits. */
+  get evictedSessions(): number {
+    return this.evicted;
+  }
+
+  /** Runs remembered across all sessions. */
+  get runCount(): number {
+    return this.rememberedRuns;
+  }
+
+  /** Requests being appended now, all producers together. */
+  get inFlightRequests(): number {
+    let total = 0;
+    for (const flight of this.flights.values()) total += flight.requests.size;
+    return total;
+  }
+
+  /**
+   * Decides what to do with a tagged request of `eventCount` events (when given, a retry
+   * whose event count differs from the original's is BAD_REQUEST: a reused requestSeq).
+   * Throws PRODUCER_FENCED for an epoch below the newest seen, SEQUENCE_GAP for a requestSeq
+   * beyond the next one (or a new epoch not starting at 1), OVERLOADED past a bound.
+   * After 'append' the caller appends with the note, and calls `abandon` if that fails.
+   */
+  begin(tag: SessionTag, eventCount?: number): BeginResult {
+    producerIdBytes(tag.producerId);
+    checkSessionNumbers(tag);
+    const { producerId, sessionEpoch, requestSeq } = tag;
+    const session = this.sessions.get(producerId);
+    let flight = this.flights.get(producerId);
+    const knownEpoch = Math.max(session?.epoch ?? -1, flight?.epoch ?? -1);
+    if (sessionEpoch < knownEpoch) {
+      throw new TidelogError('PRODUCER_FENCED', `producer ${producerId}: epoch ${sessionEpoch} is fenced by epoch ${knownEpoch}`, {
+        details: { producerId, sessionEpoch, currentEpoch: knownEpoch },
+      });
+    }
+    if (flight !== undefined && flight.epoch < sessionEpoch) {
+      // A restarted producer: retries of the old instance's requests are fenced now. The
+      // old appends themselves still land; their notes are older than the new epoch's.
+      this.fenceFlight(producerId, flight, sessionEpoch);
+      flight = undefined;
+    }
+    const inFlight = flight?.requests.get(requestSeq);
+    if (inFlight !== undefined) {
+      checkRetryCount(tag, inFlight.eventCount, eventCount);
+      if (inFlight.waiters.length >= this.maxWaitersPerRequest) {
+        throw new TidelogError('OVERLOADED', `producer ${producerId}: ${inFlight.waiters.length} retries already wait for request ${requestSeq}`, {
+          details: { producerId, requestSeq },
+        });
+      }
+      const waiter = deferred<number[]>();
+      inFlight.waiters.push(waiter);
+      return { kind: 'pending', promise: waiter.promise };
+    }
+    const durable = session !== undefined && session.epoch === sessionEpoch ? session : undefined;
+    if (durable !== undefined && requestSeq <= durable.hwm) {
+      const runs = durable.recent.get(requestSeq);
+      if (runs !== undefined) {
+        if (eventCount !== undefined) checkRetryCount(tag, runsEventCount(runs), eventCount);
+        return { kind: 'replay', runs: runs.slice() };
+      }
+      if (requestSeq <= durable.floor) return { kind: 'applied' };
+      // Inside the window but never noted: its append failed; this retry appends it.
+      return this.startAppend(producerId, sessionEpoch, requestSeq, eventCount, flight);
+    }
+    if (durable === undefined && flight === undefined) {
+      // The epoch's first request as far as the store knows.
+      const mayBeForgotten = session === undefined && this.evicted > 0;
+      if (requestSeq !== 1 && !mayBeForgotten) throw gap(tag, 1);
+    } else {
+      const highest = Math.max(durable?.hwm ?? 0, flight?.highest ?? 0);
+      if (requestSeq > highest + 1) throw gap(tag, highest + 1);
+    }
+    return this.startAppend(producerId, sessionEpoch, requestSeq, eventCount, flight);
+  }
+
+  /**
+   * An 'append' whose WAL append failed: retries waiting on it reject with `error`, and the
+   * requestSeq may be sent again. A no-op once its note was applied.
+   */
+  abandon(tag: SessionTag, error: Error): void {
+    const flight = this.flights.get(tag.producerId);
+    if (flight === undefined || flight.epoch !== tag.sessionEpoch) return;
+    const request = flight.requests.get(tag.requestSeq);
+    if (request === undefined) return;
+    this.dropRequest(tag.producerId, flight, tag.requestSeq);
+    for (const waiter of request.waiters) waiter.reject(error);
+  }
+
+  /** The lane failed or closes: every in-flight request is abandoned with `error`. */
+  failInFlight(error: Error): void {
+    const flights = [...this.flights.values()];
+    this.flights.clear();
+    for (const flight of flights) {
+      for (const request of flight.requests.values()) for (const waiter of request.waiters) waiter.reject(error);
+    }
+  }
+
+  /**
+   * Folds one durable note (live from the WAL, or replayed in recovery or on a follower):
+   * advances the session and settles retries waiting on the request. Idempotent: a note
+   * already folded changes nothing. DECODE_FAILED for bytes that are not a note.
+   */
+  applyNote(bytes: Uint8Array): void {
+    this.applyDecodedNote(decodeSessionNote(bytes));
+  }
+
+  applyDecodedNote(note: SessionNote): void {
+    this.recordNote(note);
+    this.settleFlight(note);
+  }
+
+  /** The durable sessions as canonical bytes (layout: session-snapshot.ts). */
+  encode(): Uint8Array {
+    return encodeSessionSnapshot(this.evicted, this.sessions.values());
+  }
+
+  /**
+   * Replaces the durable sessions with a snapshot (empty bytes: no sessions); requests in
+   * flight are abandoned with CLOSED. DECODE_FAILED when the bytes are not a valid snapshot.
+   * A snapshot holding more than this store's limits is cut to them as the limits would have.
+   */
+  restore(bytes: Uint8Array): void {
+    const decoded = bytes.byteLength === 0 ? { evictedSessions: 0, sessions: [] } : decodeSessionSnapshot(bytes);
+    this.failInFlight(new TidelogError('CLOSED', 'the session store was restored from a snapshot'));
+    this.sessions.clear();
+    this.withRuns.clear();
+    this.rememberedRuns = 0;
+    this.evicted = decoded.evictedSessions;
+    for (const session of decoded.sessions) {
+      this.sessions.set(session.producerId, session);
+      if (session.runCount > 0) this.withRuns.add(session);
+      this.rememberedRuns += session.runCount;
+      this.trimSession(session);
+    }
+    this.enforceLimits();
+  }
+
+  // ---- durable state ----
+
+  private recordNote(note: SessionNote): void {
+    const { producerId, sessionEpoch, requestSeq } = note;
+    let session = this.sessions.get(producerId);
+    if (session !== undefined && sessionEpoch < session.epoch) return; // a fenced epoch's late note
+    if (session === undefined || sessionEpoch > session.epoch) {
+      if (session !== undefined) this.forgetSession(session);
+      // Requests below the epoch's first noted one were never noted (their appends failed),
+      // or were forgotten with an evicted session: a retry of one is appended, since answering
+      // 'applied' for a request that never landed would lose it.
+      session = {
+        producerId,
+        producerBytes: producerIdBytes(producerId),
+        epoch: sessionEpoch,
+        hwm: 0,
+        floor: 0,
+        recent: new Map(),
+        recentSeqs: [],
+        runCount: 0,
+      };
+    } else if (requestSeq <= session.floor || session.recent.has(requestSeq)) {
+      return; // already folded
+    } else {
+      this.sessions.delete(producerId);
+      this.withRuns.delete(session);
+    }
+    this.sessions.set(producerId, session);
+    insertSorted(session.recentSeqs, requestSeq);
+    session.recent.set(requestSeq, note.runs.slice());
+    session.runCount += note.runs.length / 2;
+    this.rememberedRuns += note.runs.length / 2;
+    if (requestSeq > session.hwm) session.hwm = requestSeq;
+    this.withRuns.add(session);
+    this.trimSession(session);
+    this.enforceLimits();
+  }
+
+  private trimSession(session: SessionRecord): void {
+    while (session.recentSeqs.length > this.maxRunsPerSession) this.forgetOldest(session);
+  }
+
+  private enforceLimits(): void {
+    while (this.sessions.size > this.maxSessions) {
+      const oldest = this.sessions.values().next().value as SessionRecord;
+      this.forgetSession(oldest);
+      this.evicted++;
+    }
+    while (this.rememberedRuns > this.maxRememberedRuns) {
+      const oldest = this.withRuns.values().next().value as SessionRecord;
+      this.forgetOldest(oldest);
+    }
+  }
+
+  /** Forgets the session's lowest remembered request; the floor rises to it. */
+  private forgetOldest(session: SessionRecord): void {
+    const requestSeq = session.recentSeqs.shift() as number;
+    const runs = session.recent.get(requestSeq) as number[];
+    session.recent.delete(requestSeq);
+    session.runCount -= runs.length / 2;
+    this.rememberedRuns -= runs.length / 2;
+    if (requestSeq > session.floor) session.floor = requestSeq;
+    if (session.recentSeqs.length === 0) this.withRuns.delete(session);
+  }
+
+  private forgetSession(session: SessionRecord): void {
+    this.sessions.delete(session.producerId);
+    this.withRuns.delete(session);
+    this.rememberedRuns -= session.runCount;
+  }
+
+  // ---- in flight ----
+
+  private startAppend(
+    producerId: string,
+    epoch: number,
+    requestSeq: number,
+    eventCount: number | undefined,
+    existing: Flight | undefined,
+  ): BeginResult {
+    let flight = existing;
+    if (flight === undefined) {
+      if (this.flights.size >= this.maxSessions) {
+        throw new TidelogError('OVERLOADED', `${this.flights.size} producers have appends in flight on this shard`, {
+          details: { producerId },
+        });
+      }
+      flight = { epoch, requests: new Map(), highest: 0 };
+      this.flights.set(producerId, flight);
+    } else if (flight.requests.size >= this.maxRunsPerSession) {
+      throw new TidelogError('OVERLOADED', `producer ${producerId} has ${flight.requests.size} requests in flight`, {
+        details: { producerId, requestSeq },
+      });
+    }
+    flight.requests.set(requestSeq, { eventCount, waiters: [] });
+    if (requestSeq > flight.highest) flight.highest = requestSeq;
+    return { kind: 'append' };
+  }
+
+  private settleFlight(note: SessionNote): void {
+    const flight = this.flights.get(note.producerId);
+    if (flight === undefined || flight.epoch !== note.sessionEpoch) return;
+    const request = flight.requests.get(note.requestSeq);
+    if (request === undefined) return;
+    this.dropRequest(note.producerId, flight, note.requestSeq);
+    for (const waiter of request.waiters) waiter.resolve(note.runs.slice());
+  }
+
+  private dropRequest(producerId: string, flight: Flight, requestSeq: number): void {
+    flight.requests.delete(requestSeq);
+    if (flight.requests.size === 0) {
+      this.flights.delete(producerId);
+    } else if (requestSeq === flight.highest) {
+      flight.highest = 0;
+      for (const seq of flight.requests.keys()) if (seq > flight.highest) flight.highest = seq;
+    }
+  }
+
+  private fenceFlight(producerId: string, flight: Flight, newEpoch: number): void {
+    this.flights.delete(producerId);
+    const error = new TidelogError('PRODUCER_FENCED', `producer ${producerId}: epoch ${flight.epoch} is fenced by epoch ${newEpoch}`, {
+      details: { producerId, sessionEpoch: flight.epoch, currentEpoch: newEpoch },
+    });
+    for (const request of flight.requests.values()) for (const waiter of request.waiters) waiter.reject(error);
+  }
+}
+
+function gap(tag: SessionTag, expected: number): TidelogError {
+  return new TidelogError(
+    'SEQUENCE_GAP',
+    `producer ${tag.producerId} epoch ${tag.sessionEpoch}: requestSeq ${tag.requestSeq} skips ahead; expected at most ${expected}`,
+    { details: { producerId: tag.producerId, sessionEpoch: tag.sessionEpoch, requestSeq: tag.requestSeq, expected } },
+  );
+}
+
+function checkRetryCount(tag: SessionTag, original: number | undefined, retry: number | undefined): void {
+  if (original === undefined || retry === undefined || original === retry) return;
+  throw new TidelogError(
+    'BAD_REQUEST',
+    `producer ${tag.producerId}: requestSeq ${tag.requestSeq} was used for ${original} events, this request has ${retry}`,
+    { details: { producerId: tag.producerId, requestSeq: tag.requestSeq, original, retry } },
+  );
+}
+
+function positive(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new TidelogError('BAD_REQUEST', `${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Inserts into an ascending array; appends in the common case (notes arrive in order). */
+function insertSorted(values: number[], value: number): void {
+  let index = values.length;
+  while (index > 0 && values[index - 1] > value) index--;
+  values.splice(index, 0, value);
+}

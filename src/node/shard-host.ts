@@ -1,0 +1,232 @@
+// One shard served by this node: its WAL (writer + flush-worker actors inside), the state
+// folded from it (CRDT signal state + producer sessions), the newest batches in memory, and
+// the live feed. Invariant: everything that leaves this file — an ack, a feed message, a
+// read page, a state answer — describes events that are durable.
+//
+//   append(packed, session?) ─► sessions.begin ─► wal.appendMany(packed, { note })
+//                                                       │ group durable
+//                                ShardState.apply ◄─────┘ (CRDT fold, session note → hwm)
+//                                      └─► onBatch ─► recent batches + feed publish
+//   ack ◄── appendMany resolves (after apply) ◄──┘
+
+import { join } from 'node:path';
+import { TidelogError } from '../errors.ts';
+import { EVENT_BYTES } from '../event.ts';
+import type { SignalSchema } from '../crdt/index.ts';
+import { Wal, type StoredBatch, type WalOptions, type WalStats } from '../wal/index.ts';
+import { seqsToRuns } from '../transport/codec.ts';
+import { MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
+import { RecentBatches, trimBatch } from './recent-batches.ts';
+import { encodeSessionNote } from './session-note.ts';
+import type { SessionLimits } from './session-store.ts';
+import { ShardState } from './shard-state.ts';
+
+export type WalSettings = Pick<
+  WalOptions,
+  'segmentBytes' | 'batchMaxEvents' | 'batchLingerMs' | 'dedupWindowMs' | 'dedupMaxEvents' | 'fsync' | 'syncIntervalMs' | 'maxPendingEvents'
+>;
+
+export interface ShardHostOptions {
+  shard: number;
+  dataDir: string;
+  wal: WalSettings;
+  /** Leader epoch stamped on every batch (0: standalone, no lease). */
+  epoch: number;
+  schema: SignalSchema;
+  sessions: SessionLimits;
+  /** Bytes of newest batches kept in memory for readers near the head. */
+  recentBytes: number;
+  publishFeed: (message: FeedMessage) => void;
+  onRecoveryProgress?: (done: number, total: number) => void;
+}
+
+export interface AppendOutcome {
+  runs: number[];
+  outcome: 'new' | 'replayed' | 'applied';
+  /** Events written now (0 for replays and duplicates). */
+  written: number;
+}
+
+/** Longest read page, whatever the request asks for: bounds one reply's size. */
+export const MAX_READ_EVENTS = 32_768;
+/** What one batch costs in a read reply besides its events (msgpack keys, seqs, epoch). */
+const READ_BATCH_OVERHEAD_BYTES = 48;
+
+export class ShardHost {
+  private readonly recent: RecentBatches;
+  private hwmSeq: number;
+
+  private constructor(
+    readonly shard: number,
+    readonly epoch: number,
+    private readonly wal: Wal,
+    readonly state: ShardState,
+    private readonly options: ShardHostOptions,
+  ) {
+    this.recent = new RecentBatches(options.recentBytes);
+    this.hwmSeq = wal.lastSeq;
+  }
+
+  static async open(options: ShardHostOptions): Promise<ShardHost> {
+    const state = new ShardState({ shard: options.shard, schema: options.schema, sessions: options.sessions });
+    const { wal } = await Wal.open({
+      ...options.wal,
+      dir: join(options.dataDir, 'wal'),
+      shard: options.shard,
+      leaderEpoch: options.epoch,
+      stateMachine: state,
+      onRecoveryProgress: options.onRecoveryProgress,
+    });
+    const host = new ShardHost(options.shard, options.epoch, wal, state, options);
+    state.onBatch = (batch) => host.batchDurable(batch);
+    return host;
+  }
+
+  /** The highest seq readers may see: durable on this node (replication: on a quorum). */
+  get hwm(): number {
+    return this.hwmSeq;
+  }
+
+  get failure(): Error | null {
+    return this.wal.failed;
+  }
+
+  /** Appends packed events (already validated); resolves once they are durable. */
+  async append(packed: Uint8Array, session?: SessionTag): Promise<AppendOutcome> {
+    const count = packed.byteLength / EVENT_BYTES;
+    this.state.checkSignalTypes(packed);
+    if (session === undefined) {
+      const seqs = await this.wal.appendMany(packed);
+      return { runs: seqsToRuns(seqs), outcome: 'new', written: countWritten(seqs) };
+    }
+    const decision = this.state.sessions.begin(session, count);
+    switch (decision.kind) {
+      case 'replay':
+        return { runs: decision.runs, outcome: 'replayed', written: 0 };
+      case 'applied':
+        return { runs: [0, count], outcome: 'applied', written: 0 };
+      case 'pending':
+        return { runs: await decision.promise, outcome: 'replayed', written: 0 };
+      case 'append': {
+        let seqs: number[];
+        try {
+          seqs = await this.wal.appendMany(packed, { note: (assigned) => encodeSessionNote(session, seqsToRuns(assigned)) });
+        } catch (error) {
+          this.state.sessions.abandon(session, error as Error);
+          throw error;
+        }
+        return { runs: seqsToRuns(seqs), outcome: 'new', written: countWritten(seqs) };
+      }
+    }
+  }
+
+  /** Durable events from fromSeq: memory when recent enough, else the segments on disk. */
+  async read(fromSeq: number, maxEvents: number): Promise<{ batches: ReadBatch[]; hwm: number; firstSeq: number }> {
+    const hwm = this.hwmSeq;
+    const firstSeq = this.wal.firstSeq;
+    if (fromSeq > hwm + 1) {
+      throw new TidelogError('OUT_OF_RANGE', `shard ${this.shard}: fromSeq ${fromSeq} is beyond the log's end ${hwm}`, {
+        details: { shard: this.shard, fromSeq, hwm },
+      });
+    }
+    if (fromSeq < firstSeq) {
+      throw new TidelogError('OUT_OF_RANGE', `shard ${this.shard}: seqs before ${firstSeq} were truncated`, {
+        details: { shard: this.shard, fromSeq, firstSeq },
+      });
+    }
+    const limit = Math.min(maxEvents, MAX_READ_EVENTS, hwm - fromSeq + 1);
+    if (limit <= 0) return { batches: [], hwm, firstSeq };
+    const cached = this.recent.read(fromSeq, limit);
+    if (cached !== null) return { batches: withinReplyBudget(cached), hwm, firstSeq };
+    const batches: ReadBatch[] = [];
+    let remaining = limit;
+    let replyBytes = 0;
+    for await (const stored of this.wal.readBatches({ fromSeq, toSeq: fromSeq + limit - 1 })) {
+      if (stored.count === 0) continue;
+      // The stored bytes are a view of a whole segment read: copy the part we keep.
+      const trimmed = trimBatch(toReadBatch(stored), fromSeq, remaining);
+      replyBytes += trimmed.events.byteLength + READ_BATCH_OVERHEAD_BYTES;
+      if (batches.length > 0 && replyBytes > MAX_READ_REPLY_BYTES) break;
+      batches.push({ ...trimmed, events: trimmed.events.slice() });
+      remaining -= trimmed.events.byteLength / EVENT_BYTES;
+      if (remaining <= 0) break;
+    }
+    return { batches, hwm, firstSeq };
+  }
+
+  /** The first seq of the first batch sealed at or after timestampNs. */
+  seek(timestampNs: bigint): Promise<number> {
+    return this.wal.seqAtTime(timestampNs);
+  }
+
+  query(entityId: bigint, signalTypes?: readonly number[]): SignalStateView[] {
+    return this.state.query(entityId, signalTypes);
+  }
+
+  stats(): WalStats {
+    return this.wal.stats();
+  }
+
+  status(): ShardStatus {
+    const stats = this.wal.stats();
+    return {
+      shard: this.shard,
+      role: 'leader',
+      epoch: this.epoch,
+      lastSeq: stats.nextSeq - 1,
+      hwm: this.hwmSeq,
+      checkpointSeq: stats.checkpointSeq,
+      pendingEvents: stats.pendingEvents,
+      segments: stats.segments.length,
+      appliedSeq: this.state.appliedSeq,
+      entities: this.state.entityCount,
+    };
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.wal.close();
+    } finally {
+      this.state.sessions.failInFlight(new TidelogError('CLOSED', `shard ${this.shard} is closing`));
+    }
+  }
+
+  /** Called from ShardState.apply while the group is being made durable (before acks). */
+  private batchDurable(stored: StoredBatch): void {
+    if (stored.count === 0) return;
+    this.hwmSeq = stored.firstSeq + stored.count - 1;
+    // `stored.events` is valid during the call only: one copy serves memory and the feed.
+    const batch = { ...toReadBatch(stored), events: stored.events.slice() };
+    this.recent.push(batch);
+    this.options.publishFeed({
+      v: 1,
+      t: 'feed',
+      shard: this.shard,
+      epoch: batch.epoch,
+      firstSeq: batch.firstSeq,
+      timestampNs: batch.timestampNs,
+      events: batch.events,
+      hwm: this.hwmSeq,
+    });
+  }
+}
+
+/** The leading batches of a page that fit one reply (always at least one). */
+function withinReplyBudget(batches: ReadBatch[]): ReadBatch[] {
+  let replyBytes = 0;
+  for (let index = 0; index < batches.length; index++) {
+    replyBytes += batches[index].events.byteLength + READ_BATCH_OVERHEAD_BYTES;
+    if (index > 0 && replyBytes > MAX_READ_REPLY_BYTES) return batches.slice(0, index);
+  }
+  return batches;
+}
+
+function toReadBatch(stored: StoredBatch): ReadBatch {
+  return { firstSeq: stored.firstSeq, epoch: stored.leaderEpoch, timestampNs: stored.timestampNs, events: stored.events };
+}
+
+function countWritten(seqs: readonly number[]): number {
+  let written = 0;
+  for (const seq of seqs) if (seq !== 0) written++;
+  return written;
+}

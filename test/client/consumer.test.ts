@@ -1,0 +1,91 @@
+// The consumer's bounded reads and its request/reply calls against a scripted node.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createConsumer, type Consumer, type ConsumedEvent } from '../../src/client/index.ts';
+import { InProcessTransport } from '../../src/transport/in-process.ts';
+import { FakeNode, eventsForShard, expectRejection } from '../support/fake-node.ts';
+
+async function setup(): Promise<{ node: FakeNode; consumer: Consumer }> {
+  const node = new FakeNode({ router: { strategy: 'hash', shards: 2 } });
+  const consumer = await createConsumer({
+    transport: new InProcessTransport({ bus: node.transport.bus }),
+    namespace: node.namespace,
+    requestTimeoutMs: 2000,
+    retryBackoffMs: 1,
+    maxRetryBackoffMs: 4,
+  });
+  return { node, consumer };
+}
+
+async function collect(iterable: AsyncIterable<ConsumedEvent>): Promise<ConsumedEvent[]> {
+  const out: ConsumedEvent[] = [];
+  for await (const consumed of iterable) out.push(consumed);
+  return out;
+}
+
+test('consumer - read yields every event from fromSeq up to the hwm at the start, in pages', async () => {
+  const { node, consumer } = await setup();
+  const events = eventsForShard(node.router, 1, 10);
+  node.appendDirect(1, events.slice(0, 4));
+  node.appendDirect(1, events.slice(4, 7));
+  node.appendDirect(1, events.slice(7));
+  // Every page request after the first races a new append: the read still stops at the
+  // hwm the first page reported (10).
+  node.beforeRead = (_shard, fromSeq) => {
+    if (fromSeq > 3) node.appendDirect(1, eventsForShard(node.router, 1, 2, 99));
+  };
+  const read = await collect(consumer.read({ shard: 1, fromSeq: 3, pageEvents: 3 }));
+  assert.equal(read.map((consumed) => consumed.seq), [3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.equal(read.map((consumed) => consumed.event), events.slice(2));
+  assert.ok(read.every((consumed) => consumed.shard === 1));
+  const pages = node.requests.filter((request) => request.endpoint === 'read').map((request) => request.fromSeq);
+  assert.equal([...new Set(pages)], [3, 6, 9]);
+  await consumer.close();
+});
+
+test('consumer - read stops after maxEvents and ends at once on an empty shard', async () => {
+  const { node, consumer } = await setup();
+  node.appendDirect(0, eventsForShard(node.router, 0, 6));
+  const read = await collect(consumer.read({ shard: 0, fromSeq: 2, maxEvents: 3 }));
+  assert.equal(read.map((consumed) => consumed.seq), [2, 3, 4]);
+  assert.equal(await collect(consumer.read({ shard: 1 })), []);
+  await consumer.close();
+});
+
+test('consumer - read retries a busy node and rejects OUT_OF_RANGE past the end', async () => {
+  const { node, consumer } = await setup();
+  node.appendDirect(0, eventsForShard(node.router, 0, 2));
+  node.failRequests(2, 'OVERLOADED', 'read');
+  assert.equal((await collect(consumer.read({ shard: 0 }))).map((consumed) => consumed.seq), [1, 2]);
+  await expectRejection(collect(consumer.read({ shard: 0, fromSeq: 9 })), 'OUT_OF_RANGE');
+  await expectRejection(collect(consumer.read({ shard: 0, fromSeq: 0 })), 'BAD_REQUEST');
+  await consumer.close();
+});
+
+test('consumer - state, info, status and seek ask the cluster', async () => {
+  const { node, consumer } = await setup();
+  const events = eventsForShard(node.router, 1, 3);
+  node.appendDirect(1, [events[0], events[0], { ...events[0], signalType: 2 }]);
+  const state = await consumer.state(events[0].entityId, [1]);
+  assert.is(state.shard, 1);
+  assert.equal(state.signals.map((signal) => [signal.signalType, signal.count]), [[1, 2]]);
+  const info = await consumer.info();
+  assert.equal(info.shards, [0, 1]);
+  const status = await consumer.status({ timeoutMs: 20 });
+  assert.is(status.length, 1);
+  assert.is(status[0].shards[1].lastSeq, 3);
+  node.appendDirect(1, [events[1]]);
+  assert.is(await consumer.seek(1, node.batches(1)[1].timestampNs), 4);
+  assert.is(await consumer.seek(1, node.batches(1)[1].timestampNs + 1n), 5, 'every batch older: hwm + 1');
+  await expectRejection(consumer.state(-1n), 'BAD_REQUEST');
+  await consumer.close();
+  await expectRejection(consumer.info(), 'CLOSED');
+});
+
+test('consumer - status is [] when no node answers', async () => {
+  const consumer = await createConsumer({ transport: new InProcessTransport(), namespace: 'nobody' });
+  assert.equal(await consumer.status({ timeoutMs: 10 }), []);
+  await consumer.close();
+});
+
+test.run();

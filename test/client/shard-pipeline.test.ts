@@ -1,0 +1,163 @@
+// The shard pipeline with replies scripted by hand: the in-flight window, the order of
+// (re)sends, and how the session numbers continue after a batch leaves unacknowledged.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ShardPipeline, type BatchItem } from '../../src/client/shard-pipeline.ts';
+import { deferred, type Deferred } from '../../src/deferred.ts';
+import { TidelogError } from '../../src/errors.ts';
+import { EVENT_BYTES } from '../../src/event.ts';
+import type { AppendReply, SessionTag } from '../../src/transport/messages.ts';
+import { settle } from '../support/fake-node.ts';
+
+interface Call {
+  session: SessionTag;
+  count: number;
+  reply: Deferred<AppendReply>;
+}
+
+interface Outcome {
+  seqs?: number[];
+  code?: string;
+}
+
+function harness(options: { maxInFlightRequests?: number; sendTimeoutMs?: number } = {}) {
+  const calls: Call[] = [];
+  let nowMs = 0;
+  const fenced: TidelogError[] = [];
+  const pipeline = new ShardPipeline({
+    shard: 0,
+    producerId: 'p',
+    sessionEpoch: 10,
+    maxBatchEvents: 1, // every item is its own request
+    lingerMs: 0,
+    maxInFlightRequests: options.maxInFlightRequests ?? 8,
+    sendTimeoutMs: options.sendTimeoutMs ?? 1_000_000,
+    retryBackoffMs: 1,
+    maxRetryBackoffMs: 2,
+    nowMs: () => nowMs,
+    onFenced: (error) => fenced.push(error),
+    sendAppend: (_shard, session, events) => {
+      const reply = deferred<AppendReply>();
+      calls.push({ session: { ...session }, count: events.byteLength / EVENT_BYTES, reply });
+      return reply.promise;
+    },
+  });
+  const outcomes: Outcome[] = [];
+  const add = (): Outcome => {
+    const outcome: Outcome = {};
+    outcomes.push(outcome);
+    const item: BatchItem = {
+      events: new Uint8Array(EVENT_BYTES),
+      count: 1,
+      acked: (seqs, offset) => void (outcome.seqs = seqs.slice(offset, offset + 1)),
+      failed: (error) => void (outcome.code = error.code),
+    };
+    pipeline.add(item);
+    pipeline.closeOpenBatch();
+    return outcome;
+  };
+  const ok = (call: Call, seq: number) => call.reply.resolve({ v: 1, t: 'appended', parts: [{ shard: 0, epoch: 1, runs: [seq, 1] }], outcome: 'new' });
+  const fail = (call: Call, code: TidelogError['code']) => call.reply.reject(new TidelogError(code, 'scripted'));
+  const numbers = () => calls.map((call) => [call.session.sessionEpoch, call.session.requestSeq]);
+  return { pipeline, calls, outcomes, add, ok, fail, numbers, fenced, setNowMs: (ms: number) => void (nowMs = ms) };
+}
+
+test('shard-pipeline - keeps at most maxInFlightRequests on the wire, numbered in order', async () => {
+  const { pipeline, calls, add, ok } = harness({ maxInFlightRequests: 2 });
+  const outcomes = [add(), add(), add(), add()];
+  assert.equal(calls.map((call) => call.session.requestSeq), [1, 2]);
+  assert.is(pipeline.stats().inFlightRequests, 2);
+  assert.is(pipeline.stats().queuedEvents, 2);
+  ok(calls[1], 2); // an out-of-order ack frees a slot as well
+  await settle();
+  assert.equal(calls.map((call) => call.session.requestSeq), [1, 2, 3]);
+  ok(calls[0], 1);
+  ok(calls[2], 3);
+  await settle();
+  ok(calls[3], 4);
+  await pipeline.whenIdle();
+  assert.equal(outcomes.map((outcome) => outcome.seqs), [[1], [2], [3], [4]]);
+});
+
+test('shard-pipeline - a definitive rejection leaves a hole the next batches fill once nothing is in flight', async () => {
+  const { pipeline, calls, add, ok, fail, numbers } = harness();
+  const [first, rejected, third, fourth] = [add(), add(), add(), add()];
+  fail(calls[1], 'BAD_REQUEST');
+  await settle();
+  assert.is(rejected.code, 'BAD_REQUEST');
+  fail(calls[2], 'SEQUENCE_GAP'); // 2 never arrived
+  fail(calls[3], 'SEQUENCE_GAP');
+  await settle();
+  assert.is(calls.length, 4, 'nothing is renumbered while request 1 is on the wire');
+  ok(calls[0], 1);
+  await settle();
+  assert.equal(numbers().slice(4), [[10, 2], [10, 3]], 'the batches after the hole take its number');
+  ok(calls[4], 2);
+  ok(calls[5], 3);
+  await pipeline.whenIdle();
+  assert.equal([first.seqs, third.seqs, fourth.seqs], [[1], [2], [3]]);
+  add();
+  assert.equal(numbers()[6], [10, 4], 'and the session goes on from there');
+});
+
+test('shard-pipeline - giving up on an ambiguous batch restarts the session: ambiguous ones fail, unsent ones move over', async () => {
+  const { calls, add, ok, fail, numbers, setNowMs } = harness({ maxInFlightRequests: 2, sendTimeoutMs: 100 });
+  const first = add(); // deadline 100
+  setNowMs(50);
+  const second = add(); // deadline 150
+  const third = add(); // waits for a slot
+  setNowMs(120);
+  fail(calls[0], 'TIMEOUT'); // first: past its deadline, and maybe applied
+  await settle();
+  assert.is(first.code, 'TIMEOUT');
+  assert.is(calls.length, 2, 'nothing new while the second is on the wire');
+  fail(calls[1], 'TIMEOUT'); // second: within its deadline, but as ambiguous
+  await settle();
+  assert.is(second.code, 'TIMEOUT', 'its number cannot be trusted in a new epoch');
+  assert.equal(numbers(), [[10, 1], [10, 2], [11, 1]], 'the unsent batch opens the new epoch');
+  ok(calls[2], 7);
+  await settle();
+  assert.equal(third.seqs, [7]);
+});
+
+test('shard-pipeline - retries after a lost request go out in order, gaps after their predecessor', async () => {
+  const { pipeline, calls, add, ok, fail, numbers } = harness({ maxInFlightRequests: 3 });
+  const outcomes = [add(), add(), add()];
+  fail(calls[1], 'SEQUENCE_GAP');
+  fail(calls[2], 'SEQUENCE_GAP');
+  await settle();
+  assert.is(calls.length, 3, 'the gaps wait for the try of 1 they were sent behind');
+  fail(calls[0], 'TIMEOUT');
+  await settle();
+  assert.equal(numbers(), [[10, 1], [10, 2], [10, 3], [10, 1], [10, 2], [10, 3]], 'resent behind the new try of 1');
+  ok(calls[3], 1);
+  ok(calls[4], 2);
+  ok(calls[5], 3);
+  await pipeline.whenIdle();
+  assert.equal(outcomes.map((outcome) => outcome.seqs), [[1], [2], [3]]);
+  assert.is(pipeline.stats().retries, 3);
+});
+
+test('shard-pipeline - an unreadable reply fails its batch DECODE_FAILED and restarts the session', async () => {
+  const { calls, add, numbers } = harness();
+  const first = add();
+  calls[0].reply.resolve({ v: 1, t: 'appended', parts: [{ shard: 0, epoch: 1, runs: [1, 5] }], outcome: 'new' });
+  await settle();
+  assert.is(first.code, 'DECODE_FAILED');
+  add();
+  assert.ok(numbers()[1][0] > 10, 'a new epoch: the first batch may have been applied');
+});
+
+test('shard-pipeline - PRODUCER_FENCED fails everything and reports it', async () => {
+  const { pipeline, calls, add, fail, fenced } = harness({ maxInFlightRequests: 1 });
+  const outcomes = [add(), add()];
+  fail(calls[0], 'PRODUCER_FENCED');
+  await settle();
+  assert.equal(outcomes.map((outcome) => outcome.code), ['PRODUCER_FENCED', 'PRODUCER_FENCED']);
+  assert.is(fenced.length, 1);
+  const late = add();
+  assert.is(late.code, 'PRODUCER_FENCED');
+  await pipeline.whenIdle();
+});
+
+test.run();
