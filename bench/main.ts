@@ -5,7 +5,9 @@ const benches: Record<string, () => Promise<unknown>> = {
   ingest: () => import('./ingest.ts'),
 };
 
-const names = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
+// Bench names are the bare words; `--flag value` pairs belong to the benchmarks.
+const args = process.argv.slice(2);
+const names = args.filter((arg, index) => !arg.startsWith('-') && (index === 0 || !args[index - 1].startsWith('--')));
 const selected = names.length === 0 ? Object.keys(benches) : names;
 for (const name of selected) {
   const load = benches[name];

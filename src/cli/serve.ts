@@ -2,10 +2,12 @@
 // (endpoints off, queued appends made durable, shards closed). Config comes from the file,
 // then TIDELOG_* environment variables, then the flags given here (src/node/config.ts).
 
+import { join } from 'node:path';
 import pino from 'pino';
 import { loadConfig, type ConfigOverrides } from '../node/config.ts';
 import { startNode } from '../node/node.ts';
 import { NatsTransport } from '../transport/nats.ts';
+import { startNatsServer } from '../transport/nats-server-process.ts';
 import { ExitCode, type ExitCodeValue } from './options.ts';
 
 export interface ServeOptions {
@@ -26,7 +28,12 @@ export async function runServe(options: ServeOptions): Promise<ExitCodeValue> {
   if (options.metricsPort !== undefined) overrides.metrics = { port: options.metricsPort };
   const config = loadConfig({ file: options.config, env: process.env, overrides });
   const logger = pino({ level: config.log.level }, pino.destination(2));
-  const transport = await NatsTransport.connect({ servers: config.nats.servers, name: `tidelog-node-${config.nodeId}` });
+  // nats.embedded: this process runs its own nats-server (loopback, JetStream, store beside
+  // the data) and connects to it instead of config.nats.servers.
+  const embedded = config.nats.embedded ? await startNatsServer({ jetStream: true, storeDir: join(config.dataDir, 'nats') }) : null;
+  if (embedded !== null) logger.info({ url: embedded.url, pid: embedded.pid }, 'embedded nats-server started');
+  const servers = embedded === null ? config.nats.servers : [embedded.url];
+  const transport = await NatsTransport.connect({ servers, name: `tidelog-node-${config.nodeId}` });
   transport.onStatus((status) => {
     if (status.type === 'error') logger.error({ err: status.error }, 'transport error');
     else logger.info({ status: status.type }, 'transport');
@@ -36,6 +43,7 @@ export async function runServe(options: ServeOptions): Promise<ExitCodeValue> {
     node = await startNode({ config, transport, logger });
   } catch (error) {
     await transport.close();
+    await embedded?.stop();
     throw error;
   }
   const stopped = new Promise<void>((resolve) => {
@@ -47,12 +55,15 @@ export async function runServe(options: ServeOptions): Promise<ExitCodeValue> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   // Tests and supervisors wait for this line on stdout before sending traffic.
-  process.stdout.write(`tidelog serve: node ${node.nodeId} ready (namespace ${config.namespace}, metrics ${node.metricsPort ?? 'off'})\n`);
+  process.stdout.write(
+    `tidelog serve: node ${node.nodeId} ready (namespace ${config.namespace}, nats ${servers.join(',')}, metrics ${node.metricsPort ?? 'off'})\n`,
+  );
   await stopped;
   try {
     await node.stop();
   } finally {
     await transport.close();
+    await embedded?.stop();
   }
   return ExitCode.ok;
 }

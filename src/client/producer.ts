@@ -55,7 +55,7 @@ export interface ProducerOptions extends ClientTransportOptions {
   producerId?: string;
   /** u32; default the Unix time in seconds at creation; must grow across restarts of one producerId. */
   sessionEpoch?: number;
-  /** How long an open batch waits for company (default 1). */
+  /** How long an open batch waits for company (default 0: to the end of this event-loop turn, so sends made in one turn share a request; more requests queue behind the in-flight ones anyway). */
   lingerMs?: number;
   /** Events per request (default min(4096, the node's maxRequestEvents)). */
   maxBatchEvents?: number;
@@ -148,7 +148,7 @@ export class Producer {
       throw new TidelogError('BAD_REQUEST', `highWaterEvents ${highWaterEvents} exceeds maxQueuedEvents ${maxQueuedEvents}`, { details: { highWaterEvents, maxQueuedEvents } });
     }
     this.settings = {
-      lingerMs: nonNegativeOption('lingerMs', options.lingerMs, 1),
+      lingerMs: nonNegativeOption('lingerMs', options.lingerMs, 0),
       maxInFlightRequests: positiveIntegerOption('maxInFlightRequests', options.maxInFlightRequests, 8),
       maxQueuedEvents,
       highWaterEvents,

@@ -56,10 +56,28 @@ export interface ShardPipelineStats {
   nextRequestSeq: number;
 }
 
+type LingerTimer = { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate };
+
+/**
+ * Closes the open batch after lingerMs. Node's timers never fire sooner than 1 ms (a 0 or
+ * 0.3 ms setTimeout waits ~1 ms, often more), so a linger under 1 ms waits for the end of
+ * the current turn of the event loop instead: a caller's sends in one synchronous run (and
+ * the sends its resolved acks trigger) still travel together, without a timer's delay.
+ */
+function startLinger(close: () => void, lingerMs: number): LingerTimer {
+  if (lingerMs < 1) return { kind: 'immediate', handle: setImmediate(close) };
+  return { kind: 'timeout', handle: setTimeout(close, lingerMs) };
+}
+
+function stopLinger(timer: LingerTimer): void {
+  if (timer.kind === 'immediate') clearImmediate(timer.handle);
+  else clearTimeout(timer.handle);
+}
+
 export class ShardPipeline {
   private readonly options: ShardPipelineOptions;
   private open: AppendBatch | null = null;
-  private lingerTimer: NodeJS.Timeout | null = null;
+  private lingerTimer: LingerTimer | null = null;
   /** Closed, unsettled batches in requestSeq order (unnumbered ones last). */
   private readonly batches: AppendBatch[] = [];
   private readonly numbers: SessionNumbers;
@@ -68,6 +86,8 @@ export class ShardPipeline {
   private retryTimerAtMs = Number.POSITIVE_INFINITY;
   private isPumping = false;
   private mustPumpAgain = false;
+  /** Sends wait until this time after a session restart (see pumpOnce). */
+  private epochUsableAtMs = 0;
   private closedError: TidelogError | null = null;
   private readonly idleWaiters: Array<() => void> = [];
   private readonly counters = { queuedEvents: 0, inFlightRequests: 0, inFlightEvents: 0, sentRequests: 0, retries: 0, ackedRequests: 0, ackedEvents: 0, rejectedEvents: 0 };
@@ -97,16 +117,14 @@ export class ShardPipeline {
     if (this.open.eventCount >= maxBatchEvents) {
       this.closeOpenBatch();
     } else if (this.lingerTimer === null) {
-      // Even lingerMs 0 waits for the current synchronous run: a caller's sends in one loop
-      // travel together.
-      this.lingerTimer = setTimeout(() => this.closeOpenBatch(), lingerMs);
+      this.lingerTimer = startLinger(() => this.closeOpenBatch(), lingerMs);
     }
   }
 
   /** Sends the open batch now instead of at its linger deadline. */
   closeOpenBatch(): void {
     if (this.lingerTimer !== null) {
-      clearTimeout(this.lingerTimer);
+      stopLinger(this.lingerTimer);
       this.lingerTimer = null;
     }
     const batch = this.open;
@@ -127,7 +145,7 @@ export class ShardPipeline {
   close(error: TidelogError): void {
     if (this.closedError !== null) return;
     this.closedError = error;
-    if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+    if (this.lingerTimer !== null) stopLinger(this.lingerTimer);
     this.lingerTimer = null;
     this.clearRetryTimer();
     const open = this.open;
@@ -176,6 +194,14 @@ export class ShardPipeline {
     if (this.numbers.needsRenumbering) {
       if (this.counters.inFlightRequests > 0) return; // their replies still name the old numbers
       this.renumber(nowMs);
+    }
+    // A restarted session epoch is used only once its second has passed: a new instance of
+    // this producerId created from now on starts at a later second, so it cannot take the
+    // same epoch and be answered with our requests' acks (the producer's first epoch waits
+    // the same way, in producer.ts).
+    if (this.epochUsableAtMs > nowMs) {
+      this.scheduleRetry(this.epochUsableAtMs, nowMs);
+      return;
     }
     let oldestInFlightAttemptId = Number.POSITIVE_INFINITY;
     let nextWakeMs = Number.POSITIVE_INFINITY;
@@ -331,6 +357,7 @@ export class ShardPipeline {
       }));
     }
     if (this.numbers.sessionEpoch !== previousEpoch) {
+      this.epochUsableAtMs = (this.numbers.sessionEpoch + 1) * 1000;
       this.options.logger?.warn({ shard: this.options.shard, previousEpoch, sessionEpoch: this.numbers.sessionEpoch }, 'producer session restarted');
     }
   }

@@ -33,7 +33,6 @@ const RECENT_BYTES_PER_SHARD = 32 << 20;
 
 export class TidelogNode {
   private stopping: Promise<void> | null = null;
-  private readonly startedAtMs = Date.now();
 
   constructor(
     readonly nodeId: string,
@@ -43,6 +42,7 @@ export class TidelogNode {
     private readonly hosts: Map<number, ShardHost>,
     /** Port of the /metrics endpoint; null when it is off. */
     readonly metricsPort: number | null,
+    private readonly startedAtMs: number,
   ) {}
 
   get state(): string {
@@ -54,12 +54,7 @@ export class TidelogNode {
   }
 
   status(): StatusReply {
-    let sessions = 0;
-    const shards = [...this.hosts.values()].map((host) => {
-      sessions += host.state.sessions.size;
-      return host.status();
-    });
-    return { v: 1, t: 'status', nodeId: this.nodeId, uptimeMs: Date.now() - this.startedAtMs, state: this.state, sessions, shards };
+    return nodeStatus(this.nodeId, this.startedAtMs, this.state, this.hosts);
   }
 
   /** Stops serving, lets what is queued become durable, closes every shard. Idempotent. */
@@ -74,6 +69,15 @@ export class TidelogNode {
     })();
     return this.stopping;
   }
+}
+
+function nodeStatus(nodeId: string, startedAtMs: number, state: string, hosts: ReadonlyMap<number, ShardHost>): StatusReply {
+  let sessions = 0;
+  const shards = [...hosts.values()].map((host) => {
+    sessions += host.state.sessions.size;
+    return host.status();
+  });
+  return { v: 1, t: 'status', nodeId, uptimeMs: Date.now() - startedAtMs, state, sessions, shards };
 }
 
 export async function startNode(options: StartNodeOptions): Promise<TidelogNode> {
@@ -110,10 +114,10 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
     maxRequestEvents: config.limits.maxRequestEvents,
     maxRequestBytes: config.limits.maxRequestBytes,
   };
-  let node: TidelogNode | null = null;
+  const startedAtMs = Date.now();
   let fatal: Error | null = null;
   const machine = createNodeMachine<ShardHost>();
-  const actor = createActor(machine, {
+  const actor: NodeActor<ShardHost> = createActor(machine, {
     input: {
       nodeId,
       router,
@@ -176,7 +180,8 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
             actor.send({ type: 'SHARD_FAILED', shard, error });
           },
           info: () => info,
-          status: () => node!.status(),
+          // Answered from the hosts, not `node`: requests can arrive before startNode returns.
+          status: () => nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts),
         }),
       onError: (error) => {
         fatal ??= error;
@@ -202,7 +207,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       throw error;
     }
   }
-  node = new TidelogNode(nodeId, config, actor, metrics, hosts, metricsPort);
+  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, metricsPort, startedAtMs);
   logger.info({ nodeId, namespace: config.namespace, shards: router.shards.length, metricsPort }, 'node serving');
   return node;
 }

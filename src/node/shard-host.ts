@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { Wal, type StoredBatch, type WalOptions, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, type StoredBatch, type WalOptions, type WalStats } from '../wal/index.ts';
 import { seqsToRuns } from '../transport/codec.ts';
 import { MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
-import { encodeSessionNote } from './session-note.ts';
+import { RUN_BYTES, encodeSessionNote, producerIdBytes, sessionNoteBytes } from './session-note.ts';
 import type { SessionLimits } from './session-store.ts';
 import { ShardState } from './shard-state.ts';
 
@@ -98,6 +98,15 @@ export class ShardHost {
     if (session === undefined) {
       const seqs = await this.wal.appendMany(packed);
       return { runs: seqsToRuns(seqs), outcome: 'new', written: countWritten(seqs) };
+    }
+    // The session note lists the request's seq runs; in the worst case (written and duplicate
+    // events alternating) one run per event. A note the WAL cannot hold would fail the lane,
+    // so such a request is refused before it takes anything.
+    const worstNoteBytes = sessionNoteBytes(producerIdBytes(session.producerId).byteLength, count);
+    if (worstNoteBytes > MAX_NOTE_BYTES) {
+      throw new TidelogError('REQUEST_TOO_LARGE', `a session request may hold at most ${maxSessionRequestEvents(session.producerId)} events`, {
+        details: { events: count, maxEvents: maxSessionRequestEvents(session.producerId) },
+      });
     }
     const decision = this.state.sessions.begin(session, count);
     switch (decision.kind) {
@@ -223,6 +232,12 @@ function withinReplyBudget(batches: ReadBatch[]): ReadBatch[] {
 
 function toReadBatch(stored: StoredBatch): ReadBatch {
   return { firstSeq: stored.firstSeq, epoch: stored.leaderEpoch, timestampNs: stored.timestampNs, events: stored.events };
+}
+
+/** The largest session request whose note surely fits the WAL's MAX_NOTE_BYTES. */
+export function maxSessionRequestEvents(producerId: string): number {
+  const fixed = sessionNoteBytes(producerIdBytes(producerId).byteLength, 0);
+  return Math.floor((MAX_NOTE_BYTES - fixed) / RUN_BYTES);
 }
 
 function countWritten(seqs: readonly number[]): number {

@@ -17,6 +17,8 @@
 import { randomBytes } from 'node:crypto';
 import { deferred, type Deferred } from '../deferred.ts';
 import { TidelogError } from '../errors.ts';
+import { StatusListeners, handlerError } from './status-listeners.ts';
+import { checkPublishSubject, checkQueueName, checkSubscribeSubject, checkTimeoutMs, subjectTokensMatch } from './subject.ts';
 import type {
   MessageHandler,
   RequestManyOptions,
@@ -340,102 +342,4 @@ function positiveInteger(value: number, name: string): number {
     throw new TidelogError('BAD_REQUEST', `${name} must be a positive integer, got ${value}`, { details: { [name]: value } });
   }
   return value;
-}
-
-/** What a throwing handler becomes on the status stream: the subject and the cause. */
-export function handlerError(pattern: string, subject: string, cause: unknown): TidelogError {
-  return new TidelogError('HOOK_FAILED', `the handler of ${pattern} threw on ${subject}`, { cause, details: { pattern, subject } });
-}
-
-// ── shared with NatsTransport: subject rules and status listeners ─────────────────────
-// (They would sit best in a subject.ts of their own; they live here to stay in this
-// folder's existing files.)
-
-/** Status listeners at once per transport: a leak guard, far above any real use. */
-export const MAX_STATUS_LISTENERS = 1024;
-
-export class StatusListeners {
-  private readonly listeners = new Set<(status: TransportStatus) => void>();
-
-  add(listener: (status: TransportStatus) => void): () => void {
-    if (this.listeners.size >= MAX_STATUS_LISTENERS) {
-      throw new TidelogError('OVERLOADED', `${MAX_STATUS_LISTENERS} status listeners already registered`, { details: { maxListeners: MAX_STATUS_LISTENERS } });
-    }
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
-  }
-
-  /** A listener that throws must not stop the others, nor the delivery that reported. */
-  emit(status: TransportStatus): void {
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(status);
-      } catch {
-        // nowhere left to report it: the status stream is the report channel
-      }
-    }
-  }
-}
-
-/**
- * NATS subject rules: non-empty dot-separated tokens, no whitespace. `*` (one token) and `>`
- * (the rest, last token only) are wildcards when they are a whole token; published subjects
- * may hold none.
- */
-function checkSubject(subject: string, mayHoldWildcards: boolean): void {
-  const bad = (why: string): TidelogError => new TidelogError('BAD_REQUEST', `subject ${JSON.stringify(subject)}: ${why}`, { details: { subject } });
-  if (typeof subject !== 'string' || subject.length === 0) throw bad('empty');
-  let tokenStart = 0;
-  for (let index = 0; index <= subject.length; index++) {
-    const code = index < subject.length ? subject.charCodeAt(index) : 0x2e;
-    if (code === 0x20 || code === 0x09 || code === 0x0a || code === 0x0d) throw bad('holds whitespace');
-    if (code !== 0x2e) continue;
-    const length = index - tokenStart;
-    if (length === 0) throw bad('has an empty token');
-    if (length === 1) {
-      const token = subject.charCodeAt(tokenStart);
-      if (token === 0x2a || token === 0x3e) {
-        if (!mayHoldWildcards) throw bad('a published subject may not hold wildcards');
-        if (token === 0x3e && index !== subject.length) throw bad("'>' must be the last token");
-      }
-    }
-    tokenStart = index + 1;
-  }
-}
-
-export function checkPublishSubject(subject: string): void {
-  checkSubject(subject, false);
-}
-
-export function checkSubscribeSubject(subject: string): void {
-  checkSubject(subject, true);
-}
-
-export function checkQueueName(queue: string): void {
-  if (typeof queue !== 'string' || queue.length === 0 || /\s/.test(queue)) {
-    throw new TidelogError('BAD_REQUEST', `queue name ${JSON.stringify(queue)} must be non-empty without whitespace`, { details: { queue } });
-  }
-}
-
-export function checkTimeoutMs(timeoutMs: number): void {
-  if (!Number.isFinite(timeoutMs) || timeoutMs < 1) {
-    throw new TidelogError('BAD_REQUEST', `timeoutMs must be a finite number >= 1, got ${timeoutMs}`, { details: { timeoutMs } });
-  }
-}
-
-/** Whether a subscription's pattern tokens match a published subject's tokens. */
-export function subjectTokensMatch(pattern: readonly string[], subject: readonly string[]): boolean {
-  for (let index = 0; index < pattern.length; index++) {
-    const token = pattern[index];
-    if (token === '>') return subject.length > index;
-    if (index >= subject.length) return false;
-    if (token !== '*' && token !== subject[index]) return false;
-  }
-  return pattern.length === subject.length;
-}
-
-export function subjectMatches(pattern: string, subject: string): boolean {
-  return subjectTokensMatch(pattern.split('.'), subject.split('.'));
 }

@@ -14,9 +14,9 @@ export {
   DEFAULT_MAX_PENDING_MESSAGES,
   InProcessBus,
   InProcessTransport,
-  subjectMatches,
   type InProcessTransportOptions,
 } from './in-process.ts';
+export { subjectMatches } from './subject.ts';
 export { DEFAULT_RECONNECT_BUFFER_BYTES, NatsTransport, type NatsTransportOptions } from './nats.ts';
 export {
   NATS_INSTALL_HINT,

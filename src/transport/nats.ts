@@ -30,7 +30,8 @@
 import { connect, createInbox, errors, type Msg, type NatsConnection, type Subscription as NatsSubscription } from '@nats-io/transport-node';
 import { deferred, type Deferred } from '../deferred.ts';
 import { TidelogError, type ErrorCode } from '../errors.ts';
-import { StatusListeners, checkPublishSubject, checkQueueName, checkSubscribeSubject, checkTimeoutMs, handlerError } from './in-process.ts';
+import { StatusListeners, handlerError } from './status-listeners.ts';
+import { checkPublishSubject, checkQueueName, checkSubscribeSubject, checkTimeoutMs } from './subject.ts';
 import type {
   MessageHandler,
   RequestManyOptions,

@@ -57,7 +57,7 @@ export type TransportStatus =
 
 export interface Transport {
   readonly kind: 'nats' | 'in-process';
-  /** Fire-and-forget. Throws CLOSED after close(). `data` must not be changed afterwards. */
+  /** Fire-and-forget. Throws CLOSED after close(), BAD_REQUEST on a bad subject, OVERLOADED (NATS) when the reconnect buffer is full. `data` must not be changed afterwards. */
   publish(subject: string, data: Uint8Array, reply?: string): void;
   subscribe(subject: string, handler: MessageHandler, options?: SubscribeOptions): Subscription;
   /** First reply to `data` sent on `subject`. Rejects TIMEOUT / NO_RESPONDERS / CLOSED. */

@@ -45,8 +45,12 @@ export const BATCH_MAGIC = 0x32424c54; // "TLB2" read as u32 little-endian
 /** Hard ceiling on one payload: a header claiming more is damage, not a batch. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024 * 1024;
 export const MAX_SEQ = Number.MAX_SAFE_INTEGER;
-/** Largest single note; a note is never empty. */
-export const MAX_NOTE_BYTES = 65_536;
+/**
+ * Largest single note; a note is never empty. Big enough for a session note describing any
+ * request a node accepts by default (32 768 events whose seqs alternate written/duplicate:
+ * 12 bytes a run → 384 KiB); the node refuses requests whose note could be larger.
+ */
+export const MAX_NOTE_BYTES = 512 << 10;
 /** The u32 length in front of every note. */
 export const NOTE_LENGTH_BYTES = 4;
 

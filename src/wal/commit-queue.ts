@@ -12,8 +12,9 @@
 // (and notes by MAX_PENDING_NOTE_BYTES).
 //
 // Notes: a call may carry a note callback. It runs synchronously once the call's seqs are
-// assigned, and its bytes go into the group holding the call's last part, so the note and
-// that part share one checksum: recovery finds both or neither. A call whose events were all
+// assigned. A call with a note is never split: all its events and the note go into one group
+// (which may pass batchMaxEvents), so they share one checksum and recovery finds all of them
+// or none. A call whose events were all
 // duplicates still gets its note written, in a group that may then hold no event (a
 // notes-only batch, firstSeq = the next seq). A callback that throws or returns an invalid
 // note after seqs were handed out breaks the "seq handed out → written or lane dead" rule's
@@ -168,7 +169,7 @@ export class CommitQueue {
 
   /**
    * Queues `count` packed events; resolves with their seqs (0 for duplicates) once durable.
-   * With `note`, the note's bytes become durable in the batch holding the call's last part.
+   * With `note`, the whole call and the note's bytes become durable in one batch.
    * `count` must be ≥ 1 when a note is given (the caller checks).
    */
   enqueue(packed: Uint8Array, count: number, note?: NoteCallback): Promise<number[]> {
@@ -196,12 +197,17 @@ export class CommitQueue {
     const nowMs = this.clock.nowMs();
     this.dedup.tick(nowMs);
     const max = this.options.batchMaxEvents;
-    // With a note the last part's group stays open until the note is in it.
-    const lastPartStart = note === undefined ? count : count - 1 - ((count - 1) % max);
+    // A call with a note is atomic: all of its events and its note go in one batch (which may
+    // then pass batchMaxEvents), so recovery finds them all with the note or none of them.
+    // Split across batches, a crash could keep the first parts without the note, and a retry
+    // of the call would write them again.
+    const partMax = note === undefined ? max : Math.max(max, count);
+    // With a note the (only) part's group stays open until the note is in it.
+    const lastPartStart = note === undefined ? count : 0;
     let sealedAny = false;
     const wasIdle = this.openGroup === null && this.sealedGroups.length === 0;
-    for (let start = 0; start < count; start += max) {
-      const partCount = Math.min(max, count - start);
+    for (let start = 0; start < count; start += partMax) {
+      const partCount = Math.min(partMax, count - start);
       if (
         this.openGroup !== null &&
         (this.openGroup.submitted + partCount > max ||
@@ -210,7 +216,7 @@ export class CommitQueue {
         this.seal();
         sealedAny = true;
       }
-      const group = (this.openGroup ??= new CommitGroup(this.nextSeq, Math.min(max, Math.max(partCount, 64))));
+      const group = (this.openGroup ??= new CommitGroup(this.nextSeq, Math.min(partMax, Math.max(partCount, 64))));
       this.fill(group, packed, start, partCount, waiter.seqs, nowMs);
       group.submitted += partCount;
       group.waiters.push(waiter);

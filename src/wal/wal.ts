@@ -11,7 +11,7 @@
 // loses nothing acknowledged, a power loss may lose the last interval). 'off' never syncs.
 //
 // Notes: appendMany(events, { note }) makes an opaque note durable in the same batch (same
-// checksum) as the call's last part, so recovery sees the note and those events or neither;
+// checksum) as all of the call's events, so recovery sees the note and the events or neither;
 // notes reach the state machine (live and on replay), onPersisted and readBatches.
 
 import { dirname, join, resolve } from 'node:path';
@@ -62,9 +62,9 @@ export interface PersistedInfo {
 
 export interface AppendOptions {
   /**
-   * Called synchronously once the call's seqs are assigned (0 for duplicates); the 1..65536
-   * bytes it returns become durable in the batch holding the call's last part, atomically
-   * with it. It must not call back into the WAL. If it throws or returns anything else the
+   * Called synchronously once the call's seqs are assigned (0 for duplicates); the
+   * 1..MAX_NOTE_BYTES bytes it returns become durable in the one batch that holds all of the
+   * call's events (a call with a note is never split), atomically with them. It must not call back into the WAL. If it throws or returns anything else the
    * lane fails (those seqs could not be written with their note) and appendMany throws.
    */
   note?: NoteCallback;
@@ -415,7 +415,7 @@ export class Wal implements WriterLane {
 
   /**
    * Appends events (objects or packed n × 21 bytes); one seq per event, 0 for duplicates.
-   * With `options.note`, a note is made durable atomically with the call's last part (see
+   * With `options.note`, a note is made durable atomically with all of the call's events (see
    * AppendOptions); a call of 0 events with a note is BAD_REQUEST.
    */
   appendMany(events: readonly SignalEvent[] | Uint8Array, options?: AppendOptions): Promise<number[]> {

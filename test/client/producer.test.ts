@@ -72,6 +72,17 @@ test('producer - sends within lingerMs travel together in one request', async ()
   await producer.close();
 });
 
+test('producer - with lingerMs 0, sends of one event-loop turn share a request and a later turn goes on its own', async () => {
+  const { node, producer } = await setup({ maxBatchEvents: 100, lingerMs: 0, maxInFlightRequests: 8 });
+  const events = eventsForShard(node.router, 0, 4);
+  const sameTurn = [producer.send([events[0]]), producer.send([events[1]]), producer.send([events[2]])];
+  await new Promise((resolve) => setImmediate(resolve));
+  const later = producer.send([events[3]]);
+  await Promise.all([...sameTurn, later]);
+  assert.equal(node.appendRequests().map((request) => request.eventCount), [3, 1]);
+  await producer.close();
+});
+
 test('producer - acks map back to input order across shards', async () => {
   const { node, producer } = await setup({ lingerMs: 0 }, { router: { strategy: 'hash', shards: 4 } });
   const events: SignalEvent[] = Array.from({ length: 200 }, (_, index) => ({
@@ -200,7 +211,7 @@ test('producer - PRODUCER_FENCED stops the older instance for good', async () =>
 });
 
 test('producer - a send unanswered for sendTimeoutMs rejects TIMEOUT; the shard session restarts and later sends work', async () => {
-  const { node, producer } = await setup({ lingerMs: 0, requestTimeoutMs: 20, sendTimeoutMs: 120 });
+  const { node, producer } = await setup({ lingerMs: 0, requestTimeoutMs: 20, sendTimeoutMs: 1500 }); // above the ≤ 1 s a restarted epoch waits for its second
   const events = eventsForShard(node.router, 0, 4);
   node.dropReplies(1000); // applied, but no answer ever arrives
   await expectRejection(producer.send(events.slice(0, 2)), 'TIMEOUT');

@@ -20,14 +20,14 @@ interface Outcome {
   code?: string;
 }
 
-function harness(options: { maxInFlightRequests?: number; sendTimeoutMs?: number } = {}) {
+function harness(options: { maxInFlightRequests?: number; sendTimeoutMs?: number; sessionEpoch?: number } = {}) {
   const calls: Call[] = [];
   let nowMs = 0;
   const fenced: TidelogError[] = [];
   const pipeline = new ShardPipeline({
     shard: 0,
     producerId: 'p',
-    sessionEpoch: 10,
+    sessionEpoch: options.sessionEpoch ?? 10,
     maxBatchEvents: 1, // every item is its own request
     lingerMs: 0,
     maxInFlightRequests: options.maxInFlightRequests ?? 8,
@@ -101,12 +101,12 @@ test('shard-pipeline - a definitive rejection leaves a hole the next batches fil
 });
 
 test('shard-pipeline - giving up on an ambiguous batch restarts the session: ambiguous ones fail, unsent ones move over', async () => {
-  const { calls, add, ok, fail, numbers, setNowMs } = harness({ maxInFlightRequests: 2, sendTimeoutMs: 100 });
-  const first = add(); // deadline 100
-  setNowMs(50);
-  const second = add(); // deadline 150
-  const third = add(); // waits for a slot
-  setNowMs(120);
+  const { calls, add, ok, fail, numbers, setNowMs } = harness({ maxInFlightRequests: 2, sendTimeoutMs: 3000, sessionEpoch: 1 });
+  const first = add(); // deadline 3000
+  setNowMs(1500);
+  const second = add(); // deadline 4500
+  const third = add(); // deadline 4500; waits for a slot
+  setNowMs(3100);
   fail(calls[0], 'TIMEOUT'); // first: past its deadline, and maybe applied
   await settle();
   assert.is(first.code, 'TIMEOUT');
@@ -114,10 +114,16 @@ test('shard-pipeline - giving up on an ambiguous batch restarts the session: amb
   fail(calls[1], 'TIMEOUT'); // second: within its deadline, but as ambiguous
   await settle();
   assert.is(second.code, 'TIMEOUT', 'its number cannot be trusted in a new epoch');
-  assert.equal(numbers(), [[10, 1], [10, 2], [11, 1]], 'the unsent batch opens the new epoch');
+  assert.equal(numbers(), [[1, 1], [1, 2]], 'the new epoch (3) is not used before its second has passed');
+  setNowMs(4000);
+  const fourth = add(); // deadline 7000; its add wakes the pipeline
+  await settle();
+  assert.equal(numbers(), [[1, 1], [1, 2], [3, 1], [3, 2]], 'the unsent batch opens the new epoch');
   ok(calls[2], 7);
+  ok(calls[3], 8);
   await settle();
   assert.equal(third.seqs, [7]);
+  assert.equal(fourth.seqs, [8]);
 });
 
 test('shard-pipeline - retries after a lost request go out in order, gaps after their predecessor', async () => {
@@ -139,11 +145,12 @@ test('shard-pipeline - retries after a lost request go out in order, gaps after 
 });
 
 test('shard-pipeline - an unreadable reply fails its batch DECODE_FAILED and restarts the session', async () => {
-  const { calls, add, numbers } = harness();
+  const { calls, add, numbers, setNowMs } = harness();
   const first = add();
   calls[0].reply.resolve({ v: 1, t: 'appended', parts: [{ shard: 0, epoch: 1, runs: [1, 5] }], outcome: 'new' });
   await settle();
   assert.is(first.code, 'DECODE_FAILED');
+  setNowMs(12_000); // the new epoch (11) is usable once second 11 has passed
   add();
   assert.ok(numbers()[1][0] > 10, 'a new epoch: the first batch may have been applied');
 });

@@ -51,7 +51,7 @@ test('config - defaults: a single router, namespace tidelog, the WAL defaults, t
     fsync: 'full',
     segmentBytes: 16 << 20,
     batchMaxEvents: 1000,
-    batchLingerMs: 1,
+    batchLingerMs: 0,
     dedupWindowMs: 60_000,
     dedupMaxEvents: 1 << 20,
     syncIntervalMs: 100,
@@ -79,10 +79,10 @@ test('config - layers: file over defaults, env over file, overrides over env', a
       assert.equal(withEnv.nats.servers, ['nats://a:4222', 'nats://b:4222']);
       assert.is(withEnv.wal.fsync, 'off');
       assert.is(withEnv.wal.batchMaxEvents, 500);
-      const withFlags = loadConfig({ file, env, overrides: { namespace: 'from-flag', router: { strategy: 'single' }, wal: { batchLingerMs: 0 } } });
+      const withFlags = loadConfig({ file, env, overrides: { namespace: 'from-flag', router: { strategy: 'single' }, wal: { batchLingerMs: 2 } } });
       assert.is(withFlags.namespace, 'from-flag');
       assert.equal(withFlags.router, { strategy: 'single' }, 'a router replaces the one below it whole');
-      assert.is(withFlags.wal.batchLingerMs, 0);
+      assert.is(withFlags.wal.batchLingerMs, 2);
       assert.is(withFlags.wal.batchMaxEvents, 500);
     },
   );

@@ -20,6 +20,8 @@ export interface NodeProcessOptions {
   readyTimeoutMs?: number;
   /** Extra environment (e.g. TIDELOG_LOG_LEVEL). */
   env?: Record<string, string>;
+  /** Extra node flags before the CLI (e.g. --cpu-prof for profiling a benchmark's node). */
+  execArgv?: string[];
 }
 
 export class NodeProcess {
@@ -40,7 +42,7 @@ export class NodeProcess {
   static async start(options: NodeProcessOptions): Promise<NodeProcess> {
     const configPath = join(options.dir, 'node.json');
     await writeFile(configPath, JSON.stringify({ dataDir: join(options.dir, 'data'), ...options.config }, null, 2));
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--config', configPath], {
+    const child = spawn(process.execPath, [...(options.execArgv ?? []), '--import', 'tsx', CLI, 'serve', '--config', configPath], {
       cwd: REPO_ROOT,
       env: { ...process.env, TIDELOG_LOG_LEVEL: 'warn', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,7 +2,8 @@
 // (deterministic round-robin, the pending bound, no re-entrant delivery, drain on close).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InProcessBus, InProcessTransport, subjectMatches } from '../../src/transport/in-process.ts';
+import { InProcessBus, InProcessTransport } from '../../src/transport/in-process.ts';
+import { subjectMatches } from '../../src/transport/subject.ts';
 import type { Transport, TransportMessage, TransportStatus } from '../../src/transport/transport.ts';
 import { expectCode } from '../support/expect-code.ts';
 import { rejection } from '../support/wal-fixtures.ts';

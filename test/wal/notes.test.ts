@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isTidelogError } from '../../src/errors.ts';
-import { Wal, nodeFileIo, recoverShard, type PersistedInfo, type StoredBatch, type WalStateMachine } from '../../src/wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, nodeFileIo, recoverShard, type PersistedInfo, type StoredBatch, type WalStateMachine } from '../../src/wal/index.ts';
 import { collect, makeEvent, rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
 
 const text = (value: string): Uint8Array => new TextEncoder().encode(value);
@@ -71,19 +71,19 @@ test('notes - a note reaches live apply, onPersisted, readBatches and replay aft
     assert.equal(seqs, [1, 2, 3]);
     assert.equal(seen, [1, 2, 3], 'the callback sees the seqs appendMany resolves with');
     assert.is(await wal.append(makeEvent(4)), 4);
-    const biggest = new Uint8Array(65_536).fill(7);
+    const biggest = new Uint8Array(MAX_NOTE_BYTES).fill(7);
     assert.equal(await wal.appendMany([makeEvent(5)], { note: () => biggest }), [5]);
     biggest.fill(0); // the WAL copied it
     const expected: BatchShape[] = [
       [1, 3, ['r1:1,2,3']],
       [4, 1, []],
-      [5, 1, ['\x07'.repeat(65_536)]],
+      [5, 1, ['\x07'.repeat(MAX_NOTE_BYTES)]],
     ];
     assert.equal(machine.applied, expected);
     assert.equal(persisted, [
       [1, 3, 3, ['r1:1,2,3']],
       [4, 4, 1, []],
-      [5, 5, 1, ['\x07'.repeat(65_536)]],
+      [5, 5, 1, ['\x07'.repeat(MAX_NOTE_BYTES)]],
     ]);
     assert.equal((await collect(wal.readBatches())).map(shape), expected);
     await wal.close();
@@ -98,31 +98,33 @@ test('notes - a note reaches live apply, onPersisted, readBatches and replay aft
   }
 });
 
-test('notes - the note sits in the batch holding the last part of a call larger than batchMaxEvents', async () => {
+test('notes - a call with a note is never split: all its events and the note share one batch', async () => {
   const dir = tempDir();
   try {
     const { wal } = await Wal.open({ dir, ...options, batchLingerMs: 20 });
-    await wal.appendMany(events(1, 10), { note: () => text('ten') }); // parts 4, 4, 2
-    await wal.appendMany(events(11, 8), { note: () => text('eight') }); // the last part fills its group
-    // Another caller's events already wait in the open group: 2 + 4 does not fit, so it seals.
+    // batchMaxEvents is 4: without a note these calls would be split into several batches.
+    await wal.appendMany(events(1, 10), { note: () => text('ten') });
+    await wal.appendMany(events(11, 8), { note: () => text('eight') });
+    // Another caller's events already wait in the open group: 2 + 5 does not fit, so it seals.
     const first = wal.appendMany(events(19, 2));
     const second = wal.appendMany(events(21, 5), { note: () => text('five') });
     // Two calls with notes sharing one group: the notes keep call order.
     const third = wal.appendMany(events(26, 1), { note: () => text('a') });
     const fourth = wal.appendMany(events(27, 1), { note: () => text('b') });
     assert.equal(await Promise.all([first, second, third, fourth]), [[19, 20], [21, 22, 23, 24, 25], [26], [27]]);
+    // A call without a note is still split at batchMaxEvents.
+    await wal.appendMany(events(28, 6));
     await wal.close();
     assert.equal(
       (await diskBatches(dir)).map((found) => found.batch),
       [
-        [1, 4, []],
-        [5, 4, []],
-        [9, 2, ['ten']],
-        [11, 4, []],
-        [15, 4, ['eight']],
+        [1, 10, ['ten']],
+        [11, 8, ['eight']],
         [19, 2, []],
-        [21, 4, []],
-        [25, 3, ['five', 'a', 'b']],
+        [21, 5, ['five']],
+        [26, 2, ['a', 'b']],
+        [28, 4, []],
+        [32, 2, []],
       ],
     );
   } finally {
@@ -389,7 +391,7 @@ test('notes - a note callback that throws or returns bad bytes fails the lane; n
   let wal: Wal | null = null;
   const broken: Array<{ label: string; note: () => Uint8Array; code: string | null }> = [
     { label: 'empty', note: () => new Uint8Array(0), code: null },
-    { label: 'too long', note: () => new Uint8Array(65_537), code: null },
+    { label: 'too long', note: () => new Uint8Array(MAX_NOTE_BYTES + 1), code: null },
     { label: 'not bytes', note: () => 'text' as unknown as Uint8Array, code: null },
     {
       label: 'throws',
