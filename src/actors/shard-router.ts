@@ -23,8 +23,9 @@ export interface ShardEntry<Host> {
   nodeId: string;
   epoch: number;
   role: ShardRole;
-  /** The local host serving the shard; null when the shard is served elsewhere or failed. */
+  /** The local host serving the shard; null when the shard is served elsewhere or not open. */
   host: Host | null;
+  /** Set when the shard's lane failed: it takes no appends, its durable events are still read. */
   failure: Error | null;
 }
 
@@ -60,7 +61,7 @@ export function createShardRouterMachine<Host>() {
       input: {} as { nodeId: string; router: ShardRouter },
     },
     guards: {
-      isEveryShardServing: ({ context }) => [...context.shards.values()].every((entry) => entry.host !== null),
+      isEveryShardServing: ({ context }) => [...context.shards.values()].every((entry) => entry.host !== null && entry.failure === null),
       hasFailedShard: ({ context }) => [...context.shards.values()].some((entry) => entry.failure !== null),
     },
     actions: {
@@ -73,7 +74,8 @@ export function createShardRouterMachine<Host>() {
       markFailed: assign({
         shards: ({ context, event }) => {
           if (event.type !== 'SHARD_FAILED') return context.shards;
-          return withEntry(context.shards, event.shard, (entry) => ({ ...entry, host: null, failure: event.error }));
+          // The host stays: a failed lane is read-only, and its durable events are still served.
+          return withEntry(context.shards, event.shard, (entry) => ({ ...entry, failure: event.error }));
         },
       }),
       markClosed: assign({

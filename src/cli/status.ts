@@ -37,7 +37,7 @@ export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> 
   const rows = replies.flatMap((reply) =>
     reply.shards.map((shard) => [
       reply.nodeId,
-      reply.state,
+      shard.failure === undefined ? reply.state : `FAILED ${shard.failure}`,
       formatMs(reply.uptimeMs),
       String(shard.shard),
       shard.role,

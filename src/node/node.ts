@@ -13,6 +13,7 @@ import { ShardRouter } from '../shard-map.ts';
 import { encodeMessage } from '../transport/codec.ts';
 import { subjects as subjectsOf, type InfoReply, type StatusReply } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
+import type { FileIo } from '../wal/index.ts';
 import type { NodeConfig } from './config.ts';
 import { NodeMetrics } from './metrics.ts';
 import { serveEndpoints } from './request-handlers.ts';
@@ -24,6 +25,8 @@ export interface StartNodeOptions {
   logger?: Logger;
   /** Default: loaded from config.signals. */
   schema?: SignalSchema;
+  /** The file system every shard uses (tests inject faults); default the real one. */
+  io?: FileIo;
 }
 
 /** Node-wide bound on requests being worked on at once (each also bounded by its shard). */
@@ -140,6 +143,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
             }
           },
           onRecoveryProgress: (done, total) => logger.info({ shard, done, total }, 'recovering shard'),
+          io: options.io,
         });
         hosts.set(shard, host);
         logger.info({ shard, lastSeq: host.hwm, entities: host.state.entityCount, ms: Date.now() - startedMs }, 'shard open');
@@ -161,15 +165,15 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
             maxRequestBytes: config.limits.maxRequestBytes,
             maxInFlightRequests: MAX_IN_FLIGHT_REQUESTS,
           },
-          hostFor: (shard) => {
+          hostFor: (shard, purpose) => {
             const entry = lookup(routerActor, shard);
             if (entry === undefined) {
               return new TidelogError('UNKNOWN_SHARD', `shard ${shard} is not in this node's shard map`, { details: { shard } });
             }
-            if (entry.host === null) {
-              const failure = entry.failure ?? failedShards.get(shard);
+            const failure = entry.failure ?? failedShards.get(shard) ?? null;
+            if (entry.host === null || (purpose === 'append' && failure !== null)) {
               if (failure instanceof TidelogError) return failure;
-              return new TidelogError('CLOSED', `shard ${shard} is not serving`, { details: { shard }, cause: failure });
+              return new TidelogError('CLOSED', `shard ${shard} is not serving`, { details: { shard }, cause: failure ?? undefined });
             }
             return entry.host;
           },

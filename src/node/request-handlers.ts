@@ -36,8 +36,11 @@ export interface EndpointContext {
   limits: RequestLimits;
   metrics: NodeMetrics;
   logger: Logger;
-  /** The local host serving `shard`, or the error to answer with (unknown, failed, not led). */
-  hostFor(shard: number): ShardHost | TidelogError;
+  /**
+   * The local host serving `shard`, or the error to answer with (unknown, not open, not led;
+   * for appends also a failed lane — reads of a failed lane go on).
+   */
+  hostFor(shard: number, purpose: 'append' | 'read'): ShardHost | TidelogError;
   /** A shard's lane failed under a request: the supervisor takes it out of service. */
   shardFailed(shard: number, error: Error): void;
   info(): InfoReply;
@@ -99,7 +102,7 @@ export function serveEndpoints(context: EndpointContext): () => void {
   };
 
   const appendToShard = async (shard: number, packed: Uint8Array, request: Parameters<ShardHost['append']>[1]) => {
-    const host = context.hostFor(shard);
+    const host = context.hostFor(shard, 'append');
     if (host instanceof TidelogError) throw host;
     const startedNs = process.hrtime.bigint();
     try {
@@ -158,7 +161,7 @@ export function serveEndpoints(context: EndpointContext): () => void {
       answer('read', message, async () => {
         const request = decodeRequest(message.data, 'read', context.limits);
         if (request.shard !== shard) throw new TidelogError('WRONG_SHARD', `read names shard ${request.shard} on the subject of shard ${shard}`);
-        const host = context.hostFor(shard);
+        const host = context.hostFor(shard, 'read');
         if (host instanceof TidelogError) throw host;
         const page = await host.read(request.fromSeq, request.maxEvents);
         const reply: ReadReply = { v: 1, t: 'batches', shard, ...page };
@@ -170,7 +173,7 @@ export function serveEndpoints(context: EndpointContext): () => void {
       answer('seek', message, async () => {
         const request = decodeRequest(message.data, 'seek', context.limits);
         if (request.shard !== shard) throw new TidelogError('WRONG_SHARD', `seek names shard ${request.shard} on the subject of shard ${shard}`);
-        const host = context.hostFor(shard);
+        const host = context.hostFor(shard, 'read');
         if (host instanceof TidelogError) throw host;
         const reply: SeekReply = { v: 1, t: 'sought', shard, seq: await host.seek(request.timestampNs) };
         context.metrics.requests.inc({ endpoint: 'seek', outcome: 'ok' });
@@ -184,7 +187,7 @@ export function serveEndpoints(context: EndpointContext): () => void {
       const request = decodeRequest(message.data, 'state', context.limits);
       const entityId = BigInt(request.entityId);
       const shard = router.shardOf(entityId);
-      const host = context.hostFor(shard);
+      const host = context.hostFor(shard, 'read');
       if (host instanceof TidelogError) throw host;
       const reply: StateReply = {
         v: 1,

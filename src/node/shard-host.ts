@@ -10,10 +10,10 @@
 //   ack ◄── appendMany resolves (after apply) ◄──┘
 
 import { join } from 'node:path';
-import { TidelogError } from '../errors.ts';
+import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { MAX_NOTE_BYTES, Wal, type StoredBatch, type WalOptions, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, type FileIo, type StoredBatch, type WalOptions, type WalStats } from '../wal/index.ts';
 import { seqsToRuns } from '../transport/codec.ts';
 import { MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
@@ -38,6 +38,8 @@ export interface ShardHostOptions {
   recentBytes: number;
   publishFeed: (message: FeedMessage) => void;
   onRecoveryProgress?: (done: number, total: number) => void;
+  /** The file system (tests inject EIO/ENOSPC here); default the real one. */
+  io?: FileIo;
 }
 
 export interface AppendOutcome {
@@ -76,6 +78,7 @@ export class ShardHost {
       leaderEpoch: options.epoch,
       stateMachine: state,
       onRecoveryProgress: options.onRecoveryProgress,
+      ...(options.io === undefined ? {} : { io: options.io }),
     });
     const host = new ShardHost(options.shard, options.epoch, wal, state, options);
     state.onBatch = (batch) => host.batchDurable(batch);
@@ -189,6 +192,7 @@ export class ShardHost {
       segments: stats.segments.length,
       appliedSeq: this.state.appliedSeq,
       entities: this.state.entityCount,
+      ...(this.wal.failed === null ? {} : { failure: isTidelogError(this.wal.failed) ? this.wal.failed.code : 'IO_ERROR' }),
     };
   }
 

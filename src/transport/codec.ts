@@ -318,6 +318,7 @@ function shardStatus(fields: Fields): ShardStatus {
     segments: count('segments'),
     appliedSeq: count('appliedSeq'),
     entities: count('entities'),
+    ...(fields.has('failure') ? { failure: fields.string('failure') } : {}),
   };
 }
 

@@ -188,6 +188,8 @@ export interface ShardStatus {
   segments: number;
   appliedSeq: number;
   entities: number;
+  /** Error code of a failed lane (the shard takes no appends, reads go on); absent when healthy. */
+  failure?: string;
 }
 
 export interface StatusReply {

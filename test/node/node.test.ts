@@ -11,6 +11,8 @@ import { ShardRouter } from '../../src/shard-map.ts';
 import { decodeReply, decodeRoute, encodeMessage, runsToSeqs } from '../../src/transport/codec.ts';
 import { InProcessBus, InProcessTransport } from '../../src/transport/in-process.ts';
 import { subjects as subjectsOf, type AppendReply, type Message, type SessionTag } from '../../src/transport/messages.ts';
+import type { FileIo } from '../../src/wal/index.ts';
+import { FaultyFileIo } from '../support/faulty-file-io.ts';
 import { rejection, tempDir, removeDir } from '../support/wal-fixtures.ts';
 
 const NAMESPACE = 'nodetest';
@@ -26,7 +28,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function startHarness(overrides: ConfigOverrides = {}): Promise<Harness> {
+async function startHarness(overrides: ConfigOverrides = {}, io?: FileIo): Promise<Harness> {
   const dir = tempDir('node');
   const bus = new InProcessBus();
   const config = loadConfig({
@@ -38,13 +40,13 @@ async function startHarness(overrides: ConfigOverrides = {}): Promise<Harness> {
   const harness: Harness = {
     dir,
     bus,
-    node: await startNode({ config, transport: nodeTransport, logger }),
+    node: await startNode({ config, transport: nodeTransport, logger, io }),
     client: new InProcessTransport({ bus }),
     async restart() {
       await harness.node.stop();
       await nodeTransport.close();
       nodeTransport = new InProcessTransport({ bus });
-      harness.node = await startNode({ config, transport: nodeTransport, logger });
+      harness.node = await startNode({ config, transport: nodeTransport, logger, io });
     },
     async close() {
       await harness.node.stop();
@@ -276,6 +278,29 @@ test('node - state, seek, info and status answer from durable data', async () =>
     assert.is(statuses[0].shards.find((s) => s.shard === shard)?.hwm, 5);
   } finally {
     await harness.close();
+  }
+});
+
+test('node - an fsync error stops only its shard: its appends get FSYNC_FAILED, its reads and the other shards go on', async () => {
+  const io = new FaultyFileIo();
+  const harness = await startHarness({ wal: { fsync: 'full', batchLingerMs: 0 } }, io);
+  try {
+    const before = eventsOfShard(packedEvents(0, 400), 1);
+    const acked = await shardAppend(harness, 1, before);
+    assert.is(acked.outcome, 'new');
+    io.inject({ op: 'datasync', path: /wal-00001-/, code: 'EIO' });
+    await expectErrorCode(harness, subjects.shardAppend(1), { v: 1, t: 'append', shard: 1, events: eventsOfShard(packedEvents(1000, 400), 1) }, 'FSYNC_FAILED');
+    await expectErrorCode(harness, subjects.shardAppend(1), { v: 1, t: 'append', shard: 1, events: eventsOfShard(packedEvents(2000, 400), 1) }, 'FSYNC_FAILED');
+    const stored = await readShard(harness, 1);
+    assert.is(stored.length, before.byteLength / EVENT_BYTES, 'what was acknowledged before the fault is still read, nothing after it');
+    for (const shard of [0, 2, 3]) {
+      const reply = await shardAppend(harness, shard, eventsOfShard(packedEvents(3000, 400), shard));
+      assert.is(reply.outcome, 'new', `shard ${shard} keeps serving`);
+    }
+    const status = decodeReply(await call(harness, subjects.status, { v: 1, t: 'status' }), 'status');
+    assert.equal(status.shards.map((shard) => shard.failure ?? null), [null, 'FSYNC_FAILED', null, null], 'status names the failed lane');
+  } finally {
+    await harness.close().catch(() => undefined);
   }
 });
 
