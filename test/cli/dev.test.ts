@@ -1,0 +1,24 @@
+// `tidelog dev` (npm start) end to end, short: its own nats-server, a node, the demo producer,
+// the read-back check; and the same on the in-process transport.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runCli } from './harness.ts';
+
+const test = suite('cli dev');
+
+test('dev - runs a node on its own nats-server, sends, reads every acknowledged event back, exits 0', () => {
+  const result = runCli(['dev', '--seconds', '1', '--shards', '2', '--senders', '2', '--batch', '100'], { timeoutMs: 60_000 });
+  assert.is(result.status, 0, result.stderr);
+  assert.match(result.stdout, /nats-server nats:\/\/127\.0\.0\.1:\d+/);
+  assert.match(result.stdout, /read back [\d,]+ events .*: 0 missing, 0 different/);
+  assert.match(result.stdout, /PASS/);
+});
+
+test('dev - --in-process runs the same without a nats-server', () => {
+  const result = runCli(['dev', '--seconds', '1', '--shards', '1', '--senders', '2', '--batch', '50', '--in-process'], { timeoutMs: 60_000 });
+  assert.is(result.status, 0, result.stderr);
+  assert.match(result.stdout, /in-process transport/);
+  assert.match(result.stdout, /PASS/);
+});
+
+test.run();
