@@ -197,12 +197,21 @@ async function tidelogPaced(transport: NatsTransport, params: Params): Promise<R
   return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
 }
 
-async function jetStreamPerEvent(nc: NatsConnection, params: Params): Promise<RunResult> {
+interface JetStreamRun {
+  stream: string;
+  subject: string;
+  /** Publishes kept in flight at once. */
+  window: number;
+  eventsPerMessage: number;
+  /** The message body of publish number `index`. */
+  payloadAt: (index: number) => Uint8Array;
+}
+
+/** Async publishes with Nats-Msg-Id into a fresh file stream for params.seconds. */
+async function jetStreamPublish(nc: NatsConnection, params: Params, run: JetStreamRun): Promise<RunResult> {
   const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: 'bench-per-event', subjects: ['bench.js.event'], storage: 'file', duplicate_window: 60_000_000_000 });
+  await jsm.streams.add({ name: run.stream, subjects: [run.subject], storage: 'file', duplicate_window: 60_000_000_000 });
   const js = jetstream(nc);
-  const events = makePacked(100_000);
-  const window = 1000;
   const latencies: number[] = [];
   let acked = 0;
   let next = 0;
@@ -211,40 +220,36 @@ async function jetStreamPerEvent(nc: NatsConnection, params: Params): Promise<Ru
   const worker = async (): Promise<void> => {
     while (performance.now() < endMs) {
       const index = next++;
-      const data = events.subarray((index % 100_000) * EVENT_BYTES, ((index % 100_000) + 1) * EVENT_BYTES);
       const sentMs = performance.now();
-      await js.publish('bench.js.event', data, { msgID: `e${index}` });
+      await js.publish(run.subject, run.payloadAt(index), { msgID: `${run.stream}-${index}` });
       latencies.push((performance.now() - sentMs) * 1000);
-      acked++;
+      acked += run.eventsPerMessage;
     }
   };
-  await Promise.all(Array.from({ length: window }, () => worker()));
+  await Promise.all(Array.from({ length: run.window }, () => worker()));
   const elapsedMs = performance.now() - startedMs;
-  await jsm.streams.delete('bench-per-event');
+  await jsm.streams.delete(run.stream);
   return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
 }
 
-async function jetStreamBatched(nc: NatsConnection, params: Params): Promise<RunResult> {
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: 'bench-batched', subjects: ['bench.js.batch'], storage: 'file', duplicate_window: 60_000_000_000 });
-  const js = jetstream(nc);
+function jetStreamPerEvent(nc: NatsConnection, params: Params): Promise<RunResult> {
+  const events = makePacked(100_000);
+  return jetStreamPublish(nc, params, {
+    stream: 'bench-per-event',
+    subject: 'bench.js.event',
+    window: 1000,
+    eventsPerMessage: 1,
+    payloadAt: (index) => events.subarray((index % 100_000) * EVENT_BYTES, ((index % 100_000) + 1) * EVENT_BYTES),
+  });
+}
+
+function jetStreamBatched(nc: NatsConnection, params: Params): Promise<RunResult> {
   const payloads = Array.from({ length: 64 }, () => makePacked(1000));
-  const latencies: number[] = [];
-  let acked = 0;
-  let next = 0;
-  const startedMs = performance.now();
-  const endMs = startedMs + params.seconds * 1000;
-  const worker = async (): Promise<void> => {
-    while (performance.now() < endMs) {
-      const index = next++;
-      const sentMs = performance.now();
-      await js.publish('bench.js.batch', payloads[index % payloads.length], { msgID: `b${index}` });
-      latencies.push((performance.now() - sentMs) * 1000);
-      acked += 1000;
-    }
-  };
-  await Promise.all(Array.from({ length: 64 }, () => worker()));
-  const elapsedMs = performance.now() - startedMs;
-  await jsm.streams.delete('bench-batched');
-  return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
+  return jetStreamPublish(nc, params, {
+    stream: 'bench-batched',
+    subject: 'bench.js.batch',
+    window: 64,
+    eventsPerMessage: 1000,
+    payloadAt: (index) => payloads[index % payloads.length],
+  });
 }

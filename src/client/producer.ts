@@ -39,7 +39,7 @@ import { nonNegativeOption, openClientTransport, positiveIntegerOption, type Cli
 import { fetchInfo } from './info.ts';
 import { localClosedError, requestBytes, type ClientLogger } from './retry.ts';
 import { PendingSend, type Ack } from './pending-send.ts';
-import { ShardPipeline, type BatchItem, type ShardPipelineStats } from './shard-pipeline.ts';
+import { ShardPipeline, zeroCounters, type BatchItem, type PipelineCounters, type ShardPipelineStats } from './shard-pipeline.ts';
 
 export type { Ack } from './pending-send.ts';
 
@@ -78,19 +78,10 @@ export interface ProducerOptions extends ClientTransportOptions {
   logger?: ClientLogger;
 }
 
-export interface ProducerStats {
-  /** Accepted events not on the wire: waiting for room, or in batches not yet sent. */
-  queuedEvents: number;
+/** The shards' counters summed; queuedEvents also counts events waiting for room. */
+export interface ProducerStats extends PipelineCounters {
   /** send() calls waiting for room (over highWaterEvents). */
   waitingSends: number;
-  inFlightRequests: number;
-  inFlightEvents: number;
-  /** Requests put on the wire, retries included. */
-  sentRequests: number;
-  retries: number;
-  ackedRequests: number;
-  ackedEvents: number;
-  rejectedEvents: number;
   shards: Record<number, ShardPipelineStats>;
 }
 
@@ -226,29 +217,12 @@ export class Producer {
   }
 
   stats(): ProducerStats {
-    const totals: ProducerStats = {
-      queuedEvents: this.waitingEvents,
-      waitingSends: this.waiting.length,
-      inFlightRequests: 0,
-      inFlightEvents: 0,
-      sentRequests: 0,
-      retries: 0,
-      ackedRequests: 0,
-      ackedEvents: 0,
-      rejectedEvents: 0,
-      shards: {},
-    };
+    const totals: ProducerStats = { ...zeroCounters(), queuedEvents: this.waitingEvents, waitingSends: this.waiting.length, shards: {} };
+    const names = Object.keys(zeroCounters()) as Array<keyof PipelineCounters>;
     for (const [shard, pipeline] of this.pipelines) {
       const stats = pipeline.stats();
       totals.shards[shard] = stats;
-      totals.queuedEvents += stats.queuedEvents;
-      totals.inFlightRequests += stats.inFlightRequests;
-      totals.inFlightEvents += stats.inFlightEvents;
-      totals.sentRequests += stats.sentRequests;
-      totals.retries += stats.retries;
-      totals.ackedRequests += stats.ackedRequests;
-      totals.ackedEvents += stats.ackedEvents;
-      totals.rejectedEvents += stats.rejectedEvents;
+      for (const name of names) totals[name] += stats[name];
     }
     return totals;
   }

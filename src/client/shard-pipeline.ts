@@ -41,7 +41,8 @@ export interface ShardPipelineOptions extends BackoffOptions {
   logger?: ClientLogger;
 }
 
-export interface ShardPipelineStats {
+/** What a pipeline counts; the producer's stats are these summed over its shards. */
+export interface PipelineCounters {
   /** Events in batches not on the wire (open, queued, waiting to retry). */
   queuedEvents: number;
   inFlightRequests: number;
@@ -52,8 +53,15 @@ export interface ShardPipelineStats {
   ackedRequests: number;
   ackedEvents: number;
   rejectedEvents: number;
+}
+
+export interface ShardPipelineStats extends PipelineCounters {
   sessionEpoch: number;
   nextRequestSeq: number;
+}
+
+export function zeroCounters(): PipelineCounters {
+  return { queuedEvents: 0, inFlightRequests: 0, inFlightEvents: 0, sentRequests: 0, retries: 0, ackedRequests: 0, ackedEvents: 0, rejectedEvents: 0 };
 }
 
 type LingerTimer = { kind: 'timeout'; handle: NodeJS.Timeout } | { kind: 'immediate'; handle: NodeJS.Immediate };
@@ -90,7 +98,7 @@ export class ShardPipeline {
   private epochUsableAtMs = 0;
   private closedError: TidelogError | null = null;
   private readonly idleWaiters: Array<() => void> = [];
-  private readonly counters = { queuedEvents: 0, inFlightRequests: 0, inFlightEvents: 0, sentRequests: 0, retries: 0, ackedRequests: 0, ackedEvents: 0, rejectedEvents: 0 };
+  private readonly counters = zeroCounters();
 
   constructor(options: ShardPipelineOptions) {
     this.options = options;

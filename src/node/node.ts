@@ -91,7 +91,6 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
   const router = ShardRouter.fromSpec(config.router);
   const subjects = subjectsOf(config.namespace);
   const hosts = new Map<number, ShardHost>();
-  const failedShards = new Map<number, Error>();
   const metrics = new NodeMetrics(nodeId, () =>
     [...hosts.values()].map((host) => {
       const stats = host.stats();
@@ -168,18 +167,18 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           hostFor: (shard, purpose) => {
             const entry = lookup(routerActor, shard);
             if (entry === undefined) {
-              return new TidelogError('UNKNOWN_SHARD', `shard ${shard} is not in this node's shard map`, { details: { shard } });
+              throw new TidelogError('UNKNOWN_SHARD', `shard ${shard} is not in this node's shard map`, { details: { shard } });
             }
-            const failure = entry.failure ?? failedShards.get(shard) ?? null;
+            const failure = entry.failure;
             if (entry.host === null || (purpose === 'append' && failure !== null)) {
-              if (failure instanceof TidelogError) return failure;
-              return new TidelogError('CLOSED', `shard ${shard} is not serving`, { details: { shard }, cause: failure ?? undefined });
+              if (failure instanceof TidelogError) throw failure;
+              throw new TidelogError('CLOSED', `shard ${shard} is not serving`, { details: { shard }, cause: failure ?? undefined });
             }
             return entry.host;
           },
           shardFailed: (shard, error) => {
-            if (failedShards.has(shard)) return;
-            failedShards.set(shard, error);
+            // The router keeps the failure (xstate handles the send synchronously): report once.
+            if ((lookup(routerActor, shard)?.failure ?? null) !== null) return;
             logger.error({ err: error, shard }, 'shard failed: its lane is read-only until restart');
             actor.send({ type: 'SHARD_FAILED', shard, error });
           },

@@ -37,10 +37,10 @@ export interface EndpointContext {
   metrics: NodeMetrics;
   logger: Logger;
   /**
-   * The local host serving `shard`, or the error to answer with (unknown, not open, not led;
-   * for appends also a failed lane — reads of a failed lane go on).
+   * The local host serving `shard`; throws the error to answer with (unknown, not open, not
+   * led; for appends also a failed lane — reads of a failed lane go on).
    */
-  hostFor(shard: number, purpose: 'append' | 'read'): ShardHost | TidelogError;
+  hostFor(shard: number, purpose: 'append' | 'read'): ShardHost;
   /** A shard's lane failed under a request: the supervisor takes it out of service. */
   shardFailed(shard: number, error: Error): void;
   info(): InfoReply;
@@ -103,7 +103,6 @@ export function serveEndpoints(context: EndpointContext): () => void {
 
   const appendToShard = async (shard: number, packed: Uint8Array, request: Parameters<ShardHost['append']>[1]) => {
     const host = context.hostFor(shard, 'append');
-    if (host instanceof TidelogError) throw host;
     const startedNs = process.hrtime.bigint();
     try {
       const outcome = await host.append(packed, request);
@@ -144,11 +143,7 @@ export function serveEndpoints(context: EndpointContext): () => void {
     subscribe(subjects.shardAppend(shard), subjects.shardQueue(shard), (message) =>
       answer('shard-append', message, async () => {
         const request = decodeRequest(message.data, 'append', context.limits);
-        if (request.shard !== shard) {
-          throw new TidelogError('WRONG_SHARD', `request names shard ${String(request.shard)} on the subject of shard ${shard}`, {
-            details: { shard, requested: request.shard ?? null },
-          });
-        }
+        checkSubjectShard(request.shard, shard);
         checkEventsRouteTo(router, request.events, shard);
         context.metrics.requestEvents.observe(request.events.byteLength / EVENT_BYTES);
         const { part, outcome } = await appendToShard(shard, request.events, request.session);
@@ -160,10 +155,8 @@ export function serveEndpoints(context: EndpointContext): () => void {
     subscribe(subjects.shardRead(shard), subjects.shardQueue(shard), (message) =>
       answer('read', message, async () => {
         const request = decodeRequest(message.data, 'read', context.limits);
-        if (request.shard !== shard) throw new TidelogError('WRONG_SHARD', `read names shard ${request.shard} on the subject of shard ${shard}`);
-        const host = context.hostFor(shard, 'read');
-        if (host instanceof TidelogError) throw host;
-        const page = await host.read(request.fromSeq, request.maxEvents);
+        checkSubjectShard(request.shard, shard);
+        const page = await context.hostFor(shard, 'read').read(request.fromSeq, request.maxEvents);
         const reply: ReadReply = { v: 1, t: 'batches', shard, ...page };
         context.metrics.requests.inc({ endpoint: 'read', outcome: 'ok' });
         return encodeMessage(reply);
@@ -172,10 +165,8 @@ export function serveEndpoints(context: EndpointContext): () => void {
     subscribe(subjects.shardSeek(shard), subjects.shardQueue(shard), (message) =>
       answer('seek', message, async () => {
         const request = decodeRequest(message.data, 'seek', context.limits);
-        if (request.shard !== shard) throw new TidelogError('WRONG_SHARD', `seek names shard ${request.shard} on the subject of shard ${shard}`);
-        const host = context.hostFor(shard, 'read');
-        if (host instanceof TidelogError) throw host;
-        const reply: SeekReply = { v: 1, t: 'sought', shard, seq: await host.seek(request.timestampNs) };
+        checkSubjectShard(request.shard, shard);
+        const reply: SeekReply = { v: 1, t: 'sought', shard, seq: await context.hostFor(shard, 'read').seek(request.timestampNs) };
         context.metrics.requests.inc({ endpoint: 'seek', outcome: 'ok' });
         return encodeMessage(reply);
       }),
@@ -188,7 +179,6 @@ export function serveEndpoints(context: EndpointContext): () => void {
       const entityId = BigInt(request.entityId);
       const shard = router.shardOf(entityId);
       const host = context.hostFor(shard, 'read');
-      if (host instanceof TidelogError) throw host;
       const reply: StateReply = {
         v: 1,
         t: 'entity',
@@ -222,6 +212,15 @@ export function serveEndpoints(context: EndpointContext): () => void {
   return () => {
     for (const subscription of subscriptions) subscription.unsubscribe();
   };
+}
+
+/** A per-shard request names the shard of the subject it was sent on. */
+function checkSubjectShard(requested: number | undefined, shard: number): void {
+  if (requested !== shard) {
+    throw new TidelogError('WRONG_SHARD', `request names shard ${String(requested)} on the subject of shard ${shard}`, {
+      details: { shard, requested: requested ?? null },
+    });
+  }
 }
 
 /** A per-shard request must hold only that shard's events (a stale client shard map). */
