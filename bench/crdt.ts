@@ -7,7 +7,12 @@
 //   transfer   a fresh replica synced from a 1 M-entity one in messages of at most 4 MiB
 //              (count, largest message, time), and plan pieces of at most 4 MiB
 //   snapshot   encode/decode of a 100 k-entity state
-// Flags: --quick (smaller runs, for a smoke check).
+//   memory     process RSS per entity of a ranking-shaped state (1 M and 5 M entities, two score
+//              signals each, 1 % hot entities), measured in a fresh child process after a forced GC
+// Flags: --quick (smaller runs, for a smoke check); --only=apply,merge,snapshot,reconcile,
+// transfer,memory (comma-separated phases; default all).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../test/crdt/replica-simulation.ts';
 import { CrdtSignalState, defaultSignalSchema, encodePlan, Hlc, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
 import { newReport, printReport } from './report.ts';
@@ -17,7 +22,15 @@ const BATCH_EVENTS = 1000;
 const START_NS = 1_700_000_000_000_000_000n;
 
 export async function main(argv: string[]): Promise<void> {
+  const childArg = argv.find((arg) => arg.startsWith('--memory-child='));
+  if (childArg !== undefined) {
+    memoryChild(Number(childArg.slice('--memory-child='.length)));
+    return;
+  }
   const isQuick = argv.includes('--quick');
+  const onlyArg = argv.find((arg) => arg.startsWith('--only='));
+  const only = onlyArg === undefined ? undefined : new Set(onlyArg.slice('--only='.length).split(','));
+  const runs = (phase: string): boolean => only === undefined || only.has(phase);
   const applyEvents = isQuick ? 200_000 : 2_000_000;
   const schema = defaultSignalSchema();
   const report = newReport('crdt', {
@@ -27,135 +40,156 @@ export async function main(argv: string[]): Promise<void> {
     scoreSignals: schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.name),
   });
 
-  // ---- apply ----
-  const scoreIds = schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.id);
-  const workloads: { name: string; pickEntity: (random: () => number) => number }[] = [
-    { name: 'zipf(1.0) over 1M entities', pickEntity: zipfPicker(1_000_000, 1.0) },
-    { name: 'uniform over 100k entities', pickEntity: (random) => Math.floor(random() * 100_000) },
-  ];
-  for (const workload of workloads) {
-    const bytes = makeEvents(applyEvents, scoreIds, workload.pickEntity, 42);
-    // The same entities and signals an hour later: a replica in steady state, whose
-    // contributions exist already (no slot allocation, no growth of the columns).
-    const later = shiftTimestamps(bytes, 3_600_000_000_000n);
-    let bestCold = 0;
-    let bestWarm = 0;
-    let entities = 0;
+  if (runs('apply')) {
+    // ---- apply ----
+    const scoreIds = schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.id);
+    const workloads: { name: string; pickEntity: (random: () => number) => number }[] = [
+      { name: 'zipf(1.0) over 1M entities', pickEntity: zipfPicker(1_000_000, 1.0) },
+      { name: 'uniform over 100k entities', pickEntity: (random) => Math.floor(random() * 100_000) },
+    ];
+    for (const workload of workloads) {
+      const bytes = makeEvents(applyEvents, scoreIds, workload.pickEntity, 42);
+      // The same entities and signals an hour later: a replica in steady state, whose
+      // contributions exist already (no slot allocation, no growth of the columns).
+      const later = shiftTimestamps(bytes, 3_600_000_000_000n);
+      let bestCold = 0;
+      let bestWarm = 0;
+      let entities = 0;
+      for (let run = 0; run < 3; run++) {
+        const state = new CrdtSignalState(schema);
+        const clock = new Hlc(1, { now: () => START_NS });
+        bestCold = Math.max(bestCold, applyAll(state, bytes, clock, 1));
+        bestWarm = Math.max(bestWarm, applyAll(state, later, clock, applyEvents + 1));
+        entities = state.entityCount;
+      }
+      report.rows.push({ name: `apply cold, ${workload.name}`, value: bestCold, unit: 'events/s', note: `best of 3, into an empty state, ${entities} entities` });
+      report.rows.push({ name: `apply warm, ${workload.name}`, value: bestWarm, unit: 'events/s', note: 'best of 3, entities already present' });
+    }
+    const rowOf = (name: string): number => report.rows.find((row) => row.name === name)?.value ?? 0;
+    report.ratios['apply warm zipf / 2M target'] = rowOf('apply warm, zipf(1.0) over 1M entities') / 2_000_000;
+    report.ratios['apply cold zipf / 2M target'] = rowOf('apply cold, zipf(1.0) over 1M entities') / 2_000_000;
+  }
+  if (runs('merge') || runs('snapshot')) {
+    // ---- merge of two 100k-entity states ----
+    const mergeEntities = isQuick ? 20_000 : 100_000;
+    const left = buildState(schema, 1, 0, mergeEntities, 2, 7);
+    const right = buildState(schema, 2, mergeEntities / 2, mergeEntities, 2, 8);
+    let cloneMs = Infinity;
+    let mergeMs = Infinity;
+    let merged = left;
     for (let run = 0; run < 3; run++) {
-      const state = new CrdtSignalState(schema);
-      const clock = new Hlc(1, { now: () => START_NS });
-      bestCold = Math.max(bestCold, applyAll(state, bytes, clock, 1));
-      bestWarm = Math.max(bestWarm, applyAll(state, later, clock, applyEvents + 1));
-      entities = state.entityCount;
+      const cloneStartMs = performance.now();
+      const target = left.clone();
+      cloneMs = Math.min(cloneMs, performance.now() - cloneStartMs);
+      const mergeStartMs = performance.now();
+      target.merge(right);
+      mergeMs = Math.min(mergeMs, performance.now() - mergeStartMs);
+      merged = target;
     }
-    report.rows.push({ name: `apply cold, ${workload.name}`, value: bestCold, unit: 'events/s', note: `best of 3, into an empty state, ${entities} entities` });
-    report.rows.push({ name: `apply warm, ${workload.name}`, value: bestWarm, unit: 'events/s', note: 'best of 3, entities already present' });
+    report.rows.push({ name: `merge 2 × ${mergeEntities} entities (50% shared)`, value: mergeMs, unit: 'ms', note: `${merged.entityCount} entities after` });
+    report.rows.push({ name: `clone ${mergeEntities}-entity state`, value: cloneMs, unit: 'ms' });
+
+    // ---- snapshot ----
+    const snapshotStartMs = performance.now();
+    const snapshot = merged.encode();
+    const encodeMs = performance.now() - snapshotStartMs;
+    const decodeStartMs = performance.now();
+    const decoded = CrdtSignalState.decode(snapshot, schema);
+    const decodeMs = performance.now() - decodeStartMs;
+    if (!decoded.equals(merged)) throw new Error('snapshot round trip lost state');
+    report.rows.push({ name: `snapshot size, ${merged.entityCount} entities`, value: snapshot.byteLength, unit: 'bytes' });
+    report.rows.push({ name: 'snapshot encode', value: encodeMs, unit: 'ms' });
+    report.rows.push({ name: 'snapshot decode', value: decodeMs, unit: 'ms' });
+
   }
-  report.ratios['apply warm zipf / 2M target'] = report.rows[1].value / 2_000_000;
-  report.ratios['apply cold zipf / 2M target'] = report.rows[0].value / 2_000_000;
-
-  // ---- merge of two 100k-entity states ----
-  const mergeEntities = isQuick ? 20_000 : 100_000;
-  const left = buildState(schema, 1, 0, mergeEntities, 2, 7);
-  const right = buildState(schema, 2, mergeEntities / 2, mergeEntities, 2, 8);
-  let cloneMs = Infinity;
-  let mergeMs = Infinity;
-  let merged = left;
-  for (let run = 0; run < 3; run++) {
-    const cloneStartMs = performance.now();
-    const target = left.clone();
-    cloneMs = Math.min(cloneMs, performance.now() - cloneStartMs);
-    const mergeStartMs = performance.now();
-    target.merge(right);
-    mergeMs = Math.min(mergeMs, performance.now() - mergeStartMs);
-    merged = target;
+  if (runs('reconcile')) {
+    // ---- reconciliation bytes vs divergence ----
+    const engine = new ReconciliationEngine();
+    const sizes = isQuick ? [10_000] : [10_000, 100_000];
+    const divergences = [0, 1, 10, 100, 1000, 10_000];
+    for (const size of sizes) {
+      const base = buildState(schema, 1, 0, size, 1, 9);
+      const fullBytes = base.encode().byteLength;
+      for (const differing of divergences) {
+        if (differing > size / 2) continue;
+        const remote = base.clone();
+        const local = base.clone();
+        divergeState(remote, size, differing, 11);
+        const startedMs = performance.now();
+        const plan = engine.plan(local, remote);
+        const elapsedMs = performance.now() - startedMs;
+        engine.apply(local, plan);
+        if (!local.equals(remote)) throw new Error('reconciliation did not converge');
+        report.rows.push({
+          name: `reconcile ${size} entities, ${differing} differ`,
+          value: plan.stats.bytesExchanged,
+          unit: 'bytes',
+          note: `${plan.stats.messages} msgs, ${(plan.stats.bytesExchanged / Math.max(1, differing)).toFixed(0)} B/diff, ${elapsedMs.toFixed(0)} ms, full snapshot ${fullBytes} B`,
+        });
+        if (differing === 100) report.ratios[`reconcile bytes / snapshot bytes, ${size} entities, 100 differ`] = plan.stats.bytesExchanged / fullBytes;
+      }
+    }
   }
-  report.rows.push({ name: `merge 2 × ${mergeEntities} entities (50% shared)`, value: mergeMs, unit: 'ms', note: `${merged.entityCount} entities after` });
-  report.rows.push({ name: `clone ${mergeEntities}-entity state`, value: cloneMs, unit: 'ms' });
-
-  // ---- snapshot ----
-  const snapshotStartMs = performance.now();
-  const snapshot = merged.encode();
-  const encodeMs = performance.now() - snapshotStartMs;
-  const decodeStartMs = performance.now();
-  const decoded = CrdtSignalState.decode(snapshot, schema);
-  const decodeMs = performance.now() - decodeStartMs;
-  if (!decoded.equals(merged)) throw new Error('snapshot round trip lost state');
-  report.rows.push({ name: `snapshot size, ${merged.entityCount} entities`, value: snapshot.byteLength, unit: 'bytes' });
-  report.rows.push({ name: 'snapshot encode', value: encodeMs, unit: 'ms' });
-  report.rows.push({ name: 'snapshot decode', value: decodeMs, unit: 'ms' });
-
-  // ---- reconciliation bytes vs divergence ----
-  const engine = new ReconciliationEngine();
-  const sizes = isQuick ? [10_000] : [10_000, 100_000];
-  const divergences = [0, 1, 10, 100, 1000, 10_000];
-  for (const size of sizes) {
-    const base = buildState(schema, 1, 0, size, 1, 9);
-    const fullBytes = base.encode().byteLength;
-    for (const differing of divergences) {
-      if (differing > size / 2) continue;
-      const remote = base.clone();
-      const local = base.clone();
-      divergeState(remote, size, differing, 11);
-      const startedMs = performance.now();
-      const plan = engine.plan(local, remote);
-      const elapsedMs = performance.now() - startedMs;
-      engine.apply(local, plan);
-      if (!local.equals(remote)) throw new Error('reconciliation did not converge');
+  if (runs('transfer')) {
+    // ---- full transfer to a fresh replica, in bounded messages ----
+    const transferEntities = isQuick ? 100_000 : 1_000_000;
+    const maxMessageBytes = 4 << 20;
+    const bounded = new ReconciliationEngine({ maxMessageBytes });
+    const source = buildState(schema, 1, 0, transferEntities, 1, 12);
+    const fresh = new CrdtSignalState(schema);
+    let largestMessageBytes = 0;
+    let transferMessages = 0;
+    let transferBytes = 0;
+    const transferStartMs = performance.now();
+    // The sessions by hand (what `sync` does) to see every message; each side applies what it
+    // received after every message, so it never holds more than one message's entities.
+    const freshSession = bounded.session(fresh);
+    const sourceSession = bounded.session(source);
+    let message: Uint8Array | null = freshSession.start();
+    let isToSource = true;
+    while (message !== null) {
+      transferMessages++;
+      transferBytes += message.byteLength;
+      largestMessageBytes = Math.max(largestMessageBytes, message.byteLength);
+      const [session, state] = isToSource ? [sourceSession, source] : [freshSession, fresh];
+      message = session.receive(message);
+      const piece = session.takePlan();
+      if (piece.entities.length > 0 || piece.origins.length > 0) bounded.apply(state, piece);
+      isToSource = !isToSource;
+    }
+    const transferMs = performance.now() - transferStartMs;
+    if (!fresh.equals(source)) throw new Error('the full transfer did not converge');
+    report.rows.push({
+      name: `full transfer, ${transferEntities} entities to a fresh replica`,
+      value: transferMs,
+      unit: 'ms',
+      note: `${transferMessages} msgs ≤ ${maxMessageBytes} B (largest ${largestMessageBytes} B), ${transferBytes} B in all, ${((transferEntities / transferMs) * 1000).toFixed(0)} entities/s`,
+    });
+    const piecesStartMs = performance.now();
+    const pieces = bounded.plans(new CrdtSignalState(schema), source);
+    const piecesMs = performance.now() - piecesStartMs;
+    const largestPieceBytes = Math.max(...pieces.map((piece) => encodePlan(piece).byteLength));
+    report.rows.push({
+      name: `plan pieces, ${transferEntities} entities`,
+      value: pieces.length,
+      unit: 'plans',
+      note: `each ≤ ${maxMessageBytes} B (largest ${largestPieceBytes} B), ${piecesMs.toFixed(0)} ms`,
+    });
+    report.ratios['largest transfer message / maxMessageBytes'] = largestMessageBytes / maxMessageBytes;
+  }
+  if (runs('memory')) {
+    for (const entities of isQuick ? [100_000] : [1_000_000, 5_000_000]) {
+      const memory = measureMemory(entities);
+      const perEntity = (bytes: number): number => bytes / memory.entities;
       report.rows.push({
-        name: `reconcile ${size} entities, ${differing} differ`,
-        value: plan.stats.bytesExchanged,
+        name: `memory per entity, ${entities} entities (RSS)`,
+        value: perEntity(memory.rssBytes),
         unit: 'bytes',
-        note: `${plan.stats.messages} msgs, ${(plan.stats.bytesExchanged / Math.max(1, differing)).toFixed(0)} B/diff, ${elapsedMs.toFixed(0)} ms, full snapshot ${fullBytes} B`,
+        note: `heapUsed + arrayBuffers ${perEntity(memory.heapUsedBytes + memory.arrayBuffersBytes).toFixed(1)} B/entity, ${memory.events} events folded in ${memory.foldMs.toFixed(0)} ms (${((memory.events / memory.foldMs) * 1000).toFixed(0)} events/s)`,
       });
-      if (differing === 100) report.ratios[`reconcile bytes / snapshot bytes, ${size} entities, 100 differ`] = plan.stats.bytesExchanged / fullBytes;
+      report.ratios[`RSS per entity / 250 B target, ${entities} entities`] = perEntity(memory.rssBytes) / 250;
     }
   }
-  // ---- full transfer to a fresh replica, in bounded messages ----
-  const transferEntities = isQuick ? 100_000 : 1_000_000;
-  const maxMessageBytes = 4 << 20;
-  const bounded = new ReconciliationEngine({ maxMessageBytes });
-  const source = buildState(schema, 1, 0, transferEntities, 1, 12);
-  const fresh = new CrdtSignalState(schema);
-  let largestMessageBytes = 0;
-  let transferMessages = 0;
-  let transferBytes = 0;
-  const transferStartMs = performance.now();
-  // The sessions by hand (what `sync` does) to see every message; each side applies what it
-  // received after every message, so it never holds more than one message's entities.
-  const freshSession = bounded.session(fresh);
-  const sourceSession = bounded.session(source);
-  let message: Uint8Array | null = freshSession.start();
-  let isToSource = true;
-  while (message !== null) {
-    transferMessages++;
-    transferBytes += message.byteLength;
-    largestMessageBytes = Math.max(largestMessageBytes, message.byteLength);
-    const [session, state] = isToSource ? [sourceSession, source] : [freshSession, fresh];
-    message = session.receive(message);
-    const piece = session.takePlan();
-    if (piece.entities.length > 0 || piece.origins.length > 0) bounded.apply(state, piece);
-    isToSource = !isToSource;
-  }
-  const transferMs = performance.now() - transferStartMs;
-  if (!fresh.equals(source)) throw new Error('the full transfer did not converge');
-  report.rows.push({
-    name: `full transfer, ${transferEntities} entities to a fresh replica`,
-    value: transferMs,
-    unit: 'ms',
-    note: `${transferMessages} msgs ≤ ${maxMessageBytes} B (largest ${largestMessageBytes} B), ${transferBytes} B in all, ${((transferEntities / transferMs) * 1000).toFixed(0)} entities/s`,
-  });
-  const piecesStartMs = performance.now();
-  const pieces = bounded.plans(new CrdtSignalState(schema), source);
-  const piecesMs = performance.now() - piecesStartMs;
-  const largestPieceBytes = Math.max(...pieces.map((piece) => encodePlan(piece).byteLength));
-  report.rows.push({
-    name: `plan pieces, ${transferEntities} entities`,
-    value: pieces.length,
-    unit: 'plans',
-    note: `each ≤ ${maxMessageBytes} B (largest ${largestPieceBytes} B), ${piecesMs.toFixed(0)} ms`,
-  });
-  report.ratios['largest transfer message / maxMessageBytes'] = largestMessageBytes / maxMessageBytes;
   printReport(report);
 }
 
@@ -251,3 +285,104 @@ function zipfPicker(entities: number, exponent: number): (random: () => number) 
   };
 }
 
+
+// ---- memory per entity ----
+
+const HOT_SHARE = 0.01;
+const DAY_NS = 86_400_000_000_000;
+
+interface MemoryResult {
+  entities: number;
+  events: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  arrayBuffersBytes: number;
+  foldMs: number;
+}
+
+/**
+ * Runs in a fresh process started with --expose-gc: builds a ranking-shaped state of `entities`
+ * entities and prints the memory it added. Each entity gets events of two score signals (view
+ * and click); 99 % get 1–3 events per signal within one minute (one bucket per window, mostly),
+ * 1 % are hot: 100–500 events per signal spread over three days, so their windows use many
+ * buckets. Events are generated in 1000-event batches into one reused buffer, so the workload
+ * itself holds no memory when RSS is read.
+ */
+function memoryChild(entities: number): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error('the memory child needs --expose-gc');
+  const schema = defaultSignalSchema();
+  const random = mulberry32(77);
+  const batch = new Uint8Array(BATCH_EVENTS * EVENT_BYTES);
+  const view = new DataView(batch.buffer);
+  const times = new Float64Array(512);
+  const clock = new Hlc(1, { now: () => START_NS });
+  const state = new CrdtSignalState(schema);
+  gc();
+  gc();
+  const before = process.memoryUsage();
+  const startedMs = performance.now();
+  let filled = 0;
+  let seq = 1;
+  let events = 0;
+  const flush = (): void => {
+    if (filled === 0) return;
+    state.applyPacked(batch.subarray(0, filled * EVENT_BYTES), 1, seq, clock.reserve(filled));
+    seq += filled;
+    events += filled;
+    filled = 0;
+  };
+  const startLo = Number(START_NS % 4294967296n);
+  const startHi = Number(START_NS / 4294967296n);
+  for (let entity = 0; entity < entities; entity++) {
+    const idLo = Math.imul(entity, 0x9e3779b1) >>> 0;
+    const idHi = entity >>> 24;
+    const isHot = random() < HOT_SHARE;
+    for (const signalType of [1, 2]) {
+      const count = isHot ? 100 + Math.floor(random() * 401) : 1 + Math.floor(random() * 3);
+      const spanNs = isHot ? 3 * DAY_NS : 60_000_000_000;
+      const firstNs = Math.floor(random() * DAY_NS);
+      for (let index = 0; index < count; index++) times[index] = firstNs + Math.floor(random() * spanNs);
+      times.subarray(0, count).sort();
+      for (let index = 0; index < count; index++) {
+        const offset = filled * EVENT_BYTES;
+        view.setUint32(offset, idLo, true);
+        view.setUint32(offset + 4, idHi, true);
+        batch[offset + 8] = signalType;
+        view.setFloat32(offset + 9, 1 + Math.floor(random() * 8) / 4, true);
+        // START_NS + times[index], as u32 halves (the sum stays far below 2^64).
+        const lo = startLo + (times[index] % 4294967296);
+        view.setUint32(offset + 13, lo >>> 0, true);
+        view.setUint32(offset + 17, startHi + Math.floor(times[index] / 4294967296) + Math.floor(lo / 4294967296), true);
+        if (++filled === BATCH_EVENTS) flush();
+      }
+    }
+  }
+  flush();
+  const foldMs = performance.now() - startedMs;
+  gc();
+  gc();
+  const after = process.memoryUsage();
+  if (state.entityCount !== entities) throw new Error(`expected ${entities} entities, found ${state.entityCount}`);
+  const result: MemoryResult = {
+    entities,
+    events,
+    rssBytes: after.rss - before.rss,
+    heapUsedBytes: after.heapUsed - before.heapUsed,
+    arrayBuffersBytes: after.arrayBuffers - before.arrayBuffers,
+    foldMs,
+  };
+  console.log(JSON.stringify(result));
+}
+
+/** Runs memoryChild in a fresh process (so nothing else this run allocated is counted). */
+function measureMemory(entities: number): MemoryResult {
+  const child = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--max-old-space-size=16384', '--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url)), 'crdt', `--memory-child=${entities}`],
+    { encoding: 'utf8', maxBuffer: 1 << 20 },
+  );
+  if (child.status !== 0) throw new Error(`the memory child failed: ${child.stderr}`);
+  const lines = child.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]) as MemoryResult;
+}
