@@ -9,7 +9,8 @@ export const ErrorCodes = [
   'CHECKSUM_MISMATCH', // a batch or record failed its BLAKE3/CRC check before the tail
   'CORRUPT_SEGMENT', // structural damage before the tail (bad magic, impossible length…)
   'SEGMENT_GAP', // consecutive segments do not continue each other's seqs
-  'CHECKPOINT_DAMAGED', // a checkpoint record or file failed verification
+  'CHECKPOINT_DAMAGED', // a checkpoint record or file, or a segment's head record, failed verification
+  'SNAPSHOT_DAMAGED', // a state snapshot file failed verification, or no usable snapshot covers the log's start
   'FSYNC_FAILED', // fdatasync/fsync reported an error; the lane is fail-stop
   'WRITE_FAILED', // write() reported an error; the lane is fail-stop
   'IO_ERROR', // another file-system error (open, rename, readdir…)

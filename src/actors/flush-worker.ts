@@ -27,8 +27,8 @@ export interface FlushRequest {
   /** The sealed batches back to back: one write. */
   bytes: Uint8Array;
   events: number;
-  /** Start a new segment at this seq, opened by this checkpoint record, before writing. */
-  rotate: { firstSeq: number; checkpointRecord: Uint8Array } | null;
+  /** Start a new segment at this seq, opened by this head record (a marker), before writing. */
+  rotate: { firstSeq: number; headRecord: Uint8Array } | null;
   shouldSync: boolean;
 }
 
@@ -64,7 +64,7 @@ async function execute(input: { context: FlushWorkerContext; op: FlushWorkerOp }
     case 'FLUSH': {
       const { groups, bytes, rotate, shouldSync } = op.request;
       if (bytes.byteLength === 0) return op; // every event was a duplicate: nothing to write
-      if (rotate !== null) await files.rotate(rotate.firstSeq, rotate.checkpointRecord);
+      if (rotate !== null) await files.rotate(rotate.firstSeq, rotate.headRecord);
       recordUs(files.metrics.queueWait, groups[0].sealedAtNs, context.nowNs());
       await files.append(bytes, shouldSync);
       for (const group of groups) if (group.sealed !== null) files.metrics.batches++;

@@ -6,15 +6,18 @@
 //   ------  ----  ------------  -----------------------------------------------------------
 //        0     4  magic         ASCII "TLB2" (0x54 0x4C 0x42 0x32)
 //        4     2  version       u16 = 2
-//        6     2  flags         bits 0-1: kind (0 = events, 1 = checkpoint);
-//                               bit 2: HAS_NOTES (events only); other bits 0
+//        6     2  flags         bits 0-1: kind (0 = events, 1 = checkpoint, 2 = marker);
+//                               bit 2: HAS_NOTES (events only); bit 3: SKIPS_DEDUP
+//                               (events only: its events bypassed the content dedup
+//                               window, e.g. session appends); other bits 0
 //        8     4  shardId       u32 (tidelog limits shard ids to 0..65535)
-//       12     4  count         u32 events in the payload; 0 for a checkpoint record and for
-//                               a notes-only events batch (HAS_NOTES set)
+//       12     4  count         u32 events in the payload; 0 for a checkpoint or marker record
+//                               and for a notes-only events batch (HAS_NOTES set)
 //       16     8  leaderEpoch   u64 fencing token of the leader that wrote it (0 = none)
 //       24     8  firstSeq      u64 seq of the first event (count 0: the next seq, held by
-//                               none); checkpoint: the segment's first seq
-//       32     4  payloadBytes  u32 events: count × 21 + notesBytes; checkpoint: snapshot length
+//                               none); checkpoint, marker: the segment's first seq
+//       32     4  payloadBytes  u32 events: count × 21 + notesBytes; checkpoint: snapshot length;
+//                               marker: 32 (segment-head.ts)
 //       36     4  notesBytes    u32 length of the notes section; 0 unless HAS_NOTES
 //       40     8  timestampNs   u64 wall/HLC time the batch was sealed (dedup rebuild uses it)
 //       48    16  checksum      BLAKE3-128 over bytes [0, 48) followed by the payload
@@ -40,6 +43,8 @@ import { EVENT_BYTES } from '../event.ts';
 import { CHECKSUM_BYTES, checksumEquals, checksumInto } from './checksum.ts';
 
 export const BATCH_HEADER_BYTES = 64;
+/** Payload of a marker record (segment-head.ts). */
+export const MARKER_PAYLOAD_BYTES = 32;
 export const BATCH_VERSION = 2;
 export const BATCH_MAGIC = 0x32424c54; // "TLB2" read as u32 little-endian
 /** Hard ceiling on one payload: a header claiming more is damage, not a batch. */
@@ -55,12 +60,14 @@ export const MAX_NOTE_BYTES = 512 << 10;
 export const NOTE_LENGTH_BYTES = 4;
 
 const CHECKSUM_OFFSET = 48;
-const KIND_MASK = 0b011;
-const HAS_NOTES = 0b100;
+const KIND_MASK = 0b0011;
+const HAS_NOTES = 0b0100;
+const SKIPS_DEDUP = 0b1000;
 
 export const enum BatchKind {
   Events = 0,
   Checkpoint = 1,
+  Marker = 2,
 }
 
 export interface BatchHeader {
@@ -74,10 +81,12 @@ export interface BatchHeader {
   /** Length of the notes section at the payload's end; 0 when the batch has no notes. */
   notesBytes: number;
   timestampNs: bigint;
+  /** Events only: its events bypassed the content dedup window (the rebuild on open skips them). */
+  skipsDedup: boolean;
 }
 
-/** What a writer supplies; a batch without notes may leave notesBytes out. */
-export type BatchFields = Omit<BatchHeader, 'notesBytes'> & { notesBytes?: number };
+/** What a writer supplies: notesBytes may be left out when there are none, skipsDedup when false. */
+export type BatchFields = Omit<BatchHeader, 'notesBytes' | 'skipsDedup'> & { notesBytes?: number; skipsDedup?: boolean };
 
 /** Shared "no notes" value, so batches without notes allocate nothing. */
 export const NO_NOTES: readonly Uint8Array[] = Object.freeze([]);
@@ -88,7 +97,7 @@ export function sealBatch(buffer: Uint8Array, header: BatchFields): Uint8Array {
   const view = new DataView(buffer.buffer, buffer.byteOffset, BATCH_HEADER_BYTES);
   view.setUint32(0, BATCH_MAGIC, true);
   view.setUint16(4, BATCH_VERSION, true);
-  view.setUint16(6, notesBytes > 0 ? header.kind | HAS_NOTES : header.kind, true);
+  view.setUint16(6, header.kind | (notesBytes > 0 ? HAS_NOTES : 0) | (header.skipsDedup === true ? SKIPS_DEDUP : 0), true);
   view.setUint32(8, header.shardId, true);
   view.setUint32(12, header.count, true);
   view.setBigUint64(16, BigInt(header.leaderEpoch), true);
@@ -174,15 +183,17 @@ export function readBatchHeader(bytes: Uint8Array, offset: number): HeaderResult
   const flags = view.getUint16(6, true);
   const kind = flags & KIND_MASK;
   const hasNotes = (flags & HAS_NOTES) !== 0;
-  if ((flags & ~(KIND_MASK | HAS_NOTES)) !== 0 || (kind !== BatchKind.Events && kind !== BatchKind.Checkpoint)) {
+  const skipsDedup = (flags & SKIPS_DEDUP) !== 0;
+  if ((flags & ~(KIND_MASK | HAS_NOTES | SKIPS_DEDUP)) !== 0 || kind > BatchKind.Marker) {
     return { ok: false, problem: 'flags' };
   }
-  if (hasNotes && kind !== BatchKind.Events) return { ok: false, problem: 'flags' };
+  if ((hasNotes || skipsDedup) && kind !== BatchKind.Events) return { ok: false, problem: 'flags' };
   const count = view.getUint32(12, true);
   const payloadBytes = view.getUint32(32, true);
   const notesBytes = view.getUint32(36, true);
   let lengthIsPossible: boolean;
   if (kind === BatchKind.Checkpoint) lengthIsPossible = count === 0 && notesBytes === 0;
+  else if (kind === BatchKind.Marker) lengthIsPossible = count === 0 && notesBytes === 0 && payloadBytes === MARKER_PAYLOAD_BYTES;
   else if (!hasNotes) lengthIsPossible = count > 0 && notesBytes === 0 && payloadBytes === count * EVENT_BYTES;
   // With notes a batch may hold no event at all (every event of the call was a duplicate).
   else lengthIsPossible = notesBytes > NOTE_LENGTH_BYTES && payloadBytes === count * EVENT_BYTES + notesBytes;
@@ -203,6 +214,7 @@ export function readBatchHeader(bytes: Uint8Array, offset: number): HeaderResult
       payloadBytes,
       notesBytes,
       timestampNs: view.getBigUint64(40, true),
+      skipsDedup,
     },
   };
 }

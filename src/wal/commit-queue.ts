@@ -47,6 +47,8 @@ export interface CommitQueueOptions {
   batchMaxEvents: number;
   maxPendingEvents: number;
   leaderEpoch: number;
+  /** The newest seal time in the log so far: no batch is ever sealed below it. */
+  newestSealNs: bigint;
 }
 
 interface Waiter {
@@ -69,6 +71,8 @@ export class CommitGroup {
   sealed: Uint8Array | null = null;
   /** Notes of calls whose last part is here (copies), in call order; null while there are none. */
   notes: Uint8Array[] | null = null;
+  /** Whether the group's events bypassed the content dedup window (groups never mix the two). */
+  skipsDedup = false;
   /** Bytes the notes section takes (length prefixes included). */
   notesBytes = 0;
 
@@ -124,6 +128,8 @@ export class CommitQueue {
   private isInNoteCallback = false;
   /** Scratch for dedup results, reused across calls. */
   private isDuplicate = new Uint8Array(1024);
+  /** Seal times never go back, whatever the wall clock does (segment-head.ts relies on it). */
+  private lastSealNs: bigint;
   private failure: Error | null = null;
   isClosing = false;
   /** Called when work appears that an idle or lingering writer must know about. */
@@ -136,7 +142,16 @@ export class CommitQueue {
     private readonly dedup: DedupWindow,
     private nextSeq: number,
     private readonly clock: { nowMs(): number; nowNs(): bigint },
-  ) {}
+  ) {
+    this.lastSealNs = options.newestSealNs;
+  }
+
+  /** The time a batch or segment head sealed now gets: the clock, but never below an earlier seal. */
+  sealTimeNs(): bigint {
+    const nowNs = this.clock.nowNs();
+    if (nowNs > this.lastSealNs) this.lastSealNs = nowNs;
+    return this.lastSealNs;
+  }
 
   /** The seq the next kept event will get. */
   get nextSequence(): number {
@@ -170,9 +185,11 @@ export class CommitQueue {
   /**
    * Queues `count` packed events; resolves with their seqs (0 for duplicates) once durable.
    * With `note`, the whole call and the note's bytes become durable in one batch.
-   * `count` must be ≥ 1 when a note is given (the caller checks).
+   * `count` must be ≥ 1 when a note is given (the caller checks). With `skipsDedup` the
+   * events bypass the content window (neither checked nor remembered): sessions make their
+   * retries exactly-once, and two real signals may share all 21 bytes.
    */
-  enqueue(packed: Uint8Array, count: number, note?: NoteCallback): Promise<number[]> {
+  enqueue(packed: Uint8Array, count: number, note?: NoteCallback, skipsDedup = false): Promise<number[]> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.isClosing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closing'));
     if (this.isInNoteCallback) throw new Error('invariant violated: a note callback appended to the WAL');
@@ -211,12 +228,17 @@ export class CommitQueue {
       if (
         this.openGroup !== null &&
         (this.openGroup.submitted + partCount > max ||
+          this.openGroup.skipsDedup !== skipsDedup ||
           (start === lastPartStart && this.openGroup.notesBytes + MAX_NOTE_RECORD_BYTES > MAX_GROUP_NOTES_BYTES))
       ) {
         this.seal();
         sealedAny = true;
       }
-      const group = (this.openGroup ??= new CommitGroup(this.nextSeq, Math.min(partMax, Math.max(partCount, 64))));
+      if (this.openGroup === null) {
+        this.openGroup = new CommitGroup(this.nextSeq, Math.min(partMax, Math.max(partCount, 64)));
+        this.openGroup.skipsDedup = skipsDedup;
+      }
+      const group = this.openGroup;
       this.fill(group, packed, start, partCount, waiter.seqs, nowMs);
       group.submitted += partCount;
       group.waiters.push(waiter);
@@ -277,7 +299,7 @@ export class CommitQueue {
     group.ensureRoom(partCount);
     if (this.isDuplicate.length < partCount) this.isDuplicate = new Uint8Array(partCount);
     const isDuplicate = this.isDuplicate;
-    const duplicates = this.dedup.markDuplicates(packed, start, partCount, nowMs, isDuplicate);
+    const duplicates = group.skipsDedup ? 0 : this.dedup.markDuplicates(packed, start, partCount, nowMs, isDuplicate);
     const buffer = group.buffer;
     let writeAt = BATCH_HEADER_BYTES + group.count * EVENT_BYTES;
     if (duplicates === 0) {
@@ -311,7 +333,7 @@ export class CommitQueue {
     if (group === null) return;
     this.openGroup = null;
     group.sealedAtNs = this.clock.nowNs();
-    group.timestampNs = group.sealedAtNs;
+    group.timestampNs = this.sealTimeNs();
     if (group.count > 0 || group.notes !== null) {
       // A group of only duplicates with a note still becomes a batch: count 0, firstSeq = the
       // next seq (no seq was handed out since the group opened).
@@ -325,6 +347,7 @@ export class CommitQueue {
         payloadBytes: group.count * EVENT_BYTES + notesBytes,
         notesBytes,
         timestampNs: group.timestampNs,
+        skipsDedup: group.skipsDedup,
       });
     }
     this.sealedGroups.push(group);

@@ -53,6 +53,17 @@ export async function writeFully(file: WalFile, bytes: Uint8Array, position: num
   }
 }
 
+/** Reads into all of `into` from `position`, looping over short reads; returns bytes read (less only at the end of the file). */
+export async function readFully(file: WalFile, into: Uint8Array, position: number): Promise<number> {
+  let done = 0;
+  while (done < into.byteLength) {
+    const read = await file.read(done === 0 ? into : into.subarray(done), position + done);
+    if (read === 0) break;
+    done += read;
+  }
+  return done;
+}
+
 /** Reads the whole file into memory. */
 export async function readWhole(io: FileIo, path: string): Promise<Uint8Array> {
   const file = await io.open(path, 'read');

@@ -1,25 +1,44 @@
 // The storage engine's public surface.
 export { Wal } from './wal.ts';
-export type { WalOptions, WalOpenResult, WalRecovery, WalStats, WalStateMachine, PersistedInfo, AppendOptions } from './wal.ts';
+export type {
+  WalOptions,
+  WalOpenResult,
+  WalRecovery,
+  WalStats,
+  WalStateMachine,
+  SnapshotStream,
+  SnapshotSink,
+  SnapshotRecord,
+  RestorePoint,
+  PersistedInfo,
+  AppendOptions,
+} from './wal.ts';
 export type { NoteCallback } from './commit-queue.ts';
 export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, decodeEventAt, type SignalEvent } from '../event.ts';
 export type { FsyncMode } from './segment-writer.ts';
 export type { FileIo, WalFile, OpenMode } from './file-io.ts';
 export { nodeFileIo } from './file-io.ts';
 export { readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
+export type { RetentionPolicy } from './retention.ts';
+export type { SnapshotterStats } from './snapshotter.ts';
 export {
   recoverShard,
   type RecoverOptions,
   type RecoveryReport,
   type RecoveredSegment,
   type DamageReport,
+  type ListedSegment,
 } from './recovery.ts';
 export type { ScannedBatch } from './segment-scan.ts';
 export { readCheckpointFile, type CheckpointFile } from './checkpoint-file.ts';
+export { readSnapshotFile, SNAPSHOT_CHUNK_BYTES, type SnapshotMeta, type SnapshotReading } from './snapshot-file.ts';
+export { readSegmentHead, encodeMarkerRecord, type SegmentHead } from './segment-head.ts';
 export {
   segmentFileName,
   parseSegmentFileName,
   listShardSegments,
+  listShardSnapshots,
+  snapshotFileName,
   checkpointFileName,
   lockFileName,
 } from './segment-name.ts';

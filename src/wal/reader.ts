@@ -1,6 +1,10 @@
 // Reads committed batches back from segment files, verifying every checksum on the way, so
 // bit rot after open is reported (CHECKSUM_MISMATCH with file and offset), never returned;
-// and finds the seq at a time from batch headers alone (firstSeqAtTimeIn, for seqAtTime).
+// finds the seq at a time from batch headers alone (firstSeqAtTimeIn, for seqAtTime); and
+// builds a segment's sparse index from its headers (buildSegmentIndex).
+//
+// A read starts where the segment's sparse index says (segment-index.ts) and reads forward in
+// bounded pieces, so a page costs O(page) bytes, not O(segment).
 //
 // A notes-only batch (count 0, firstSeq F) sits between seq F - 1 and seq F. A read of
 // [fromSeq, toSeq] delivers it when fromSeq <= F <= toSeq + 1: exactly when a reader that
@@ -10,9 +14,10 @@
 
 import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
-import { BATCH_HEADER_BYTES, BatchKind, readBatchHeader } from './batch-format.ts';
+import { BATCH_HEADER_BYTES, BatchKind, readBatchHeader, type BatchHeader } from './batch-format.ts';
 import { EVENT_BYTES } from '../event.ts';
-import { readWhole, type FileIo, type WalFile } from './file-io.ts';
+import { readFully, type FileIo, type WalFile } from './file-io.ts';
+import { SegmentIndex } from './segment-index.ts';
 import { readRecord } from './segment-scan.ts';
 
 export interface SegmentInfo {
@@ -22,12 +27,17 @@ export interface SegmentInfo {
   lastSeq: number;
   /** Durable bytes. */
   bytes: number;
-  /** Snapshot carried by the segment's head checkpoint record. */
-  snapshot: Uint8Array;
+  /** Bytes of the head record: the first batch starts here. */
+  headBytes: number;
+  /** When the segment was opened (its head record's timestampNs). */
+  openedAtNs: bigint;
 }
 
-/** firstSeqAtTimeIn reads a segment in chunks this large, looking at headers only. */
-const HEADER_SCAN_CHUNK_BYTES = 64 << 10;
+/** The first read of a segment is this large; each further read doubles, up to the maximum. */
+const FIRST_READ_BYTES = 64 << 10;
+const MAX_READ_BYTES = 4 << 20;
+/** Header scans (seek by time, index builds) read this much at a time. */
+const HEADER_SCAN_CHUNK_BYTES = 256 << 10;
 
 export interface StoredBatch {
   firstSeq: number;
@@ -41,9 +51,23 @@ export interface StoredBatch {
   notes: readonly Uint8Array[];
 }
 
+function unreadable(path: string, cause: unknown): TidelogError {
+  return new TidelogError('OUT_OF_RANGE', `${path} is no longer readable (removed by truncation?)`, { cause });
+}
+
+async function openSegment(io: FileIo, path: string): Promise<WalFile> {
+  try {
+    return await io.open(path, 'read');
+  } catch (cause) {
+    throw unreadable(path, cause);
+  }
+}
+
 /**
  * Batches holding seqs in [fromSeq, toSeq], in order; the first may start before fromSeq.
- * Notes-only batches come along as described at the top of this file.
+ * Notes-only batches come along as described at the top of this file. `startOffset` says
+ * where in the first segment to begin (from its sparse index); later segments are read from
+ * their first batch. Yielded views stay valid after the generator moves on.
  */
 export async function* readBatches(
   io: FileIo,
@@ -51,74 +75,97 @@ export async function* readBatches(
   segments: readonly SegmentInfo[],
   fromSeq: number,
   toSeq: number,
+  startOffset: (segment: SegmentInfo) => Promise<number>,
 ): AsyncGenerator<StoredBatch> {
+  let isFirst = true;
   for (const segment of segments) {
     // A segment's batches start at most at lastSeq + 1 (a trailing notes-only batch).
     if (segment.lastSeq + 1 < fromSeq) continue;
     if (segment.firstSeq > toSeq + 1) return;
     const path = join(dir, segment.fileName);
-    let bytes: Uint8Array;
+    const from = isFirst ? await startOffset(segment) : segment.headBytes;
+    isFirst = false;
+    const file = await openSegment(io, path);
     try {
-      bytes = (await readWhole(io, path)).subarray(0, segment.bytes);
-    } catch (cause) {
-      throw new TidelogError('OUT_OF_RANGE', `${path} is no longer readable (removed by truncation?)`, { cause });
-    }
-    let offset = 0;
-    while (offset < bytes.byteLength) {
-      const record = readRecord(bytes, offset);
-      if (!record.ok) {
-        throw new TidelogError(record.code, `${path} at offset ${offset}: ${record.reason}`, {
-          details: { file: path, offset },
-        });
-      }
-      const header = record.header;
-      const next = offset + BATCH_HEADER_BYTES + header.payloadBytes;
-      const isNotesOnly = header.count === 0;
-      // The seq a reader must have reached for this batch to be news; see the top of the file.
-      const reach = isNotesOnly ? header.firstSeq : header.firstSeq + header.count - 1;
-      if (header.kind === BatchKind.Events && reach >= fromSeq) {
-        if (header.firstSeq > (isNotesOnly ? toSeq + 1 : toSeq)) return;
-        yield {
-          firstSeq: header.firstSeq,
-          count: header.count,
-          events: bytes.subarray(offset + BATCH_HEADER_BYTES, offset + BATCH_HEADER_BYTES + header.count * EVENT_BYTES),
-          timestampNs: header.timestampNs,
-          leaderEpoch: header.leaderEpoch,
-          notes: record.notes,
+      let buffer = new Uint8Array(0);
+      let bufferStart = from;
+      let readBytes = FIRST_READ_BYTES;
+      let offset = from;
+      while (offset < segment.bytes) {
+        const damage = (reason: string): TidelogError =>
+          new TidelogError('CORRUPT_SEGMENT', `${path} at offset ${offset}: ${reason}`, { details: { file: path, offset } });
+        // Make sure the record's header, then the whole record, is in the buffer; a refill is
+        // a new buffer, so views already yielded stay intact.
+        const ensure = async (length: number): Promise<boolean> => {
+          if (offset >= bufferStart && offset + length <= bufferStart + buffer.byteLength) return true;
+          const size = Math.min(segment.bytes - offset, Math.max(readBytes, length));
+          buffer = new Uint8Array(size);
+          const read = await readFully(file, buffer, offset);
+          buffer = buffer.subarray(0, read);
+          bufferStart = offset;
+          readBytes = Math.min(MAX_READ_BYTES, readBytes * 2);
+          return read >= length;
         };
+        if (!(await ensure(Math.min(BATCH_HEADER_BYTES, segment.bytes - offset)))) throw damage('the file is shorter than its durable length');
+        const parsed = readBatchHeader(buffer, offset - bufferStart);
+        if (!parsed.ok) throw damage(`bad header (${parsed.problem})`);
+        const recordBytes = BATCH_HEADER_BYTES + parsed.header.payloadBytes;
+        if (offset + recordBytes > segment.bytes) throw damage(`record of ${recordBytes} bytes runs past the durable end ${segment.bytes}`);
+        if (!(await ensure(recordBytes))) throw damage('the file is shorter than its durable length');
+        const at = offset - bufferStart;
+        const record = readRecord(buffer, at);
+        if (!record.ok) {
+          throw new TidelogError(record.code, `${path} at offset ${offset}: ${record.reason}`, { details: { file: path, offset } });
+        }
+        const header = record.header;
+        const isNotesOnly = header.count === 0;
+        // The seq a reader must have reached for this batch to be news; see the top of the file.
+        const reach = isNotesOnly ? header.firstSeq : header.firstSeq + header.count - 1;
+        if (header.kind === BatchKind.Events && reach >= fromSeq) {
+          if (header.firstSeq > (isNotesOnly ? toSeq + 1 : toSeq)) return;
+          yield {
+            firstSeq: header.firstSeq,
+            count: header.count,
+            events: buffer.subarray(at + BATCH_HEADER_BYTES, at + BATCH_HEADER_BYTES + header.count * EVENT_BYTES),
+            timestampNs: header.timestampNs,
+            leaderEpoch: header.leaderEpoch,
+            notes: record.notes,
+          };
+        }
+        offset += recordBytes;
       }
-      offset = next;
+    } finally {
+      await file.close();
     }
   }
 }
 
 /**
- * The firstSeq of the segment's first batch holding events whose timestampNs is ≥
- * `timestampNs`, among its first `segment.bytes` bytes; null when none qualifies. Reads
- * headers only (in chunks, skipping payloads), so checksums are not verified here; headers
- * are still checked for structure and seq continuity (CORRUPT_SEGMENT). An unreadable file is
+ * Visits the headers of a segment's batches in order, from its first batch to `segment.bytes`
+ * (headers only, in chunks, skipping payloads: checksums are not verified here; structure and
+ * seq continuity are, as CORRUPT_SEGMENT). `visit` returns false to stop. An unreadable file is
  * OUT_OF_RANGE, as in readBatches.
  */
-export async function firstSeqAtTimeIn(io: FileIo, dir: string, segment: SegmentInfo, timestampNs: bigint): Promise<number | null> {
+export async function scanHeaders(
+  io: FileIo,
+  dir: string,
+  segment: SegmentInfo,
+  visit: (header: BatchHeader, offset: number) => boolean,
+): Promise<void> {
   const path = join(dir, segment.fileName);
-  let file: WalFile;
-  try {
-    file = await io.open(path, 'read');
-  } catch (cause) {
-    throw new TidelogError('OUT_OF_RANGE', `${path} is no longer readable (removed by truncation?)`, { cause });
-  }
+  const file = await openSegment(io, path);
   const damage = (offset: number, reason: string): TidelogError =>
     new TidelogError('CORRUPT_SEGMENT', `${path} at offset ${offset}: ${reason}`, { details: { file: path, offset } });
   try {
-    const chunk = new Uint8Array(Math.min(HEADER_SCAN_CHUNK_BYTES, segment.bytes));
+    const chunk = new Uint8Array(Math.max(BATCH_HEADER_BYTES, Math.min(HEADER_SCAN_CHUNK_BYTES, segment.bytes)));
     let chunkStart = 0;
     let chunkLength = 0;
-    let offset = BATCH_HEADER_BYTES + segment.snapshot.byteLength; // past the head checkpoint record
+    let offset = segment.headBytes;
     let expectedSeq = segment.firstSeq;
     while (offset < segment.bytes) {
-      if (offset + BATCH_HEADER_BYTES > chunkStart + chunkLength) {
+      if (offset < chunkStart || offset + BATCH_HEADER_BYTES > chunkStart + chunkLength) {
         chunkStart = offset;
-        chunkLength = await readFullyAt(file, chunk.subarray(0, Math.min(chunk.byteLength, segment.bytes - offset)), offset);
+        chunkLength = await readFully(file, chunk.subarray(0, Math.min(chunk.byteLength, segment.bytes - offset)), offset);
       }
       const parsed = readBatchHeader(chunk.subarray(0, chunkLength), offset - chunkStart);
       if (!parsed.ok) throw damage(offset, `bad header (${parsed.problem})`);
@@ -126,23 +173,37 @@ export async function firstSeqAtTimeIn(io: FileIo, dir: string, segment: Segment
       if (header.kind !== BatchKind.Events || header.firstSeq !== expectedSeq) {
         throw damage(offset, `batch at seq ${header.firstSeq}, expected events from ${expectedSeq}`);
       }
-      if (header.count > 0 && header.timestampNs >= timestampNs) return header.firstSeq;
+      if (!visit(header, offset)) return;
       expectedSeq += header.count;
       offset += BATCH_HEADER_BYTES + header.payloadBytes;
     }
-    return null;
   } finally {
     await file.close();
   }
 }
 
-/** Reads into all of `into` from `position`, looping over short reads; returns bytes read. */
-async function readFullyAt(file: WalFile, into: Uint8Array, position: number): Promise<number> {
-  let done = 0;
-  while (done < into.byteLength) {
-    const read = await file.read(done === 0 ? into : into.subarray(done), position + done);
-    if (read === 0) break;
-    done += read;
-  }
-  return done;
+/**
+ * The firstSeq of the segment's first batch holding events whose timestampNs is ≥
+ * `timestampNs`; null when none qualifies.
+ */
+export async function firstSeqAtTimeIn(io: FileIo, dir: string, segment: SegmentInfo, timestampNs: bigint): Promise<number | null> {
+  let found: number | null = null;
+  await scanHeaders(io, dir, segment, (header) => {
+    if (header.count > 0 && header.timestampNs >= timestampNs) {
+      found = header.firstSeq;
+      return false;
+    }
+    return true;
+  });
+  return found;
+}
+
+/** The sparse index of a closed segment, from its headers. */
+export async function buildSegmentIndex(io: FileIo, dir: string, segment: SegmentInfo): Promise<SegmentIndex> {
+  const index = new SegmentIndex(segment.headBytes);
+  await scanHeaders(io, dir, segment, (header, offset) => {
+    index.add(header.firstSeq, offset);
+    return true;
+  });
+  return index;
 }

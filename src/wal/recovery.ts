@@ -1,8 +1,13 @@
-// Recovery: scan a shard's segments in order, verify every checksum, and decide where the
-// durable log ends. Feeds every intact batch, in seq order, to `onBatch`.
+// Recovery: decide where a shard's durable log ends and what in it can be trusted, reading
+// only what a restart needs. Every segment's head record is read (a few bytes each); the
+// bodies are scanned — every checksum verified — only from the segment holding the seq the
+// caller asks for (the newest usable snapshot's, see wal-open.ts) to the end. Older segments
+// are listed from their heads: their ends follow from the next segment's first seq, and the
+// marker chain (segment-head.ts) shows a missing segment without reading any body. Their
+// checksums are verified when they are read, and by `tidelog wal verify`.
 //
-//   - segments must continue each other: next.firstSeq === previous.lastSeq + 1, else
-//     SEGMENT_GAP naming both files;
+//   - marker heads chain: a marker's prevFirstSeq must name the segment before it, else
+//     SEGMENT_GAP naming the file; scanned segments must continue each other's seqs too;
 //   - a torn tail of the last segment (any byte offset, trailing zeroes) is cut off;
 //   - any other damage is an error naming file and offset — or, with `salvage`, the end of
 //     the durable prefix: the damaged segment is kept aside as `<name>.damaged` and cut at
@@ -10,8 +15,10 @@
 // With `repair: false` (the verify CLI) nothing on disk changes.
 
 import { join } from 'node:path';
-import { TidelogError } from '../errors.ts';
+import { TidelogError, isTidelogError } from '../errors.ts';
 import { readWhole, writeFully, type FileIo } from './file-io.ts';
+import { readSegmentHead, type SegmentHead } from './segment-head.ts';
+import { SegmentIndex } from './segment-index.ts';
 import { listShardSegments } from './segment-name.ts';
 import { scanSegment, type ScannedBatch, type SegmentDamage } from './segment-scan.ts';
 
@@ -19,10 +26,26 @@ export interface RecoveredSegment {
   fileName: string;
   firstSeq: number;
   lastSeq: number;
-  /** Intact bytes (after any truncation). */
+  /** Intact bytes (after any truncation); for a segment not scanned, its file size. */
   bytes: number;
-  /** The head checkpoint record's snapshot. */
-  snapshot: Uint8Array;
+  /** Bytes of the head record: the first batch starts here. */
+  headBytes: number;
+  /** The head record's timestampNs: when the segment was opened. */
+  openedAtNs: bigint;
+  headKind: 'marker' | 'legacy';
+  /** Whether the body was scanned (every checksum verified) during this recovery. */
+  isScanned: boolean;
+  /** Scanned only: seal time of its newest batch holding events; -1n when it holds none. */
+  newestBatchNs: bigint;
+  /** Scanned only: the sparse index built while scanning. */
+  index: SegmentIndex | null;
+}
+
+/** A segment as listed before any body is read. */
+export interface ListedSegment {
+  fileName: string;
+  firstSeq: number;
+  head: SegmentHead;
 }
 
 export interface DamageReport extends SegmentDamage {
@@ -31,6 +54,8 @@ export interface DamageReport extends SegmentDamage {
 
 export interface RecoveryReport {
   segments: number;
+  /** Segments whose bodies were scanned. */
+  scannedSegments: number;
   batches: number;
   events: number;
   bytesScanned: number;
@@ -50,10 +75,14 @@ export interface RecoverOptions {
   shard: number;
   salvage: boolean;
   repair: boolean;
-  /** Called for every intact event batch in seq order with the segment's bytes. */
+  /**
+   * Called once with the listed segments (heads read, no body yet), before anything is
+   * scanned; returns the seq whose segment the scan starts at (default 1: scan everything).
+   * Where the snapshot is restored (wal-open.ts).
+   */
+  chooseScanStart?: (segments: readonly ListedSegment[]) => Promise<number>;
+  /** Called for every intact event batch of the scanned segments, in seq order, with the segment's bytes. */
   onBatch?: (bytes: Uint8Array, batch: ScannedBatch, segment: RecoveredSegment) => void;
-  /** Called before a segment's batches with its head snapshot. */
-  onSegment?: (segment: RecoveredSegment, index: number) => void;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -65,9 +94,10 @@ export interface RecoveryResult {
 export async function recoverShard(options: RecoverOptions): Promise<RecoveryResult> {
   const startMs = performance.now();
   const { io, dir, shard } = options;
-  const names = listShardSegments(await io.readdir(dir), shard);
+  let names = listShardSegments(await io.readdir(dir), shard);
   const report: RecoveryReport = {
     segments: 0,
+    scannedSegments: 0,
     batches: 0,
     events: 0,
     bytesScanned: 0,
@@ -78,10 +108,69 @@ export async function recoverShard(options: RecoverOptions): Promise<RecoveryRes
     damage: null,
     quarantined: [],
   };
-  const segments: RecoveredSegment[] = [];
 
+  // Heads first: the chain of markers tells whether a segment is missing.
+  const listed: ListedSegment[] = [];
   for (let index = 0; index < names.length; index++) {
     const name = names[index];
+    const path = join(dir, name.fileName);
+    let head: SegmentHead;
+    try {
+      head = await readSegmentHead(io, dir, name.fileName, { shard, firstSeq: name.firstSeq });
+    } catch (error) {
+      if (!isTidelogError(error, 'CHECKPOINT_DAMAGED')) throw error;
+      const reason = error.message.slice(error.message.indexOf(' at offset 0: ') + ' at offset 0: '.length);
+      const damage: DamageReport = { file: path, offset: 0, code: 'CHECKPOINT_DAMAGED', reason };
+      await handleDamage(options, report, names.slice(index).map((n) => n.fileName), damage, null);
+      names = names.slice(0, index);
+      break;
+    }
+    const previous = names[index - 1];
+    if (previous !== undefined && head.kind === 'marker' && head.prevFirstSeq !== previous.firstSeq) {
+      const damage: DamageReport = {
+        file: path,
+        offset: 0,
+        code: 'SEGMENT_GAP',
+        reason: `${name.fileName} follows the segment starting at seq ${head.prevFirstSeq}, but the segment before it is ${previous.fileName}`,
+      };
+      await handleDamage(options, report, names.slice(index).map((n) => n.fileName), damage, null);
+      names = names.slice(0, index);
+      break;
+    }
+    listed.push({ fileName: name.fileName, firstSeq: name.firstSeq, head });
+  }
+
+  const startSeq = options.chooseScanStart === undefined ? 1 : await options.chooseScanStart(listed);
+  let scanFrom = 0;
+  for (let index = 0; index < listed.length; index++) if (listed[index].firstSeq <= startSeq) scanFrom = index;
+
+  const segments: RecoveredSegment[] = [];
+  for (let index = 0; index < scanFrom; index++) {
+    const entry = listed[index];
+    const file = await io.open(join(dir, entry.fileName), 'read');
+    let bytes: number;
+    try {
+      bytes = await file.size();
+    } finally {
+      await file.close();
+    }
+    segments.push({
+      fileName: entry.fileName,
+      firstSeq: entry.firstSeq,
+      lastSeq: listed[index + 1].firstSeq - 1,
+      bytes,
+      headBytes: entry.head.headBytes,
+      openedAtNs: entry.head.timestampNs,
+      headKind: entry.head.kind,
+      isScanned: false,
+      newestBatchNs: -1n,
+      index: null,
+    });
+    options.onProgress?.(index + 1, listed.length);
+  }
+
+  for (let index = scanFrom; index < listed.length; index++) {
+    const name = listed[index];
     const path = join(dir, name.fileName);
     const previous = segments[segments.length - 1];
     if (previous !== undefined && name.firstSeq !== previous.lastSeq + 1) {
@@ -91,29 +180,34 @@ export async function recoverShard(options: RecoverOptions): Promise<RecoveryRes
         code: 'SEGMENT_GAP',
         reason: `${previous.fileName} ends at seq ${previous.lastSeq} but ${name.fileName} starts at ${name.firstSeq}`,
       };
-      await handleDamage(options, report, names.slice(index).map((n) => n.fileName), damage, null);
+      await handleDamage(options, report, listed.slice(index).map((n) => n.fileName), damage, null);
       break;
     }
     const bytes = await readWhole(io, path);
     report.bytesScanned += bytes.byteLength;
-    const scan = scanSegment(bytes, { shard, firstSeq: name.firstSeq, isLastSegment: index === names.length - 1 });
-    const intact = scan.damage === null || scan.damage.code !== 'CHECKPOINT_DAMAGED';
-    if (intact && scan.snapshot !== null) {
+    report.scannedSegments++;
+    const scan = scanSegment(bytes, { shard, firstSeq: name.firstSeq, isLastSegment: index === listed.length - 1 });
+    if (scan.head !== null) {
       const segment: RecoveredSegment = {
         fileName: name.fileName,
         firstSeq: scan.firstSeq,
         lastSeq: scan.lastSeq,
         bytes: scan.validBytes,
-        snapshot: scan.snapshot.slice(),
+        headBytes: scan.headBytes,
+        openedAtNs: scan.head.timestampNs,
+        headKind: scan.head.kind,
+        isScanned: true,
+        newestBatchNs: -1n,
+        index: new SegmentIndex(scan.headBytes),
       };
       segments.push(segment);
-      options.onSegment?.(segment, index);
       for (const batch of scan.batches) {
+        segment.index?.add(batch.header.firstSeq, batch.offset);
+        if (batch.header.count > 0 && batch.header.timestampNs > segment.newestBatchNs) segment.newestBatchNs = batch.header.timestampNs;
         options.onBatch?.(bytes, batch, segment);
         report.batches++;
         report.events += batch.header.count;
       }
-      report.lastSeq = scan.lastSeq;
     }
     if (scan.tornTail !== null) {
       report.truncatedTail = {
@@ -125,16 +219,20 @@ export async function recoverShard(options: RecoverOptions): Promise<RecoveryRes
       if (options.repair) await truncateFile(io, path, scan.validBytes);
     }
     if (scan.damage !== null) {
+      const intact = scan.head !== null;
       const damage: DamageReport = { ...scan.damage, file: path };
       const keepPrefix = intact ? { fileName: name.fileName, validBytes: scan.validBytes, bytes } : null;
-      const setAside = names.slice(index + (intact ? 1 : 0)).map((n) => n.fileName);
+      const setAside = listed.slice(index + (intact ? 1 : 0)).map((n) => n.fileName);
       await handleDamage(options, report, setAside, damage, keepPrefix);
       break;
     }
-    options.onProgress?.(index + 1, names.length);
+    options.onProgress?.(index + 1, listed.length);
   }
   report.segments = segments.length;
-  if (segments.length > 0) report.firstSeq = segments[0].firstSeq;
+  if (segments.length > 0) {
+    report.firstSeq = segments[0].firstSeq;
+    report.lastSeq = segments[segments.length - 1].lastSeq;
+  }
   report.durationMs = performance.now() - startMs;
   return { report, segments };
 }

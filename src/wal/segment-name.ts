@@ -2,6 +2,7 @@
 // every name carries the shard id, and numbers are zero-padded so names sort in seq order.
 //
 //   wal-SSSSS-NNNNNNNNNNNNNNNNNNNN.seg   segment of shard S whose first seq is N
+//   snap-SSSSS-NNNNNNNNNNNNNNNNNNNN.snap state snapshot of shard S as of seq N (snapshot-file.ts)
 //   wal-SSSSS.lock                       the shard's directory lock (flock-style, see lock.ts)
 //   checkpoint-SSSSS.bin                 the shard's checkpoint file (see checkpoint-file.ts)
 //   *.tmp                                half-made files; removed on open
@@ -10,6 +11,7 @@ import { TidelogError } from '../errors.ts';
 
 export const MAX_SHARD_ID = 65_535;
 const SEGMENT_PATTERN = /^wal-(\d{5})-(\d{20})\.seg$/;
+const SNAPSHOT_PATTERN = /^snap-(\d{5})-(\d{20})\.snap$/;
 
 export function checkShardId(shard: number): void {
   if (!Number.isInteger(shard) || shard < 0 || shard > MAX_SHARD_ID) {
@@ -19,6 +21,10 @@ export function checkShardId(shard: number): void {
 
 export function segmentFileName(shard: number, firstSeq: number): string {
   return `wal-${pad(shard, 5)}-${pad(firstSeq, 20)}.seg`;
+}
+
+export function snapshotFileName(shard: number, seq: number): string {
+  return `snap-${pad(shard, 5)}-${pad(seq, 20)}.snap`;
 }
 
 export function lockFileName(shard: number): string {
@@ -49,6 +55,29 @@ export function listShardSegments(fileNames: readonly string[], shard: number): 
     .map(parseSegmentFileName)
     .filter((name): name is SegmentName => name !== null && name.shard === shard)
     .sort((a, b) => a.firstSeq - b.firstSeq);
+}
+
+export interface SnapshotName {
+  shard: number;
+  /** The snapshot holds the state as of this seq. */
+  seq: number;
+  fileName: string;
+}
+
+export function parseSnapshotFileName(fileName: string): SnapshotName | null {
+  const match = SNAPSHOT_PATTERN.exec(fileName);
+  if (!match) return null;
+  const seq = Number(match[2]);
+  if (!Number.isSafeInteger(seq)) return null;
+  return { shard: Number(match[1]), seq, fileName };
+}
+
+/** The snapshot files of one shard among `fileNames`, oldest (lowest seq) first. */
+export function listShardSnapshots(fileNames: readonly string[], shard: number): SnapshotName[] {
+  return fileNames
+    .map(parseSnapshotFileName)
+    .filter((name): name is SnapshotName => name !== null && name.shard === shard)
+    .sort((a, b) => a.seq - b.seq);
 }
 
 function pad(value: number, width: number): string {

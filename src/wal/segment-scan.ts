@@ -1,6 +1,7 @@
 // Reads one segment's bytes and decides what in it can be trusted.
 //
-// A segment is: checkpoint record, then event batches with consecutive seqs. The scan stops
+// A segment is: head record (marker, or a legacy checkpoint record), then event batches with
+// consecutive seqs. The scan stops
 // at the first record that fails (bad header, length past the end, checksum mismatch) and
 // classifies the failure:
 //   - torn tail:  the segment is the shard's last, no intact batch exists after the failure
@@ -9,8 +10,8 @@
 //   - damage:     anything else (an intact batch follows, the segment is not the last, the
 //                 checkpoint record is bad, seqs do not continue) → an error naming file and
 //                 offset, or under `salvage` the end of the durable prefix.
-// Segments are created by rename after their checkpoint record is synced, so a damaged
-// checkpoint record is always damage, never a torn tail. A notes-only batch (count 0, see
+// Segments are created by rename after their head record is synced, so a damaged head record
+// is always damage, never a torn tail. A notes-only batch (count 0, see
 // batch-format.ts) takes firstSeq = the next seq and leaves lastSeq where it was.
 
 import type { ErrorCode } from '../errors.ts';
@@ -25,6 +26,7 @@ import {
   type BatchHeader,
 } from './batch-format.ts';
 import { EVENT_BYTES } from '../event.ts';
+import { decodeMarkerPayload } from './segment-head.ts';
 
 export interface ScannedBatch {
   /** Offset of the batch header in the segment. */
@@ -40,12 +42,26 @@ export interface SegmentDamage {
   reason: string;
 }
 
+export interface ScannedHead {
+  kind: 'marker' | 'legacy';
+  timestampNs: bigint;
+  leaderEpoch: number;
+  /** Marker only (0 for a legacy head). */
+  snapshotSeq: number;
+  /** Marker only (0 for a legacy head). */
+  prevFirstSeq: number;
+  /** Legacy only: the state machine's snapshot as of firstSeq − 1 (a view of the segment's bytes). */
+  legacySnapshot: Uint8Array | null;
+}
+
 export interface SegmentScan {
   firstSeq: number;
   /** Seq of the last intact event; firstSeq - 1 when the segment holds no event. */
   lastSeq: number;
-  /** The checkpoint record's payload (state machine snapshot as of firstSeq - 1). */
-  snapshot: Uint8Array | null;
+  /** The head record (null when it is damaged). */
+  head: ScannedHead | null;
+  /** Bytes the head record takes (0 when it is damaged). */
+  headBytes: number;
   batches: ScannedBatch[];
   /** End of the last intact record: everything before it verified. */
   validBytes: number;
@@ -66,7 +82,8 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
   const scan: SegmentScan = {
     firstSeq: options.firstSeq,
     lastSeq: options.firstSeq - 1,
-    snapshot: null,
+    head: null,
+    headBytes: 0,
     batches: [],
     validBytes: 0,
     fileBytes: bytes.byteLength,
@@ -76,24 +93,35 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
 
   const head = readRecord(bytes, 0);
   if (!head.ok) {
-    scan.damage = { code: 'CHECKPOINT_DAMAGED', offset: 0, reason: `checkpoint record: ${head.reason}` };
+    scan.damage = { code: 'CHECKPOINT_DAMAGED', offset: 0, reason: `head record: ${head.reason}` };
     return scan;
   }
   const headHeader = head.header;
-  if (headHeader.kind !== BatchKind.Checkpoint) {
-    scan.damage = { code: 'CHECKPOINT_DAMAGED', offset: 0, reason: 'segment does not open with a checkpoint record' };
+  if (headHeader.kind !== BatchKind.Checkpoint && headHeader.kind !== BatchKind.Marker) {
+    scan.damage = { code: 'CHECKPOINT_DAMAGED', offset: 0, reason: 'segment does not open with a marker or checkpoint record' };
     return scan;
   }
   if (headHeader.shardId !== options.shard || headHeader.firstSeq !== options.firstSeq) {
     scan.damage = {
       code: 'CHECKPOINT_DAMAGED',
       offset: 0,
-      reason: `checkpoint record names shard ${headHeader.shardId} seq ${headHeader.firstSeq}, file name says shard ${options.shard} seq ${options.firstSeq}`,
+      reason: `head record names shard ${headHeader.shardId} seq ${headHeader.firstSeq}, file name says shard ${options.shard} seq ${options.firstSeq}`,
     };
     return scan;
   }
-  scan.snapshot = bytes.subarray(BATCH_HEADER_BYTES, BATCH_HEADER_BYTES + headHeader.payloadBytes);
+  const headPayload = bytes.subarray(BATCH_HEADER_BYTES, BATCH_HEADER_BYTES + headHeader.payloadBytes);
+  if (headHeader.kind === BatchKind.Marker) {
+    const marker = decodeMarkerPayload(headPayload);
+    if (typeof marker === 'string') {
+      scan.damage = { code: 'CHECKPOINT_DAMAGED', offset: 0, reason: `head record: ${marker}` };
+      return scan;
+    }
+    scan.head = { kind: 'marker', timestampNs: headHeader.timestampNs, leaderEpoch: headHeader.leaderEpoch, ...marker, legacySnapshot: null };
+  } else {
+    scan.head = { kind: 'legacy', timestampNs: headHeader.timestampNs, leaderEpoch: headHeader.leaderEpoch, snapshotSeq: 0, prevFirstSeq: 0, legacySnapshot: headPayload };
+  }
   let offset = BATCH_HEADER_BYTES + headHeader.payloadBytes;
+  scan.headBytes = offset;
   scan.validBytes = offset;
 
   while (offset < bytes.byteLength) {
@@ -116,7 +144,7 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
         offset,
         reason:
           header.kind !== BatchKind.Events
-            ? 'checkpoint record in the middle of a segment'
+            ? 'head record in the middle of a segment'
             : header.shardId !== options.shard
               ? `batch of shard ${header.shardId} in a segment of shard ${options.shard}`
               : `batch starts at seq ${header.firstSeq}, expected ${scan.lastSeq + 1}`,

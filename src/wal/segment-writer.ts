@@ -68,18 +68,18 @@ export class SegmentWriter {
   }
 
   /**
-   * Starts a new segment at `firstSeq` whose head is `checkpointRecord`. The old segment is
+   * Starts a new segment at `firstSeq` whose head is `headRecord` (a marker). The old segment is
    * synced first (unless fsync is off), and the new one appears under its final name only
-   * once its checkpoint record is durable, so a segment file never has a torn head.
+   * once its head record is durable, so a segment file never has a torn head.
    */
-  async rotate(firstSeq: number, checkpointRecord: Uint8Array): Promise<void> {
+  async rotate(firstSeq: number, headRecord: Uint8Array): Promise<void> {
     if (this.file !== null && this.fsyncMode !== 'off') await this.sync();
     const fileName = segmentFileName(this.shard, firstSeq);
     const tmpPath = join(this.dir, `${fileName}.tmp`);
     const finalPath = join(this.dir, fileName);
     const file = await this.wrap('IO_ERROR', () => this.io.open(tmpPath, 'create'));
     try {
-      await this.wrap('WRITE_FAILED', () => writeFully(file, checkpointRecord, 0));
+      await this.wrap('WRITE_FAILED', () => writeFully(file, headRecord, 0));
       if (this.fsyncMode !== 'off') await this.wrap('FSYNC_FAILED', () => file.sync());
       await this.wrap('IO_ERROR', () => this.io.rename(tmpPath, finalPath));
       if (this.fsyncMode !== 'off') await this.wrap('FSYNC_FAILED', () => this.io.syncDir(this.dir));
@@ -90,8 +90,8 @@ export class SegmentWriter {
     const previous = this.file;
     this.file = file;
     this.segment = { fileName, firstSeq };
-    this.metrics.writtenOffset = checkpointRecord.byteLength;
-    this.metrics.syncedOffset = this.fsyncMode === 'off' ? 0 : checkpointRecord.byteLength;
+    this.metrics.writtenOffset = headRecord.byteLength;
+    this.metrics.syncedOffset = this.fsyncMode === 'off' ? 0 : headRecord.byteLength;
     this.metrics.rotations++;
     if (previous !== null) await previous.close().catch(() => undefined);
   }

@@ -2,7 +2,8 @@
 //
 //   append/appendMany ─► CommitQueue (dedup, seqs, packed groups) ─► writer actor (when)
 //                                                                  ─► flush-worker actor (write + fdatasync)
-//   open: lock ─► checkpoint file ─► recovery scan (verify, cut torn tail) ─► dedup rebuild ─► replay
+//   durable group ─► state machine apply ─► callers resolved ─► snapshot policy (snapshotter.ts)
+//   open: lock ─► wal-open.ts (newest valid snapshot + the log after it) ─► writer starts
 //
 // Durability contract (fsync 'full', the default): a promise from append/appendMany
 // resolves only after the batch holding its events was written and fdatasync'ed; seqs start
@@ -10,100 +11,58 @@
 // acknowledges after the write and fdatasyncs at least every syncIntervalMs (a process crash
 // loses nothing acknowledged, a power loss may lose the last interval). 'off' never syncs.
 //
+// State: with a state machine, its snapshots go to files of their own, taken by a policy that
+// bounds snapshot writes and replay length together; segments open with a small marker
+// (segment-head.ts), never the state, so memory and rotation cost do not grow with segments.
+// Retention deletes whole segments behind the oldest snapshot kept.
+//
 // Notes: appendMany(events, { note }) makes an opaque note durable in the same batch (same
 // checksum) as all of the call's events, so recovery sees the note and the events or neither;
 // notes reach the state machine (live and on replay), onPersisted and readBatches.
 
 import { dirname, join, resolve } from 'node:path';
 import { createActor } from 'xstate';
-import { systemClock, type Clock } from '../clock.ts';
 import { deferred } from '../deferred.ts';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { writerMachine, type WriterActor, type WriterLane } from '../actors/writer.ts';
 import type { FlushRequest } from '../actors/flush-worker.ts';
-import { BATCH_HEADER_BYTES, NO_NOTES } from './batch-format.ts';
-import { readCheckpointFile, encodeCheckpointRecord, writeCheckpointFile } from './checkpoint-file.ts';
+import { NO_NOTES } from './batch-format.ts';
+import { writeCheckpointFile } from './checkpoint-file.ts';
 import { initChecksum } from './checksum.ts';
 import { CommitQueue, type NoteCallback } from './commit-queue.ts';
 import { DedupWindow } from './dedup.ts';
 import { EVENT_BYTES, decodeEventAt, encodeEvents, validatePacked, type SignalEvent } from '../event.ts';
-import { nodeFileIo, type FileIo } from './file-io.ts';
 import { recordUs, type FlushMetricsSnapshot } from './flush-metrics.ts';
 import { DirectoryLock } from './lock.ts';
-import { firstSeqAtTimeIn, readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
-import { recoverShard, setAsideFile, type RecoveryReport } from './recovery.ts';
-import { checkShardId, checkpointFileName, segmentFileName } from './segment-name.ts';
-import { SegmentWriter, type FsyncMode } from './segment-writer.ts';
+import { buildSegmentIndex, firstSeqAtTimeIn, readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
+import { newestBatchBoundNs, segmentsToRelease } from './retention.ts';
+import { encodeMarkerRecord } from './segment-head.ts';
+import { SegmentIndex } from './segment-index.ts';
+import { checkpointFileName, segmentFileName } from './segment-name.ts';
+import { SegmentWriter } from './segment-writer.ts';
+import { Snapshotter, type SnapshotterStats } from './snapshotter.ts';
+import { resolveOptions, type ResolvedOptions, type WalOptions } from './wal-options.ts';
+import { openLog, type RetainedSegment, type SnapshotRecord, type WalRecovery } from './wal-open.ts';
 
-/** A state machine the WAL keeps in step with the log (chunked-wal's model). */
-export interface WalStateMachine {
-  /** Replace the state with `snapshot`, taken after seq `lastSeq` (empty bytes: initial state). */
-  restore(snapshot: Uint8Array, lastSeq: number): void;
-  /**
-   * Fold one durable batch; `events` is count × 21 packed bytes and `notes` its notes, both
-   * valid during the call only. count may be 0 for a batch that carries only notes.
-   */
-  apply(batch: StoredBatch): void;
-  /** The current state as bytes; called at a batch boundary when a segment is opened. */
-  snapshot(): Uint8Array;
-}
-
-export interface PersistedInfo {
-  shard: number;
-  firstSeq: number;
-  /** firstSeq - 1 for a batch that carries only notes. */
-  lastSeq: number;
-  events: number;
-  bytes: number;
-  segment: string;
-  /** The batch's notes (valid during the call only); empty when none. */
-  notes: readonly Uint8Array[];
-}
+export type { WalOptions, PersistedInfo } from './wal-options.ts';
+export type { WalRecovery, SnapshotRecord, RestorePoint } from './wal-open.ts';
+export type { WalStateMachine, SnapshotStream, SnapshotSink } from './state-machine.ts';
 
 export interface AppendOptions {
   /**
    * Called synchronously once the call's seqs are assigned (0 for duplicates); the
    * 1..MAX_NOTE_BYTES bytes it returns become durable in the one batch that holds all of the
-   * call's events (a call with a note is never split), atomically with them. It must not call back into the WAL. If it throws or returns anything else the
-   * lane fails (those seqs could not be written with their note) and appendMany throws.
+   * call's events (a call with a note is never split), atomically with them. It must not call
+   * back into the WAL. If it throws or returns anything else the lane fails (those seqs could
+   * not be written with their note) and appendMany throws.
    */
   note?: NoteCallback;
-}
-
-export interface WalOptions {
-  dir: string;
-  shard?: number;
-  segmentBytes?: number;
-  batchMaxEvents?: number;
-  batchLingerMs?: number;
-  dedupWindowMs?: number;
-  /** Cap on events remembered per dedup generation (memory bound; see dedup.ts). */
-  dedupMaxEvents?: number;
-  fsync?: FsyncMode;
-  /** 'normal' only: the longest time written data may stay unsynced. */
-  syncIntervalMs?: number;
-  /** Bound on events accepted but not yet durable; past it appends fail with OVERLOADED. */
-  maxPendingEvents?: number;
-  /** Return the durable prefix instead of failing on damage before the tail. */
-  salvage?: boolean;
-  /** Decode events after the checkpoint into `replayed` (default true); false skips it. */
-  replay?: boolean;
-  leaderEpoch?: number;
-  stateMachine?: WalStateMachine;
-  onPersisted?: (info: PersistedInfo) => void;
-  /** Progress of the recovery scan on open: segments verified so far of `total`. */
-  onRecoveryProgress?: (done: number, total: number) => void;
-  io?: FileIo;
-  clock?: Clock;
-}
-
-type ResolvedOptions = Required<Omit<WalOptions, 'stateMachine' | 'onPersisted' | 'onRecoveryProgress'>> &
-  Pick<WalOptions, 'stateMachine' | 'onPersisted' | 'onRecoveryProgress'>;
-
-export interface WalRecovery extends RecoveryReport {
-  checkpointSeq: number;
-  /** Events put back into the dedup window from the log's tail. */
-  dedupRebuilt: number;
+  /**
+   * false: the events bypass the content dedup window — neither checked nor remembered — and
+   * every one is written (producer sessions make retries exactly-once, and two real signals
+   * may share all 21 bytes). Default true (when the window is on).
+   */
+  dedup?: boolean;
 }
 
 export interface WalOpenResult {
@@ -120,21 +79,20 @@ export interface WalStats {
   durableSeq: number;
   checkpointSeq: number;
   pendingEvents: number;
-  segments: Array<Omit<SegmentInfo, 'snapshot'> & { isOpen: boolean; snapshotBytes: number }>;
+  segments: Array<SegmentInfo & { isOpen: boolean }>;
+  /** Bytes of segments retained (the log on disk). */
+  logBytes: number;
   dedupEvents: number;
   flush: FlushMetricsSnapshot;
+  snapshots: SnapshotterStats;
+  retention: { maxAgeMs: number; maxBytes: number; segmentsDeleted: number; bytesDeleted: number };
 }
 
-const EMPTY = new Uint8Array(0);
 /** Upper bound on one flush's write, so one fdatasync never carries an unbounded backlog. */
 const MAX_FLUSH_BYTES = 8 << 20;
 const MAX_U64 = (1n << 64n) - 1n;
-
-/** A retained segment plus what seqAtTime needs to skip it without reading it. */
-interface RetainedSegment extends SegmentInfo {
-  /** Newest timestampNs among its batches holding events; -1n when it holds none. */
-  newestBatchNs: bigint;
-}
+/** Sparse indexes of closed segments built on demand and kept at once (each ≈ 4 KiB). */
+const MAX_LAZY_INDEXES = 256;
 
 function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
   const out = new Uint8Array(total);
@@ -146,50 +104,6 @@ function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
-function resolveOptions(options: WalOptions): ResolvedOptions {
-  const resolved: ResolvedOptions = {
-    dir: options.dir,
-    shard: options.shard ?? 0,
-    segmentBytes: options.segmentBytes ?? 16 << 20,
-    batchMaxEvents: options.batchMaxEvents ?? 1000,
-    batchLingerMs: options.batchLingerMs ?? 1,
-    dedupWindowMs: options.dedupWindowMs ?? 60_000,
-    dedupMaxEvents: options.dedupMaxEvents ?? 1 << 20,
-    fsync: options.fsync ?? 'full',
-    syncIntervalMs: options.syncIntervalMs ?? 100,
-    maxPendingEvents: options.maxPendingEvents ?? 1_000_000,
-    salvage: options.salvage ?? false,
-    replay: options.replay ?? true,
-    leaderEpoch: options.leaderEpoch ?? 0,
-    stateMachine: options.stateMachine,
-    onPersisted: options.onPersisted,
-    onRecoveryProgress: options.onRecoveryProgress,
-    io: options.io ?? nodeFileIo,
-    clock: options.clock ?? systemClock,
-  };
-  const bad = (what: string): never => {
-    throw new TidelogError('BAD_REQUEST', `Wal.open: ${what}`);
-  };
-  if (typeof resolved.dir !== 'string' || resolved.dir === '') bad('dir is required');
-  checkShardId(resolved.shard);
-  const positiveInteger = (name: keyof ResolvedOptions, max: number): void => {
-    const value = resolved[name];
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-      bad(`${name} must be an integer 1..${max}, got ${String(value)}`);
-    }
-  };
-  positiveInteger('segmentBytes', 1 << 30);
-  positiveInteger('batchMaxEvents', 1 << 20);
-  positiveInteger('dedupMaxEvents', 1 << 26);
-  positiveInteger('syncIntervalMs', 3_600_000);
-  positiveInteger('maxPendingEvents', 1 << 28);
-  if (!Number.isFinite(resolved.batchLingerMs) || resolved.batchLingerMs < 0) bad('batchLingerMs must be >= 0');
-  if (!Number.isFinite(resolved.dedupWindowMs) || resolved.dedupWindowMs < 0) bad('dedupWindowMs must be >= 0');
-  if (!['full', 'normal', 'off'].includes(resolved.fsync)) bad(`fsync must be 'full', 'normal' or 'off'`);
-  if (!Number.isSafeInteger(resolved.leaderEpoch) || resolved.leaderEpoch < 0) bad('leaderEpoch must be a u53');
-  return resolved;
-}
-
 export class Wal implements WriterLane {
   readonly queue: CommitQueue;
   readonly files: SegmentWriter;
@@ -197,26 +111,35 @@ export class Wal implements WriterLane {
   readonly nowNs: () => bigint;
   private readonly writer: WriterActor;
   private readonly segmentList: RetainedSegment[];
+  private readonly snapshotter: Snapshotter;
   private lastDurableSeq: number;
   private checkpointSeq: number;
+  /** Notes-only batches applied at lastDurableSeq + 1 (a snapshot records how many it holds). */
+  private notesBatchesAfter = 0;
   private failure: Error | null = null;
   private readonly closed: Promise<void>;
   private markClosed: () => void = () => undefined;
   private closing: Promise<void> | null = null;
   private syncTimer: NodeJS.Timeout | null = null;
+  private retentionTimer: NodeJS.Timeout | null = null;
+  private isRetentionRunning = false;
+  private segmentsDeleted = 0;
+  private bytesDeleted = 0;
+  /** Closed segments whose index was built on demand, least recently built first. */
+  private readonly lazyIndexed: RetainedSegment[] = [];
 
   private constructor(
     private readonly options: ResolvedOptions,
     private readonly lock: DirectoryLock,
-    recovered: { segments: RetainedSegment[]; lastSeq: number; checkpointSeq: number },
+    opened: { segments: RetainedSegment[]; lastSeq: number; checkpointSeq: number; newestSealNs: bigint; snapshots: SnapshotRecord[]; logBytesAfterSnapshot: number },
     dedup: DedupWindow,
     files: SegmentWriter,
   ) {
     this.batchLingerMs = options.batchLingerMs;
     this.nowNs = () => options.clock.nowNs();
-    this.segmentList = recovered.segments;
-    this.lastDurableSeq = recovered.lastSeq;
-    this.checkpointSeq = recovered.checkpointSeq;
+    this.segmentList = opened.segments;
+    this.lastDurableSeq = opened.lastSeq;
+    this.checkpointSeq = opened.checkpointSeq;
     this.files = files;
     this.queue = new CommitQueue(
       {
@@ -224,10 +147,25 @@ export class Wal implements WriterLane {
         batchMaxEvents: options.batchMaxEvents,
         maxPendingEvents: options.maxPendingEvents,
         leaderEpoch: options.leaderEpoch,
+        newestSealNs: opened.newestSealNs,
       },
       dedup,
-      recovered.lastSeq + 1,
+      opened.lastSeq + 1,
       options.clock,
+    );
+    this.snapshotter = new Snapshotter(
+      {
+        io: options.io,
+        dir: options.dir,
+        shard: options.shard,
+        fsync: options.fsync,
+        clock: options.clock,
+        syncLog: () => this.runTask((segmentFiles) => segmentFiles.sync()),
+        onPublished: () => void this.applyRetention(),
+      },
+      { logRatio: options.snapshotLogRatio, minLogBytes: options.snapshotMinLogBytes, keep: options.snapshotsKept },
+      opened.snapshots,
+      opened.logBytesAfterSnapshot,
     );
     this.closed = new Promise((resolve) => (this.markClosed = resolve));
     this.writer = createActor(writerMachine, { input: { lane: this } });
@@ -252,11 +190,18 @@ export class Wal implements WriterLane {
       }, options.syncIntervalMs);
       this.syncTimer.unref();
     }
+    const { maxAgeMs, maxBytes } = options.retention;
+    if (maxAgeMs > 0 || maxBytes > 0) {
+      // Age passes without writes: look again now and then, not only after flushes.
+      const everyMs = maxAgeMs > 0 ? Math.min(60_000, Math.max(1_000, maxAgeMs / 4)) : 60_000;
+      this.retentionTimer = setInterval(() => void this.applyRetention(), everyMs);
+      this.retentionTimer.unref();
+    }
   }
 
   static async open(options: WalOptions): Promise<WalOpenResult> {
     const resolved = resolveOptions(options);
-    const { io, dir, shard, clock, stateMachine } = resolved;
+    const { io, dir, shard, clock } = resolved;
     await initChecksum();
     let lock: DirectoryLock;
     try {
@@ -271,112 +216,11 @@ export class Wal implements WriterLane {
     }
     let files: SegmentWriter | null = null;
     try {
-      await removeLeftovers(io, dir, shard);
-      let checkpoint = null;
-      const setAside: string[] = [];
-      try {
-        checkpoint = await readCheckpointFile(io, dir, shard);
-      } catch (error) {
-        if (!resolved.salvage) throw error;
-        // Salvage: the damaged checkpoint goes aside, so the next ordinary open is clean.
-        setAside.push(await setAsideFile(io, dir, checkpointFileName(shard)));
-      }
-      const checkpointSeq = checkpoint?.seq ?? 0;
-      const dedup = new DedupWindow(
-        { windowMs: resolved.dedupWindowMs, maxEventsPerGeneration: resolved.dedupMaxEvents },
-        clock.nowMs(),
-      );
-      const dedupCutoffNs = clock.nowNs() - BigInt(Math.round(resolved.dedupWindowMs * 2)) * 1_000_000n;
-      const replayed: SignalEvent[] = [];
-      // Only the newest events can still be in the window: at most two generations' worth.
-      const tail = new RecentBatches(2 * resolved.dedupMaxEvents);
-      let hasRestored = false;
-      const nowMs = clock.nowMs();
-      const newestBatchNs = new Map<string, bigint>();
-      const { report, segments } = await recoverShard({
-        io,
-        dir,
-        shard,
-        salvage: resolved.salvage,
-        repair: true,
-        onProgress: resolved.onRecoveryProgress,
-        onSegment: (segment) => {
-          if (stateMachine && !hasRestored) {
-            stateMachine.restore(segment.snapshot, segment.firstSeq - 1);
-            hasRestored = true;
-          }
-        },
-        onBatch: (bytes, batch, segment) => {
-          const { header, offset } = batch;
-          const payloadStart = offset + BATCH_HEADER_BYTES;
-          if (header.count > 0) {
-            if (dedup.isEnabled && header.timestampNs >= dedupCutoffNs) tail.push(bytes, payloadStart, header.count);
-            const newest = newestBatchNs.get(segment.fileName) ?? -1n;
-            if (header.timestampNs > newest) newestBatchNs.set(segment.fileName, header.timestampNs);
-          }
-          if (stateMachine) {
-            stateMachine.apply({
-              firstSeq: header.firstSeq,
-              count: header.count,
-              events: bytes.subarray(payloadStart, payloadStart + header.count * EVENT_BYTES),
-              timestampNs: header.timestampNs,
-              leaderEpoch: header.leaderEpoch,
-              notes: batch.notes,
-            });
-          } else if (resolved.replay && header.firstSeq + header.count - 1 > checkpointSeq) {
-            const skip = Math.max(0, checkpointSeq - header.firstSeq + 1);
-            const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-            for (let index = skip; index < header.count; index++) {
-              replayed.push(decodeEventAt(view, payloadStart + index * EVENT_BYTES));
-            }
-          }
-        },
-      });
-      const dedupRebuilt = tail.replayInto(dedup, nowMs);
-      let infos: RetainedSegment[] = segments.map((segment) => ({
-        ...segment,
-        newestBatchNs: newestBatchNs.get(segment.fileName) ?? -1n,
-      }));
-      const checkpointPath = join(dir, checkpointFileName(shard));
-      if (checkpointSeq > report.lastSeq && segments.length > 0) {
-        if (!resolved.salvage) {
-          throw new TidelogError('CHECKPOINT_DAMAGED', `${checkpointPath}: checkpoint at seq ${checkpointSeq} is beyond the log's end ${report.lastSeq}`, {
-            details: { file: checkpointPath, offset: 0 },
-          });
-        }
-        // Salvage: the consumer has everything up to the checkpoint; set the shorter log aside
-        // and continue after the checkpoint, so no seq at or below it is handed out again.
-        for (const segment of infos) setAside.push(await setAsideFile(io, dir, segment.fileName));
-        await io.syncDir(dir);
-        infos = [];
-        replayed.length = 0;
-      }
-      const firstRetained = infos[0]?.firstSeq;
-      if (!stateMachine && firstRetained !== undefined && firstRetained > checkpointSeq + 1 && !resolved.salvage) {
-        throw new TidelogError(
-          'SEGMENT_GAP',
-          `${join(dir, infos[0].fileName)}: the log starts at seq ${firstRetained} but the checkpoint is at ${checkpointSeq}; events ${checkpointSeq + 1}..${firstRetained - 1} are missing`,
-          { details: { file: join(dir, infos[0].fileName), offset: 0, checkpointSeq } },
-        );
-      }
-      files = new SegmentWriter(io, dir, shard, resolved.fsync, () => clock.nowNs());
-      let lastSeq = report.lastSeq;
-      const last = infos[infos.length - 1];
-      if (last === undefined) {
-        // A fresh shard (or one whose segments were all set aside): start at the next seq.
-        lastSeq = Math.max(lastSeq, checkpointSeq);
-        const firstSeq = lastSeq + 1;
-        const snapshot = stateMachine?.snapshot() ?? EMPTY;
-        const record = encodeCheckpointRecord(shard, firstSeq, clock.nowNs(), snapshot);
-        await files.rotate(firstSeq, record);
-        infos.push({ fileName: segmentFileName(shard, firstSeq), firstSeq, lastSeq, bytes: record.byteLength, snapshot, newestBatchNs: -1n });
-      } else {
-        await files.syncClosed(infos.slice(0, -1).map((segment) => segment.fileName));
-        await files.resume({ fileName: last.fileName, firstSeq: last.firstSeq }, last.bytes);
-      }
-      const wal = new Wal(resolved, lock, { segments: infos, lastSeq, checkpointSeq }, dedup, files);
-      const recovery = { ...report, quarantined: [...report.quarantined, ...setAside], checkpointSeq, dedupRebuilt };
-      return { wal, replayed, recovery };
+      const dedup = new DedupWindow({ windowMs: resolved.dedupWindowMs, maxEventsPerGeneration: resolved.dedupMaxEvents }, clock.nowMs());
+      const opened = await openLog(resolved, dedup, resolved.dedupMaxEvents);
+      files = opened.files;
+      const wal = new Wal(resolved, lock, opened, dedup, opened.files);
+      return { wal, replayed: opened.replayed, recovery: opened.recovery };
     } catch (error) {
       await files?.abandon();
       await lock.release().catch(() => undefined);
@@ -422,6 +266,7 @@ export class Wal implements WriterLane {
     let packed: Uint8Array;
     let count: number;
     let note: NoteCallback | undefined;
+    let skipsDedup = false;
     try {
       if (events instanceof Uint8Array) {
         packed = events;
@@ -431,16 +276,16 @@ export class Wal implements WriterLane {
         packed = encodeEvents(events);
         count = events.length;
       }
-      if (options !== undefined) note = checkAppendOptions(options, count);
+      if (options !== undefined) ({ note, skipsDedup } = checkAppendOptions(options, count));
     } catch (error) {
       return Promise.reject(error);
     }
     // Outside the try: a broken note callback is a programming error; it throws (and the lane fails).
-    return this.queue.enqueue(packed, count, note);
+    return this.queue.enqueue(packed, count, note, skipsDedup);
   }
 
   /** Records that everything up to `seq` is materialised; replay resumes strictly after it. */
-  async checkpoint(seq: number, snapshot: Uint8Array = EMPTY): Promise<void> {
+  async checkpoint(seq: number, snapshot: Uint8Array = new Uint8Array(0)): Promise<void> {
     if (!Number.isSafeInteger(seq) || seq < 0 || seq > this.durableSeq) {
       throw new TidelogError('OUT_OF_RANGE', `checkpoint(${seq}): seq must be 0..${this.durableSeq} (durable)`);
     }
@@ -464,15 +309,35 @@ export class Wal implements WriterLane {
   }
 
   /**
-   * Deletes whole closed segments whose events all precede `seq`; returns their names.
-   * Without a state machine the events after the checkpoint are only in the log, so `seq`
-   * may not pass checkpoint + 1 (OUT_OF_RANGE).
+   * Writes a snapshot of the state machine now (waiting for one already running), whatever the
+   * policy says; resolves with the file once it is durable, or null when the WAL has no state
+   * machine. A failure to write it rejects (it does not fail the lane).
+   */
+  async takeSnapshot(): Promise<SnapshotRecord | null> {
+    if (this.options.stateMachine === undefined) return null;
+    if (this.failure) throw this.failure;
+    if (this.closing) throw new TidelogError('CLOSED', 'the WAL is closed');
+    // Another may start while we wait (after a flush): wait until none runs, then start at once.
+    while (this.snapshotter.isRunning) await this.snapshotter.settled();
+    const before = this.snapshotter.stats();
+    await this.startSnapshot();
+    const after = this.snapshotter.stats();
+    if (after.failed > before.failed) throw new TidelogError('IO_ERROR', `shard ${this.shard}: snapshot failed: ${after.lastError ?? 'unknown'}`);
+    return this.snapshotter.snapshots[this.snapshotter.snapshots.length - 1] ?? null;
+  }
+
+  /**
+   * Deletes whole closed segments whose events all precede `seq`; returns their names. The
+   * events must be covered elsewhere: without a state machine by the checkpoint (`seq` may not
+   * pass checkpoint + 1), with one by a snapshot (not past the newest snapshot's seq + 1).
    */
   async truncateBefore(seq: number): Promise<string[]> {
     if (!Number.isSafeInteger(seq) || seq < 0) throw new TidelogError('BAD_REQUEST', `truncateBefore(${seq})`);
-    if (!this.options.stateMachine && seq > this.checkpointSeq + 1) {
-      throw new TidelogError('OUT_OF_RANGE', `truncateBefore(${seq}) would drop events after the checkpoint at ${this.checkpointSeq}`, {
-        details: { seq, checkpointSeq: this.checkpointSeq },
+    const coveredSeq = this.options.stateMachine ? this.snapshotter.newestSeq : this.checkpointSeq;
+    if (seq > coveredSeq + 1) {
+      const what = this.options.stateMachine ? `the newest snapshot at ${coveredSeq}` : `the checkpoint at ${coveredSeq}`;
+      throw new TidelogError('OUT_OF_RANGE', `truncateBefore(${seq}) would drop events after ${what}`, {
+        details: { seq, coveredSeq },
       });
     }
     const removed = await this.drainClosedSegmentsWhile((segment) => segment.lastSeq < seq);
@@ -481,7 +346,7 @@ export class Wal implements WriterLane {
 
   /** Removes closed segments from the oldest on while `shouldDrain` says so (chunked-wal). */
   async drainClosedSegmentsWhile(shouldDrain: (segment: SegmentInfo) => boolean): Promise<SegmentInfo[]> {
-    const drained: SegmentInfo[] = [];
+    const drained: RetainedSegment[] = [];
     for (let index = 0; index < this.segmentList.length - 1 && shouldDrain(this.segmentList[index]); index++) {
       drained.push(this.segmentList[index]);
     }
@@ -491,11 +356,16 @@ export class Wal implements WriterLane {
       files.remove(
         drained.map((segment) => segment.fileName),
         (fileName) => {
-          if (this.segmentList[0]?.fileName === fileName) this.segmentList.shift();
+          const first = this.segmentList[0];
+          if (first?.fileName === fileName) {
+            this.segmentList.shift();
+            this.segmentsDeleted++;
+            this.bytesDeleted += first.bytes;
+          }
         },
       ),
     );
-    return drained;
+    return drained.map(toSegmentInfo);
   }
 
   /** Committed events from `fromSeq` (default 1) through the last seq durable at the call. */
@@ -513,7 +383,8 @@ export class Wal implements WriterLane {
 
   /**
    * Committed batches (packed) holding seqs from `fromSeq`; the first may start earlier.
-   * Notes-only batches come when fromSeq ≤ their firstSeq ≤ toSeq + 1 (see reader.ts).
+   * Notes-only batches come when fromSeq ≤ their firstSeq ≤ toSeq + 1 (see reader.ts). The
+   * first segment is entered through its sparse index: a page costs O(page), not O(segment).
    */
   readBatches(options: { fromSeq?: number; toSeq?: number } = {}): AsyncGenerator<StoredBatch> {
     const fromSeq = options.fromSeq ?? 1;
@@ -525,8 +396,11 @@ export class Wal implements WriterLane {
         details: { fromSeq, oldestSeq: oldest },
       });
     }
-    const snapshot = this.segmentList.map((segment) => ({ ...segment }));
-    return readBatches(this.options.io, this.options.dir, snapshot, fromSeq, toSeq);
+    // One instant's view: the open segment's bytes move on while the files are read. The
+    // segment holding fromSeq - 1 may end with a notes-only batch sitting at fromSeq.
+    const first = this.segmentIndexAt(fromSeq - 1);
+    const view = this.segmentList.slice(first).map(toSegmentInfo);
+    return readBatches(this.options.io, this.options.dir, view, fromSeq, toSeq, (segment) => this.startOffset(segment, fromSeq));
   }
 
   /**
@@ -541,9 +415,10 @@ export class Wal implements WriterLane {
     // One instant's view: durable bytes and seqs move on while the files are read.
     const nextSeq = this.lastDurableSeq + 1;
     const segments = this.segmentList.map((segment) => ({ ...segment }));
-    for (const segment of segments) {
+    for (let index = 0; index < segments.length; index++) {
+      const segment = segments[index];
       // Correct without monotone clocks: only segments with no batch as new as `timestampNs` go.
-      if (segment.newestBatchNs < timestampNs) continue;
+      if (newestBatchBoundNs(segments, index) < timestampNs) continue;
       let seq: number | null;
       try {
         seq = await firstSeqAtTimeIn(this.options.io, this.options.dir, segment, timestampNs);
@@ -558,13 +433,20 @@ export class Wal implements WriterLane {
     return nextSeq;
   }
 
-  /** The retained segments, oldest first, with their head snapshots (copies). */
+  /** The retained segments, oldest first. */
   segments(): SegmentInfo[] {
-    return this.segmentList.map(({ newestBatchNs: _, ...segment }) => segment);
+    return this.segmentList.map(toSegmentInfo);
+  }
+
+  /** The snapshot files kept, oldest first. */
+  snapshots(): SnapshotRecord[] {
+    return this.snapshotter.snapshots.map((record) => ({ ...record }));
   }
 
   stats(): WalStats {
     const last = this.segmentList.length - 1;
+    let logBytes = 0;
+    for (const segment of this.segmentList) logBytes += segment.bytes;
     return {
       shard: this.options.shard,
       state: String(this.writer.getSnapshot().value),
@@ -572,29 +454,28 @@ export class Wal implements WriterLane {
       durableSeq: this.lastDurableSeq,
       checkpointSeq: this.checkpointSeq,
       pendingEvents: this.queue.pending,
-      segments: this.segmentList.map((segment, index) => ({
-        fileName: segment.fileName,
-        firstSeq: segment.firstSeq,
-        lastSeq: segment.lastSeq,
-        bytes: segment.bytes,
-        isOpen: index === last,
-        snapshotBytes: segment.snapshot.byteLength,
-      })),
+      segments: this.segmentList.map((segment, index) => ({ ...toSegmentInfo(segment), isOpen: index === last })),
+      logBytes,
       dedupEvents: this.queue.dedupSize,
       flush: this.files.metrics.snapshot(),
+      snapshots: this.snapshotter.stats(),
+      retention: { ...this.options.retention, segmentsDeleted: this.segmentsDeleted, bytesDeleted: this.bytesDeleted },
     };
   }
 
   /**
    * Flushes what is queued, syncs, and releases the directory. Rejects only with news: when
    * the final flush or sync fails here (so nothing is claimed durable that is not); a lane
-   * that failed earlier already told every caller, and close() then just releases.
+   * that failed earlier already told every caller, and close() then just releases. A snapshot
+   * being written is abandoned (its half-written file removed).
    */
   async close(): Promise<void> {
     this.closing ??= (async () => {
       const hadFailed = this.failure !== null;
       this.queue.beginClose();
       if (this.syncTimer) clearInterval(this.syncTimer);
+      if (this.retentionTimer) clearInterval(this.retentionTimer);
+      await this.snapshotter.close();
       this.writer.send({ type: 'CLOSE_REQUESTED' });
       await this.closed;
       this.writer.stop();
@@ -625,9 +506,15 @@ export class Wal implements WriterLane {
         if (total === 0) {
           // The first batch always goes; it opens a new segment if it would overflow this one.
           if (hasBatches && written + bytes > segmentBytes) {
-            const snapshot = this.options.stateMachine?.snapshot() ?? EMPTY;
-            const record = encodeCheckpointRecord(this.options.shard, group.firstSeq, this.nowNs(), snapshot);
-            rotate = { firstSeq: group.firstSeq, checkpointRecord: record };
+            const record = encodeMarkerRecord({
+              shard: this.options.shard,
+              firstSeq: group.firstSeq,
+              leaderEpoch: this.options.leaderEpoch,
+              timestampNs: this.queue.sealTimeNs(),
+              snapshotSeq: this.snapshotter.newestSeq,
+              prevFirstSeq: open.firstSeq,
+            });
+            rotate = { firstSeq: group.firstSeq, headRecord: record };
             space = segmentBytes - record.byteLength;
           }
         } else if (total + bytes > space || total + bytes > MAX_FLUSH_BYTES) {
@@ -653,23 +540,32 @@ export class Wal implements WriterLane {
     const { groups, rotate } = request;
     // Bookkeeping first, for every batch of the flush: it is all durable, whatever a hook does.
     if (rotate !== null) {
+      const headBytes = rotate.headRecord.byteLength;
       this.segmentList.push({
         fileName: segmentFileName(this.options.shard, rotate.firstSeq),
         firstSeq: rotate.firstSeq,
         lastSeq: rotate.firstSeq - 1,
-        bytes: rotate.checkpointRecord.byteLength,
-        snapshot: rotate.checkpointRecord.subarray(BATCH_HEADER_BYTES),
+        bytes: headBytes,
+        headBytes,
+        openedAtNs: readTimestampNs(rotate.headRecord),
+        headKind: 'marker',
         newestBatchNs: -1n,
+        isNewestKnown: true,
+        index: new SegmentIndex(headBytes),
       });
     }
     const open = this.segmentList[this.segmentList.length - 1];
     const nowNs = this.nowNs();
+    let flushedBytes = 0;
     for (const group of groups) {
       if (group.sealed === null) continue;
+      open.index?.add(group.firstSeq, open.bytes);
       open.lastSeq = group.lastSeq;
       open.bytes += group.sealed.byteLength;
+      flushedBytes += group.sealed.byteLength;
       if (group.count > 0 && group.timestampNs > open.newestBatchNs) open.newestBatchNs = group.timestampNs;
       this.lastDurableSeq = group.lastSeq;
+      this.notesBatchesAfter = group.count > 0 ? 0 : this.notesBatchesAfter + 1;
       recordUs(this.files.metrics.commitLatency, group.sealedAtNs, nowNs);
     }
     const { stateMachine, onPersisted, shard, leaderEpoch } = this.options;
@@ -704,6 +600,10 @@ export class Wal implements WriterLane {
       return;
     }
     this.queue.complete(groups);
+    this.snapshotter.recordLog(flushedBytes);
+    // At a batch boundary with every durable batch applied: the one moment a snapshot may begin.
+    if (stateMachine !== undefined && this.snapshotter.shouldStart()) void this.startSnapshot();
+    if (rotate !== null) void this.applyRetention();
   }
 
   laneFailed(error: Error): void {
@@ -715,6 +615,74 @@ export class Wal implements WriterLane {
     this.markClosed();
   }
 
+  // ── snapshots, retention, indexes ───────────────────────────────────────────────────
+
+  /** Begins a snapshot of the state as it is now (every durable batch applied); resolves when it settles. */
+  private startSnapshot(): Promise<void> {
+    const stateMachine = this.options.stateMachine;
+    if (stateMachine === undefined) return Promise.resolve();
+    const stream = stateMachine.beginSnapshot?.() ?? wholeBytesStream(stateMachine.snapshot());
+    return this.snapshotter.start(stream, {
+      shard: this.options.shard,
+      seq: this.lastDurableSeq,
+      notesBatchesAfter: this.notesBatchesAfter,
+      leaderEpoch: this.options.leaderEpoch,
+      timestampNs: this.nowNs(),
+    });
+  }
+
+  /** Deletes the oldest segments the retention policy releases (behind the oldest snapshot kept). */
+  private async applyRetention(): Promise<void> {
+    if (this.isRetentionRunning || this.closing !== null || this.failure !== null) return;
+    const floorSeq = this.options.stateMachine ? this.snapshotter.oldestKeptSeq : this.checkpointSeq;
+    const count = segmentsToRelease(this.segmentList, floorSeq, this.options.retention, this.nowNs());
+    if (count === 0) return;
+    const names = new Set(this.segmentList.slice(0, count).map((segment) => segment.fileName));
+    this.isRetentionRunning = true;
+    try {
+      await this.drainClosedSegmentsWhile((segment) => names.has(segment.fileName));
+    } catch {
+      // Counted nowhere else on purpose: a failed unlink is retried at the next pass.
+    } finally {
+      this.isRetentionRunning = false;
+    }
+  }
+
+  /** Index in segmentList of the segment holding `seq` (the first when seq precedes them all). */
+  private segmentIndexAt(seq: number): number {
+    let low = 0;
+    let high = this.segmentList.length - 1;
+    let found = 0;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      if (this.segmentList[middle].firstSeq <= seq) {
+        found = middle;
+        low = middle + 1;
+      } else {
+        high = middle - 1;
+      }
+    }
+    return found;
+  }
+
+  /** Where a read of `fromSeq` enters `segment`: its sparse index, built from its headers when missing. */
+  private async startOffset(segment: SegmentInfo, fromSeq: number): Promise<number> {
+    const retained = this.segmentList[this.segmentIndexAt(segment.firstSeq)];
+    if (retained === undefined || retained.fileName !== segment.fileName) return segment.headBytes;
+    if (retained.index === null) {
+      const index = await buildSegmentIndex(this.options.io, this.options.dir, segment);
+      if (retained.index === null) {
+        retained.index = index;
+        this.lazyIndexed.push(retained);
+        if (this.lazyIndexed.length > MAX_LAZY_INDEXES) {
+          const evicted = this.lazyIndexed.shift() as RetainedSegment;
+          evicted.index = null;
+        }
+      }
+    }
+    return (retained.index ?? new SegmentIndex(segment.headBytes)).find(fromSeq);
+  }
+
   private runTask(run: (files: SegmentWriter) => Promise<void>): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closed'));
@@ -724,52 +692,52 @@ export class Wal implements WriterLane {
   }
 }
 
-/** The newest batches seen during recovery, bounded by event count, for the dedup rebuild. */
-class RecentBatches {
-  private batches: Array<{ bytes: Uint8Array; offset: number; count: number }> = [];
-  /** Index of the oldest kept batch (dropping from the front without an O(n) shift). */
-  private head = 0;
-  private events = 0;
-  constructor(private readonly maxEvents: number) {}
-
-  push(bytes: Uint8Array, offset: number, count: number): void {
-    this.batches.push({ bytes, offset, count });
-    this.events += count;
-    while (this.batches.length - this.head > 1 && this.events - this.batches[this.head].count >= this.maxEvents) {
-      this.events -= this.batches[this.head].count;
-      this.head++;
-    }
-    if (this.head > 4096 && this.head * 2 > this.batches.length) {
-      this.batches = this.batches.slice(this.head);
-      this.head = 0;
-    }
-  }
-
-  /** Inserts the kept events oldest first; returns how many. */
-  replayInto(dedup: DedupWindow, nowMs: number): number {
-    let inserted = 0;
-    let scratch = new Uint8Array(1024);
-    for (let at = this.head; at < this.batches.length; at++) {
-      const { bytes, offset, count } = this.batches[at];
-      if (scratch.length < count) scratch = new Uint8Array(count);
-      // The payload starts at `offset` inside the segment bytes; index events from there.
-      dedup.markDuplicates(bytes.subarray(offset, offset + count * EVENT_BYTES), 0, count, nowMs, scratch);
-      inserted += count;
-    }
-    this.batches = [];
-    this.head = 0;
-    return inserted;
-  }
+function toSegmentInfo(segment: RetainedSegment): SegmentInfo {
+  return {
+    fileName: segment.fileName,
+    firstSeq: segment.firstSeq,
+    lastSeq: segment.lastSeq,
+    bytes: segment.bytes,
+    headBytes: segment.headBytes,
+    openedAtNs: segment.openedAtNs,
+  };
 }
 
-/** The note callback of appendMany's options, checked before anything is queued. */
-function checkAppendOptions(options: AppendOptions, count: number): NoteCallback | undefined {
+/** The timestampNs field of an encoded record's header. */
+function readTimestampNs(record: Uint8Array): bigint {
+  return new DataView(record.buffer, record.byteOffset, record.byteLength).getBigUint64(40, true);
+}
+
+/** A snapshot stream over bytes produced all at once (a state machine without beginSnapshot). */
+function wholeBytesStream(bytes: Uint8Array): { next(maxBytes: number): Uint8Array | null; cancel(): void } {
+  let offset = 0;
+  let isDone = false;
+  return {
+    next(maxBytes) {
+      if (isDone || offset >= bytes.byteLength) {
+        isDone = true;
+        return null;
+      }
+      const piece = bytes.subarray(offset, Math.min(bytes.byteLength, offset + maxBytes));
+      offset += piece.byteLength;
+      return piece;
+    },
+    cancel() {
+      isDone = true;
+    },
+  };
+}
+
+/** appendMany's options, checked before anything is queued. */
+function checkAppendOptions(options: AppendOptions, count: number): { note: NoteCallback | undefined; skipsDedup: boolean } {
   if (typeof options !== 'object' || options === null) throw new TidelogError('BAD_REQUEST', 'appendMany options must be an object');
+  const dedup: unknown = options.dedup;
+  if (dedup !== undefined && typeof dedup !== 'boolean') throw new TidelogError('BAD_REQUEST', 'appendMany options.dedup must be a boolean');
   const note: unknown = options.note;
-  if (note === undefined) return undefined;
+  if (note === undefined) return { note: undefined, skipsDedup: dedup === false };
   if (typeof note !== 'function') throw new TidelogError('BAD_REQUEST', 'appendMany options.note must be a function');
   if (count === 0) throw new TidelogError('BAD_REQUEST', 'appendMany: a note needs at least one event to describe');
-  return note as NoteCallback;
+  return { note: note as NoteCallback, skipsDedup: dedup === false };
 }
 
 /** File-system errors leave tidelog as TidelogError IO_ERROR, the cause kept. */
@@ -777,15 +745,4 @@ function asTidelogError(error: unknown, path: string): Error {
   if (error instanceof TidelogError) return error;
   const errno = (error as NodeJS.ErrnoException | undefined)?.code ?? 'unknown';
   return new TidelogError('IO_ERROR', `${path}: ${errno}`, { cause: error, details: { errno, file: path } });
-}
-
-/** Half-made files from a crash mid-rename: never part of the log. */
-async function removeLeftovers(io: FileIo, dir: string, shard: number): Promise<void> {
-  const prefix = segmentFileName(shard, 1).slice(0, 10);
-  const checkpointTmp = `${checkpointFileName(shard)}.tmp`;
-  for (const name of await io.readdir(dir)) {
-    if ((name.startsWith(prefix) && name.endsWith('.seg.tmp')) || name === checkpointTmp) {
-      await io.unlink(join(dir, name));
-    }
-  }
 }

@@ -64,6 +64,7 @@ test('batch-format - encode and decode are a pair (property)', () => {
           payloadBytes: payload.byteLength,
           notesBytes: 0,
           timestampNs,
+          skipsDedup: false,
         });
         assert.ok(verifyBatch(batch, 0, payload.byteLength));
       },
@@ -202,7 +203,10 @@ test('batch-format - refuses impossible notes headers before trusting lengths', 
   };
   assert.ok(readBatchHeader(batch, 0).ok);
   assert.equal(mutate((v) => v.setUint16(6, 0b100 | BatchKind.Checkpoint, true)), { ok: false, problem: 'flags' });
-  assert.equal(mutate((v) => v.setUint16(6, 0b1000, true)), { ok: false, problem: 'flags' });
+  assert.equal(mutate((v) => v.setUint16(6, 0b10000, true)), { ok: false, problem: 'flags' }, 'an unknown flag bit');
+  assert.equal(mutate((v) => v.setUint16(6, 0b1000 | BatchKind.Checkpoint, true)), { ok: false, problem: 'flags' }, 'SKIPS_DEDUP on a checkpoint');
+  assert.equal(mutate((v) => v.setUint16(6, 0b1000 | BatchKind.Marker, true)), { ok: false, problem: 'flags' }, 'SKIPS_DEDUP on a marker');
+  assert.equal(mutate((v) => v.setUint16(6, 0b100 | 3, true)), { ok: false, problem: 'flags' }, 'kind 3 does not exist');
   assert.equal(mutate((v) => v.setUint16(6, BatchKind.Events, true)), { ok: false, problem: 'length' }, 'notesBytes without the flag');
   assert.equal(mutate((v) => v.setUint32(36, 7, true)), { ok: false, problem: 'length' }, 'notesBytes disagreeing with payloadBytes');
   assert.equal(mutate((v) => v.setUint32(12, 0, true)), { ok: false, problem: 'length' }, 'count disagreeing with payloadBytes');

@@ -369,8 +369,8 @@ test('faults - an acknowledged checkpoint survives a power loss; a failed one ke
 test('faults - truncateBefore after a failed unlink can be retried', async () => {
   await withTempDir(async (dir) => {
     const io = new FaultyFileIo();
-    // 3 batches of 4 events fit in 512 bytes (64 + 3 × 148): one segment per 12 events.
-    const { wal } = await Wal.open({ dir, io, segmentBytes: 512, batchMaxEvents: 4, batchLingerMs: 0 });
+    // 3 batches of 4 events fit in 540 bytes (96 + 3 × 148): one segment per 12 events.
+    const { wal } = await Wal.open({ dir, io, segmentBytes: 540, batchMaxEvents: 4, batchLingerMs: 0 });
     const acked = await appendAcked(wal, chunks(0, Array.from({ length: 15 }, () => 4)));
     assert.is(wal.stats().segments.length, 5);
     // Removing the first three segments: the second unlink fails.

@@ -16,17 +16,19 @@ const events = (from: number, count: number) => Array.from({ length: count }, (_
 type BatchShape = [number, number, string[]];
 const shape = (batch: Pick<StoredBatch, 'firstSeq' | 'count' | 'notes'>): BatchShape => [batch.firstSeq, batch.count, batch.notes.map(untext)];
 
-/** Records every batch it is given (notes copied out: they are valid during the call only). */
+/** Records every batch it is given (notes copied out: they are valid during the call only); its snapshot is that record. */
 class NoteMachine implements WalStateMachine {
   applied: BatchShape[] = [];
-  restore(): void {
-    this.applied = [];
+  restores: number[] = [];
+  restore(snapshot: Uint8Array, lastSeq: number): void {
+    this.restores.push(lastSeq);
+    this.applied = snapshot.byteLength === 0 ? [] : (JSON.parse(untext(snapshot)) as BatchShape[]);
   }
   apply(batch: StoredBatch): void {
     this.applied.push(shape(batch));
   }
   snapshot(): Uint8Array {
-    return new Uint8Array(0);
+    return text(JSON.stringify(this.applied));
   }
 }
 
@@ -193,15 +195,16 @@ test('notes - an all-duplicate call still writes its note, in a batch of count 0
 test('notes - a notes-only batch as the last batch of a segment and as the first of the next', async () => {
   const dir = tempDir();
   try {
-    // 64 (head) + 148 (4 events) + 76 (notes-only batch, 8-byte note) = 288: that batch fills
+    // 96 (head) + 148 (4 events) + 76 (notes-only batch, 8-byte note) = 320: that batch fills
     // the first segment exactly; the next events rotate.
-    const segmentBytes = 288;
+    const segmentBytes = 320;
     const machine = new NoteMachine();
     const { wal } = await Wal.open({ dir, ...options, segmentBytes, stateMachine: machine });
     await wal.appendMany(events(1, 4));
     assert.equal(await wal.appendMany(events(1, 4), { note: () => text('note-one') }), [0, 0, 0, 0]);
     await wal.appendMany(events(5, 4));
-    // 212 + 88 > 288, and the segment holds events: the notes-only batch opens a new segment.
+    assert.is((await wal.takeSnapshot())?.seq, 8, 'a snapshot at seq 8, before the second note');
+    // 244 + 88 > 320, and the segment holds events: the notes-only batch opens a new segment.
     assert.equal(await wal.appendMany(events(5, 4), { note: () => text('note-two-is-longer..') }), [0, 0, 0, 0]);
     await wal.appendMany(events(9, 4));
     assert.equal(
@@ -244,7 +247,8 @@ test('notes - a notes-only batch as the last batch of a segment and as the first
 
     const again = new NoteMachine();
     const reopened = await Wal.open({ dir, ...options, segmentBytes, stateMachine: again });
-    assert.equal(again.applied, live);
+    assert.equal(again.restores, [8], 'restored from the snapshot file at seq 8');
+    assert.equal(again.applied, live, 'the snapshot plus the batches after it: every batch once');
     assert.is(reopened.wal.lastSeq, 12);
     assert.equal(await reopened.wal.truncateBefore(5), ['wal-00000-00000000000000000001.seg']);
     assert.is(reopened.wal.firstSeq, 5);
@@ -254,10 +258,11 @@ test('notes - a notes-only batch as the last batch of a segment and as the first
       [9, 0, ['note-two-is-longer..']],
       [9, 4, []],
     ]);
+    assert.is((await rejection(() => reopened.wal.truncateBefore(10))).code, 'OUT_OF_RANGE', 'not past the newest snapshot');
     await reopened.wal.close();
     const last = new NoteMachine();
     const third = await Wal.open({ dir, ...options, segmentBytes, stateMachine: last });
-    assert.equal(last.applied, live.slice(3));
+    assert.equal(last.applied, live, 'the log starts at 9: the snapshot at 8 still rebuilds everything');
     assert.is(await third.wal.append(makeEvent(13)), 13);
     await third.wal.close();
   } finally {

@@ -5,6 +5,7 @@ import { encodeCheckpointRecord } from '../../src/wal/checkpoint-file.ts';
 import { initChecksum } from '../../src/wal/checksum.ts';
 import { EVENT_BYTES, encodeEvents } from '../../src/event.ts';
 import { scanSegment } from '../../src/wal/segment-scan.ts';
+import { encodeMarkerRecord } from '../../src/wal/segment-head.ts';
 import { makeEvent } from '../support/wal-fixtures.ts';
 
 await initChecksum();
@@ -47,13 +48,25 @@ function scanLast(bytes: Uint8Array) {
   return scanSegment(bytes, { shard: SHARD, firstSeq: 1, isLastSegment: true });
 }
 
-test('segment-scan - a clean segment yields every batch and the head snapshot', () => {
+test('segment-scan - a clean segment with a legacy head yields every batch and the head snapshot', () => {
   const scan = scanLast(concat(head, batch1, batch2));
   assert.is(scan.damage, null);
   assert.is(scan.tornTail, null);
   assert.is(scan.batches.length, 2);
   assert.is(scan.lastSeq, 10);
-  assert.is(new TextDecoder().decode(scan.snapshot ?? new Uint8Array()), 'state@0');
+  assert.is(scan.head?.kind, 'legacy');
+  assert.is(new TextDecoder().decode(scan.head?.legacySnapshot ?? new Uint8Array()), 'state@0');
+});
+
+test('segment-scan - a segment opening with a marker yields its fields and every batch', () => {
+  const marker = encodeMarkerRecord({ shard: SHARD, firstSeq: 1, leaderEpoch: 4, timestampNs: 77n, snapshotSeq: 0, prevFirstSeq: 0 });
+  const scan = scanLast(concat(marker, batch1, batch2));
+  assert.is(scan.damage, null);
+  assert.is(scan.batches.length, 2);
+  assert.is(scan.headBytes, marker.byteLength);
+  assert.equal(scan.head, { kind: 'marker', timestampNs: 77n, leaderEpoch: 4, snapshotSeq: 0, prevFirstSeq: 0, legacySnapshot: null });
+  const wrongSeq = encodeMarkerRecord({ shard: SHARD, firstSeq: 2, leaderEpoch: 4, timestampNs: 77n, snapshotSeq: 0, prevFirstSeq: 0 });
+  assert.is(scanLast(concat(wrongSeq, batch1)).damage?.code, 'CHECKPOINT_DAMAGED', 'a marker naming another seq is damage');
 });
 
 test('segment-scan - torn write after a complete batch keeps the batch (seed offsets)', () => {

@@ -1,10 +1,16 @@
-// Segment-head checkpoint records carry the state machine's snapshot (chunked-wal), so old
-// segments can be drained without losing state; plus the persisted hook and the read path.
+// The WAL keeps a state machine in step with its log: snapshots in files of their own, taken by
+// a policy; restart = the newest valid snapshot + the log after it; old segments drained
+// behind a snapshot lose nothing; legacy logs (state in segment heads) still open.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
-import { Wal, type StoredBatch, type WalStateMachine } from '../../src/wal/index.ts';
-import { EVENT_BYTES } from '../../src/event.ts';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { BatchKind, Wal, encodeBatch, segmentFileName, type StoredBatch, type WalStateMachine } from '../../src/wal/index.ts';
+import { encodeCheckpointRecord } from '../../src/wal/checkpoint-file.ts';
+import { EVENT_BYTES, encodeEvents } from '../../src/event.ts';
 import { collect, makeEvent, rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
 
 /** Sums entity ids and counts events; its snapshot is "lastSeq,count,sum". */
@@ -13,14 +19,18 @@ class SumMachine implements WalStateMachine {
   count = 0;
   sum = 0n;
   restores: number[] = [];
+  /** Batches applied since the last restore. */
+  applied = 0;
   restore(snapshot: Uint8Array, lastSeq: number): void {
     this.restores.push(lastSeq);
     const text = new TextDecoder().decode(snapshot);
-    const [seq, count, sum] = text === '' ? ['0', '0', '0'] : text.split(',');
+    // Empty bytes: the initial state, with the seqs up to lastSeq taken as gone.
+    const [seq, count, sum] = text === '' ? [String(lastSeq), '0', '0'] : text.split(',');
     assert.is(Number(seq), lastSeq, 'a snapshot is restored at the seq it was taken');
     this.lastSeq = Number(seq);
     this.count = Number(count);
     this.sum = BigInt(sum);
+    this.applied = 0;
   }
   apply(batch: StoredBatch): void {
     assert.is(batch.firstSeq, this.lastSeq + 1, 'batches arrive in seq order without gaps');
@@ -28,6 +38,7 @@ class SumMachine implements WalStateMachine {
     for (let index = 0; index < batch.count; index++) this.sum += view.getBigUint64(index * EVENT_BYTES, true);
     this.count += batch.count;
     this.lastSeq = batch.firstSeq + batch.count - 1;
+    this.applied++;
   }
   snapshot(): Uint8Array {
     return new TextEncoder().encode(`${this.lastSeq},${this.count},${this.sum}`);
@@ -36,48 +47,180 @@ class SumMachine implements WalStateMachine {
 
 const options = { segmentBytes: 512, batchMaxEvents: 4, batchLingerMs: 0 };
 
-test('state-machine - every segment opens with the snapshot as of its first seq', async () => {
+test('state-machine - segments open with a small marker, and snapshots go to files taken by the log-size policy', async () => {
   const dir = tempDir();
   try {
     const machine = new SumMachine();
-    const { wal } = await Wal.open({ dir, ...options, stateMachine: machine });
+    // Each 1-event batch is 85 bytes: a snapshot roughly every 13 batches (1 KiB of log).
+    const { wal } = await Wal.open({ dir, ...options, stateMachine: machine, snapshotMinLogBytes: 1024 });
     for (let id = 1; id <= 60; id++) await wal.append(makeEvent(id));
-    const live = wal.segments();
-    assert.ok(live.length > 3);
-    await wal.close();
-    const reopened = await Wal.open({ dir, ...options });
-    const fromDisk = reopened.wal.segments();
-    await reopened.wal.close();
+    const stats = wal.stats();
+    assert.ok(stats.segments.length > 3);
+    assert.ok(stats.segments.every((segment) => segment.headBytes === 96), 'every head is a 96-byte marker, never the state');
+    assert.ok(stats.snapshots.taken + (stats.snapshots.isRunning ? 1 : 0) >= 3, `snapshots taken: ${stats.snapshots.taken}`);
+    const kept = wal.snapshots();
+    assert.ok(kept.length >= 1 && kept.length <= 2, 'at most the newest two are kept');
     assert.equal(
-      fromDisk.map((segment) => segment.firstSeq),
-      live.map((segment) => segment.firstSeq),
+      readdirSync(dir).filter((name) => name.endsWith('.snap')).sort(),
+      kept.map((record) => record.fileName),
     );
-    for (const segment of fromDisk) {
-      const before = segment.firstSeq - 1;
-      assert.is(new TextDecoder().decode(segment.snapshot), `${before},${before},${(before * (before + 1)) / 2}`);
-    }
+    const newest = await wal.takeSnapshot();
+    assert.is(newest?.seq, 60);
+    await wal.close();
+    const rebuilt = new SumMachine();
+    const reopened = await Wal.open({ dir, ...options, stateMachine: rebuilt, dedupWindowMs: 0 });
+    assert.equal(rebuilt.restores, [60], 'restored from the newest snapshot file');
+    assert.is(rebuilt.applied, 0, 'nothing after it to replay');
+    assert.is(rebuilt.sum, 1830n);
+    assert.is(reopened.recovery.restoredFrom.source, 'snapshot');
+    assert.ok(reopened.recovery.scannedSegments <= 1, 'only the last segment is scanned');
+    await reopened.wal.close();
   } finally {
     removeDir(dir);
   }
 });
 
-test('state-machine - draining old segments loses no state: reopen rebuilds the same sum', async () => {
+test('state-machine - draining old segments behind a snapshot loses no state: reopen replays only what follows it', async () => {
   const dir = tempDir();
   try {
     const machine = new SumMachine();
     const first = await Wal.open({ dir, ...options, stateMachine: machine });
     assert.is(first.replayed.length, 0, 'with a state machine nothing is replayed as objects');
-    for (let id = 1; id <= 80; id++) await first.wal.append(makeEvent(id));
+    for (let id = 1; id <= 50; id++) await first.wal.append(makeEvent(id));
+    assert.is((await first.wal.takeSnapshot())?.seq, 50);
+    for (let id = 51; id <= 80; id++) await first.wal.append(makeEvent(id));
+    assert.is((await rejection(() => first.wal.truncateBefore(52))).code, 'OUT_OF_RANGE', 'not past the newest snapshot');
     const drained = await first.wal.drainClosedSegmentsWhile((segment) => segment.lastSeq <= 40);
     assert.ok(drained.length > 0);
-    assert.ok(drained.every((segment) => segment.lastSeq <= 40));
     await first.wal.close();
     const rebuilt = new SumMachine();
     const second = await Wal.open({ dir, ...options, stateMachine: rebuilt });
     assert.is(rebuilt.sum, 3240n, 'sum of 1..80');
     assert.is(rebuilt.count, 80);
-    assert.is(rebuilt.restores[0], drained[drained.length - 1].lastSeq, 'restored from the oldest remaining head');
+    assert.equal(rebuilt.restores, [50]);
+    assert.is(rebuilt.applied, 30, 'only the 30 batches after the snapshot were replayed');
     await second.wal.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('state-machine - a damaged newest snapshot is set aside and the one before it is used', async () => {
+  const dir = tempDir();
+  try {
+    const first = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+    for (let id = 1; id <= 40; id++) await first.wal.append(makeEvent(id));
+    const older = await first.wal.takeSnapshot();
+    for (let id = 41; id <= 80; id++) await first.wal.append(makeEvent(id));
+    const newer = await first.wal.takeSnapshot();
+    for (let id = 81; id <= 90; id++) await first.wal.append(makeEvent(id));
+    await first.wal.close();
+    assert.equal([older?.seq, newer?.seq], [40, 80]);
+    const path = join(dir, newer?.fileName ?? '');
+    const bytes = readFileSync(path);
+    bytes[bytes.byteLength - 70] ^= 0x01; // inside the last chunk's payload
+    writeFileSync(path, bytes);
+    const rebuilt = new SumMachine();
+    const second = await Wal.open({ dir, ...options, stateMachine: rebuilt });
+    assert.equal(rebuilt.restores, [40], 'fell back to the older snapshot');
+    assert.is(rebuilt.sum, 4095n, 'sum of 1..90');
+    assert.is(second.recovery.damagedSnapshots.length, 1);
+    assert.match(second.recovery.damagedSnapshots[0].reason, /SNAPSHOT_DAMAGED/);
+    assert.ok(existsSync(`${path}.damaged`), 'the damaged file is kept aside as evidence');
+    assert.not.ok(existsSync(path));
+    await second.wal.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('state-machine - with every snapshot damaged and the log truncated the open fails; salvage starts at the log', async () => {
+  const dir = tempDir();
+  try {
+    const first = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+    for (let id = 1; id <= 60; id++) await first.wal.append(makeEvent(id));
+    const snapshot = await first.wal.takeSnapshot();
+    await first.wal.truncateBefore(41);
+    for (let id = 61; id <= 70; id++) await first.wal.append(makeEvent(id));
+    await first.wal.close();
+    const path = join(dir, snapshot?.fileName ?? '');
+    const bytes = readFileSync(path);
+    bytes[100] ^= 0xff;
+    writeFileSync(path, bytes);
+    const error = await rejection(() => Wal.open({ dir, ...options, stateMachine: new SumMachine() }));
+    assert.is(error.code, 'SNAPSHOT_DAMAGED');
+    assert.match(error.message, /snap-00000-00000000000000000060\.snap/);
+    const salvaged = new SumMachine();
+    const opened = await Wal.open({ dir, ...options, stateMachine: salvaged, salvage: true });
+    assert.is(opened.recovery.restoredFrom.source, 'salvaged');
+    assert.is(salvaged.restores[salvaged.restores.length - 1], opened.wal.firstSeq - 1, 'the empty state at the log\'s start');
+    assert.is(opened.wal.lastSeq, 70);
+    await opened.wal.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('state-machine - a WAL written before snapshot files (state in the segment heads) still opens', async () => {
+  const dir = tempDir();
+  try {
+    // Two segments as tidelog wrote them before: each opens with a checkpoint record whose
+    // payload is the state as of its first seq - 1.
+    const batch = (firstSeq: number): Uint8Array =>
+      encodeBatch(
+        { kind: BatchKind.Events, shardId: 0, count: 4, leaderEpoch: 0, firstSeq, timestampNs: BigInt(firstSeq) },
+        encodeEvents([0, 1, 2, 3].map((offset) => makeEvent(firstSeq + offset))),
+      );
+    const legacy = (firstSeq: number, state: string, batches: Uint8Array[]): Uint8Array =>
+      Buffer.concat([encodeCheckpointRecord(0, firstSeq, 1n, new TextEncoder().encode(state)), ...batches]);
+    writeFileSync(join(dir, segmentFileName(0, 1)), legacy(1, '', [batch(1), batch(5)]));
+    writeFileSync(join(dir, segmentFileName(0, 9)), legacy(9, '8,8,36', [batch(9)]));
+    const machine = new SumMachine();
+    const { wal, recovery } = await Wal.open({ dir, ...options, stateMachine: machine });
+    assert.equal(machine.restores, [8], 'restored from the newest legacy head');
+    assert.is(recovery.restoredFrom.source, 'legacy-head');
+    assert.is(machine.sum, 78n, 'sum of 1..12');
+    for (let id = 13; id <= 40; id++) await wal.append(makeEvent(id));
+    assert.is((await wal.takeSnapshot())?.seq, 40);
+    await wal.close();
+    const again = new SumMachine();
+    const reopened = await Wal.open({ dir, ...options, stateMachine: again });
+    assert.equal(again.restores, [40]);
+    assert.is(again.sum, 820n);
+    assert.equal(
+      (await collect(reopened.wal.read({ fromSeq: 1 }))).map((entry) => Number(entry.event.entityId)),
+      Array.from({ length: 40 }, (_, index) => index + 1),
+      'old and new segments read back alike',
+    );
+    await reopened.wal.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('state-machine - memory does not grow with segments: 200 rotations with a 1 MiB state', async () => {
+  const dir = tempDir();
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const state = new Uint8Array(1 << 20).fill(7);
+    const machine: WalStateMachine = { restore: () => undefined, apply: () => undefined, snapshot: () => state };
+    const { wal } = await Wal.open({ dir, segmentBytes: 512, batchMaxEvents: 4, batchLingerMs: 0, fsync: 'off', stateMachine: machine });
+    const used = (): number => {
+      gc();
+      const memory = process.memoryUsage();
+      return memory.heapUsed + memory.arrayBuffers;
+    };
+    for (let id = 1; id <= 40; id++) await wal.appendMany([makeEvent(4 * id), makeEvent(4 * id + 1), makeEvent(4 * id + 2)]);
+    const before = used();
+    const segmentsBefore = wal.stats().segments.length;
+    for (let id = 41; id <= 740; id++) await wal.appendMany([makeEvent(4 * id), makeEvent(4 * id + 1), makeEvent(4 * id + 2)]);
+    const rotations = wal.stats().segments.length - segmentsBefore;
+    const grownBytes = used() - before;
+    assert.ok(rotations >= 200, `${rotations} rotations`);
+    // Keeping each segment's state would hold ≥ 200 MiB; a marker per segment is a few hundred bytes.
+    assert.ok(grownBytes < 16 << 20, `memory grew by ${grownBytes} bytes over ${rotations} rotations`);
+    await wal.close();
   } finally {
     removeDir(dir);
   }

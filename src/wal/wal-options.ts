@@ -1,0 +1,117 @@
+// The options of Wal.open, their defaults and their bounds. Invariant: a ResolvedOptions
+// value passed every check below, so the engine never re-validates them.
+
+import { systemClock, type Clock } from '../clock.ts';
+import { TidelogError } from '../errors.ts';
+import { nodeFileIo, type FileIo } from './file-io.ts';
+import type { RetentionPolicy } from './retention.ts';
+import { checkShardId } from './segment-name.ts';
+import type { FsyncMode } from './segment-writer.ts';
+import type { WalStateMachine } from './state-machine.ts';
+
+export interface PersistedInfo {
+  shard: number;
+  firstSeq: number;
+  /** firstSeq - 1 for a batch that carries only notes. */
+  lastSeq: number;
+  events: number;
+  bytes: number;
+  segment: string;
+  /** The batch's notes (valid during the call only); empty when none. */
+  notes: readonly Uint8Array[];
+}
+
+export interface WalOptions {
+  dir: string;
+  shard?: number;
+  segmentBytes?: number;
+  batchMaxEvents?: number;
+  batchLingerMs?: number;
+  /** Content dedup window for appends that do not opt out (0: off). */
+  dedupWindowMs?: number;
+  /** Cap on events remembered per dedup generation (memory bound; see dedup.ts). */
+  dedupMaxEvents?: number;
+  fsync?: FsyncMode;
+  /** 'normal' only: the longest time written data may stay unsynced. */
+  syncIntervalMs?: number;
+  /** Bound on events accepted but not yet durable; past it appends fail with OVERLOADED. */
+  maxPendingEvents?: number;
+  /** Return the durable prefix instead of failing on damage before the tail. */
+  salvage?: boolean;
+  /** Decode events after the checkpoint into `replayed` (default true); false skips it. */
+  replay?: boolean;
+  leaderEpoch?: number;
+  stateMachine?: WalStateMachine;
+  /**
+   * With a state machine: a snapshot file once the log since the last one passes
+   * snapshotLogRatio × that snapshot's size (default 2: snapshot writes ≤ 1/2 of the log's
+   * bytes, replay after a restart ≤ 2 × the state's size); 0 turns automatic snapshots off.
+   */
+  snapshotLogRatio?: number;
+  /** …and at least this many bytes of log (default 64 MiB): a small state is not snapshotted every flush. */
+  snapshotMinLogBytes?: number;
+  /** Snapshot files kept (default 2: the newest and one to fall back to when it is damaged). */
+  snapshotsKept?: number;
+  /** Delete whole old segments behind a snapshot (or the checkpoint); default: keep everything. */
+  retention?: Partial<RetentionPolicy>;
+  onPersisted?: (info: PersistedInfo) => void;
+  /** Progress of the recovery scan on open: segments verified so far of `total`. */
+  onRecoveryProgress?: (done: number, total: number) => void;
+  io?: FileIo;
+  clock?: Clock;
+}
+
+export type ResolvedOptions = Required<Omit<WalOptions, 'stateMachine' | 'onPersisted' | 'onRecoveryProgress' | 'retention'>> &
+  Pick<WalOptions, 'stateMachine' | 'onPersisted' | 'onRecoveryProgress'> & { retention: RetentionPolicy };
+
+export function resolveOptions(options: WalOptions): ResolvedOptions {
+  const resolved: ResolvedOptions = {
+    dir: options.dir,
+    shard: options.shard ?? 0,
+    segmentBytes: options.segmentBytes ?? 16 << 20,
+    batchMaxEvents: options.batchMaxEvents ?? 1000,
+    batchLingerMs: options.batchLingerMs ?? 1,
+    dedupWindowMs: options.dedupWindowMs ?? 60_000,
+    dedupMaxEvents: options.dedupMaxEvents ?? 1 << 20,
+    fsync: options.fsync ?? 'full',
+    syncIntervalMs: options.syncIntervalMs ?? 100,
+    maxPendingEvents: options.maxPendingEvents ?? 1_000_000,
+    salvage: options.salvage ?? false,
+    replay: options.replay ?? true,
+    leaderEpoch: options.leaderEpoch ?? 0,
+    stateMachine: options.stateMachine,
+    snapshotLogRatio: options.snapshotLogRatio ?? 2,
+    snapshotMinLogBytes: options.snapshotMinLogBytes ?? 64 << 20,
+    snapshotsKept: options.snapshotsKept ?? 2,
+    retention: { maxAgeMs: options.retention?.maxAgeMs ?? 0, maxBytes: options.retention?.maxBytes ?? 0 },
+    onPersisted: options.onPersisted,
+    onRecoveryProgress: options.onRecoveryProgress,
+    io: options.io ?? nodeFileIo,
+    clock: options.clock ?? systemClock,
+  };
+  const bad = (what: string): never => {
+    throw new TidelogError('BAD_REQUEST', `Wal.open: ${what}`);
+  };
+  if (typeof resolved.dir !== 'string' || resolved.dir === '') bad('dir is required');
+  checkShardId(resolved.shard);
+  const integer = (name: string, value: unknown, min: number, max: number): void => {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      bad(`${name} must be an integer ${min}..${max}, got ${String(value)}`);
+    }
+  };
+  integer('segmentBytes', resolved.segmentBytes, 1, 1 << 30);
+  integer('batchMaxEvents', resolved.batchMaxEvents, 1, 1 << 20);
+  integer('dedupMaxEvents', resolved.dedupMaxEvents, 1, 1 << 26);
+  integer('syncIntervalMs', resolved.syncIntervalMs, 1, 3_600_000);
+  integer('maxPendingEvents', resolved.maxPendingEvents, 1, 1 << 28);
+  integer('snapshotMinLogBytes', resolved.snapshotMinLogBytes, 0, Number.MAX_SAFE_INTEGER);
+  integer('snapshotsKept', resolved.snapshotsKept, 1, 64);
+  integer('retention.maxBytes', resolved.retention.maxBytes, 0, Number.MAX_SAFE_INTEGER);
+  if (!Number.isFinite(resolved.retention.maxAgeMs) || resolved.retention.maxAgeMs < 0) bad('retention.maxAgeMs must be >= 0');
+  if (!Number.isFinite(resolved.snapshotLogRatio) || resolved.snapshotLogRatio < 0) bad('snapshotLogRatio must be >= 0');
+  if (!Number.isFinite(resolved.batchLingerMs) || resolved.batchLingerMs < 0) bad('batchLingerMs must be >= 0');
+  if (!Number.isFinite(resolved.dedupWindowMs) || resolved.dedupWindowMs < 0) bad('dedupWindowMs must be >= 0');
+  if (!['full', 'normal', 'off'].includes(resolved.fsync)) bad(`fsync must be 'full', 'normal' or 'off'`);
+  if (!Number.isSafeInteger(resolved.leaderEpoch) || resolved.leaderEpoch < 0) bad('leaderEpoch must be a u53');
+  return resolved;
+}
