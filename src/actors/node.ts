@@ -7,11 +7,12 @@
 //   ┌─────────┐ all shards open ┌─────────┐  STOP  ┌──────────┐ closed ┌─────────┐
 //   │ opening │ ──────────────► │ serving │ ─────► │ stopping │ ─────► │ stopped │
 //   └─────────┘                 └─────────┘        └──────────┘        └─────────┘
-//        │ a shard cannot open (recovery error, lock held…)                 ▲
+//        │ a shard cannot open and that is fatal (its lock is held)         ▲
 //        └──────────► closing what opened ──────────► failed ───────────────┘ (final)
 //
-// A shard whose lane fails while serving (fsync error: fail-stop) is reported to the router
-// (SHARD_FAILED → degraded); the other shards keep serving.
+// A shard that cannot open because its files are damaged is reported to the router
+// (SHARD_FAILED, no host) and the node serves the others; so is a shard whose lane fails
+// while serving (fsync error: fail-stop). Either way the router turns `degraded`.
 
 import { assign, fromCallback, fromPromise, sendTo, setup, type ActorRefFrom } from 'xstate';
 import type { ShardRouter } from '../shard-map.ts';
@@ -22,6 +23,11 @@ export interface NodeServices<Host> {
   nodeId: string;
   router: ShardRouter;
   openShard(shard: number): Promise<Host>;
+  /**
+   * A shard could not open: true when the node should serve the others without it (damage in
+   * that shard alone), false when the error is fatal for the node (e.g. its lock is held).
+   */
+  isShardOpenErrorContained(shard: number, error: Error): boolean;
   closeShard(host: Host): Promise<void>;
   /** Subscribes the endpoints; returns the function that unsubscribes them. */
   serve(routerActor: ShardRouterActor<Host>): () => void;
@@ -48,7 +54,15 @@ export function createNodeMachine<Host>() {
           // One at a time: recovery scans are disk-bound and a 2-core machine gains nothing
           // from interleaving them, while their progress reads better in order.
           for (const shard of input.services.router.shards) {
-            const host = await input.services.openShard(shard);
+            let host: Host;
+            try {
+              host = await input.services.openShard(shard);
+            } catch (caught) {
+              const error = caught instanceof Error ? caught : new Error(String(caught));
+              if (!input.services.isShardOpenErrorContained(shard, error)) throw error;
+              input.report({ type: 'SHARD_FAILED', shard, error });
+              continue;
+            }
             input.report({ type: 'SHARD_OPENED', shard, epoch: 0, host });
           }
         },

@@ -148,6 +148,7 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
     .option('--data-dir <dir>', 'where the shards keep their WALs')
     .option('--node-id <id>', 'node id (default: hostname-pid)')
     .option('--metrics-port <port>', 'Prometheus /metrics port (0: off)', integerOption(0, 65_535))
+    .option('--salvage', 'open damaged shards on their durable prefix (damaged bytes kept aside as .damaged) instead of leaving them stopped')
     .action(async (options: ServeOptions) => done(await runServe(options)));
 
   program

@@ -17,6 +17,8 @@ export interface ServeOptions {
   dataDir?: string;
   nodeId?: string;
   metricsPort?: number;
+  /** Open damaged shards on their durable prefix instead of leaving them stopped. */
+  salvage?: boolean;
 }
 
 export async function runServe(options: ServeOptions): Promise<ExitCodeValue> {
@@ -40,7 +42,7 @@ export async function runServe(options: ServeOptions): Promise<ExitCodeValue> {
   });
   let node;
   try {
-    node = await startNode({ config, transport, logger });
+    node = await startNode({ config, transport, logger, salvage: options.salvage === true });
   } catch (error) {
     await transport.close();
     await embedded?.stop();

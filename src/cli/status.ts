@@ -4,7 +4,7 @@
 import { encodeMessage, decodeReply } from '../transport/codec.ts';
 import { subjects, type StatusReply } from '../transport/messages.ts';
 import { NatsTransport } from '../transport/nats.ts';
-import { formatCount, formatMs, formatTable } from './format.ts';
+import { formatBytes, formatCount, formatMs, formatTable } from './format.ts';
 import { ExitCode, type ExitCodeValue } from './options.ts';
 
 export interface StatusOptions {
@@ -46,12 +46,34 @@ export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> 
       formatCount(shard.hwm),
       formatCount(shard.pendingEvents),
       String(shard.segments),
+      shard.logBytes === undefined ? '-' : formatBytes(shard.logBytes),
+      shard.firstSeq === undefined ? '-' : formatCount(shard.firstSeq),
+      shard.snapshotSeq === undefined || shard.snapshotSeq === 0 ? '-' : `${formatCount(shard.snapshotSeq)} (${formatBytes(shard.snapshotBytes ?? 0)})`,
+      retentionText(shard.retentionMaxAgeMs, shard.retentionMaxBytes),
       formatCount(shard.entities),
       formatCount(reply.sessions),
     ]),
   );
   process.stdout.write(
-    `${formatTable(['node', 'state', 'uptime', 'shard', 'role', 'epoch', 'last seq', 'hwm', 'pending', 'segments', 'entities', 'sessions'], rows)}\n`,
+    `${formatTable(
+      ['node', 'state', 'uptime', 'shard', 'role', 'epoch', 'last seq', 'hwm', 'pending', 'segments', 'log', 'first seq', 'snapshot', 'retention', 'entities', 'sessions'],
+      rows,
+    )}\n`,
   );
+  for (const reply of replies) {
+    for (const shard of reply.shards) {
+      if (shard.failure === undefined) continue;
+      const where = shard.failureFile === undefined ? '' : ` (${shard.failureFile}${shard.failureOffset === undefined ? '' : ` at offset ${shard.failureOffset}`})`;
+      process.stdout.write(`${reply.nodeId} shard ${shard.shard}: ${shard.failureMessage ?? shard.failure}${where}\n`);
+    }
+  }
   return ExitCode.ok;
+}
+
+/** "7d / 10 GiB", "off" when neither limit is set. */
+function retentionText(maxAgeMs: number | undefined, maxBytes: number | undefined): string {
+  const parts: string[] = [];
+  if (maxAgeMs !== undefined && maxAgeMs > 0) parts.push(formatMs(maxAgeMs));
+  if (maxBytes !== undefined && maxBytes > 0) parts.push(formatBytes(maxBytes));
+  return parts.length === 0 ? (maxAgeMs === undefined ? '-' : 'off') : parts.join(' / ');
 }

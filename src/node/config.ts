@@ -81,9 +81,23 @@ export const nodeConfigSchema = z.strictObject({
       dedupMaxEvents: z.int().min(1).max(1 << 26).default(1 << 20),
       syncIntervalMs: z.int().min(1).max(3_600_000).default(100),
       maxPendingEvents: z.int().min(1).max(1 << 28).default(1_000_000),
+      snapshotLogRatio: z
+        .number()
+        .min(0)
+        .max(1000)
+        .default(2)
+        .describe('A state snapshot once the log since the last one passes this × its size (writes ≤ 1/ratio of the log, replay ≤ ratio × state); 0: never.'),
+      snapshotMinLogBytes: z.int().min(0).default(64 << 20).describe('…and at least this many bytes of log.'),
     })
     .prefault({})
     .describe("The WAL's options (src/wal/wal.ts); the defaults are the WAL's, except batchLingerMs."),
+  retention: z
+    .strictObject({
+      maxAgeMs: z.int().min(0).default(0).describe('Per shard: delete whole segments whose newest event is older than this, once a snapshot covers them; 0: keep regardless of age.'),
+      maxBytes: z.int().min(0).default(0).describe("Per shard: keep the log at most this large, by whole segments behind a snapshot; 0: no limit."),
+    })
+    .prefault({})
+    .describe('How long the log is kept (the CRDT state keeps counting what retention deletes).'),
   limits: z
     .strictObject({
       maxRequestEvents: z.int().min(1).max(1 << 20).default(DEFAULT_MAX_REQUEST_EVENTS),

@@ -18,6 +18,16 @@ export interface ShardGaugeSource {
   entities: number;
   fsyncP50Us: number;
   fsyncP99Us: number;
+  firstSeq: number;
+  logBytes: number;
+  snapshotSeq: number;
+  snapshotBytes: number;
+  snapshotsTaken: number;
+  snapshotsFailed: number;
+  retentionSegmentsDeleted: number;
+  retentionBytesDeleted: number;
+  /** 1 when the shard failed (its lane, or its open), else 0. */
+  failed: number;
 }
 
 export class NodeMetrics {
@@ -89,6 +99,15 @@ export class NodeMetrics {
     shardGauge('tidelog_shard_entities', 'Entities in the CRDT signal state', (s) => s.entities);
     shardGauge('tidelog_fsync_p50_microseconds', 'fdatasync latency p50 since start', (s) => s.fsyncP50Us);
     shardGauge('tidelog_fsync_p99_microseconds', 'fdatasync latency p99 since start', (s) => s.fsyncP99Us);
+    shardGauge('tidelog_shard_first_seq', 'Oldest seq the log still holds (retention deletes before it)', (s) => s.firstSeq);
+    shardGauge('tidelog_shard_log_bytes', 'Bytes of log segments on disk', (s) => s.logBytes);
+    shardGauge('tidelog_shard_snapshot_seq', 'Seq of the newest state snapshot file', (s) => s.snapshotSeq);
+    shardGauge('tidelog_shard_snapshot_bytes', 'Size of the newest state snapshot file', (s) => s.snapshotBytes);
+    shardGauge('tidelog_shard_snapshots_taken', 'State snapshots written since start', (s) => s.snapshotsTaken);
+    shardGauge('tidelog_shard_snapshots_failed', 'State snapshots abandoned since start (retried later)', (s) => s.snapshotsFailed);
+    shardGauge('tidelog_retention_segments_deleted', 'Segments deleted by retention since start', (s) => s.retentionSegmentsDeleted);
+    shardGauge('tidelog_retention_bytes_deleted', 'Bytes of segments deleted by retention since start', (s) => s.retentionBytesDeleted);
+    shardGauge('tidelog_shard_failed', '1 when the shard is stopped by a failure (its lane, or damage found on open)', (s) => s.failed);
   }
 
   /** Serves GET /metrics; port 0 picks a free one. Resolves with the bound port. */

@@ -8,16 +8,16 @@ import { createActor, waitFor } from 'xstate';
 import { createNodeMachine, type NodeActor } from '../actors/node.ts';
 import { lookup, type ShardRouterActor } from '../actors/shard-router.ts';
 import { loadSignalSchema, type SignalSchema } from '../crdt/index.ts';
-import { TidelogError } from '../errors.ts';
+import { TidelogError, isTidelogError } from '../errors.ts';
 import { ShardRouter } from '../shard-map.ts';
 import { encodeMessage } from '../transport/codec.ts';
-import { subjects as subjectsOf, type InfoReply, type StatusReply } from '../transport/messages.ts';
+import { subjects as subjectsOf, type InfoReply, type ShardStatus, type StatusReply } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import type { FileIo } from '../wal/index.ts';
 import type { NodeConfig } from './config.ts';
 import { NodeMetrics } from './metrics.ts';
 import { serveEndpoints } from './request-handlers.ts';
-import { ShardHost } from './shard-host.ts';
+import { ShardHost, failureFields } from './shard-host.ts';
 
 export interface StartNodeOptions {
   config: NodeConfig;
@@ -27,6 +27,11 @@ export interface StartNodeOptions {
   schema?: SignalSchema;
   /** The file system every shard uses (tests inject faults); default the real one. */
   io?: FileIo;
+  /**
+   * Open damaged shards on their durable prefix (damaged bytes set aside as `.damaged`)
+   * instead of leaving them stopped: `tidelog serve --salvage`.
+   */
+  salvage?: boolean;
 }
 
 /** Node-wide bound on requests being worked on at once (each also bounded by its shard). */
@@ -43,6 +48,7 @@ export class TidelogNode {
     private readonly actor: NodeActor<ShardHost>,
     readonly metrics: NodeMetrics,
     private readonly hosts: Map<number, ShardHost>,
+    private readonly unopened: Map<number, Error>,
     /** Port of the /metrics endpoint; null when it is off. */
     readonly metricsPort: number | null,
     private readonly startedAtMs: number,
@@ -57,7 +63,7 @@ export class TidelogNode {
   }
 
   status(): StatusReply {
-    return nodeStatus(this.nodeId, this.startedAtMs, this.state, this.hosts);
+    return nodeStatus(this.nodeId, this.startedAtMs, this.state, this.hosts, this.unopened);
   }
 
   /** Stops serving, lets what is queued become durable, closes every shard. Idempotent. */
@@ -74,14 +80,50 @@ export class TidelogNode {
   }
 }
 
-function nodeStatus(nodeId: string, startedAtMs: number, state: string, hosts: ReadonlyMap<number, ShardHost>): StatusReply {
+function nodeStatus(
+  nodeId: string,
+  startedAtMs: number,
+  state: string,
+  hosts: ReadonlyMap<number, ShardHost>,
+  unopened: ReadonlyMap<number, Error>,
+): StatusReply {
   let sessions = 0;
   const shards = [...hosts.values()].map((host) => {
     sessions += host.state.sessions.size;
     return host.status();
   });
+  for (const [shard, error] of unopened) shards.push(unopenedStatus(shard, error));
+  shards.sort((a, b) => a.shard - b.shard);
   return { v: 1, t: 'status', nodeId, uptimeMs: Date.now() - startedAtMs, state, sessions, shards };
 }
+
+/** A shard that could not open: nothing to report but the error and where it is. */
+function unopenedStatus(shard: number, error: Error): ShardStatus {
+  return {
+    shard,
+    role: 'leader',
+    epoch: 0,
+    lastSeq: 0,
+    hwm: 0,
+    checkpointSeq: 0,
+    pendingEvents: 0,
+    segments: 0,
+    appliedSeq: 0,
+    entities: 0,
+    ...failureFields(error),
+  };
+}
+
+/** Errors that stop one shard's open but not the node: the shard's own files are damaged or unreadable. */
+const CONTAINED_OPEN_ERRORS = new Set<string>([
+  'CHECKSUM_MISMATCH',
+  'CORRUPT_SEGMENT',
+  'SEGMENT_GAP',
+  'CHECKPOINT_DAMAGED',
+  'SNAPSHOT_DAMAGED',
+  'DECODE_FAILED',
+  'IO_ERROR',
+]);
 
 export async function startNode(options: StartNodeOptions): Promise<TidelogNode> {
   const { config, transport } = options;
@@ -91,9 +133,11 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
   const router = ShardRouter.fromSpec(config.router);
   const subjects = subjectsOf(config.namespace);
   const hosts = new Map<number, ShardHost>();
-  const metrics = new NodeMetrics(nodeId, () =>
-    [...hosts.values()].map((host) => {
+  const unopened = new Map<number, Error>();
+  const metrics = new NodeMetrics(nodeId, () => [
+    ...[...hosts.values()].map((host) => {
       const stats = host.stats();
+      const newest = stats.snapshots.files[stats.snapshots.files.length - 1];
       return {
         shard: host.shard,
         lastSeq: stats.nextSeq - 1,
@@ -104,9 +148,38 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         entities: host.state.entityCount,
         fsyncP50Us: stats.flush.fsyncLatencyUs.p50,
         fsyncP99Us: stats.flush.fsyncLatencyUs.p99,
+        firstSeq: stats.segments[0]?.firstSeq ?? stats.durableSeq + 1,
+        logBytes: stats.logBytes,
+        snapshotSeq: newest?.seq ?? 0,
+        snapshotBytes: newest?.bytes ?? 0,
+        snapshotsTaken: stats.snapshots.taken,
+        snapshotsFailed: stats.snapshots.failed,
+        retentionSegmentsDeleted: stats.retention.segmentsDeleted,
+        retentionBytesDeleted: stats.retention.bytesDeleted,
+        failed: host.failure === null ? 0 : 1,
       };
     }),
-  );
+    ...[...unopened.keys()].map((shard) => ({
+      shard,
+      lastSeq: 0,
+      durableSeq: 0,
+      checkpointSeq: 0,
+      pendingEvents: 0,
+      sessions: 0,
+      entities: 0,
+      fsyncP50Us: 0,
+      fsyncP99Us: 0,
+      firstSeq: 0,
+      logBytes: 0,
+      snapshotSeq: 0,
+      snapshotBytes: 0,
+      snapshotsTaken: 0,
+      snapshotsFailed: 0,
+      retentionSegmentsDeleted: 0,
+      retentionBytesDeleted: 0,
+      failed: 1,
+    })),
+  ]);
   const info: InfoReply = {
     v: 1,
     t: 'info',
@@ -128,7 +201,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         const host = await ShardHost.open({
           shard,
           dataDir: config.dataDir,
-          wal: config.wal,
+          wal: { ...config.wal, retention: config.retention },
           epoch: 0,
           schema,
           sessions: { maxSessions: config.limits.maxSessions, maxRunsPerSession: config.limits.maxRunsPerSession },
@@ -143,10 +216,32 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           },
           onRecoveryProgress: (done, total) => logger.info({ shard, done, total }, 'recovering shard'),
           io: options.io,
+          salvage: options.salvage ?? false,
         });
         hosts.set(shard, host);
-        logger.info({ shard, lastSeq: host.hwm, entities: host.state.entityCount, ms: Date.now() - startedMs }, 'shard open');
+        const { recovery } = host;
+        logger.info(
+          {
+            shard,
+            lastSeq: host.hwm,
+            entities: host.state.entityCount,
+            restoredFrom: recovery.restoredFrom.source,
+            restoredSeq: recovery.restoredFrom.seq,
+            scannedSegments: recovery.scannedSegments,
+            segments: recovery.segments,
+            ms: Date.now() - startedMs,
+          },
+          'shard open',
+        );
+        for (const damaged of recovery.damagedSnapshots) logger.warn({ shard, ...damaged }, 'damaged snapshot set aside; an older one was used');
+        if (recovery.damage !== null) logger.warn({ shard, damage: recovery.damage, quarantined: recovery.quarantined }, 'salvaged: damaged bytes set aside');
         return host;
+      },
+      isShardOpenErrorContained: (shard, error) => {
+        if (!isTidelogError(error) || !CONTAINED_OPEN_ERRORS.has(error.code)) return false;
+        unopened.set(shard, error);
+        logger.error({ err: error, shard }, 'shard damaged: it stays stopped, the other shards serve (tidelog serve --salvage opens it on its durable prefix)');
+        return true;
       },
       closeShard: async (host) => {
         await host.close();
@@ -184,7 +279,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           },
           info: () => info,
           // Answered from the hosts, not `node`: requests can arrive before startNode returns.
-          status: () => nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts),
+          status: () => nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened),
         }),
       onError: (error) => {
         fatal ??= error;
@@ -210,7 +305,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       throw error;
     }
   }
-  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, metricsPort, startedAtMs);
+  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, metricsPort, startedAtMs);
   logger.info({ nodeId, namespace: config.namespace, shards: router.shards.length, metricsPort }, 'node serving');
   return node;
 }

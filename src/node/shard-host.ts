@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { MAX_NOTE_BYTES, Wal, type FileIo, type StoredBatch, type WalOptions, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, type FileIo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
 import { seqsToRuns } from '../transport/codec.ts';
 import { MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
@@ -23,7 +23,17 @@ import { ShardState } from './shard-state.ts';
 
 export type WalSettings = Pick<
   WalOptions,
-  'segmentBytes' | 'batchMaxEvents' | 'batchLingerMs' | 'dedupWindowMs' | 'dedupMaxEvents' | 'fsync' | 'syncIntervalMs' | 'maxPendingEvents'
+  | 'segmentBytes'
+  | 'batchMaxEvents'
+  | 'batchLingerMs'
+  | 'dedupWindowMs'
+  | 'dedupMaxEvents'
+  | 'fsync'
+  | 'syncIntervalMs'
+  | 'maxPendingEvents'
+  | 'snapshotLogRatio'
+  | 'snapshotMinLogBytes'
+  | 'retention'
 >;
 
 export interface ShardHostOptions {
@@ -38,6 +48,8 @@ export interface ShardHostOptions {
   recentBytes: number;
   publishFeed: (message: FeedMessage) => void;
   onRecoveryProgress?: (done: number, total: number) => void;
+  /** Open on the durable prefix of a damaged log instead of failing (tidelog serve --salvage). */
+  salvage?: boolean;
   /** The file system (tests inject EIO/ENOSPC here); default the real one. */
   io?: FileIo;
 }
@@ -64,6 +76,8 @@ export class ShardHost {
     private readonly wal: Wal,
     readonly state: ShardState,
     private readonly options: ShardHostOptions,
+    /** What the open found: where the state came from, what was cut or set aside. */
+    readonly recovery: WalRecovery,
   ) {
     this.recent = new RecentBatches(options.recentBytes);
     this.hwmSeq = wal.lastSeq;
@@ -71,16 +85,17 @@ export class ShardHost {
 
   static async open(options: ShardHostOptions): Promise<ShardHost> {
     const state = new ShardState({ shard: options.shard, schema: options.schema, sessions: options.sessions });
-    const { wal } = await Wal.open({
+    const { wal, recovery } = await Wal.open({
       ...options.wal,
       dir: join(options.dataDir, 'wal'),
       shard: options.shard,
       leaderEpoch: options.epoch,
       stateMachine: state,
+      salvage: options.salvage ?? false,
       onRecoveryProgress: options.onRecoveryProgress,
       ...(options.io === undefined ? {} : { io: options.io }),
     });
-    const host = new ShardHost(options.shard, options.epoch, wal, state, options);
+    const host = new ShardHost(options.shard, options.epoch, wal, state, options, recovery);
     state.onBatch = (batch) => host.batchDurable(batch);
     return host;
   }
@@ -99,6 +114,7 @@ export class ShardHost {
     const count = packed.byteLength / EVENT_BYTES;
     this.state.checkSignalTypes(packed);
     if (session === undefined) {
+      // Without a session, the content dedup window is what makes a retry harmless.
       const seqs = await this.wal.appendMany(packed);
       return { runs: seqsToRuns(seqs), outcome: 'new', written: countWritten(seqs) };
     }
@@ -122,7 +138,9 @@ export class ShardHost {
       case 'append': {
         let seqs: number[];
         try {
-          seqs = await this.wal.appendMany(packed, { note: (assigned) => encodeSessionNote(session, seqsToRuns(assigned)) });
+          // A session makes its retries exactly-once; content dedup would drop real signals
+          // that share their 21 bytes (views stamped in the same millisecond), so it is off.
+          seqs = await this.wal.appendMany(packed, { note: (assigned) => encodeSessionNote(session, seqsToRuns(assigned)), dedup: false });
         } catch (error) {
           this.state.sessions.abandon(session, error as Error);
           throw error;
@@ -181,6 +199,7 @@ export class ShardHost {
 
   status(): ShardStatus {
     const stats = this.wal.stats();
+    const newest = stats.snapshots.files[stats.snapshots.files.length - 1];
     return {
       shard: this.shard,
       role: 'leader',
@@ -192,7 +211,13 @@ export class ShardHost {
       segments: stats.segments.length,
       appliedSeq: this.state.appliedSeq,
       entities: this.state.entityCount,
-      ...(this.wal.failed === null ? {} : { failure: isTidelogError(this.wal.failed) ? this.wal.failed.code : 'IO_ERROR' }),
+      firstSeq: this.wal.firstSeq,
+      logBytes: stats.logBytes,
+      snapshotSeq: newest?.seq ?? 0,
+      snapshotBytes: newest?.bytes ?? 0,
+      retentionMaxAgeMs: stats.retention.maxAgeMs,
+      retentionMaxBytes: stats.retention.maxBytes,
+      ...(this.wal.failed === null ? {} : failureFields(this.wal.failed)),
     };
   }
 
@@ -232,6 +257,17 @@ function withinReplyBudget(batches: ReadBatch[]): ReadBatch[] {
     if (index > 0 && replyBytes > MAX_READ_REPLY_BYTES) return batches.slice(0, index);
   }
   return batches;
+}
+
+/** A failure as ShardStatus carries it: the code, and where it is on disk when known. */
+export function failureFields(error: Error): Pick<ShardStatus, 'failure' | 'failureMessage' | 'failureFile' | 'failureOffset'> {
+  const context = isTidelogError(error) ? error.context : {};
+  return {
+    failure: isTidelogError(error) ? error.code : 'IO_ERROR',
+    failureMessage: error.message,
+    ...(typeof context.file === 'string' ? { failureFile: context.file } : {}),
+    ...(typeof context.offset === 'number' ? { failureOffset: context.offset } : {}),
+  };
 }
 
 function toReadBatch(stored: StoredBatch): ReadBatch {

@@ -22,28 +22,17 @@
 //   CRDT cannot hold is skipped and counted (skippedEvents); its seq is still consumed. apply
 //   never throws on content: a WAL hook that throws stops the lane.
 //
-// Snapshot container (all integers little-endian):
-//
-//   offset  size  field         notes
-//   ------  ----  ------------  ---------------------------------------------------------
-//        0     4  magic         ASCII "TLST"
-//        4     2  version       u16 = 1
-//        6     2  reserved      0
-//        8     4  shard         u32
-//       12     8  appliedSeq    u64, highest seq folded
-//       20     4  crdtBytes     u32, C
-//       24     4  sessionBytes  u32, S
-//       28     C  crdt          CrdtSignalState snapshot (src/crdt/snapshot-codec.ts)
-//     28+C     S  sessions      SessionStore snapshot (session-store.ts)
-//   ------  ----
-//   28 + C + S bytes
+// Snapshots: the container (state-snapshot.ts) holds the CRDT state and the sessions; the WAL
+// writes it to snapshot files as a stream (beginSnapshot) and restores it the same way
+// (beginRestore); restore(bytes) also reads the version-1 containers of legacy segment heads.
 
 import { systemClock, type Clock } from '../clock.ts';
 import { CrdtSignalState, HlcTimestamp, MAX_ABS_WEIGHT, type SignalSchema } from '../crdt/index.ts';
 import { invariant, isTidelogError, TidelogError } from '../errors.ts';
 import { EVENT_BYTES, checkPackedLength } from '../event.ts';
 import type { SignalStateView } from '../transport/messages.ts';
-import type { StoredBatch, WalStateMachine } from '../wal/index.ts';
+import type { SnapshotSink, SnapshotStream, StoredBatch, WalStateMachine } from '../wal/index.ts';
+import { StateSnapshotReader, stateSnapshotStream } from './state-snapshot.ts';
 import { SessionStore, type SessionLimits } from './session-store.ts';
 
 export interface ShardStateOptions {
@@ -56,9 +45,6 @@ export interface ShardStateOptions {
   clock?: Clock;
 }
 
-export const SHARD_STATE_VERSION = 1;
-const STATE_MAGIC = 0x54534c54; // "TLST" read as u32 little-endian
-const HEAD_BYTES = 28;
 const TWO_POW_32 = 0x1_0000_0000;
 const U32_MAX = 0xffff_ffff;
 /** Origins of shard logs; fixed forever, since origins are part of every CRDT snapshot. */
@@ -170,20 +156,39 @@ export class ShardState implements WalStateMachine {
     this.onBatch?.(batch);
   }
 
+  /** The state as one container (version 2); the WAL streams beginSnapshot() instead. */
   snapshot(): Uint8Array {
-    const crdt = this.signals.encode();
-    const sessions = this.sessions.encode();
-    const bytes = new Uint8Array(HEAD_BYTES + crdt.byteLength + sessions.byteLength);
-    const view = new DataView(bytes.buffer);
-    view.setUint32(0, STATE_MAGIC, true);
-    view.setUint16(4, SHARD_STATE_VERSION, true);
-    view.setUint32(8, this.shard, true);
-    view.setBigUint64(12, BigInt(this.lastSeq), true);
-    view.setUint32(20, crdt.byteLength, true);
-    view.setUint32(24, sessions.byteLength, true);
-    bytes.set(crdt, HEAD_BYTES);
-    bytes.set(sessions, HEAD_BYTES + crdt.byteLength);
+    const stream = this.beginSnapshot();
+    const pieces: Uint8Array[] = [];
+    let total = 0;
+    for (let piece = stream.next(1 << 24); piece !== null; piece = stream.next(1 << 24)) {
+      pieces.push(piece.slice());
+      total += piece.byteLength;
+    }
+    const bytes = new Uint8Array(total);
+    let offset = 0;
+    for (const piece of pieces) {
+      bytes.set(piece, offset);
+      offset += piece.byteLength;
+    }
     return bytes;
+  }
+
+  /** The state as it is now, as a stream of container bytes (state-snapshot.ts). */
+  beginSnapshot(): SnapshotStream {
+    return stateSnapshotStream({ shard: this.shard, appliedSeq: this.lastSeq, signals: this.signals, sessions: this.sessions.encode() });
+  }
+
+  /**
+   * Restores from container bytes pushed in pieces; the state changes only when every byte
+   * arrived and checked out (finish). DECODE_FAILED for another shard's or seq's container.
+   */
+  beginRestore(lastSeq: number): SnapshotSink {
+    checkLastSeq(lastSeq);
+    return new StateSnapshotReader(
+      { shard: this.shard, appliedSeq: lastSeq, schema: this.schema, options: { maxPendingEvents: this.maxPendingEvents } },
+      (restored) => this.install(restored.signals, restored.sessions, lastSeq),
+    );
   }
 
   /**
@@ -192,35 +197,25 @@ export class ShardState implements WalStateMachine {
    * state at lastSeq; SCHEMA_INVALID when the CRDT part was built on another signal schema.
    */
   restore(snapshot: Uint8Array, lastSeq: number): void {
-    if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) {
-      throw new TidelogError('BAD_REQUEST', `lastSeq must be a non-negative safe integer, got ${String(lastSeq)}`);
-    }
-    const options = { maxPendingEvents: this.maxPendingEvents };
+    checkLastSeq(lastSeq);
     if (snapshot.byteLength === 0) {
-      const signals = new CrdtSignalState(this.schema, options);
+      const signals = new CrdtSignalState(this.schema, { maxPendingEvents: this.maxPendingEvents });
       if (lastSeq > 0) signals.registerOrigin(this.origin, lastSeq + 1);
-      this.sessions.restore(snapshot);
-      this.signals = signals;
-      this.lastSeq = lastSeq;
+      this.install(signals, snapshot, lastSeq);
       return;
     }
-    const view = new DataView(snapshot.buffer, snapshot.byteOffset, snapshot.byteLength);
-    const fail = (reason: string): never => {
-      throw new TidelogError('DECODE_FAILED', `shard ${this.shard} state snapshot: ${reason}`, { details: { shard: this.shard } });
-    };
-    if (snapshot.byteLength < HEAD_BYTES) fail('too short');
-    if (view.getUint32(0, true) !== STATE_MAGIC) fail('bad magic');
-    if (view.getUint16(4, true) !== SHARD_STATE_VERSION) fail(`unknown version ${view.getUint16(4, true)}`);
-    if (view.getUint16(6, true) !== 0) fail('reserved bytes are not zero');
-    if (view.getUint32(8, true) !== this.shard) fail(`it belongs to shard ${view.getUint32(8, true)}`);
-    const appliedSeq = view.getBigUint64(12, true);
-    if (appliedSeq !== BigInt(lastSeq)) fail(`it was taken at seq ${appliedSeq}, not ${lastSeq}`);
-    const crdtBytes = view.getUint32(20, true);
-    const sessionBytes = view.getUint32(24, true);
-    if (HEAD_BYTES + crdtBytes + sessionBytes !== snapshot.byteLength) fail('section lengths do not add up');
-    const signals = CrdtSignalState.decode(snapshot.subarray(HEAD_BYTES, HEAD_BYTES + crdtBytes), this.schema, options);
-    if (signals.appliedSeq(this.origin) !== lastSeq) fail(`its CRDT part was folded to seq ${signals.appliedSeq(this.origin)}`);
-    this.sessions.restore(snapshot.subarray(HEAD_BYTES + crdtBytes));
+    const reader = this.beginRestore(lastSeq);
+    reader.push(snapshot);
+    reader.finish();
+  }
+
+  private install(signals: CrdtSignalState, sessions: Uint8Array, lastSeq: number): void {
+    if (lastSeq > 0 && signals.appliedSeq(this.origin) !== lastSeq) {
+      throw new TidelogError('DECODE_FAILED', `shard ${this.shard} state snapshot: its CRDT part was folded to seq ${signals.appliedSeq(this.origin)}, not ${lastSeq}`, {
+        details: { shard: this.shard },
+      });
+    }
+    this.sessions.restore(sessions);
     this.signals = signals;
     this.lastSeq = lastSeq;
   }
@@ -317,5 +312,11 @@ export class ShardState implements WalStateMachine {
       if (!(Math.abs(view.getFloat32(offset + 9, true)) <= MAX_ABS_WEIGHT)) return index;
     }
     return count;
+  }
+}
+
+function checkLastSeq(lastSeq: number): void {
+  if (!Number.isSafeInteger(lastSeq) || lastSeq < 0) {
+    throw new TidelogError('BAD_REQUEST', `lastSeq must be a non-negative safe integer, got ${String(lastSeq)}`);
   }
 }

@@ -318,8 +318,18 @@ function shardStatus(fields: Fields): ShardStatus {
     segments: count('segments'),
     appliedSeq: count('appliedSeq'),
     entities: count('entities'),
+    ...optionalCounts(fields, ['firstSeq', 'logBytes', 'snapshotSeq', 'snapshotBytes', 'retentionMaxAgeMs', 'retentionMaxBytes', 'failureOffset']),
     ...(fields.has('failure') ? { failure: fields.string('failure') } : {}),
+    ...(fields.has('failureMessage') ? { failureMessage: fields.string('failureMessage') } : {}),
+    ...(fields.has('failureFile') ? { failureFile: fields.string('failureFile') } : {}),
   };
+}
+
+/** The named non-negative integer fields that are present (newer nodes send more of them). */
+function optionalCounts<Name extends string>(fields: Fields, names: readonly Name[]): Partial<Record<Name, number>> {
+  const found: Partial<Record<Name, number>> = {};
+  for (const name of names) if (fields.has(name)) found[name] = fields.integer(name, 0, U53_MAX);
+  return found;
 }
 
 function routerSpec(fields: Fields): RouterSpec {

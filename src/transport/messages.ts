@@ -188,8 +188,24 @@ export interface ShardStatus {
   segments: number;
   appliedSeq: number;
   entities: number;
-  /** Error code of a failed lane (the shard takes no appends, reads go on); absent when healthy. */
+  /** Oldest seq the log still holds (retention deletes whole segments before it). */
+  firstSeq?: number;
+  /** Bytes of log on disk. */
+  logBytes?: number;
+  /** Seq and size of the newest state snapshot file (0 when none yet). */
+  snapshotSeq?: number;
+  snapshotBytes?: number;
+  /** The retention policy in force (0: off). */
+  retentionMaxAgeMs?: number;
+  retentionMaxBytes?: number;
+  /**
+   * Error code of a failed shard: a failed lane (no appends, reads go on), or a shard that
+   * could not open (damage: see failureFile, failureOffset); absent when healthy.
+   */
   failure?: string;
+  failureMessage?: string;
+  failureFile?: string;
+  failureOffset?: number;
 }
 
 export interface StatusReply {

@@ -56,7 +56,10 @@ test('config - defaults: a single router, namespace tidelog, the WAL defaults, t
     dedupMaxEvents: 1 << 20,
     syncIntervalMs: 100,
     maxPendingEvents: 1_000_000,
+    snapshotLogRatio: 2,
+    snapshotMinLogBytes: 64 << 20,
   });
+  assert.equal(config.retention, { maxAgeMs: 0, maxBytes: 0 }, 'retention is off unless configured');
   assert.equal(config.limits, { maxRequestEvents: 32_768, maxRequestBytes: 1 << 20, maxSessions: 100_000, maxRunsPerSession: 64 });
   assert.equal(config.metrics, { port: 0, host: '127.0.0.1' });
   assert.is(config.signals, DEFAULT_SIGNAL_SCHEMA_PATH);
