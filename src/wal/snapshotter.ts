@@ -42,8 +42,8 @@ export interface SnapshotterHost {
   clock: Clock;
   /** Makes the log durable through everything written so far (fsync 'normal' acks unsynced writes). */
   syncLog(): Promise<void>;
-  /** A new snapshot is durable and newest: older segments may be released by retention. */
-  onPublished(record: SnapshotRecord): void;
+  /** A new snapshot is durable and newest: older segments may be released by retention (awaited; must not reject). */
+  onPublished(record: SnapshotRecord): Promise<void>;
 }
 
 export interface SnapshotterStats {
@@ -199,8 +199,13 @@ export class Snapshotter {
       this.taken++;
       this.lastDurationMs = performance.now() - startMs;
       this.lastLongestSliceMs = longestSliceMs;
-      await this.pruneFiles();
-      this.host.onPublished(record);
+      try {
+        await this.pruneFiles();
+      } catch (error) {
+        // The new snapshot is durable; an old file that would not go is removed next time.
+        this.lastError = error instanceof Error ? error.message : String(error);
+      }
+      await this.host.onPublished(record);
     } catch (error) {
       running.stream.cancel();
       await running.writer?.abort();

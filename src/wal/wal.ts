@@ -161,7 +161,7 @@ export class Wal implements WriterLane {
         fsync: options.fsync,
         clock: options.clock,
         syncLog: () => this.runTask((segmentFiles) => segmentFiles.sync()),
-        onPublished: () => void this.applyRetention(),
+        onPublished: () => this.applyRetention(),
       },
       { logRatio: options.snapshotLogRatio, minLogBytes: options.snapshotMinLogBytes, keep: options.snapshotsKept },
       opened.snapshots,
