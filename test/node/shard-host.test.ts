@@ -34,6 +34,30 @@ function event(index: number): SignalEvent {
 
 const test = suite('shard-host');
 
+test('shard-host - a session makes retries exactly-once, so identical events in it are all real signals; without one, content dedup applies', async () => {
+  await withTempDir(async (dir) => {
+    const host = await ShardHost.open(options(dir));
+    try {
+      // Five views of one entity stamped in the same millisecond.
+      const view = event(41);
+      const five = encodeEvents([view, view, view, view, view]);
+      const tag: SessionTag = { producerId: 'p', sessionEpoch: 1, requestSeq: 1 };
+      const first = await host.append(five, tag);
+      assert.is(first.written, 5, 'all five written');
+      assert.is(host.query(view.entityId, [1])[0].count, 5, 'and counted five times');
+      const retry = await host.append(five, tag);
+      assert.equal([retry.outcome, retry.runs], ['replayed', first.runs], 'a retry of the request is answered from the session');
+      assert.is(host.query(view.entityId, [1])[0].count, 5);
+      const other = event(42);
+      const plain = await host.append(encodeEvents([other, other]));
+      assert.is(plain.written, 1, 'without a session the second copy is a content duplicate (seq 0)');
+      assert.is(host.query(other.entityId, [1])[0].count, 1);
+    } finally {
+      await host.close();
+    }
+  }, 'dedup-host');
+});
+
 test('shard-host - a session append whose note would pass MAX_NOTE_BYTES does not stop the lane', async () => {
   await withTempDir(async (dir) => {
     const host = await ShardHost.open(options(dir)); // default batchMaxEvents (1000)

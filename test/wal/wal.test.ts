@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readdirSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { Wal, encodeEvents, segmentFileName, type SignalEvent } from '../../src/wal/index.ts';
+import { Wal, encodeEvents, nodeFileIo, recoverShard, segmentFileName, type SignalEvent } from '../../src/wal/index.ts';
 import { collect, makeEvent, makeVariedEvent, rejection, removeDir, tempDir, withTempDir } from '../support/wal-fixtures.ts';
 
 const fast = { batchMaxEvents: 100, batchLingerMs: 1, dedupWindowMs: 30_000 } as const;
@@ -53,6 +53,55 @@ test('wal - a duplicate inside the window gets seq 0 and one copy is on disk', a
     removeDir(dir);
   }
 });
+
+test('wal - dedup: false writes every event, is neither checked nor remembered, and stays so after a restart', async () => {
+  const dir = tempDir();
+  try {
+    const { wal } = await Wal.open({ dir, ...fast });
+    const view = makeEvent(7);
+    // Five views of one entity stamped in the same millisecond: five real signals.
+    assert.equal(await wal.appendMany([view, view, view, view, view], { dedup: false }), [1, 2, 3, 4, 5]);
+    assert.equal(await wal.appendMany([view], { dedup: false }), [6], 'not checked against the window');
+    assert.equal(await wal.appendMany([view]), [7], 'not remembered by it either: a deduplicated append sees it first here');
+    assert.equal(await wal.appendMany([view]), [0], 'and now the window has it');
+    const skipped = makeEvent(8);
+    assert.equal(await wal.appendMany([skipped], { dedup: false }), [8]);
+    await wal.close();
+    const batches = await collectBatches(dir);
+    assert.equal(
+      batches.map((batch) => [batch.firstSeq, batch.skipsDedup]),
+      [
+        [1, true],
+        [6, true],
+        [7, false],
+        [8, true],
+      ],
+      'a group never mixes the two kinds; SKIPS_DEDUP marks the batch on disk',
+    );
+    const reopened = await Wal.open({ dir, ...fast });
+    assert.is(reopened.recovery.dedupRebuilt, 1, 'the rebuild takes only the deduplicated batch');
+    assert.is(await reopened.wal.append(view), 0);
+    assert.is(await reopened.wal.append(skipped), 9, 'an event appended with dedup: false is not in the rebuilt window');
+    assert.is((await rejection(() => reopened.wal.appendMany([view], { dedup: 'no' as unknown as boolean }))).code, 'BAD_REQUEST');
+    await reopened.wal.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
+/** [firstSeq, skipsDedup] of every batch on disk, read by recovery without changing anything. */
+async function collectBatches(dir: string): Promise<Array<{ firstSeq: number; skipsDedup: boolean }>> {
+  const found: Array<{ firstSeq: number; skipsDedup: boolean }> = [];
+  await recoverShard({
+    io: nodeFileIo,
+    dir,
+    shard: 0,
+    salvage: false,
+    repair: false,
+    onBatch: (_bytes, batch) => found.push({ firstSeq: batch.header.firstSeq, skipsDedup: batch.header.skipsDedup }),
+  });
+  return found;
+}
 
 test('wal - dedup has no false positives: 1,000 unique events from 10 concurrent callers all accepted', async () => {
   const dir = tempDir();
