@@ -1,14 +1,16 @@
 // The writer actor: one per shard. It decides *when* a group commits; the data plane
 // (CommitQueue) decides *what* is in it, and the flush-worker actor does the I/O.
 //
-//                WORK_QUEUED                  linger elapsed / GROUP_SEALED
+//                WORK_QUEUED                  linger elapsed / a full group sealed
 //   ┌──────┐ ─────────────────► ┌───────────┐ ─────────────────────────────► ┌──────────┐
 //   │ idle │                    │ lingering │                                │ flushing │
-//   └──────┘ ◄───────────────── └───────────┘                                └──────────┘
-//      ▲  │      nothing queued              PERSISTED: more queued → flushing again│
-//      │  └──── (a sealed group, or linger 0) ──────────────────────────────────────┘
-//      │                          PERSISTED: nothing queued → settling (one tick) → idle
-//      │ CLOSE_REQUESTED and nothing queued → closing → closed        FLUSH_FAILED → failed
+//   └──────┘                    └───────────┘                                └──────────┘
+//      ▲  │  a full group, or linger 0: straight to flushing ─────────────────────►  │ PERSISTED
+//      │  │                                                                        ▼
+//      │  │                     one tick later, work queued → flushing   ┌──────────┐
+//      └──┼──────────────────────────── nothing queued ◄──────────────── │ settling │
+//         │                                                              └──────────┘
+//         └ CLOSE_REQUESTED and nothing queued → closing → closed      FLUSH_FAILED → failed
 //
 // The machine sees one event per group, never one per event: the queue rings WORK_QUEUED
 // only when it goes from empty to non-empty or seals a full group. A flush starts as soon as
@@ -126,14 +128,15 @@ export const writerMachine = setup({
       },
     },
     settling: {
-      // A flush just finished: whatever queued meanwhile goes now, without lingering. If
-      // nothing did, wait one tick: the callers it just answered often append again at once,
-      // and they are the company a linger would wait for.
-      always: [{ guard: 'hasWork', target: 'flushing' }],
+      // A flush just finished: wait one tick, then flush whatever queued (without lingering).
+      // The callers it just answered append again from their promise continuations within
+      // this turn; flushing what queued during the flush at once instead would split the
+      // callers into two cohorts that never meet again (groups of k, n − k, k, n − k, …:
+      // measured 1 and 63 of 64 callers). Only a full group goes before the tick.
       invoke: { src: 'nextTick' },
       on: {
-        WORK_QUEUED: 'flushing',
-        SETTLED: 'idle',
+        WORK_QUEUED: { guard: ({ event }) => event.sealed, target: 'flushing' },
+        SETTLED: [{ guard: 'hasWork', target: 'flushing' }, { target: 'idle' }],
         CLOSE_REQUESTED: 'idle',
       },
     },

@@ -68,9 +68,9 @@ export const nodeConfigSchema = z.strictObject({
       fsync: z.enum(['full', 'normal', 'off']).default('full').describe('full: ack after fdatasync; normal: sync every syncIntervalMs; off: never (tests).'),
       segmentBytes: z.int().min(1).max(1 << 30).default(16 << 20),
       batchMaxEvents: z.int().min(1).max(1 << 20).default(1000),
-      // 0, not the WAL's 1: a flush starts as soon as the flush worker is free, so appends
-      // that arrive during a write+fdatasync form the next group anyway (group commit under
-      // load); a linger only delays the first append after an idle spell, by ≥ 1 ms of timer.
+      // 0: a flush starts as soon as the flush worker is free, so appends that arrive during
+      // a write+fdatasync form the next group anyway (group commit under load); a linger only
+      // delays the first append after an idle spell, by ≥ 1 ms of timer.
       batchLingerMs: z
         .number()
         .min(0)
@@ -90,7 +90,7 @@ export const nodeConfigSchema = z.strictObject({
       snapshotMinLogBytes: z.int().min(0).default(64 << 20).describe('…and at least this many bytes of log.'),
     })
     .prefault({})
-    .describe("The WAL's options (src/wal/wal.ts); the defaults are the WAL's, except batchLingerMs."),
+    .describe("The WAL's options (src/wal/wal.ts); the defaults are the WAL's."),
   retention: z
     .strictObject({
       maxAgeMs: z.int().min(0).default(0).describe('Per shard: delete whole segments whose newest event is older than this, once a snapshot covers them; 0: keep regardless of age.'),

@@ -70,7 +70,7 @@ export function resolveOptions(options: WalOptions): ResolvedOptions {
     shard: options.shard ?? 0,
     segmentBytes: options.segmentBytes ?? 16 << 20,
     batchMaxEvents: options.batchMaxEvents ?? 1000,
-    batchLingerMs: options.batchLingerMs ?? 1,
+    batchLingerMs: options.batchLingerMs ?? 0,
     dedupWindowMs: options.dedupWindowMs ?? 60_000,
     dedupMaxEvents: options.dedupMaxEvents ?? 1 << 20,
     fsync: options.fsync ?? 'full',
