@@ -12,6 +12,7 @@
 // Flags: --seconds <s> (per run, default 5), --senders <n> (16), --batch <n> (1000),
 //        --shards <n> (2), --rate <events/s> (100000), --fsync full|normal|off (full),
 //        --wal-linger-ms <ms> (node's wal.batchLingerMs; default: the node's default),
+//        --cpu-prof-dir <dir> (a V8 CPU profile of the node process, written when it stops),
 //        --producer-linger-ms <ms> (0: a batch closes at the end of the event-loop turn; the
 //        producer's own default of 1 adds ≥ 1 ms of timer to every paced ack, and saturated
 //        batches fill up without it).
@@ -40,6 +41,8 @@ interface Params {
   fsync: string;
   walLingerMs: number | undefined;
   producerLingerMs: number;
+  /** Write a V8 CPU profile of the node process here (--cpu-prof-dir <dir>). */
+  cpuProfileDir: string | undefined;
 }
 
 function parse(argv: string[]): Params {
@@ -56,6 +59,7 @@ function parse(argv: string[]): Params {
     fsync: value('fsync', 'full'),
     walLingerMs: argv.includes('--wal-linger-ms') ? Number(value('wal-linger-ms', '0')) : undefined,
     producerLingerMs: Number(value('producer-linger-ms', '0')),
+    cpuProfileDir: argv.includes('--cpu-prof-dir') ? value('cpu-prof-dir', '.') : undefined,
   };
 }
 
@@ -90,6 +94,7 @@ export async function main(argv: string[]): Promise<void> {
         router: params.shards === 1 ? { strategy: 'single' } : { strategy: 'hash', shards: params.shards },
         wal: { fsync: params.fsync, ...(params.walLingerMs === undefined ? {} : { batchLingerMs: params.walLingerMs }) },
       },
+      ...(params.cpuProfileDir === undefined ? {} : { execArgv: ['--cpu-prof', '--cpu-prof-dir', params.cpuProfileDir] }),
     });
     const transport = await NatsTransport.connect({ servers: [server.url], name: 'bench-producer' });
     try {

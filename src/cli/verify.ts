@@ -6,7 +6,7 @@
 
 import { join } from 'node:path';
 import { isTidelogError, type ErrorCode } from '../errors.ts';
-import { initChecksum, nodeFileIo, recoverShard } from '../wal/index.ts';
+import { initChecksum, listShardSegments, listShardSnapshots, nodeFileIo, readSegmentHead, readSnapshotFile, recoverShard } from '../wal/index.ts';
 import { readCheckpointFile } from '../wal/checkpoint-file.ts';
 import { checkpointFileName } from '../wal/segment-name.ts';
 import { formatBytes, formatCount, formatMs, formatRate } from './format.ts';
@@ -36,6 +36,8 @@ export interface ShardVerification {
   setAside: string[];
   /** A live process named in the shard's lock file: its last segment may be mid-write. */
   writerPid: number | null;
+  /** The shard's snapshot files, each read whole with every checksum verified. */
+  snapshots: Array<{ fileName: string; seq: number; bytes: number; status: 'intact' | 'damaged'; reason: string | null }>;
   durationMs: number;
 }
 
@@ -100,6 +102,7 @@ async function scanShard(dir: string, shard: number, canShowProgress: boolean): 
     damage: null,
     setAside: setAsideFiles(fileNames, shard),
     writerPid,
+    snapshots: [],
     durationMs: 0,
   };
   try {
@@ -146,8 +149,42 @@ async function scanShard(dir: string, shard: number, canShowProgress: boolean): 
       reason: `checkpoint at seq ${result.checkpointSeq} is beyond the log's end ${result.lastSeq}`,
     };
   }
+  await verifySnapshots(dir, fileNames, shard, result);
   result.status = result.damage !== null ? 'damaged' : result.tornTail !== null ? 'torn-tail' : 'intact';
   return result;
+}
+
+/**
+ * Every snapshot file of the shard, read whole with every checksum verified (its contents
+ * belong to the state machine and are checked when a node restores it). A damaged one is
+ * damage; so is a log that starts after seq 1 with no intact snapshot or legacy head to
+ * continue it from.
+ */
+async function verifySnapshots(dir: string, fileNames: readonly string[], shard: number, result: ShardVerification): Promise<void> {
+  for (const name of listShardSnapshots(fileNames, shard)) {
+    try {
+      const reading = await readSnapshotFile(nodeFileIo, dir, name.fileName, { shard, seq: name.seq }, () => undefined);
+      result.snapshots.push({ fileName: name.fileName, seq: name.seq, bytes: reading.fileBytes, status: 'intact', reason: null });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed by a live writer meanwhile
+      if (!isTidelogError(error, 'SNAPSHOT_DAMAGED')) throw error;
+      result.snapshots.push({ fileName: name.fileName, seq: name.seq, bytes: 0, status: 'damaged', reason: error.message });
+      const context = error.context as { offset?: number };
+      result.damage ??= { code: error.code, file: join(dir, name.fileName), offset: context.offset ?? 0, reason: error.message };
+    }
+  }
+  if (result.damage !== null || result.segments === 0 || result.firstSeq <= 1) return;
+  const covers = result.snapshots.some((snapshot) => snapshot.status === 'intact' && snapshot.seq >= result.firstSeq - 1);
+  const first = listShardSegments(fileNames, shard)[0];
+  const hasLegacyHead = first !== undefined && (await readSegmentHead(nodeFileIo, dir, first.fileName, { shard, firstSeq: first.firstSeq }).then((head) => head.kind === 'legacy', () => false));
+  if (!covers && !hasLegacyHead && result.checkpointSeq === null) {
+    result.damage = {
+      code: 'SNAPSHOT_DAMAGED',
+      file: join(dir, first?.fileName ?? ''),
+      offset: 0,
+      reason: `the log starts at seq ${result.firstSeq} and no intact snapshot continues it: the state before it cannot be rebuilt`,
+    };
+  }
 }
 
 function isLarge(files: readonly SegmentFile[]): boolean {
@@ -192,6 +229,9 @@ function renderShard(result: ShardVerification): string {
     `  checkpoint  ${result.checkpointSeq === null ? 'none' : `seq ${result.checkpointSeq}`}`,
     `  scanned in  ${formatMs(result.durationMs)} (${formatRate(result.bytes, result.durationMs)})`,
   ];
+  for (const snapshot of result.snapshots) {
+    lines.push(`  snapshot    seq ${snapshot.seq}: ${snapshot.status === 'intact' ? `intact (${formatBytes(snapshot.bytes)})` : `DAMAGED: ${snapshot.reason ?? ''}`}`);
+  }
   if (result.writerPid !== null) lines.push(`  writer      pid ${result.writerPid} holds the lock; its last segment may be mid-write`);
   if (result.tornTail !== null) {
     const { file, offset, bytes, reason } = result.tornTail;

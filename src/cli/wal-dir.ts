@@ -5,6 +5,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
 import { listShardSegments, parseSegmentFileName } from '../wal/index.ts';
+import { parseSnapshotFileName } from '../wal/segment-name.ts';
 import { lockFileName, segmentFileName } from '../wal/segment-name.ts';
 
 const CHECKPOINT_PATTERN = /^checkpoint-(\d{5})\.bin$/;
@@ -26,11 +27,11 @@ export async function checkWalDirectory(dir: string): Promise<string[]> {
   }
 }
 
-/** Shard ids with a segment or a checkpoint file in `fileNames`, ascending. */
+/** Shard ids with a segment, snapshot or checkpoint file in `fileNames`, ascending. */
 export function shardsIn(fileNames: readonly string[]): number[] {
   const shards = new Set<number>();
   for (const name of fileNames) {
-    const segment = parseSegmentFileName(name);
+    const segment = parseSegmentFileName(name) ?? parseSnapshotFileName(name);
     if (segment !== null) shards.add(segment.shard);
     const checkpoint = CHECKPOINT_PATTERN.exec(name);
     if (checkpoint !== null) shards.add(Number(checkpoint[1]));
