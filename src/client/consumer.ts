@@ -173,7 +173,11 @@ export class Consumer {
     });
   }
 
-  /** Every node's status that arrives within timeoutMs; [] when no node answers. */
+  /**
+   * Every node's status that arrives within timeoutMs (default statusTimeoutMs); [] when no
+   * node answers. With maxReplies (e.g. the number of nodes expected) it returns as soon as
+   * that many arrived, and timeoutMs only bounds the wait for a node that never answers.
+   */
   async status(options: { timeoutMs?: number; maxReplies?: number } = {}): Promise<StatusReply[]> {
     this.checkOpen();
     const timeoutMs = positiveIntegerOption('timeoutMs', options.timeoutMs, this.statusTimeoutMs);

@@ -5,10 +5,11 @@ import { createInterface } from 'node:readline';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Wal } from '../../src/wal/index.ts';
+import { within } from '../support/waits.ts';
 import { MAIN_PATH, TSX_URL, makeTempDir, runCli } from './harness.ts';
 
 test('demo - a short run from another cwd exits 0 and reports lost 0', () => {
-  const result = runCli(['demo', '--seconds', '2', '--rounds', '1'], { cwd: tmpdir(), timeoutMs: 30_000 });
+  const result = runCli(['demo', '--seconds', '2', '--rounds', '1'], { cwd: tmpdir() });
   assert.is(result.status, 0, `${result.stdout}\n${result.stderr}`);
   assert.match(result.stdout, /round 1\/1: load pid \d+/);
   assert.match(result.stdout, /lost 0 of [\d,]+ acknowledged/);
@@ -34,7 +35,12 @@ test('load - prints gapless acks and closes the WAL cleanly on SIGTERM', async (
       acks.push([Number(first), Number(last), Number(n)]);
       if (acks.length === 20) child.kill('SIGTERM');
     });
-    const [code] = (await once(child, 'close')) as [number | null];
+    // Bounded: a child that never acks (or ignores SIGTERM) fails the test instead of hanging it.
+    const closed = once(child, 'close') as Promise<[number | null]>;
+    const [code] = await within(closed, 'the load child to ack 20 times and stop on SIGTERM').catch((error: unknown) => {
+      child.kill('SIGKILL');
+      throw new Error(`${(error as Error).message} (acks: ${acks.length}; stderr: ${stderr})`);
+    });
     assert.is(code, 0, stderr);
     assert.match(stderr, /done: acked/);
 

@@ -7,7 +7,7 @@ import { runCli } from './harness.ts';
 const test = suite('cli dev');
 
 test('dev - runs a node on its own nats-server, sends, reads every acknowledged event back, exits 0', () => {
-  const result = runCli(['dev', '--seconds', '1', '--shards', '2', '--senders', '2', '--batch', '100'], { timeoutMs: 60_000 });
+  const result = runCli(['dev', '--seconds', '1', '--shards', '2', '--senders', '2', '--batch', '100']);
   assert.is(result.status, 0, result.stderr);
   assert.match(result.stdout, /nats-server nats:\/\/127\.0\.0\.1:\d+/);
   assert.match(result.stdout, /read back [\d,]+ events .*: 0 missing, 0 different/);
@@ -15,7 +15,7 @@ test('dev - runs a node on its own nats-server, sends, reads every acknowledged 
 });
 
 test('dev - --in-process runs the same without a nats-server', () => {
-  const result = runCli(['dev', '--seconds', '1', '--shards', '1', '--senders', '2', '--batch', '50', '--in-process'], { timeoutMs: 60_000 });
+  const result = runCli(['dev', '--seconds', '1', '--shards', '1', '--senders', '2', '--batch', '50', '--in-process']);
   assert.is(result.status, 0, result.stderr);
   assert.match(result.stdout, /in-process transport/);
   assert.match(result.stdout, /PASS/);

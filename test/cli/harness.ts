@@ -16,11 +16,12 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Runs the CLI to its end; timeoutMs (default 60 000) only bounds a hang: the child is killed then. */
 export function runCli(args: readonly string[], options: { cwd?: string; timeoutMs?: number } = {}): CliResult {
   const result = spawnSync(process.execPath, ['--import', TSX_URL, MAIN_PATH, ...args], {
     encoding: 'utf8',
     cwd: options.cwd,
-    timeout: options.timeoutMs ?? 20_000,
+    timeout: options.timeoutMs ?? 60_000,
     maxBuffer: 64 << 20,
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };

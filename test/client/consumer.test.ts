@@ -4,13 +4,14 @@ import * as assert from 'uvu/assert';
 import { createConsumer, type Consumer, type ConsumedEvent } from '../../src/client/index.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
 import { FakeNode, eventsForShard, expectRejection } from '../support/fake-node.ts';
+import { WAIT_MS } from '../support/waits.ts';
 
 async function setup(): Promise<{ node: FakeNode; consumer: Consumer }> {
   const node = new FakeNode({ router: { strategy: 'hash', shards: 2 } });
   const consumer = await createConsumer({
     transport: new InProcessTransport({ bus: node.transport.bus }),
     namespace: node.namespace,
-    requestTimeoutMs: 2000,
+    requestTimeoutMs: WAIT_MS, // a hang bound: no healthy reply is ever timed out
     retryBackoffMs: 1,
     maxRetryBackoffMs: 4,
   });
@@ -71,7 +72,8 @@ test('consumer - state, info, status and seek ask the cluster', async () => {
   assert.equal(state.signals.map((signal) => [signal.signalType, signal.count]), [[1, 2]]);
   const info = await consumer.info();
   assert.equal(info.shards, [0, 1]);
-  const status = await consumer.status({ timeoutMs: 20 });
+  // One node answers: stop at its reply, however late it comes; the window only bounds a hang.
+  const status = await consumer.status({ timeoutMs: WAIT_MS, maxReplies: 1 });
   assert.is(status.length, 1);
   assert.is(status[0].shards[1].lastSeq, 3);
   node.appendDirect(1, [events[1]]);
@@ -84,6 +86,7 @@ test('consumer - state, info, status and seek ask the cluster', async () => {
 
 test('consumer - status is [] when no node answers', async () => {
   const consumer = await createConsumer({ transport: new InProcessTransport(), namespace: 'nobody' });
+  // Nothing subscribes, so nothing can answer within any window: a short one is safe here.
   assert.equal(await consumer.status({ timeoutMs: 10 }), []);
   await consumer.close();
 });

@@ -2,11 +2,18 @@
 // backpressure, rejections that leave the session usable, fencing and give-up.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { systemClock, type Clock } from '../../src/clock.ts';
 import { createProducer, type Producer, type ProducerOptions } from '../../src/client/index.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
 import type { RouterSpec } from '../../src/transport/messages.ts';
 import { FakeNode, eventsForShard, expectRejection, settle, type FakeNodeOptions } from '../support/fake-node.ts';
+import { until, WAIT_MS } from '../support/waits.ts';
+
+// Time: no result here depends on how fast the machine runs. Requests time out only as a
+// hang bound (a lost request or reply comes back as TIMEOUT from the fake node), lingers
+// either never end within a test or are awaited, and sendTimeoutMs passes when the test
+// moves the producer's clock.
 
 async function setup(
   producerOptions: Partial<ProducerOptions> = {},
@@ -19,7 +26,7 @@ async function setup(
     namespace: node.namespace,
     producerId: 'test-producer',
     sessionEpoch: 1000,
-    requestTimeoutMs: 2000,
+    requestTimeoutMs: WAIT_MS,
     retryBackoffMs: 1,
     maxRetryBackoffMs: 4,
     ...producerOptions,
@@ -27,8 +34,19 @@ async function setup(
   return { node, producer, transport };
 }
 
-/** Tests whose node loses something use short request timeouts; the others never time out. */
-const LOSSY = { requestTimeoutMs: 150 };
+/** The system clock, moved forward by hand: a deadline passes when the test says so. */
+class SteppedClock implements Clock {
+  private offsetMs = 0;
+  nowMs(): number {
+    return systemClock.nowMs() + this.offsetMs;
+  }
+  nowNs(): bigint {
+    return systemClock.nowNs() + BigInt(this.offsetMs) * 1_000_000n;
+  }
+  stepMs(ms: number): void {
+    this.offsetMs += ms;
+  }
+}
 
 function requestSeqs(node: FakeNode, shard = 0): Array<[number, number]> {
   return node.appendRequests(shard).map((request) => [request.session?.sessionEpoch ?? -1, request.session?.requestSeq ?? -1]);
@@ -61,12 +79,27 @@ test('producer - a send is not split across requests unless it exceeds maxBatchE
 });
 
 test('producer - sends within lingerMs travel together in one request', async () => {
-  const { node, producer } = await setup({ maxBatchEvents: 100, lingerMs: 200 });
+  // The linger outlasts the test, so however slowly the turns go by the sends still wait.
+  const { node, producer } = await setup({ maxBatchEvents: 100, lingerMs: 60_000 });
   const events = eventsForShard(node.router, 0, 3);
-  const sends = events.map((event) => producer.send([event]));
-  await settle();
+  const sends: Array<ReturnType<Producer['send']>> = [];
+  for (const event of events) {
+    sends.push(producer.send([event]));
+    await settle();
+  }
   assert.is(node.appendRequests().length, 0, 'the batch waits for company');
+  await producer.flush();
   const acks = await Promise.all(sends);
+  assert.equal(acks.map(([ack]) => ack.seq), [1, 2, 3]);
+  assert.equal(node.appendRequests().map((request) => request.eventCount), [3]);
+  await producer.close();
+});
+
+test('producer - the end of lingerMs sends the batch without a flush', async () => {
+  const { node, producer } = await setup({ maxBatchEvents: 100, lingerMs: 20 });
+  const events = eventsForShard(node.router, 0, 3);
+  // Nothing but the linger timer can send these: no flush, and the batch is not full.
+  const acks = await Promise.all(events.map((event) => producer.send([event])));
   assert.equal(acks.map(([ack]) => ack.seq), [1, 2, 3]);
   assert.equal(node.appendRequests().map((request) => request.eventCount), [3]);
   await producer.close();
@@ -110,7 +143,7 @@ test('producer - acks map back to input order across shards', async () => {
 });
 
 test('producer - a lost reply is retried with the same requestSeq and written once', async () => {
-  const { node, producer } = await setup({ lingerMs: 0, ...LOSSY });
+  const { node, producer } = await setup({ lingerMs: 0 });
   const events = eventsForShard(node.router, 0, 5);
   node.dropReplies(1);
   const acks = await producer.send(events);
@@ -122,7 +155,7 @@ test('producer - a lost reply is retried with the same requestSeq and written on
 });
 
 test('producer - after a lost request, the pipelined ones that hit SEQUENCE_GAP are resent in order', async () => {
-  const { node, producer } = await setup({ lingerMs: 0, maxBatchEvents: 1, maxInFlightRequests: 4, ...LOSSY });
+  const { node, producer } = await setup({ lingerMs: 0, maxBatchEvents: 1, maxInFlightRequests: 4 });
   const events = eventsForShard(node.router, 0, 6);
   node.ignoreRequests(1);
   const acks = (await Promise.all(events.map((event) => producer.send([event])))).flat();
@@ -135,7 +168,7 @@ test('producer - after a lost request, the pipelined ones that hit SEQUENCE_GAP 
 });
 
 test("producer - a retry the node no longer remembers ('applied') resolves with seq 0", async () => {
-  const { node, producer } = await setup({ lingerMs: 0, ...LOSSY }, { rememberedRequests: 0 });
+  const { node, producer } = await setup({ lingerMs: 0 }, { rememberedRequests: 0 });
   node.dropReplies(1);
   const acks = await producer.send(eventsForShard(node.router, 0, 3));
   assert.equal(acks.map((ack) => ack.seq), [0, 0, 0]);
@@ -211,10 +244,14 @@ test('producer - PRODUCER_FENCED stops the older instance for good', async () =>
 });
 
 test('producer - a send unanswered for sendTimeoutMs rejects TIMEOUT; the shard session restarts and later sends work', async () => {
-  const { node, producer } = await setup({ lingerMs: 0, requestTimeoutMs: 20, sendTimeoutMs: 1500 }); // above the ≤ 1 s a restarted epoch waits for its second
+  const clock = new SteppedClock();
+  const { node, producer } = await setup({ lingerMs: 0, sendTimeoutMs: 60_000, clock });
   const events = eventsForShard(node.router, 0, 4);
   node.dropReplies(1000); // applied, but no answer ever arrives
-  await expectRejection(producer.send(events.slice(0, 2)), 'TIMEOUT');
+  const lost = producer.send(events.slice(0, 2));
+  await until(() => node.appendRequests().length >= 2, () => `a retry of the lost send (requests: ${node.appendRequests().length})`);
+  clock.stepMs(60_000); // its deadline passes: the next TIMEOUT of a try ends the send
+  await expectRejection(lost, 'TIMEOUT');
   node.clearFaults();
   const acks = await producer.send(events.slice(2));
   assert.equal(acks.map((ack) => ack.seq), [3, 4]);

@@ -145,7 +145,7 @@ test('shard-pipeline - retries after a lost request go out in order, gaps after 
 });
 
 test('shard-pipeline - an unreadable reply fails its batch DECODE_FAILED and restarts the session', async () => {
-  const { calls, add, numbers, setNowMs } = harness();
+  const { pipeline, calls, add, numbers, setNowMs } = harness();
   const first = add();
   calls[0].reply.resolve({ v: 1, t: 'appended', parts: [{ shard: 0, epoch: 1, runs: [1, 5] }], outcome: 'new' });
   await settle();
@@ -153,6 +153,8 @@ test('shard-pipeline - an unreadable reply fails its batch DECODE_FAILED and res
   setNowMs(12_000); // the new epoch (11) is usable once second 11 has passed
   add();
   assert.ok(numbers()[1][0] > 10, 'a new epoch: the first batch may have been applied');
+  // The wake-up set for second 12 at clock 0 is 12 real seconds away: close to cancel it.
+  pipeline.close(new TidelogError('CLOSED', 'test over'));
 });
 
 test('shard-pipeline - PRODUCER_FENCED fails everything and reports it', async () => {

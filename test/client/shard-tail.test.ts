@@ -7,17 +7,17 @@ import { createConsumer, type Consumer, type ConsumedEvent, type ShardTail } fro
 import type { SignalEvent } from '../../src/event.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
 import { FakeNode, eventsForShard, settle } from '../support/fake-node.ts';
+import { WAIT_MS } from '../support/waits.ts';
 
-async function setup(options: { requestTimeoutMs?: number } = {}): Promise<{ node: FakeNode; consumer: Consumer }> {
+async function setup(): Promise<{ node: FakeNode; consumer: Consumer }> {
   const node = new FakeNode({ router: { strategy: 'single' } });
   const consumer = await createConsumer({
     transport: new InProcessTransport({ bus: node.transport.bus }),
     namespace: node.namespace,
-    requestTimeoutMs: 2000,
+    requestTimeoutMs: WAIT_MS, // a hang bound: a lost request comes back TIMEOUT from the node
     retryBackoffMs: 1,
     maxRetryBackoffMs: 4,
     idlePollMs: 60_000, // only tests about idleness rely on the poll
-    ...options,
   });
   return { node, consumer };
 }
@@ -141,7 +141,7 @@ test('shard-tail - fromTimestampNs starts at the first batch sealed at or after 
 });
 
 test('shard-tail - read failures are retried; break and close() end tails', async () => {
-  const { node, consumer } = await setup({ requestTimeoutMs: 100 });
+  const { node, consumer } = await setup();
   node.appendDirect(0, eventsForShard(node.router, 0, 3, 0));
   node.failRequests(1, 'TIMEOUT', 'read');
   node.failRequests(1, 'CLOSED', 'read'); // a shard not serving for a moment

@@ -49,6 +49,12 @@ export class LoadLedger {
     await Promise.all(Array.from({ length: senders }, () => sender()));
   }
 
+  /** Whether `count` events are acknowledged; a failed send is thrown, so a wait on this ends at once. */
+  hasAcked(count: number): boolean {
+    if (this.sendErrors.length > 0) throw this.sendErrors[0];
+    return this.acked.size >= count;
+  }
+
   /** Reads every shard back: each acked seq holds its bytes, and no event appears twice. */
   async verify(consumer: Consumer): Promise<{ logEvents: number }> {
     const seen = new Set<string>();

@@ -4,6 +4,12 @@
 // requests, skipped feed messages). It speaks the real codec, so what passes here is what
 // the wire carries. Invariant: every seq it acknowledges is in its log exactly once.
 //
+// Lost requests and lost replies end in TIMEOUT sent by the node lostReplyTimeoutMs later,
+// not in the client's own request timeout: clients under test use request timeouts far
+// above any delivery delay, so a healthy reply slowed by a busy machine is never taken for
+// a lost one. The bus delivers in publish order, so every reply the node sent before it
+// "timed out" a request still reaches the client first, as it would on a real wire.
+//
 // Session rules (as the real node's session store): per (producerId, shard) an epoch and a
 // high-water requestSeq. A lower epoch is PRODUCER_FENCED; a higher one starts afresh at 0.
 // requestSeq = hwm + 1 is appended ('new'); ≤ hwm is answered from memory ('replayed') or,
@@ -46,6 +52,8 @@ export interface FakeNodeOptions {
   /** Timestamp of the first batch, and the step between batches (defaults 1e18, 1e9 ns). */
   firstTimestampNs?: bigint;
   timestampStepNs?: bigint;
+  /** A lost request or reply is answered TIMEOUT this long after it arrived (default 20). */
+  lostReplyTimeoutMs?: number;
 }
 
 export interface RecordedRequest {
@@ -85,6 +93,8 @@ export class FakeNode {
   private feedToSkip = 0;
   private nextTimestampNs: bigint;
   private readonly subscriptions: Subscription[] = [];
+  /** TIMEOUT answers not sent yet; stop() cancels them. */
+  private readonly lostReplyTimers = new Set<NodeJS.Timeout>();
 
   constructor(options: FakeNodeOptions = {}) {
     this.transport = options.transport ?? new InProcessTransport();
@@ -99,6 +109,7 @@ export class FakeNode {
       rememberedRequests: options.rememberedRequests ?? 1000,
       firstTimestampNs: options.firstTimestampNs ?? 1_000_000_000_000_000_000n,
       timestampStepNs: options.timestampStepNs ?? 1_000_000_000n,
+      lostReplyTimeoutMs: options.lostReplyTimeoutMs ?? 20,
     };
     this.nextTimestampNs = this.options.firstTimestampNs;
     for (const shard of this.router.shards) this.logs.set(shard, []);
@@ -116,12 +127,12 @@ export class FakeNode {
 
   // ── switches ──────────────────────────────────────────────────────────────────────
 
-  /** The next `count` requests are applied but their replies are lost (the client times out). */
+  /** The next `count` requests are applied but their replies are lost (the client gets TIMEOUT). */
   dropReplies(count: number, endpoint: Endpoint = 'append'): void {
     this.addFaults(endpoint, count, { kind: 'drop-reply' });
   }
 
-  /** The next `count` requests are lost before the node sees them. */
+  /** The next `count` requests are lost before the node sees them (the client gets TIMEOUT). */
   ignoreRequests(count: number, endpoint: Endpoint = 'append'): void {
     this.addFaults(endpoint, count, { kind: 'ignore' });
   }
@@ -189,17 +200,22 @@ export class FakeNode {
 
   stop(): void {
     for (const subscription of this.subscriptions) subscription.unsubscribe();
+    for (const timer of this.lostReplyTimers) clearTimeout(timer);
+    this.lostReplyTimers.clear();
   }
 
   // ── handling ──────────────────────────────────────────────────────────────────────
 
   private receive(endpoint: Endpoint, shard: number | null, message: TransportMessage): void {
     const fault = this.faults.get(endpoint)?.shift();
-    if (fault?.kind === 'ignore') return;
+    if (fault?.kind === 'ignore') {
+      this.timeOut(message.reply);
+      return;
+    }
     const handle = (): void => {
       const answer = this.answer(endpoint, shard, message.data, fault);
-      if (answer === null || message.reply === null) return;
-      this.transport.publish(message.reply, encodeMessage(answer));
+      if (answer === null) this.timeOut(message.reply);
+      else if (message.reply !== null) this.transport.publish(message.reply, encodeMessage(answer));
     };
     if (fault?.kind === 'delay') setTimeout(handle, fault.delayMs);
     else if (endpoint === 'append' && this.isHolding) this.held.push(handle);
@@ -383,6 +399,21 @@ export class FakeNode {
         lastUpdateNs: 0n,
       })),
     };
+  }
+
+  /** What the client would see of a lost request or reply: TIMEOUT, after lostReplyTimeoutMs. */
+  private timeOut(reply: string | null): void {
+    if (reply === null) return;
+    const timer = setTimeout(() => {
+      this.lostReplyTimers.delete(timer);
+      const error = new TidelogError('TIMEOUT', `the fake node lost this request or its reply ${this.options.lostReplyTimeoutMs} ms ago`);
+      try {
+        this.transport.publish(reply, encodeMessage(errorReply(error)));
+      } catch (thrown) {
+        if (!isTidelogError(thrown, 'CLOSED')) throw thrown; // closed meanwhile: nobody waits any more
+      }
+    }, this.options.lostReplyTimeoutMs);
+    this.lostReplyTimers.add(timer);
   }
 
   private record(request: RecordedRequest): void {

@@ -1,6 +1,7 @@
 // Integration-test helpers on the nats-server launcher: a server on a free loopback port,
 // NatsTransports with short reconnect waits (a restart is noticed in tens of ms), and waits
-// for statuses and messages that fail with a clear message instead of hanging a test.
+// for statuses and process exits that fail with a clear message instead of hanging a test
+// (waits.ts: they end on the event, their deadline only bounds a hang).
 // Run as a script it is also the child of the "children never outlive us" tests:
 //   node --import tsx test/support/nats-harness.ts exit|sigterm
 // starts a nats-server, prints "pid <n>", then exits normally or dies of SIGTERM.
@@ -18,12 +19,10 @@ import {
   type NatsServerOptions,
   type NatsServerProcess,
 } from '../../src/transport/nats-server-process.ts';
+import { WAIT_MS, until, within } from './waits.ts';
 
 const HARNESS_SCRIPT = fileURLToPath(import.meta.url);
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
-/** How long a harness wait may take before it fails the test (generous: CI machines stall). */
-export const WAIT_MS = 5_000;
-
 /** A nats-server for a test; JetStream is off unless asked for (it starts faster). */
 export async function startTestNats(options: NatsServerOptions = {}): Promise<NatsServerProcess> {
   if (options.binary === undefined && findNatsServer() === null) throw new Error(NATS_INSTALL_HINT);
@@ -80,19 +79,6 @@ export class StatusLog {
   }
 }
 
-/** Rejects if `promise` has not settled within WAIT_MS: a hung test fails and says why. */
-export async function within<T>(promise: Promise<T>, what: string, waitMs = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`gave up waiting for ${what} after ${waitMs} ms`)), waitMs);
-  });
-  try {
-    return await Promise.race([promise, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Whether a process runs (a zombie counts as gone: it is dead, only not yet reaped). */
 export function isProcessAlive(pid: number): boolean {
   try {
@@ -110,12 +96,10 @@ export function isProcessAlive(pid: number): boolean {
 
 /** Waits (bounded) until `pid` is gone; false if it still runs after WAIT_MS. */
 export async function waitForExit(pid: number): Promise<boolean> {
-  const pollMs = 20;
-  for (let waitedMs = 0; waitedMs < WAIT_MS; waitedMs += pollMs) {
-    if (!isProcessAlive(pid)) return true;
-    await new Promise((resolveWait) => setTimeout(resolveWait, pollMs));
-  }
-  return !isProcessAlive(pid);
+  return until(() => !isProcessAlive(pid), `process ${pid} to exit`).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Runs this file as a child in `mode`; resolves with the nats-server pid it printed and how it ended. */

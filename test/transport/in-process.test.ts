@@ -7,6 +7,7 @@ import { subjectMatches } from '../../src/transport/subject.ts';
 import type { Transport, TransportMessage, TransportStatus } from '../../src/transport/transport.ts';
 import { expectCode } from '../support/expect-code.ts';
 import { rejection } from '../support/wal-fixtures.ts';
+import { WAIT_MS } from '../support/waits.ts';
 import { defineTransportContract, type ContractFixture } from './transport-contract.ts';
 
 function busFixture(): ContractFixture {
@@ -138,7 +139,7 @@ test('inboxes of transports sharing a bus never collide', async () => {
   const server = new InProcessTransport({ bus });
   server.subscribe('who', (message) => server.publish(message.reply ?? 'x', message.data));
   const clients = [new InProcessTransport({ bus }), new InProcessTransport({ bus })];
-  const replies = await Promise.all(clients.flatMap((client, index) => [0, 1].map((n) => client.request('who', bytes(`${index}-${n}`), { timeoutMs: 1_000 }))));
+  const replies = await Promise.all(clients.flatMap((client, index) => [0, 1].map((n) => client.request('who', bytes(`${index}-${n}`), { timeoutMs: WAIT_MS }))));
   assert.equal(replies.map(text), ['0-0', '0-1', '1-0', '1-1']);
   await Promise.all([server, ...clients].map((transport) => transport.close()));
 });

@@ -10,6 +10,7 @@ import { NatsTransport } from '../../src/transport/nats.ts';
 import { findNatsServer, pickFreePort, startNatsServer } from '../../src/transport/nats-server-process.ts';
 import { StatusLog, connectTestTransport, isProcessAlive, runOrphanCheck, startTestNats, waitForExit } from '../support/nats-harness.ts';
 import { rejection } from '../support/wal-fixtures.ts';
+import { WAIT_MS } from '../support/waits.ts';
 
 const test = suite('nats-server-process');
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
@@ -17,7 +18,7 @@ const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
 async function roundTrip(transport: NatsTransport, subject: string): Promise<string> {
   const subscription = transport.subscribe(subject, (message) => transport.publish(message.reply ?? 'x', message.data));
   try {
-    return new TextDecoder().decode(await transport.request(subject, bytes('ping'), { timeoutMs: 2_000 }));
+    return new TextDecoder().decode(await transport.request(subject, bytes('ping'), { timeoutMs: WAIT_MS }));
   } finally {
     subscription.unsubscribe();
   }
@@ -114,6 +115,7 @@ test('a server that never says ready fails with TIMEOUT and is killed', async ()
   try {
     const binary = join(dir, 'nats-server');
     writeFileSync(binary, '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
+    // The fake binary never says ready: the short start timeout cannot be beaten by load.
     const error = await rejection(() => startNatsServer({ binary, jetStream: false, startTimeoutMs: 200 }));
     assert.is(error.code, 'TIMEOUT');
     const pid = (error as unknown as { context: { pid: number } }).context.pid;

@@ -6,7 +6,8 @@ import * as assert from 'uvu/assert';
 import { NatsTransport } from '../../src/transport/nats.ts';
 import type { NatsServerProcess } from '../../src/transport/nats-server-process.ts';
 import type { Transport, TransportMessage } from '../../src/transport/transport.ts';
-import { StatusLog, connectTestTransport, startTestNats, within } from '../support/nats-harness.ts';
+import { StatusLog, connectTestTransport, startTestNats } from '../support/nats-harness.ts';
+import { WAIT_MS, within } from '../support/waits.ts';
 import { rejection } from '../support/wal-fixtures.ts';
 import { defineTransportContract } from './transport-contract.ts';
 
@@ -77,7 +78,7 @@ function collector(transport: Transport, subject: string): { got: TransportMessa
 test('connect rejects DISCONNECTED when no server listens', async () => {
   const port = server.port;
   await server.stop();
-  const error = await rejection(() => NatsTransport.connect({ servers: `nats://127.0.0.1:${port}`, connectTimeoutMs: 1_000 }));
+  const error = await rejection(() => NatsTransport.connect({ servers: `nats://127.0.0.1:${port}`, connectTimeoutMs: WAIT_MS }));
   assert.is(error.code, 'DISCONNECTED');
 });
 
@@ -98,7 +99,7 @@ test('survives a server restart: statuses, buffered publishes, subscriptions and
   await otherLog.waitFor('disconnected');
   // While the server is down: publishes go to the reconnect buffer; a request waits.
   for (let index = 100; index < 150; index++) transport.publish('stream', numbered(index));
-  const waitingRequest = transport.request('self.echo', bytes('asked while down'), { timeoutMs: 5_000 });
+  const waitingRequest = transport.request('self.echo', bytes('asked while down'), { timeoutMs: WAIT_MS });
   await server.restart();
   await log.waitFor('reconnected');
   await otherLog.waitFor('reconnected');
@@ -110,7 +111,7 @@ test('survives a server restart: statuses, buffered publishes, subscriptions and
   const types = log.types();
   assert.ok(types.indexOf('disconnected') < types.indexOf('reconnecting') && types.indexOf('reconnecting') < types.indexOf('reconnected'), types.join(','));
   await other.flush(); // its SUBs are on the server before we ask across connections
-  assert.is(text(await transport.request('svc.echo', bytes('after'), { timeoutMs: 2_000 })), 'after');
+  assert.is(text(await transport.request('svc.echo', bytes('after'), { timeoutMs: WAIT_MS })), 'after');
   await transport.flush();
 });
 
@@ -124,6 +125,7 @@ test('a request in flight when the server dies times out; the next one after rec
     if (isAnswering) responder.publish(message.reply ?? 'x', bytes('ok'));
   });
   await responder.flush();
+  // Nobody answers before the restart (isAnswering is false): TIMEOUT does not depend on load.
   const inFlight = rejection(() => requester.request('late.svc', bytes('?'), { timeoutMs: 300 }));
   await server.kill();
   assert.is((await inFlight).code, 'TIMEOUT');
@@ -132,7 +134,7 @@ test('a request in flight when the server dies times out; the next one after rec
   await responderLog.waitFor('reconnected');
   await responder.flush();
   isAnswering = true;
-  assert.is(text(await requester.request('late.svc', bytes('?'), { timeoutMs: 2_000 })), 'ok');
+  assert.is(text(await requester.request('late.svc', bytes('?'), { timeoutMs: WAIT_MS })), 'ok');
 });
 
 test('bounds the reconnect buffer with OVERLOADED', async () => {

@@ -7,6 +7,9 @@
 // subscriber's SUB got there, so tests flush the subscriber before another transport
 // publishes; "nothing else arrived" is checked with a sentinel message sent after the
 // others (one publisher's messages arrive in order).
+//
+// Time: a request that expects a reply waits up to WAIT_MS, which only bounds a hang; a
+// short timeoutMs appears only where nothing can answer, so no result depends on load.
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,7 +17,8 @@ import { isTidelogError } from '../../src/errors.ts';
 import type { Transport, TransportMessage } from '../../src/transport/transport.ts';
 import { expectCode } from '../support/expect-code.ts';
 import { rejection } from '../support/wal-fixtures.ts';
-import { StatusLog, within } from '../support/nats-harness.ts';
+import { StatusLog } from '../support/nats-harness.ts';
+import { WAIT_MS, within } from '../support/waits.ts';
 
 export interface ContractFixture {
   /** A new transport connected to the same bus / server as the others of this fixture. */
@@ -145,15 +149,15 @@ export function defineTransportContract(name: string, createFixture: () => Promi
       responder.publish(message.reply, bytes(`echo ${text(message.data)}`));
     });
     await responder.flush();
-    const reply = await requester.request('echo', bytes('hi'), { timeoutMs: 2_000 });
+    const reply = await requester.request('echo', bytes('hi'), { timeoutMs: WAIT_MS });
     assert.is(text(reply), 'echo hi');
-    const again = await Promise.all([1, 2, 3].map((n) => requester.request('echo', bytes(String(n)), { timeoutMs: 2_000 })));
+    const again = await Promise.all([1, 2, 3].map((n) => requester.request('echo', bytes(String(n)), { timeoutMs: WAIT_MS })));
     assert.equal(again.map(text), ['echo 1', 'echo 2', 'echo 3']);
   });
 
   test('rejects a request with NO_RESPONDERS when nothing subscribes', async () => {
     const requester = await fixture.open();
-    const error = await rejection(() => requester.request('nobody.home', bytes('?'), { timeoutMs: 2_000 }));
+    const error = await rejection(() => requester.request('nobody.home', bytes('?'), { timeoutMs: WAIT_MS }));
     assert.is(error.code, 'NO_RESPONDERS');
   });
 
@@ -161,22 +165,28 @@ export function defineTransportContract(name: string, createFixture: () => Promi
     const [requester, silent] = [await fixture.open(), await fixture.open()];
     silent.subscribe('silent', () => undefined);
     await silent.flush();
+    // Nothing can answer: the short timeout cannot be beaten by a slow reply.
     const error = await rejection(() => requester.request('silent', bytes('?'), { timeoutMs: 50 }));
     assert.is(error.code, 'TIMEOUT');
   });
 
-  test('requestMany collects every responder, stops at maxReplies, and is [] without responders', async () => {
+  test('requestMany collects every responder, stops at maxReplies, ends at timeoutMs, and is [] without responders', async () => {
     const [requester, responders] = [await fixture.open(), await fixture.open()];
     for (const name of ['a', 'b', 'c']) {
       responders.subscribe('census', (message) => responders.publish(message.reply ?? 'nowhere', bytes(name)));
     }
     responders.subscribe('census', () => undefined); // a member that never answers
     await responders.flush();
-    const all = await requester.requestMany('census', bytes('?'), { timeoutMs: 300 });
-    assert.equal(all.map(text).sort(), ['a', 'b', 'c']);
-    const two = await requester.requestMany('census', bytes('?'), { timeoutMs: 5_000, maxReplies: 2 });
-    assert.is(two.length, 2);
-    assert.equal(await requester.requestMany('nobody.home', bytes('?'), { timeoutMs: 5_000 }), []);
+    // Every answer is counted in, however long the machine takes to deliver them; the call
+    // ends at maxReplies (within() fails it if it waited for its far longer window instead).
+    const census = (maxReplies: number): Promise<Uint8Array[]> =>
+      within(requester.requestMany('census', bytes('?'), { timeoutMs: 2 * WAIT_MS, maxReplies }), `${maxReplies} census replies`);
+    assert.equal((await census(3)).map(text).sort(), ['a', 'b', 'c']);
+    assert.is((await census(2)).length, 2);
+    // A fourth answer never comes: the window ends the call with what arrived by then.
+    const windowed = await within(requester.requestMany('census', bytes('?'), { timeoutMs: 50, maxReplies: 4 }), 'the end of a 50 ms window');
+    assert.ok(windowed.length <= 3 && windowed.every((reply) => ['a', 'b', 'c'].includes(text(reply))), windowed.map(text).join(','));
+    assert.equal(await requester.requestMany('nobody.home', bytes('?'), { timeoutMs: WAIT_MS }), []);
   });
 
   test('unsubscribe stops delivery and is idempotent', async () => {
@@ -229,7 +239,7 @@ export function defineTransportContract(name: string, createFixture: () => Promi
     const log = new StatusLog(transport);
     silent.subscribe('slow.service', () => undefined);
     await silent.flush();
-    const pending = transport.request('slow.service', bytes('?'), { timeoutMs: 10_000 });
+    const pending = transport.request('slow.service', bytes('?'), { timeoutMs: WAIT_MS });
     const pendingError = rejection(() => pending);
     await transport.close();
     await transport.close();
