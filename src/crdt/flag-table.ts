@@ -59,10 +59,10 @@ export class FlagTable {
     this.count = count;
   }
 
-  /** The entity's record, or −1. */
+  /** The entity's record, or −1 (also for entity −1: not in the index). */
   recordOf(entity: number): number {
     const refs = this.refs;
-    return refs !== null && entity < refs.length ? refs[entity] - 1 : -1;
+    return refs !== null && entity >= 0 && entity < refs.length ? refs[entity] - 1 : -1;
   }
 
   /** Writes (HLC, value) to the entity's flag if it beats the held pair; returns whether it did. */

@@ -113,10 +113,10 @@ export class ScoreColumn {
     this.conflicts = conflicts;
   }
 
-  /** The entity's head slot (lowest origin), or −1. */
+  /** The entity's head slot (lowest origin), or −1 (also for entity −1: not in the index). */
   headOf(entity: number): number {
     const heads = this.heads;
-    return heads !== null && entity < heads.length ? heads[entity] - 1 : -1;
+    return heads !== null && entity >= 0 && entity < heads.length ? heads[entity] - 1 : -1;
   }
 
   /** The slot of (entity, origin), created and linked in origin order when missing. */
