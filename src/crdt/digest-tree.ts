@@ -1,9 +1,10 @@
 // The digest tree two replicas compare to find where their states differ, exchanging
 // O(differences × depth) digests instead of the state.
 // Invariant: a node's digest is the XOR of the digests of the entities under it, plus their
-// count, and an entity digest is a function of the entity's state (signal-state.ts
-// entityDigests); so equal states give equal trees, and a node differs iff some entity under it
-// differs (up to 64-bit collisions, ~2^-64 per compared node).
+// count, and an entity digest is a function of the entity's state (state-arrays.ts digestOf:
+// the XOR of its cells' and flags' digests, each hashing the entity key first, so parts of
+// different entities never cancel); so equal states give equal trees, and a node differs iff
+// some entity under it differs (up to 64-bit collisions, ~2^-64 per compared node).
 //
 // Entities sit at a u32 position (a hash of the entity id, entity-key.ts positionOf). Level ℓ
 // (0 … 8) splits the u32 space into 16^ℓ equal ranges; node (ℓ, i) covers positions
@@ -19,12 +20,7 @@
 //   hashLo    u32    XOR of entity digests, low half
 //   count     uint   entities under the node
 
-import { keyHalves, positionOf, type EntityKey } from './entity-key.ts';
-import type { LWWRegister } from './lww-register.ts';
-import { splitNs } from './packed-time.ts';
-import type { ScoreColumn } from './score-column.ts';
-import { SlotTable } from './slot-table.ts';
-import { WordHash } from './word-hash.ts';
+import { positionOf, type EntityKey } from './entity-key.ts';
 
 export const FANOUT_BITS = 4;
 export const FANOUT = 1 << FANOUT_BITS;
@@ -39,54 +35,6 @@ export interface EntityDigests {
 /** What the tree needs from a state: keys and their digests, aligned. */
 export interface DigestSource {
   entityDigests(): EntityDigests;
-}
-
-/**
- * Each entity's digest: the XOR of its cells' digests (score-column.ts, cached per cell) and of
- * its flags' digest. Every part hashes the entity key first, so parts of different entities
- * never cancel.
- */
-export function entityDigestsOf(
-  keys: EntityKey[],
-  columns: readonly ScoreColumn[],
-  flags: ReadonlyMap<EntityKey, readonly (LWWRegister<boolean> | undefined)[]>,
-): EntityDigests {
-  const positions = new SlotTable();
-  keys.forEach((key, index) => positions.set(key, index));
-  const hashHi = new Uint32Array(keys.length);
-  const hashLo = new Uint32Array(keys.length);
-  const hash = new WordHash();
-  for (const column of columns) {
-    column.heads.forEach((key, head) => {
-      column.cellDigest(key, head, hash);
-      const index = positions.get(key);
-      hashHi[index] ^= hash.hi;
-      hashLo[index] ^= hash.lo;
-    });
-  }
-  for (const [key, registers] of flags) {
-    const [keyHi, keyLo] = keyHalves(key);
-    hash.reset();
-    hash.word(keyHi);
-    hash.word(keyLo);
-    hash.word(0xffff_ffff);
-    registers.forEach((register, index) => {
-      const stamp = register?.timestamp;
-      if (stamp === undefined) return;
-      const [wallHi, wallLo] = splitNs(stamp.wallNs);
-      hash.word(index);
-      hash.word(register?.get() === true ? 1 : 0);
-      hash.word(wallHi);
-      hash.word(wallLo);
-      hash.word(stamp.logical);
-      hash.word(stamp.nodeId);
-    });
-    hash.finish();
-    const index = positions.get(key);
-    hashHi[index] ^= hash.hi;
-    hashLo[index] ^= hash.lo;
-  }
-  return { keys, hashHi, hashLo };
 }
 
 export interface NodeDigest {

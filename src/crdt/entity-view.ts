@@ -2,9 +2,8 @@
 // in ascending origin order (a fixed order, so equal states give bit-identical answers).
 // Invariant: reading never changes the state.
 
-import { entityKeyOf, type EntityKey } from './entity-key.ts';
+import type { FlagTable } from './flag-table.ts';
 import { HlcTimestamp } from './hlc-timestamp.ts';
-import type { LWWRegister } from './lww-register.ts';
 import { joinNs, secondsOf, splitNs } from './packed-time.ts';
 import { PNCounter } from './pn-counter.ts';
 import type { ContributionValues } from './contribution-values.ts';
@@ -39,15 +38,15 @@ export interface EntityView {
   flags: Record<string, boolean>;
 }
 
-/** The view of `entityId` at `atNs` (decay and windows evaluated at that time). */
+/** The view of `entityId` (entity number `entity`, −1 when absent) at `atNs` (decay and windows evaluated then). */
 export function viewEntity(
   schema: SignalSchema,
   columns: readonly ScoreColumn[],
-  registers: readonly (LWWRegister<boolean> | undefined)[] | undefined,
+  flags: FlagTable,
+  entity: number,
   entityId: bigint,
   atNs: bigint,
 ): EntityView {
-  const key = entityKeyOf(entityId);
   const [atHi, atLo] = splitNs(atNs);
   const atSeconds = secondsOf(atHi, atLo);
   const signals: Record<string, SignalScore> = {};
@@ -66,7 +65,7 @@ export function viewEntity(
       originCount: 0,
     };
     let best: ContributionValues | undefined;
-    const chain = column.chain(key);
+    const chain = column.chain(entity);
     for (const slot of chain) {
       const values = column.values(slot);
       view.score += column.scoreAt(slot, atHi, atLo);
@@ -91,11 +90,11 @@ export function viewEntity(
     view.originCount = chain.length;
     signals[signal.name] = view;
   }
-  const flags: Record<string, boolean> = {};
+  const flagValues: Record<string, boolean> = {};
   schema.flags.forEach((name, index) => {
-    flags[name] = registers?.[index]?.get() ?? false;
+    flagValues[name] = entity >= 0 && flags.valueOf(entity, index);
   });
-  return { entityId, atNs, signals, flags };
+  return { entityId, atNs, signals, flags: flagValues };
 }
 
 /**
@@ -103,10 +102,10 @@ export function viewEntity(
  * micro-units: `events.toNumber()` is the event count, `weightMicros.value` the weight sum in
  * micro-units).
  */
-export function countersOf(column: ScoreColumn | undefined, key: EntityKey): { events: PNCounter; weightMicros: PNCounter } {
+export function countersOf(column: ScoreColumn | undefined, entity: number): { events: PNCounter; weightMicros: PNCounter } {
   const events = new PNCounter();
   const weightMicros = new PNCounter();
-  for (const slot of column?.chain(key) ?? []) {
+  for (const slot of column?.chain(entity) ?? []) {
     const values = (column as ScoreColumn).values(slot);
     events.increment(values.origin, values.eventCount);
     weightMicros.raise(

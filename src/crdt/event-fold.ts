@@ -1,24 +1,29 @@
-// The fold loop: packed events into score columns and flag registers. It is the data plane's
-// hot path (≥ 2 M events/s): one hash-table probe per event, no object per score event, no
-// bigint for entity ids below 2^53, and the contribution's record written in one place.
+// The fold loop: packed events into score columns and flags. It is the data plane's hot path
+// (≥ 2 M events/s): one entity-index probe per event (read straight from the event's u32 id
+// halves, no key object, no bigint), no object per event, and the contribution's record
+// written in one place.
 // Invariant: a batch is validated whole before any of it folds (validatePacked), so a bad
 // event never leaves a batch half applied.
 
 import { TidelogError } from '../errors.ts';
-import type { EntityKey } from './entity-key.ts';
-import { HlcTimestamp } from './hlc-timestamp.ts';
-import type { LWWRegister } from './lww-register.ts';
+import { LAST_SEQ_F64, ORIGIN, type ContributionPool } from './contribution-pool.ts';
+import type { WriteBarrier } from './copy-on-write.ts';
+import type { EntityIndex } from './entity-index.ts';
+import type { FlagTable } from './flag-table.ts';
 import { EVENT_BYTES } from '../event.ts';
-import { joinNs, splitNs, TWO_POW_32 } from './packed-time.ts';
-import { DIGEST_STALE, LAST_SEQ, ORIGIN, type BatchStamp, type ScoreColumn } from './score-column.ts';
+import { splitNs } from './packed-time.ts';
+import type { BatchStamp, ScoreColumn } from './score-column.ts';
 import type { SignalSchema, SignalType } from './signal-schema.ts';
 import { MAX_ABS_WEIGHT } from './weight-micros.ts';
 
-/** Where events fold to: a state's columns (by signal id) and flag registers. */
+/** Where events fold to: a state's entity index, columns (by signal id) and flags. */
 export interface FoldTarget {
+  index: EntityIndex;
+  pool: ContributionPool;
   columns: readonly (ScoreColumn | undefined)[];
+  flags: FlagTable;
+  barrier: WriteBarrier;
   schema: SignalSchema;
-  flagFor(key: EntityKey, flagIndex: number): LWWRegister<boolean>;
 }
 
 /** UNKNOWN_SIGNAL_TYPE or BAD_REQUEST (weight not finite or beyond ±MAX_ABS_WEIGHT) for the first bad event. */
@@ -62,39 +67,28 @@ export function foldPacked(
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const byId = target.schema.byId;
   const columns = target.columns;
+  const index = target.index;
+  const barrier = target.barrier;
   const [wallHi, wallLo] = splitNs(wallNs);
   const stamp: BatchStamp = { wallHi, wallLo, nodeId };
-  for (let index = from; index < to; index++) {
-    const offset = index * EVENT_BYTES;
+  for (let at = from; at < to; at++) {
+    const offset = at * EVENT_BYTES;
     const lo = view.getUint32(offset, true);
     const hi = view.getUint32(offset + 4, true);
     const signalId = bytes[offset + 8];
-    const key: EntityKey = hi < 0x200000 ? hi * TWO_POW_32 + lo : joinNs(hi, lo);
+    const entity = index.findOrAdd(hi, lo);
+    barrier.markStale(entity);
     const column = columns[signalId];
     if (column === undefined) {
       const signal = byId[signalId] as SignalType;
-      if (signal.kind === 'flag') {
-        target.flagFor(key, signal.flagIndex).set(signal.value, new HlcTimestamp(wallNs, firstLogical + index, nodeId));
-      }
+      if (signal.kind === 'flag') target.flags.set(entity, signal.flagIndex, signal.value, wallHi, wallLo, firstLogical + at, nodeId);
       continue;
     }
-    let head = column.heads.get(key);
-    let slot: number;
-    if (head < 0) {
-      slot = column.allocate(origin);
-      column.heads.set(key, slot);
-      head = slot;
-    } else if (column.fields[head * column.stride + ORIGIN] === origin) {
-      slot = head;
-    } else {
-      slot = column.slotFor(key, origin);
-      head = column.heads.get(key);
-    }
-    const fields = column.fields;
-    const stride = column.stride;
-    fields[head * stride + DIGEST_STALE] = 1;
-    const seq = firstSeq + index;
-    if (seq <= fields[slot * stride + LAST_SEQ]) continue;
-    column.fold(slot, seq, view, offset, firstLogical + index, stamp);
+    const pool = target.pool;
+    const head = column.headOf(entity);
+    const slot = head >= 0 && pool.words[head * pool.strideWords + ORIGIN] === origin ? head : column.slotFor(entity, origin);
+    const seq = firstSeq + at;
+    if (seq <= pool.floats[(slot * pool.strideWords) / 2 + LAST_SEQ_F64]) continue;
+    column.fold(slot, seq, view, offset, firstLogical + at, stamp);
   }
 }

@@ -38,7 +38,10 @@ export {
   type SignalScore,
   type SignalStateJson,
   type SignalStateOptions,
+  type ImageStream,
 } from './signal-state.ts';
+export { ImageLoader, loadStateImage } from './image-loader.ts';
+export { IMAGE_MAGIC, IMAGE_VERSION, MIN_PIECE_BYTES } from './state-image.ts';
 export {
   ReconciliationEngine,
   ReconcileSession,

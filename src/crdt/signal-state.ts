@@ -37,17 +37,21 @@
 // `Hlc.reserve(n)` hands out for a batch; `apply` takes one event's own timestamp.
 
 import { TidelogError } from '../errors.ts';
-import { entityDigestsOf, type EntityDigests } from './digest-tree.ts';
+import type { EntityDigests } from './digest-tree.ts';
 import { countersOf, viewEntity, type EntityView } from './entity-view.ts';
-import { compareEntityKeys, entityIdOf, entityKeyOf, type EntityKey } from './entity-key.ts';
+import { entityIdOf, entityKeyOf, type EntityKey } from './entity-key.ts';
 import { foldPacked, validatePacked, type FoldTarget } from './event-fold.ts';
 import { HlcTimestamp, U32_MAX, U64_MAX } from './hlc-timestamp.ts';
-import { LWWRegister, trueWinsTies } from './lww-register.ts';
+import type { LWWRegister } from './lww-register.ts';
+import { splitNs } from './packed-time.ts';
 import { OriginLog } from './origin-log.ts';
 import { EVENT_BYTES, checkPackedLength, writeEvent, type SignalEvent } from '../event.ts';
 import type { PNCounter } from './pn-counter.ts';
-import { ScoreColumn } from './score-column.ts';
+import type { ScoreColumn } from './score-column.ts';
 import type { SignalSchema, SignalType } from './signal-schema.ts';
+import { StateArrays } from './state-arrays.ts';
+import { StateImageStream, type ImageStream } from './state-image.ts';
+import { assertStateArrays } from './state-invariants.ts';
 import {
   decodeSnapshotBytes,
   encodeSnapshotBytes,
@@ -59,6 +63,7 @@ import {
 import { checkWeight } from './weight-micros.ts';
 
 export type { EntityView, SignalScore } from './entity-view.ts';
+export type { ImageStream } from './state-image.ts';
 
 export interface SignalStateOptions {
   /** Bound of the reorder buffer (events waiting behind a seq gap), all origins together. */
@@ -74,22 +79,19 @@ export interface SignalStateJson {
   snapshot: string;
 }
 
-type FlagRegisters = (LWWRegister<boolean> | undefined)[];
-
 export class CrdtSignalState {
   readonly schema: SignalSchema;
   readonly maxPendingEvents: number;
-  /** Indexed by signal id; undefined for flag and unknown signals. */
-  private readonly columns: (ScoreColumn | undefined)[];
-  /** The same columns, ascending by signal id. */
-  private readonly columnList: ScoreColumn[];
-  private readonly flags = new Map<EntityKey, FlagRegisters>();
+  /** Entities, contributions and flags, in typed arrays (state-arrays.ts). */
+  private arrays: StateArrays;
   private readonly logs = new Map<number, OriginLog>();
   private pendingCount = 0;
   private droppedCount = 0;
   private mutationCount = 0;
   private keyCache: { version: number; keys: EntityKey[] } | undefined = undefined;
-  private readonly foldTarget: FoldTarget;
+  private foldTarget: FoldTarget;
+  /** The image in progress (at most one; beginImage supersedes it). */
+  private image: StateImageStream | null = null;
   private readonly scratch = new Uint8Array(EVENT_BYTES);
   private readonly scratchView = new DataView(this.scratch.buffer);
 
@@ -100,15 +102,8 @@ export class CrdtSignalState {
     }
     this.schema = schema;
     this.maxPendingEvents = maxPendingEvents;
-    this.columns = new Array<ScoreColumn | undefined>(256).fill(undefined);
-    this.columnList = [];
-    for (const signal of schema.signals) {
-      if (signal.kind !== 'score') continue;
-      const column = new ScoreColumn(signal, schema.bucketsPerWindow);
-      this.columns[signal.id] = column;
-      this.columnList.push(column);
-    }
-    this.foldTarget = { columns: this.columns, schema, flagFor: (key, index) => this.flagFor(key, index) };
+    this.arrays = new StateArrays(schema);
+    this.foldTarget = foldTargetOf(this.arrays);
   }
 
   /** Changes whenever the state does (digest caches key on it). */
@@ -116,8 +111,9 @@ export class CrdtSignalState {
     return this.mutationCount;
   }
 
+  /** Entities with a contribution or a set flag (O(1)). */
   get entityCount(): number {
-    return this.entityKeys().length;
+    return this.arrays.entityCount;
   }
 
   /** Events waiting behind a seq gap, for one origin or all. */
@@ -142,7 +138,7 @@ export class CrdtSignalState {
    */
   get conflicts(): number {
     let total = 0;
-    for (const column of this.columnList) total += column.conflicts;
+    for (const column of this.arrays.columnList) total += column.conflicts;
     for (const log of this.logs.values()) total += log.conflicts;
     return total;
   }
@@ -230,12 +226,7 @@ export class CrdtSignalState {
   merge(other: CrdtSignalState): this {
     this.checkSameSchema(other.schema);
     if (other === this) return this;
-    for (const column of this.columnList) column.joinColumn(other.columns[column.signal.id] as ScoreColumn);
-    for (const [key, registers] of other.flags) {
-      registers.forEach((register, index) => {
-        if (register?.isSet) this.flagFor(key, index).merge(register);
-      });
-    }
+    this.arrays.join(other.arrays);
     for (const log of other.logs.values()) this.joinOrigin(log);
     this.mutationCount++;
     return this;
@@ -245,7 +236,8 @@ export class CrdtSignalState {
   query(entityId: bigint, atNs: bigint): EntityView {
     checkU64(entityId, 'entityId');
     checkU64(atNs, 'atNs');
-    return viewEntity(this.schema, this.columnList, this.flags.get(entityKeyOf(entityId)), entityId, atNs);
+    const arrays = this.arrays;
+    return viewEntity(this.schema, arrays.columnList, arrays.flags, arrays.index.findKey(entityKeyOf(entityId)), entityId, atNs);
   }
 
   /**
@@ -255,7 +247,7 @@ export class CrdtSignalState {
   counters(entityId: bigint, signalType: number): { events: PNCounter; weightMicros: PNCounter } {
     checkU64(entityId, 'entityId');
     this.signalFor(signalType);
-    return countersOf(this.columns[signalType], entityKeyOf(entityId));
+    return countersOf(this.arrays.columns[signalType], this.arrays.index.findKey(entityKeyOf(entityId)));
   }
 
   /** A copy of the entity's LWW register for `flag` (never set: an empty register). */
@@ -263,8 +255,7 @@ export class CrdtSignalState {
     checkU64(entityId, 'entityId');
     const index = this.schema.flags.indexOf(flag);
     if (index < 0) throw new TidelogError('UNKNOWN_SIGNAL_TYPE', `the schema has no flag "${flag}"`);
-    const register = this.flags.get(entityKeyOf(entityId))?.[index];
-    return register?.clone() ?? new LWWRegister<boolean>({ tieBreak: trueWinsTies });
+    return this.arrays.flags.register(this.arrays.index.findKey(entityKeyOf(entityId)), index);
   }
 
   /** Entity ids, ascending. */
@@ -274,13 +265,7 @@ export class CrdtSignalState {
 
   clone(): CrdtSignalState {
     const copy = new CrdtSignalState(this.schema, { maxPendingEvents: this.maxPendingEvents });
-    copy.columnList.length = 0;
-    for (const column of this.columnList) {
-      const columnCopy = column.clone();
-      copy.columns[column.signal.id] = columnCopy;
-      copy.columnList.push(columnCopy);
-    }
-    for (const [key, registers] of this.flags) copy.flags.set(key, registers.map((register) => register?.clone()));
+    copy.adoptArrays(new StateArrays(this.schema, this.arrays));
     for (const [origin, log] of this.logs) copy.logs.set(origin, log.clone());
     copy.pendingCount = this.pendingCount;
     copy.droppedCount = this.droppedCount;
@@ -289,25 +274,7 @@ export class CrdtSignalState {
 
   equals(other: CrdtSignalState): boolean {
     if (other.schema.fingerprint !== this.schema.fingerprint) return false;
-    for (const column of this.columnList) {
-      const theirs = other.columns[column.signal.id] as ScoreColumn;
-      if (column.heads.size !== theirs.heads.size) return false;
-      let isEqual = true;
-      column.heads.forEach((key) => {
-        if (isEqual && !column.cellEquals(key, theirs)) isEqual = false;
-      });
-      if (!isEqual) return false;
-    }
-    const flagKeys = new Set([...this.flags.keys(), ...other.flags.keys()]);
-    for (const key of flagKeys) {
-      for (let index = 0; index < this.schema.flags.length; index++) {
-        const mine = this.flags.get(key)?.[index];
-        const theirs = other.flags.get(key)?.[index];
-        if (mine === undefined || theirs === undefined) {
-          if ((mine?.isSet ?? false) || (theirs?.isSet ?? false)) return false;
-        } else if (!mine.equals(theirs)) return false;
-      }
-    }
+    if (!this.arrays.equals(other.arrays)) return false;
     const origins = new Set([...this.logs.keys(), ...other.logs.keys()]);
     for (const origin of origins) {
       const mine = this.logs.get(origin) ?? new OriginLog(origin);
@@ -315,6 +282,22 @@ export class CrdtSignalState {
       if (!mine.equals(theirs)) return false;
     }
     return true;
+  }
+
+  /**
+   * Starts a binary image of the state as it is now (state-image.ts): raw typed arrays, read in
+   * pieces by `next(maxBytes)` while the owner keeps folding, merging and registering origins;
+   * copy-on-write keeps the image at this point in time. O(origins + buffered events) now, then
+   * O(maxBytes) per piece. One image at a time: a second beginImage cancels the first (whose
+   * next() then fails with CLOSED). Read it back with ImageLoader (image-loader.ts).
+   */
+  beginImage(): ImageStream {
+    this.image?.cancel();
+    const stream = new StateImageStream(this.schema, this.arrays, this.logs, this.droppedCount, () => {
+      if (this.image === stream) this.image = null;
+    });
+    this.image = stream;
+    return stream;
   }
 
   /** The canonical snapshot (snapshot-codec.ts): equal states give identical bytes. */
@@ -363,24 +346,62 @@ export class CrdtSignalState {
 
   // ---- for reconciliation and the codec; not part of the index.ts surface ----
 
-  /** @internal Entity keys, ascending (cached per version). */
+  /** @internal Entity keys, ascending (cached per version; O(n log n) once per version). */
   entityKeys(): EntityKey[] {
     if (this.keyCache?.version === this.mutationCount) return this.keyCache.keys;
-    const keys = new Set<EntityKey>(this.flags.keys());
-    for (const column of this.columnList) column.heads.forEach((key) => keys.add(key));
-    const sorted = [...keys].sort(compareEntityKeys);
-    this.keyCache = { version: this.mutationCount, keys: sorted };
-    return sorted;
+    const keys = this.arrays.sortedKeys();
+    this.keyCache = { version: this.mutationCount, keys };
+    return keys;
   }
 
   /** @internal The entity's canonical record (snapshot-codec.ts), undefined if absent. */
   entityRecord(key: EntityKey): EntityRecord | undefined {
-    return entityToRecord(key, this.columnList, this.flags.get(key));
+    const arrays = this.arrays;
+    return entityToRecord(key, arrays.columnList, arrays.flags, arrays.index.findKey(key));
   }
 
   /** @internal Every entity's content digest, aligned with entityKeys() (digest-tree.ts). */
   entityDigests(): EntityDigests {
-    return entityDigestsOf(this.entityKeys(), this.columnList, this.flags);
+    const keys = this.entityKeys();
+    const hashHi = new Uint32Array(keys.length);
+    const hashLo = new Uint32Array(keys.length);
+    const arrays = this.arrays;
+    keys.forEach((key, at) => {
+      [hashHi[at], hashLo[at]] = arrays.digestOf(arrays.index.findKey(key));
+    });
+    return { keys, hashHi, hashLo };
+  }
+
+  /**
+   * @internal A state from a loaded image's parts (image-loader.ts validated them): the arrays,
+   * the origin logs in their original order, and the dropped-events counter.
+   */
+  static fromImage(schema: SignalSchema, options: SignalStateOptions, arrays: StateArrays, logs: OriginLog[], droppedCount: number): CrdtSignalState {
+    const state = new CrdtSignalState(schema, options);
+    state.adoptArrays(arrays);
+    for (const log of logs) {
+      state.logs.set(log.origin, log);
+      state.pendingCount += log.pending.size;
+    }
+    state.droppedCount = droppedCount;
+    return state;
+  }
+
+  /**
+   * @internal Checks every structural invariant (state-invariants.ts) and the reorder-buffer
+   * bookkeeping; throws an invariant Error (or DECODE_FAILED naming the broken part). O(state):
+   * for tests.
+   */
+  checkInvariants(): void {
+    assertStateArrays(this.arrays);
+    let pending = 0;
+    for (const log of this.logs.values()) {
+      pending += log.pending.size;
+      for (const seq of log.pending.keys()) {
+        if (seq <= log.appliedSeq + 1) throw new Error(`invariant violated: origin ${log.origin} buffers seq ${seq} at appliedSeq ${log.appliedSeq}`);
+      }
+    }
+    if (pending !== this.pendingCount) throw new Error(`invariant violated: ${this.pendingCount} pending events counted, ${pending} held`);
   }
 
   /** @internal The origin's log (undefined when the state never heard of it). */
@@ -396,12 +417,16 @@ export class CrdtSignalState {
   /** @internal Joins one decoded entity (per-origin max, LWW flags); returns whether anything changed. */
   joinEntity(entity: DecodedEntity): boolean {
     let isChanged = false;
+    const arrays = this.arrays;
+    const target = arrays.index.findOrAddKey(entity.key);
     for (const cell of entity.cells) {
-      const column = this.columns[cell.signalId] as ScoreColumn;
-      for (const values of cell.contributions) if (column.joinValues(entity.key, values)) isChanged = true;
+      const column = arrays.columns[cell.signalId] as ScoreColumn;
+      for (const values of cell.contributions) if (column.joinValues(target, values)) isChanged = true;
     }
     for (const flag of entity.flags) {
-      if (this.flagFor(entity.key, flag.index).set(flag.value, flag.stamp)) isChanged = true;
+      const stamp = flag.stamp;
+      const [wallHi, wallLo] = splitNs(stamp.wallNs);
+      if (arrays.flags.set(target, flag.index, flag.value, wallHi, wallLo, stamp.logical, stamp.nodeId)) isChanged = true;
     }
     if (isChanged) this.mutationCount++;
     return isChanged;
@@ -454,18 +479,10 @@ export class CrdtSignalState {
     return signal;
   }
 
-  private flagFor(key: EntityKey, index: number): LWWRegister<boolean> {
-    let registers = this.flags.get(key);
-    if (registers === undefined) {
-      registers = new Array<LWWRegister<boolean> | undefined>(this.schema.flags.length).fill(undefined);
-      this.flags.set(key, registers);
-    }
-    let register = registers[index];
-    if (register === undefined) {
-      register = new LWWRegister<boolean>({ tieBreak: trueWinsTies });
-      registers[index] = register;
-    }
-    return register;
+  /** Takes `arrays` as this state's entities (a clone's copy, a loaded image's). */
+  private adoptArrays(arrays: StateArrays): void {
+    this.arrays = arrays;
+    this.foldTarget = foldTargetOf(arrays);
   }
 
   private logFor(origin: number): OriginLog {
@@ -516,6 +533,10 @@ export class CrdtSignalState {
     }
   }
 
+}
+
+function foldTargetOf(arrays: StateArrays): FoldTarget {
+  return { index: arrays.index, pool: arrays.pool, columns: arrays.columns, flags: arrays.flags, barrier: arrays.barrier, schema: arrays.schema };
 }
 
 function checkOrigin(origin: number): void {

@@ -33,14 +33,14 @@ import { Packr } from 'msgpackr';
 import { TidelogError } from '../errors.ts';
 import { compareEntityKeys, entityIdOf, entityKeyOf, type EntityKey } from './entity-key.ts';
 import { HLC_TIMESTAMP_BYTES, HlcTimestamp, readU32BigEndian, U32_MAX, U64_MAX, writeHlcParts } from './hlc-timestamp.ts';
-import type { LWWRegister } from './lww-register.ts';
+import type { FlagTable } from './flag-table.ts';
 import { validatePacked } from './event-fold.ts';
 import { OriginLog, type PendingEvent } from './origin-log.ts';
 import { EVENT_BYTES } from '../event.ts';
-import { joinNs, splitNs } from './packed-time.ts';
+import { joinNs, secondsOf, splitNs } from './packed-time.ts';
 import type { ContributionValues } from './contribution-values.ts';
 import type { ScoreColumn } from './score-column.ts';
-import type { SignalSchema } from './signal-schema.ts';
+import type { ScoreSignal, SignalSchema } from './signal-schema.ts';
 import { LIMB } from './weight-micros.ts';
 
 export const SNAPSHOT_MAGIC = 'tidelog/crdt-state';
@@ -236,22 +236,18 @@ export function decodeOriginRows(raw: unknown, path: string, schema: SignalSchem
   return logs;
 }
 
-/** The entity's canonical record, or undefined when the state holds nothing for it. */
-export function entityToRecord(
-  key: EntityKey,
-  columns: readonly ScoreColumn[],
-  flags: readonly (LWWRegister<boolean> | undefined)[] | undefined,
-): EntityRecord | undefined {
+/** The canonical record of entity number `entity` (key `key`), or undefined when it is absent. */
+export function entityToRecord(key: EntityKey, columns: readonly ScoreColumn[], flags: FlagTable, entity: number): EntityRecord | undefined {
+  if (entity < 0) return undefined;
   const cells: CellRecord[] = [];
   for (const column of columns) {
-    const chain = column.chain(key);
+    const chain = column.chain(entity);
     if (chain.length === 0) continue;
     cells.push([column.signal.id, chain.map((slot) => contributionToRecord(column.values(slot)))]);
   }
   const flagRecords: FlagRecord[] = [];
-  flags?.forEach((register, flagIndex) => {
-    const stamp = register?.timestamp;
-    if (register !== undefined && stamp !== undefined) flagRecords.push([flagIndex, register.get() === true, stamp.toBytes()]);
+  flags.forEachSet(entity, (flag, value, wallHi, wallLo, logical, nodeId) => {
+    flagRecords.push([flag, value, hlcBytes(wallHi, wallLo, logical, nodeId)]);
   });
   if (cells.length === 0 && flagRecords.length === 0) return undefined;
   return [typeof key === 'number' ? key : entityIdOf(key), cells, flagRecords];
@@ -299,7 +295,7 @@ export function decodeEntityRecord(raw: unknown, schema: SignalSchema, path: str
     const previous = entity.cells[entity.cells.length - 1];
     if (previous !== undefined && previous.signalId >= signalId) fail(cellPath, 'cells must be strictly ascending by signal');
     const contributions = expectArray(cell[1], `${cellPath}[1]`).map((rawContribution, at) =>
-      decodeContribution(rawContribution, signal.windows.length, schema.bucketsPerWindow, `${cellPath}[1][${at}]`),
+      decodeContribution(rawContribution, signal, schema.bucketsPerWindow, `${cellPath}[1][${at}]`),
     );
     if (contributions.length === 0) fail(`${cellPath}[1]`, 'a cell needs at least one contribution');
     for (let at = 1; at < contributions.length; at++) {
@@ -325,8 +321,9 @@ export function decodeEntityRecord(raw: unknown, schema: SignalSchema, path: str
   return entity;
 }
 
-function decodeContribution(raw: unknown, windowCount: number, bucketCount: number, path: string): ContributionValues {
+function decodeContribution(raw: unknown, signal: ScoreSignal, bucketCount: number, path: string): ContributionValues {
   const record = expectArray(raw, path, 10);
+  const eventCount = expectInteger(record[2], `${path}[2]`, 1);
   const [weightPositiveHi, weightPositiveLo] = expectWide(record[3], `${path}[3]`);
   const [weightNegativeHi, weightNegativeLo] = expectWide(record[4], `${path}[4]`);
   const score = record[5];
@@ -334,18 +331,21 @@ function decodeContribution(raw: unknown, windowCount: number, bucketCount: numb
   const [anchorHi, anchorLo] = splitNs(expectU64(record[6], `${path}[6]`));
   const lastHlc = expectBytes(record[7], `${path}[7]`, HLC_TIMESTAMP_BYTES);
   const [eventHi, eventLo] = splitNs(expectU64(record[8], `${path}[8]`));
-  const windows = expectArray(record[9], `${path}[9]`, windowCount).map((rawRing, index) => {
+  const anchorSeconds = secondsOf(anchorHi, anchorLo);
+  const windows = expectArray(record[9], `${path}[9]`, signal.windows.length).map((rawRing, index) => {
     const ringPath = `${path}[9][${index}]`;
     const ring = expectArray(rawRing, ringPath);
-    if (ring.length % 2 !== 0 || ring.length > 2 * bucketCount) fail(ringPath, 'bad ring length');
-    const newest = ring[ring.length - 2] as number;
+    if (ring.length === 0 || ring.length % 2 !== 0 || ring.length > 2 * bucketCount) fail(ringPath, 'bad ring length');
+    // The newest bucket holds the newest event, whose time is the anchor (window-rings.ts).
+    const newest = Math.floor(anchorSeconds / signal.windows[index].bucketSeconds);
+    if (ring[ring.length - 2] !== newest) fail(ringPath, 'the newest bucket must be the anchor\'s');
     const pairs: number[] = [];
     for (let at = 0; at < ring.length; at += 2) {
       const bucket = ring[at];
       const count = ring[at + 1];
       if (!Number.isSafeInteger(bucket) || (bucket as number) < 0) fail(ringPath, 'a bucket is a non-negative integer');
-      if (!Number.isInteger(count) || (count as number) < 1 || (count as number) > U32_MAX) {
-        fail(ringPath, 'a bucket count is a u32 ≥ 1');
+      if (!Number.isSafeInteger(count) || (count as number) < 1 || (count as number) > eventCount) {
+        fail(ringPath, 'a bucket count is an integer from 1 to the event count');
       }
       if (at > 0 && (bucket as number) <= pairs[at - 2]) fail(ringPath, 'buckets must be strictly ascending');
       if ((bucket as number) <= newest - bucketCount) fail(ringPath, 'a bucket lies outside the ring');
@@ -356,7 +356,7 @@ function decodeContribution(raw: unknown, windowCount: number, bucketCount: numb
   return {
     origin: expectU32(record[0], `${path}[0]`),
     lastSeq: expectInteger(record[1], `${path}[1]`, 1),
-    eventCount: expectInteger(record[2], `${path}[2]`, 1),
+    eventCount,
     weightPositiveHi,
     weightPositiveLo,
     weightNegativeHi,

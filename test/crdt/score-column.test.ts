@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeEvents, parseSignalSchema, type ScoreSignal } from '../../src/crdt/index.ts';
-import { ScoreColumn } from '../../src/crdt/score-column.ts';
+import type { ScoreColumn } from '../../src/crdt/score-column.ts';
+import { StateArrays } from '../../src/crdt/state-arrays.ts';
 
 const BUCKETS = 6;
 const schema = parseSignalSchema({
@@ -12,6 +13,12 @@ const schema = parseSignalSchema({
 });
 const signal = schema.byId[1] as ScoreSignal;
 const START_SECONDS = 1_700_000_000;
+
+/** A fresh state's column for the signal, and entity numbers for small ids. */
+function freshColumn(): { column: ScoreColumn; entity: (id: number) => number } {
+  const arrays = new StateArrays(schema);
+  return { column: arrays.columns[1] as ScoreColumn, entity: (id) => arrays.index.findOrAdd(0, id) };
+}
 
 function foldSeconds(column: ScoreColumn, slot: number, seq: number, seconds: number): void {
   const bytes = encodeEvents([{ entityId: 1n, signalType: 1, weight: 1, timestampNs: BigInt(seconds) * 1_000_000_000n }]);
@@ -31,8 +38,8 @@ function referenceCount(eventSeconds: number[], bucketSeconds: number, querySeco
 }
 
 test('score-column - a window counts the buckets (T − window, T] at bucket granularity', () => {
-  const column = new ScoreColumn(signal, BUCKETS);
-  const slot = column.slotFor(1, 1);
+  const { column, entity } = freshColumn();
+  const slot = column.slotFor(entity(1), 1);
   // 1m window, 10 s buckets.
   [0, 5, 10, 30, 55, 59].forEach((offset, index) => foldSeconds(column, slot, index + 1, START_SECONDS + offset));
   assert.is(column.countAt(slot, 0, START_SECONDS + 59), 6);
@@ -51,8 +58,8 @@ test('score-column - window counts match the documented bucket semantics (proper
       fc.array(fc.integer({ min: 0, max: 4 * 3600 }), { minLength: 1, maxLength: 80 }),
       fc.integer({ min: 0, max: 5 * 3600 }),
       (offsets, queryOffset) => {
-        const column = new ScoreColumn(signal, BUCKETS);
-        const slot = column.slotFor(1, 1);
+        const { column, entity } = freshColumn();
+        const slot = column.slotFor(entity(1), 1);
         offsets.forEach((offset, index) => foldSeconds(column, slot, index + 1, START_SECONDS + offset));
         const seconds = offsets.map((offset) => START_SECONDS + offset);
         signal.windows.forEach((window, index) => {
@@ -65,21 +72,21 @@ test('score-column - window counts match the documented bucket semantics (proper
 });
 
 test('score-column - origins chain in ascending order whatever order they arrive in', () => {
-  const column = new ScoreColumn(signal, BUCKETS);
-  for (const origin of [5, 2, 9, 1, 7]) column.slotFor(42, origin);
-  assert.equal(column.chain(42).map((slot) => column.values(slot).origin), [1, 2, 5, 7, 9]);
-  assert.is(column.slotFor(42, 7), column.chain(42)[3]);
+  const { column, entity } = freshColumn();
+  for (const origin of [5, 2, 9, 1, 7]) column.slotFor(entity(42), origin);
+  assert.equal(column.chain(entity(42)).map((slot) => column.values(slot).origin), [1, 2, 5, 7, 9]);
+  assert.is(column.slotFor(entity(42), 7), column.chain(entity(42))[3]);
 });
 
 test('score-column - values round-trip through joinValues into another column', () => {
-  const column = new ScoreColumn(signal, BUCKETS);
-  const slot = column.slotFor(3, 1);
+  const { column, entity } = freshColumn();
+  const slot = column.slotFor(entity(3), 1);
   [0, 20, 700, 3000].forEach((offset, index) => foldSeconds(column, slot, index + 1, START_SECONDS + offset));
-  const copy = new ScoreColumn(signal, BUCKETS);
-  assert.ok(copy.joinValues(3, column.values(slot)));
-  assert.not.ok(copy.joinValues(3, column.values(slot)), 'joining the same contribution again changes nothing');
-  assert.ok(copy.cellEquals(3, column));
-  assert.equal(copy.values(copy.chain(3)[0]), column.values(slot));
+  const { column: copy, entity: copyEntity } = freshColumn();
+  assert.ok(copy.joinValues(copyEntity(3), column.values(slot)));
+  assert.not.ok(copy.joinValues(copyEntity(3), column.values(slot)), 'joining the same contribution again changes nothing');
+  assert.ok(copy.cellEquals(copyEntity(3), column, entity(3)));
+  assert.equal(copy.values(copy.chain(copyEntity(3))[0]), column.values(slot));
 });
 
 test.run();

@@ -61,6 +61,11 @@ test('signal-state - apply folds an event into score, counts, totals and last se
   assert.is(state.query(42n, at).signals.like.eventCount, 0);
   assert.equal(state.query(42n, at).flags, { hidden: false });
   assert.equal(state.entityIds(), [42n]);
+  // An entity the state never saw reads as empty, whatever the arrays' sizes.
+  state.apply(event(44n, HIDE, 1, START_NS), 1, stamp(2n, 0, 1), 3);
+  assert.is(state.query(43n, at).signals.view.eventCount, 0);
+  assert.is(state.flag(43n, 'hidden').isSet, false);
+  assert.is(state.counters(43n, VIEW).events.toNumber(), 0);
 });
 
 test('signal-state - windowed counts forget events older than the window', () => {
