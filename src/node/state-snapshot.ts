@@ -10,7 +10,8 @@
 //   ------  ----  ------------  ---------------------------------------------------------
 //        0     4  magic         ASCII "TLST"
 //        4     2  version       u16 = 2
-//        6     2  crdtFormat    u16: 1 = canonical msgpack snapshot (src/crdt/snapshot-codec.ts)
+//        6     2  crdtFormat    u16: 2 = binary state image (src/crdt/state-image.ts), written;
+//                               1 = canonical msgpack snapshot (src/crdt/snapshot-codec.ts), read
 //        8     4  shard         u32
 //       12     4  reserved      0
 //       16     8  appliedSeq    u64, highest seq folded
@@ -26,7 +27,7 @@
 //        0     4  magic "TLST" │ 4  2 version = 1 │ 6  2 reserved │ 8  4 shard │ 12  8 appliedSeq
 //       20     4  crdtBytes C  │ 24 4 sessionBytes S │ 28 C crdt (msgpack) │ 28+C S sessions
 
-import { CrdtSignalState, type SignalSchema, type SignalStateOptions } from '../crdt/index.ts';
+import { CrdtSignalState, ImageLoader, type SignalSchema, type SignalStateOptions } from '../crdt/index.ts';
 import { TidelogError } from '../errors.ts';
 import type { SnapshotSink, SnapshotStream } from '../wal/index.ts';
 
@@ -34,6 +35,7 @@ const STATE_MAGIC = 0x54534c54; // "TLST" read as u32 little-endian
 const V1_HEAD_BYTES = 28;
 const V2_HEAD_BYTES = 40;
 export const CRDT_FORMAT_MSGPACK = 1;
+export const CRDT_FORMAT_IMAGE = 2;
 export const STATE_SNAPSHOT_VERSION = 2;
 
 /** What a restored container holds. */
@@ -45,40 +47,60 @@ export interface RestoredState {
 export interface StateSnapshotParts {
   shard: number;
   appliedSeq: number;
-  /** The CRDT state as of the snapshot (its bytes, produced now). */
+  /** The CRDT state; its image is consistent as of this call while the state moves on. */
   signals: CrdtSignalState;
   /** The session snapshot as of the snapshot. */
   sessions: Uint8Array;
 }
 
-/** A version-2 container as a stream: header, CRDT bytes, session bytes. */
+/**
+ * A version-2 container as a stream: header, the CRDT state's image, session bytes. The
+ * image is taken with copy-on-write (src/crdt/state-image.ts), so producing it costs
+ * O(piece) per next() however large the state, and folding may go on between pieces.
+ */
 export function stateSnapshotStream(parts: StateSnapshotParts): SnapshotStream {
-  const crdt = parts.signals.encode();
+  const image = parts.signals.beginImage();
   const head = new Uint8Array(V2_HEAD_BYTES);
   const view = new DataView(head.buffer);
   view.setUint32(0, STATE_MAGIC, true);
   view.setUint16(4, STATE_SNAPSHOT_VERSION, true);
-  view.setUint16(6, CRDT_FORMAT_MSGPACK, true);
+  view.setUint16(6, CRDT_FORMAT_IMAGE, true);
   view.setUint32(8, parts.shard, true);
   view.setBigUint64(16, BigInt(parts.appliedSeq), true);
-  view.setBigUint64(24, BigInt(crdt.byteLength), true);
+  view.setBigUint64(24, BigInt(image.totalBytes), true);
   view.setBigUint64(32, BigInt(parts.sessions.byteLength), true);
-  const pieces = [head, crdt, parts.sessions];
-  let piece = 0;
+  let stage: 'head' | 'image' | 'sessions' | 'done' = 'head';
   let offset = 0;
+  const fromBytes = (bytes: Uint8Array, maxBytes: number): Uint8Array | null => {
+    if (offset >= bytes.byteLength) return null;
+    const piece = bytes.subarray(offset, Math.min(bytes.byteLength, offset + maxBytes));
+    offset += piece.byteLength;
+    return piece;
+  };
   return {
     next(maxBytes) {
-      while (piece < pieces.length && offset >= pieces[piece].byteLength) {
-        piece++;
-        offset = 0;
+      for (;;) {
+        if (stage === 'head') {
+          const piece = fromBytes(head, maxBytes);
+          if (piece !== null) return piece;
+          stage = 'image';
+        } else if (stage === 'image') {
+          const piece = image.next(Math.max(64 << 10, maxBytes));
+          if (piece !== null) return piece;
+          stage = 'sessions';
+          offset = 0;
+        } else if (stage === 'sessions') {
+          const piece = fromBytes(parts.sessions, maxBytes);
+          if (piece !== null) return piece;
+          stage = 'done';
+        } else {
+          return null;
+        }
       }
-      if (piece >= pieces.length) return null;
-      const bytes = pieces[piece].subarray(offset, Math.min(pieces[piece].byteLength, offset + maxBytes));
-      offset += bytes.byteLength;
-      return bytes;
     },
     cancel() {
-      piece = pieces.length;
+      if (stage !== 'done') image.cancel();
+      stage = 'done';
     },
   };
 }
@@ -92,6 +114,9 @@ export class StateSnapshotReader implements SnapshotSink {
   private headLength = 0;
   private version = 0;
   private crdt: Uint8Array | null = null;
+  /** Format 2: the image goes straight into a loader, never held whole. */
+  private loader: ImageLoader | null = null;
+  private crdtTotal = 0;
   private sessions: Uint8Array | null = null;
   private crdtLength = 0;
   private sessionLength = 0;
@@ -109,9 +134,10 @@ export class StateSnapshotReader implements SnapshotSink {
         at += this.readHead(bytes, at);
         continue;
       }
-      if (this.crdtLength < this.crdt.byteLength) {
-        const take = Math.min(bytes.byteLength - at, this.crdt.byteLength - this.crdtLength);
-        this.crdt.set(bytes.subarray(at, at + take), this.crdtLength);
+      if (this.crdtLength < this.crdtTotal) {
+        const take = Math.min(bytes.byteLength - at, this.crdtTotal - this.crdtLength);
+        if (this.loader !== null) this.loader.push(bytes.subarray(at, at + take));
+        else this.crdt.set(bytes.subarray(at, at + take), this.crdtLength);
         this.crdtLength += take;
         at += take;
         continue;
@@ -130,14 +156,15 @@ export class StateSnapshotReader implements SnapshotSink {
     if (this.crdt === null || this.sessions === null) this.fail('the container ends inside its header');
     const crdt = this.crdt as Uint8Array;
     const sessions = this.sessions as Uint8Array;
-    if (this.crdtLength !== crdt.byteLength || this.sessionLength !== sessions.byteLength) this.fail('the container ends early');
-    const signals = CrdtSignalState.decode(crdt, this.expected.schema, this.expected.options);
+    if (this.crdtLength !== this.crdtTotal || this.sessionLength !== sessions.byteLength) this.fail('the container ends early');
+    const signals = this.loader !== null ? this.loader.finish() : CrdtSignalState.decode(crdt, this.expected.schema, this.expected.options);
     this.onRestored({ signals, sessions });
   }
 
   abort(): void {
     this.isAborted = true;
     this.crdt = null;
+    this.loader = null;
     this.sessions = null;
   }
 
@@ -160,6 +187,7 @@ export class StateSnapshotReader implements SnapshotSink {
     let appliedSeq: bigint;
     let crdtBytes: number;
     let sessionBytes: number;
+    let format = CRDT_FORMAT_MSGPACK;
     if (this.version === 1) {
       if (view.getUint16(6, true) !== 0) this.fail('reserved bytes are not zero');
       shard = view.getUint32(8, true);
@@ -167,20 +195,30 @@ export class StateSnapshotReader implements SnapshotSink {
       crdtBytes = view.getUint32(20, true);
       sessionBytes = view.getUint32(24, true);
     } else {
-      if (view.getUint16(6, true) !== CRDT_FORMAT_MSGPACK) this.fail(`unknown CRDT format ${view.getUint16(6, true)}`);
+      format = view.getUint16(6, true);
+      if (format !== CRDT_FORMAT_MSGPACK && format !== CRDT_FORMAT_IMAGE) this.fail(`unknown CRDT format ${format}`);
       if (view.getUint32(12, true) !== 0) this.fail('reserved bytes are not zero');
       shard = view.getUint32(8, true);
       appliedSeq = view.getBigUint64(16, true);
       const crdt = view.getBigUint64(24, true);
       const session = view.getBigUint64(32, true);
-      // Sections live in memory whole (msgpack decodes from one buffer): 2 GiB is the ceiling.
-      if (crdt > 0x7fff_ffffn || session > 0x7fff_ffffn) this.fail('a section longer than 2 GiB');
+      // An image streams into its loader; a msgpack section and the sessions are held whole
+      // (msgpack decodes from one buffer): 2 GiB is their ceiling.
+      if ((format === CRDT_FORMAT_MSGPACK && crdt > 0x7fff_ffffn) || crdt > BigInt(Number.MAX_SAFE_INTEGER) || session > 0x7fff_ffffn) {
+        this.fail('a section too long to hold');
+      }
       crdtBytes = Number(crdt);
       sessionBytes = Number(session);
     }
     if (shard !== this.expected.shard) this.fail(`it belongs to shard ${shard}`);
     if (appliedSeq !== BigInt(this.expected.appliedSeq)) this.fail(`it was taken at seq ${appliedSeq}, not ${this.expected.appliedSeq}`);
-    this.crdt = new Uint8Array(crdtBytes);
+    this.crdtTotal = crdtBytes;
+    if (format === CRDT_FORMAT_IMAGE) {
+      this.loader = new ImageLoader(this.expected.schema, this.expected.options);
+      this.crdt = new Uint8Array(0);
+    } else {
+      this.crdt = new Uint8Array(crdtBytes);
+    }
     this.sessions = new Uint8Array(sessionBytes);
     return take;
   }
