@@ -356,7 +356,7 @@ export class RingPool {
     const from = ring * this.bucketCount;
     const to = (word & INDEX_MASK) * this.bucketCount;
     for (let index = 0; index < this.bucketCount; index++) this.wide[to + index] = this.narrow[from + index];
-    this.release(RING_FLAG | ring);
+    this.release((RING_FLAG | ring) >>> 0);
     return word;
   }
 

@@ -1,10 +1,11 @@
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { expectCode } from '../support/expect-code.ts';
 import { isTidelogError } from '../../src/errors.ts';
-import { CrdtSignalState, defaultSignalSchema, parseSignalSchema, SNAPSHOT_MAGIC, SNAPSHOT_VERSION } from '../../src/crdt/index.ts';
+import { CrdtSignalState, defaultSignalSchema, HlcTimestamp, parseSignalSchema, SNAPSHOT_MAGIC, SNAPSHOT_VERSION } from '../../src/crdt/index.ts';
 import { deliver, makeHistory, messyDelivery, mulberry32 } from './replica-simulation.ts';
 
 const schema = defaultSignalSchema();
@@ -85,6 +86,32 @@ test('snapshot-codec - non-canonical order is DECODE_FAILED', () => {
   expectCode(() => CrdtSignalState.decode(stream(header(0, [[1, 0, [], hlc]])), schema), 'DECODE_FAILED');
   expectCode(() => CrdtSignalState.decode(stream(header(0, [[1, 0, [], null]])), schema), 'DECODE_FAILED');
   expectCode(() => CrdtSignalState.decode(stream(header(0, [[1, 3, []]])), schema), 'DECODE_FAILED');
+});
+
+// test/crdt/fixtures/state-v2.msgpack was written by the release before the typed-array state
+// (commit 7a1032f, float64 records of 472 bytes), from the same history as below.
+test('snapshot-codec - a version-2 snapshot written by the previous release loads, and re-encodes byte for byte', () => {
+  const fixture = new Uint8Array(readFileSync(new URL('./fixtures/state-v2.msgpack', import.meta.url)));
+  const random = mulberry32(2024);
+  const history = makeHistory(schema, random, { origins: [1, 2, 3], eventsPerOrigin: 150, entities: 40, bigIdShare: 0.2 });
+  const state = new CrdtSignalState(schema);
+  const deliveries = messyDelivery(history, random);
+  for (const batch of deliveries.slice(0, Math.ceil(deliveries.length * 0.9))) deliver(state, batch);
+  const loaded = CrdtSignalState.decode(fixture, schema);
+  assert.ok(loaded.equals(state));
+  loaded.checkInvariants();
+  assert.is(loaded.pendingEvents(), 335);
+  assert.is(Buffer.compare(state.encode(), fixture), 0);
+  assert.is(Buffer.compare(loaded.encode(), fixture), 0);
+});
+
+test('snapshot-codec - a window whose newest bucket is not its anchor\'s is DECODE_FAILED', () => {
+  const state = new CrdtSignalState(schema);
+  state.apply({ entityId: 1n, signalType: 1, weight: 1, timestampNs: 1_700_000_000_000_000_000n }, 1, new HlcTimestamp(1n, 0, 1));
+  const values = packr.unpackMultiple(state.encode()) as unknown[];
+  const contributions = ((values[1] as unknown[][])[1] as unknown[][])[0][1] as unknown[][];
+  (contributions[0][9] as number[][])[0][0] -= 1; // the 1h window's only bucket, one before the anchor's
+  expectCode(() => CrdtSignalState.decode(Buffer.concat(values.map((value) => packr.pack(value))), schema), 'DECODE_FAILED');
 });
 
 test('snapshot-codec - a snapshot of another schema is SCHEMA_INVALID', () => {
