@@ -3,6 +3,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   wal: () => import('./wal.ts'),
   crdt: () => import('./crdt.ts'),
   ingest: () => import('./ingest.ts'),
+  state: () => import('./state.ts'),
 };
 
 // Bench names are the bare words; `--flag value` pairs belong to the benchmarks.

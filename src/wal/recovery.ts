@@ -37,6 +37,8 @@ export interface RecoveredSegment {
   isScanned: boolean;
   /** Scanned only: seal time of its newest batch holding events; -1n when it holds none. */
   newestBatchNs: bigint;
+  /** Scanned only: the same among batches whose events entered the dedup window (not SKIPS_DEDUP). */
+  newestDedupNs: bigint;
   /** Scanned only: the sparse index built while scanning. */
   index: SegmentIndex | null;
 }
@@ -164,6 +166,7 @@ export async function recoverShard(options: RecoverOptions): Promise<RecoveryRes
       headKind: entry.head.kind,
       isScanned: false,
       newestBatchNs: -1n,
+      newestDedupNs: -1n,
       index: null,
     });
     options.onProgress?.(index + 1, listed.length);
@@ -198,12 +201,14 @@ export async function recoverShard(options: RecoverOptions): Promise<RecoveryRes
         headKind: scan.head.kind,
         isScanned: true,
         newestBatchNs: -1n,
+        newestDedupNs: -1n,
         index: new SegmentIndex(scan.headBytes),
       };
       segments.push(segment);
       for (const batch of scan.batches) {
         segment.index?.add(batch.header.firstSeq, batch.offset);
         if (batch.header.count > 0 && batch.header.timestampNs > segment.newestBatchNs) segment.newestBatchNs = batch.header.timestampNs;
+        if (batch.header.count > 0 && !batch.header.skipsDedup && batch.header.timestampNs > segment.newestDedupNs) segment.newestDedupNs = batch.header.timestampNs;
         options.onBatch?.(bytes, batch, segment);
         report.batches++;
         report.events += batch.header.count;

@@ -15,7 +15,9 @@
 //                               opened (0: none yet)
 //       16     8  prevFirstSeq  u64 first seq of the segment before it (0: none), so a missing
 //                               segment is seen from the heads alone, without reading bodies
-//       24     8  reserved      0
+//       24     8  prevDedupNs   u64 newest seal time of a batch in the segment before it whose
+//                               events entered the content dedup window (0: none), so the
+//                               window's rebuild on open reads only segments that feed it
 //   ------  ----
 //       32 bytes
 //
@@ -41,6 +43,8 @@ export interface MarkerFields {
   timestampNs: bigint;
   snapshotSeq: number;
   prevFirstSeq: number;
+  /** Newest seal time of a deduplicated batch in the segment before (0n: none). */
+  prevDedupNs: bigint;
 }
 
 export function encodeMarkerRecord(fields: MarkerFields): Uint8Array {
@@ -50,6 +54,7 @@ export function encodeMarkerRecord(fields: MarkerFields): Uint8Array {
   view.setUint16(4, MARKER_VERSION, true);
   view.setBigUint64(8, BigInt(fields.snapshotSeq), true);
   view.setBigUint64(16, BigInt(fields.prevFirstSeq), true);
+  view.setBigUint64(24, fields.prevDedupNs, true);
   return encodeBatch(
     {
       kind: BatchKind.Marker,
@@ -74,12 +79,14 @@ export interface SegmentHead {
   snapshotSeq: number;
   /** Marker only (0 for a legacy head: unknown). */
   prevFirstSeq: number;
+  /** Marker only: newest seal time of a deduplicated batch in the segment before (0n: none); -1n: unknown (legacy). */
+  prevDedupNs: bigint;
   /** Legacy only: length of the snapshot in the head (read it with readLegacySnapshot). */
   legacySnapshotBytes: number;
 }
 
 /** The marker fields of a verified marker payload, or a reason it is not one. */
-export function decodeMarkerPayload(payload: Uint8Array): { snapshotSeq: number; prevFirstSeq: number } | string {
+export function decodeMarkerPayload(payload: Uint8Array): { snapshotSeq: number; prevFirstSeq: number; prevDedupNs: bigint } | string {
   if (payload.byteLength !== MARKER_PAYLOAD_BYTES) return `marker payload of ${payload.byteLength} bytes`;
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   if (view.getUint32(0, true) !== MARKER_MAGIC) return 'bad marker magic';
@@ -87,7 +94,7 @@ export function decodeMarkerPayload(payload: Uint8Array): { snapshotSeq: number;
   const snapshotSeq = view.getBigUint64(8, true);
   const prevFirstSeq = view.getBigUint64(16, true);
   if (snapshotSeq > BigInt(Number.MAX_SAFE_INTEGER) || prevFirstSeq > BigInt(Number.MAX_SAFE_INTEGER)) return 'marker seq beyond 2^53';
-  return { snapshotSeq: Number(snapshotSeq), prevFirstSeq: Number(prevFirstSeq) };
+  return { snapshotSeq: Number(snapshotSeq), prevFirstSeq: Number(prevFirstSeq), prevDedupNs: view.getBigUint64(24, true) };
 }
 
 /**
@@ -125,6 +132,7 @@ export async function readSegmentHead(
         leaderEpoch: header.leaderEpoch,
         snapshotSeq: marker.snapshotSeq,
         prevFirstSeq: marker.prevFirstSeq,
+        prevDedupNs: marker.prevDedupNs,
         legacySnapshotBytes: 0,
       };
     }
@@ -136,6 +144,7 @@ export async function readSegmentHead(
       leaderEpoch: header.leaderEpoch,
       snapshotSeq: 0,
       prevFirstSeq: 0,
+      prevDedupNs: -1n,
       legacySnapshotBytes: header.payloadBytes,
     };
   } finally {

@@ -50,6 +50,8 @@ export interface ScannedHead {
   snapshotSeq: number;
   /** Marker only (0 for a legacy head). */
   prevFirstSeq: number;
+  /** Marker only: newest seal time of a deduplicated batch in the segment before (0n: none; -1n legacy: unknown). */
+  prevDedupNs: bigint;
   /** Legacy only: the state machine's snapshot as of firstSeq − 1 (a view of the segment's bytes). */
   legacySnapshot: Uint8Array | null;
 }
@@ -118,7 +120,7 @@ export function scanSegment(bytes: Uint8Array, options: ScanOptions): SegmentSca
     }
     scan.head = { kind: 'marker', timestampNs: headHeader.timestampNs, leaderEpoch: headHeader.leaderEpoch, ...marker, legacySnapshot: null };
   } else {
-    scan.head = { kind: 'legacy', timestampNs: headHeader.timestampNs, leaderEpoch: headHeader.leaderEpoch, snapshotSeq: 0, prevFirstSeq: 0, legacySnapshot: headPayload };
+    scan.head = { kind: 'legacy', timestampNs: headHeader.timestampNs, leaderEpoch: headHeader.leaderEpoch, snapshotSeq: 0, prevFirstSeq: 0, prevDedupNs: -1n, legacySnapshot: headPayload };
   }
   let offset = BATCH_HEADER_BYTES + headHeader.payloadBytes;
   scan.headBytes = offset;

@@ -61,6 +61,8 @@ export interface RetainedSegment {
   headKind: 'marker' | 'legacy';
   /** Newest seal time of a batch holding events: exact when known, -1n when none or unknown. */
   newestBatchNs: bigint;
+  /** The same among deduplicated batches (not SKIPS_DEDUP); the next marker records it. */
+  newestDedupNs: bigint;
   /** Whether newestBatchNs is known (false for a closed segment not scanned on open). */
   isNewestKnown: boolean;
   /** Sparse index; null until built (closed segments not scanned on open build it on first read). */
@@ -235,6 +237,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       timestampNs: openedAtNs,
       snapshotSeq: snapshots[snapshots.length - 1]?.seq ?? 0,
       prevFirstSeq: 0,
+      prevDedupNs: 0n,
     });
     await files.rotate(firstSeq, record);
     newestSealNs = openedAtNs;
@@ -247,6 +250,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       openedAtNs,
       headKind: 'marker',
       newestBatchNs: -1n,
+      newestDedupNs: -1n,
       isNewestKnown: true,
       index: new SegmentIndex(record.byteLength),
     });
@@ -275,6 +279,7 @@ function toRetained(segment: RecoveredSegment): RetainedSegment {
     openedAtNs: segment.openedAtNs,
     headKind: segment.headKind,
     newestBatchNs: segment.newestBatchNs,
+    newestDedupNs: segment.newestDedupNs,
     isNewestKnown: segment.isScanned,
     index: segment.index,
   };
@@ -370,18 +375,19 @@ async function restoreSnapshotFile(io: FileIo, dir: string, shard: number, name:
 }
 
 /**
- * The first seq of the oldest segment that may hold events sealed at or after `cutoffNs`. A
- * segment's batches are sealed no later than the next segment's marker says it opened (seal
- * times never go back; marker heads only — a legacy head promises nothing, so the search
- * stops there).
+ * The first seq of the oldest segment that may hold deduplicated events sealed at or after
+ * `cutoffNs` (the window's rebuild needs nothing older). A segment's next marker records the
+ * newest such seal time in it (0: none — a shard whose producers use sessions has none, and
+ * its restart reads no extra segment for the window); a legacy head promises nothing, so a
+ * segment followed by one is always read. The last segment is always scanned anyway.
  */
 function dedupStartSeq(listed: readonly ListedSegment[], cutoffNs: bigint): number {
-  for (let index = 0; index < listed.length; index++) {
+  for (let index = 0; index < listed.length - 1; index++) {
     const next = listed[index + 1];
-    const newestBound = next !== undefined && next.head.kind === 'marker' ? next.head.timestampNs : MAX_NS;
+    const newestBound = next.head.kind === 'marker' ? next.head.prevDedupNs : MAX_NS;
     if (newestBound >= cutoffNs) return listed[index].firstSeq;
   }
-  return Number.MAX_SAFE_INTEGER;
+  return listed[listed.length - 1]?.firstSeq ?? Number.MAX_SAFE_INTEGER;
 }
 
 async function fileSize(io: FileIo, path: string): Promise<number> {

@@ -513,6 +513,7 @@ export class Wal implements WriterLane {
               timestampNs: this.queue.sealTimeNs(),
               snapshotSeq: this.snapshotter.newestSeq,
               prevFirstSeq: open.firstSeq,
+              prevDedupNs: open.newestDedupNs > 0n ? open.newestDedupNs : 0n,
             });
             rotate = { firstSeq: group.firstSeq, headRecord: record };
             space = segmentBytes - record.byteLength;
@@ -550,6 +551,7 @@ export class Wal implements WriterLane {
         openedAtNs: readTimestampNs(rotate.headRecord),
         headKind: 'marker',
         newestBatchNs: -1n,
+        newestDedupNs: -1n,
         isNewestKnown: true,
         index: new SegmentIndex(headBytes),
       });
@@ -564,6 +566,7 @@ export class Wal implements WriterLane {
       open.bytes += group.sealed.byteLength;
       flushedBytes += group.sealed.byteLength;
       if (group.count > 0 && group.timestampNs > open.newestBatchNs) open.newestBatchNs = group.timestampNs;
+      if (group.count > 0 && !group.skipsDedup && group.timestampNs > open.newestDedupNs) open.newestDedupNs = group.timestampNs;
       this.lastDurableSeq = group.lastSeq;
       this.notesBatchesAfter = group.count > 0 ? 0 : this.notesBatchesAfter + 1;
       recordUs(this.files.metrics.commitLatency, group.sealedAtNs, nowNs);

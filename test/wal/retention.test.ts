@@ -44,6 +44,7 @@ const segment = (firstSeq: number, lastSeq: number, bytes: number, newestBatchNs
   openedAtNs: 0n,
   headKind: 'marker',
   newestBatchNs,
+  newestDedupNs: -1n,
   isNewestKnown: true,
   index: null,
 });

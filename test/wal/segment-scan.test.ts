@@ -59,13 +59,13 @@ test('segment-scan - a clean segment with a legacy head yields every batch and t
 });
 
 test('segment-scan - a segment opening with a marker yields its fields and every batch', () => {
-  const marker = encodeMarkerRecord({ shard: SHARD, firstSeq: 1, leaderEpoch: 4, timestampNs: 77n, snapshotSeq: 0, prevFirstSeq: 0 });
+  const marker = encodeMarkerRecord({ shard: SHARD, firstSeq: 1, leaderEpoch: 4, timestampNs: 77n, snapshotSeq: 0, prevFirstSeq: 0, prevDedupNs: 0n });
   const scan = scanLast(concat(marker, batch1, batch2));
   assert.is(scan.damage, null);
   assert.is(scan.batches.length, 2);
   assert.is(scan.headBytes, marker.byteLength);
-  assert.equal(scan.head, { kind: 'marker', timestampNs: 77n, leaderEpoch: 4, snapshotSeq: 0, prevFirstSeq: 0, legacySnapshot: null });
-  const wrongSeq = encodeMarkerRecord({ shard: SHARD, firstSeq: 2, leaderEpoch: 4, timestampNs: 77n, snapshotSeq: 0, prevFirstSeq: 0 });
+  assert.equal(scan.head, { kind: 'marker', timestampNs: 77n, leaderEpoch: 4, snapshotSeq: 0, prevFirstSeq: 0, prevDedupNs: 0n, legacySnapshot: null });
+  const wrongSeq = encodeMarkerRecord({ shard: SHARD, firstSeq: 2, leaderEpoch: 4, timestampNs: 77n, snapshotSeq: 0, prevFirstSeq: 0, prevDedupNs: 0n });
   assert.is(scanLast(concat(wrongSeq, batch1)).damage?.code, 'CHECKPOINT_DAMAGED', 'a marker naming another seq is damage');
 });
 

@@ -89,6 +89,31 @@ test('wal - dedup: false writes every event, is neither checked nor remembered, 
   }
 });
 
+test('wal - a restart reads older segments for the dedup window only when they hold deduplicated events', async () => {
+  const dir = tempDir();
+  try {
+    const options = { dir, segmentBytes: 1024, batchMaxEvents: 4, batchLingerMs: 0, dedupWindowMs: 60_000 };
+    const { wal } = await Wal.open(options);
+    for (let id = 1; id <= 100; id++) await wal.appendMany([makeEvent(id)], { dedup: false });
+    await wal.checkpoint(100);
+    await wal.close();
+    const sessionsOnly = await Wal.open(options);
+    assert.ok(sessionsOnly.recovery.segments > 5);
+    assert.is(sessionsOnly.recovery.scannedSegments, 1, 'only the last segment: no older one fed the window');
+    for (let id = 101; id <= 110; id++) await sessionsOnly.wal.append(makeEvent(id));
+    for (let id = 111; id <= 200; id++) await sessionsOnly.wal.appendMany([makeEvent(id)], { dedup: false });
+    await sessionsOnly.wal.checkpoint(200);
+    await sessionsOnly.wal.close();
+    const mixed = await Wal.open(options);
+    assert.ok(mixed.recovery.scannedSegments > 1 && mixed.recovery.scannedSegments < mixed.recovery.segments, `scanned ${mixed.recovery.scannedSegments} of ${mixed.recovery.segments}`);
+    assert.is(mixed.recovery.dedupRebuilt, 10);
+    assert.is(await mixed.wal.append(makeEvent(105)), 0, 'the window was rebuilt from the segments that feed it');
+    await mixed.wal.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
 /** [firstSeq, skipsDedup] of every batch on disk, read by recovery without changing anything. */
 async function collectBatches(dir: string): Promise<Array<{ firstSeq: number; skipsDedup: boolean }>> {
   const found: Array<{ firstSeq: number; skipsDedup: boolean }> = [];
