@@ -7,8 +7,8 @@
 // so the image keeps reading it, patched the same way.
 //
 //   per section   savedBits   1 bit per record: saved already
-//                 chunkHead   per chunk of records (≥ 4 KiB), its first saved entry, −1: none
-//                 entries     record, next entry of the same chunk, the record's bytes
+//                 chunkHead   per chunk of records (≥ 4 KiB), its first saved entry + 1 (0: none)
+//                 entries     record, next entry of the same chunk + 1, the record's bytes
 //   touch(r)      r emitted or saved already → nothing; else save r (one record's bytes)
 //   read(a, b)    live bytes [a, b), then every saved record of the chunks [a, b) covers
 //
@@ -93,7 +93,8 @@ export class TrackedSection {
     this.chunkRecords = 2 ** Math.max(0, Math.ceil(Math.log2(CHUNK_TARGET_BYTES / Math.max(1, source.elementBytes))));
     this.chunkBytes = this.chunkRecords * Math.max(1, source.elementBytes);
     this.savedBits = new Uint8Array(Math.ceil(this.count / 8));
-    this.chunkHead = new Int32Array(Math.ceil(byteLength / this.chunkBytes)).fill(-1);
+    // Zeroed on allocation: beginImage writes nothing per record or per chunk.
+    this.chunkHead = new Int32Array(Math.ceil(byteLength / this.chunkBytes));
     this.entryBytes = new Uint8Array(INITIAL_ENTRIES * source.elementBytes);
   }
 
@@ -118,7 +119,7 @@ export class TrackedSection {
     this.entryRecord[entry] = record;
     const chunk = Math.floor(record / this.chunkRecords);
     this.entryNext[entry] = this.chunkHead[chunk];
-    this.chunkHead[chunk] = entry;
+    this.chunkHead[chunk] = entry + 1;
     const start = record * elementBytes;
     this.entryBytes.set(this.bytes.subarray(start, start + elementBytes), entry * elementBytes);
     return elementBytes;
@@ -130,7 +131,7 @@ export class TrackedSection {
     const elementBytes = this.elementBytes;
     const lastChunk = Math.floor((to - 1) / this.chunkBytes);
     for (let chunk = Math.floor(from / this.chunkBytes); chunk <= lastChunk; chunk++) {
-      for (let entry = this.chunkHead[chunk]; entry >= 0; entry = this.entryNext[entry]) {
+      for (let entry = this.chunkHead[chunk] - 1; entry >= 0; entry = this.entryNext[entry] - 1) {
         const start = this.entryRecord[entry] * elementBytes;
         const low = Math.max(from, start);
         const high = Math.min(to, start + elementBytes);
