@@ -14,7 +14,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../test/crdt/replica-simulation.ts';
-import { CrdtSignalState, defaultSignalSchema, encodePlan, Hlc, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
+import { CrdtSignalState, defaultSignalSchema, encodePlan, Hlc, ImageLoader, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
 import { newReport, printReport } from './report.ts';
 
 const EVENT_BYTES = 21;
@@ -177,6 +177,7 @@ export async function main(argv: string[]): Promise<void> {
     });
     report.ratios['largest transfer message / maxMessageBytes'] = largestMessageBytes / maxMessageBytes;
   }
+  if (runs('image')) benchImage(report, isQuick ? 100_000 : 1_000_000, !isQuick);
   if (runs('memory')) {
     for (const entities of isQuick ? [100_000] : [1_000_000, 5_000_000]) {
       const memory = measureMemory(entities);
@@ -286,6 +287,128 @@ function zipfPicker(entities: number, exponent: number): (random: () => number) 
 }
 
 
+// ---- state images ----
+
+const PIECE_BYTES = 4 << 20;
+
+/**
+ * A ranking-shaped state imaged in 4 MiB pieces: idle, and with folds between the pieces (the
+ * node's case: copy-on-write keeps the image at its begin); then loaded back. The msgpack
+ * snapshot of the same state is the peer.
+ */
+function benchImage(report: ReturnType<typeof newReport>, entities: number, withPeer: boolean): void {
+  const schema = defaultSignalSchema();
+  const state = new CrdtSignalState(schema);
+  foldRankingWorkload(state, entities);
+  let image = new Uint8Array(0);
+  const write = (folds: Uint8Array[]): { ms: number; longestMs: number; pieces: number; copiedBytes: number; foldMs: number; longestFoldMs: number } => {
+    const stream = state.beginImage();
+    if (image.byteLength !== stream.totalBytes) image = new Uint8Array(stream.totalBytes);
+    let ms = 0;
+    let longestMs = 0;
+    let pieces = 0;
+    let at = 0;
+    let foldMs = 0;
+    let longestFoldMs = 0;
+    for (;;) {
+      const startedMs = performance.now();
+      const piece = stream.next(PIECE_BYTES);
+      const elapsedMs = performance.now() - startedMs;
+      if (piece === null) break;
+      ms += elapsedMs;
+      longestMs = Math.max(longestMs, elapsedMs);
+      image.set(piece, at);
+      at += piece.byteLength;
+      const fold = folds[pieces++];
+      if (fold !== undefined) {
+        const foldStartedMs = performance.now();
+        state.applyPacked(fold, 1, state.appliedSeq(1) + 1, new Hlc(1, { now: () => START_NS }).reserve(fold.byteLength / EVENT_BYTES));
+        foldMs += performance.now() - foldStartedMs;
+        longestFoldMs = Math.max(longestFoldMs, performance.now() - foldStartedMs);
+      }
+    }
+    return { ms, longestMs, pieces, copiedBytes: (stream as unknown as { copiedBytes: number }).copiedBytes, foldMs, longestFoldMs };
+  };
+  let idle = write([]);
+  const megabytes = image.byteLength / 1e6;
+  for (let run = 0; run < 2; run++) {
+    const again = write([]);
+    if (again.ms < idle.ms) idle = again;
+  }
+  report.rows.push({ name: `image write, ${entities} entities, next(4 MiB)`, value: megabytes / (idle.ms / 1000), unit: 'MB/s', note: `best of 3, ${image.byteLength} B in ${idle.pieces} pieces, ${idle.ms.toFixed(0)} ms of next()` });
+  report.rows.push({ name: 'image write, longest next(4 MiB)', value: idle.longestMs, unit: 'ms', note: 'idle owner' });
+  // Folds between pieces: 10,000 events on entities the image holds (scattered over the whole
+  // state), so writes land on chunks the image has not emitted yet.
+  const folds: Uint8Array[] = [];
+  const random = mulberry32(5);
+  for (let piece = 0; piece < idle.pieces; piece++) folds.push(makeEvents(10_000, [1, 2], () => Math.floor(random() * entities), 100 + piece));
+  for (const fold of folds) rewriteIds(fold);
+  const copyFolds = folds.map((fold) => fold.slice());
+  const busy = write(folds);
+  const baselineState = state.clone();
+  const baselineStartedMs = performance.now();
+  for (const fold of copyFolds) baselineState.applyPacked(fold, 1, baselineState.appliedSeq(1) + 1, new Hlc(1, { now: () => START_NS }).reserve(fold.byteLength / EVENT_BYTES));
+  const baselineMs = performance.now() - baselineStartedMs;
+  report.rows.push({
+    name: 'image write while folding, longest next(4 MiB)',
+    value: busy.longestMs,
+    unit: 'ms',
+    note: `${busy.pieces} pieces, 10,000 events folded after each; ${(busy.copiedBytes / 1e6).toFixed(1)} MB copied aside; ${(megabytes / (busy.ms / 1000)).toFixed(0)} MB/s`,
+  });
+  report.rows.push({
+    name: 'longest fold of 10,000 events while imaging',
+    value: busy.longestFoldMs,
+    unit: 'ms',
+    note: `${(busy.foldMs / folds.length).toFixed(1)} ms on average, ${(baselineMs / folds.length).toFixed(1)} ms without an image`,
+  });
+  report.ratios['fold time with an image in progress / without'] = busy.foldMs / baselineMs;
+  let loadMs = Infinity;
+  let loaded: CrdtSignalState | undefined;
+  write([]); // `image` now holds the state as it is (the folds above changed it)
+  for (let run = 0; run < 3; run++) {
+    const startedMs = performance.now();
+    const loader = new ImageLoader(schema);
+    for (let at = 0; at < image.byteLength; at += PIECE_BYTES) loader.push(image.subarray(at, at + PIECE_BYTES));
+    loaded = loader.finish();
+    loadMs = Math.min(loadMs, performance.now() - startedMs);
+  }
+  if (!(loaded as CrdtSignalState).equals(state)) throw new Error('the image did not load back to the state');
+  // The floor of any load: the same bytes copied into freshly allocated memory (the first touch
+  // of each page is a page fault, which on some virtual machines costs more than the copy).
+  let floorMs = Infinity;
+  for (let run = 0; run < 3; run++) {
+    const startedMs = performance.now();
+    const fresh = new Uint8Array(image.byteLength);
+    for (let at = 0; at < image.byteLength; at += PIECE_BYTES) fresh.set(image.subarray(at, at + PIECE_BYTES), at);
+    floorMs = Math.min(floorMs, performance.now() - startedMs);
+  }
+  report.rows.push({ name: `image load, ${entities} entities`, value: loadMs, unit: 'ms', note: `best of 3, ${(megabytes / (loadMs / 1000)).toFixed(0)} MB/s, pushed in 4 MiB pieces, validated` });
+  report.rows.push({ name: 'copy of the image into fresh memory (load floor)', value: floorMs, unit: 'ms', note: `${(megabytes / (floorMs / 1000)).toFixed(0)} MB/s: page faults of first touch plus memcpy` });
+  report.ratios['image load ms / fresh-memory copy ms'] = loadMs / floorMs;
+  if (!withPeer) return;
+  const encodeStartedMs = performance.now();
+  const snapshot = state.encode();
+  const encodeMs = performance.now() - encodeStartedMs;
+  const decodeStartedMs = performance.now();
+  const decoded = CrdtSignalState.decode(snapshot, schema);
+  const decodeMs = performance.now() - decodeStartedMs;
+  if (!decoded.equals(state)) throw new Error('the msgpack snapshot did not round-trip');
+  report.rows.push({ name: `msgpack snapshot encode, ${entities} entities`, value: encodeMs, unit: 'ms', note: `${snapshot.byteLength} B, one blocking call` });
+  report.rows.push({ name: `msgpack snapshot decode, ${entities} entities`, value: decodeMs, unit: 'ms' });
+  report.ratios['msgpack encode ms / image write ms'] = encodeMs / idle.ms;
+  report.ratios['msgpack decode ms / image load ms'] = decodeMs / loadMs;
+}
+
+/** Turns makeEvents' entity numbers into the ranking workload's ids (entity-index order). */
+function rewriteIds(bytes: Uint8Array): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let offset = 0; offset < bytes.byteLength; offset += EVENT_BYTES) {
+    const entity = view.getUint32(offset, true);
+    view.setUint32(offset, Math.imul(entity, 0x9e3779b1) >>> 0, true);
+    view.setUint32(offset + 4, entity >>> 24, true);
+  }
+}
+
 // ---- memory per entity ----
 
 const HOT_SHARE = 0.01;
@@ -301,29 +424,20 @@ interface MemoryResult {
 }
 
 /**
- * Runs in a fresh process started with --expose-gc: builds a ranking-shaped state of `entities`
- * entities and prints the memory it added. Each entity gets events of two score signals (view
- * and click); 99 % get 1–3 events per signal within one minute (one bucket per window, mostly),
- * 1 % are hot: 100–500 events per signal spread over three days, so their windows use many
- * buckets. Events are generated in 1000-event batches into one reused buffer, so the workload
- * itself holds no memory when RSS is read.
+ * A ranking-shaped workload, folded into `state` as origin 1 in 1000-event batches (one reused
+ * buffer, so the workload itself holds no memory). Each entity gets events of two score signals
+ * (view and click); 99 % get 1–3 events per signal within one minute, 1 % are hot: 100–500
+ * events per signal spread over three days, so their windows use many buckets. Returns the
+ * number of events.
  */
-function memoryChild(entities: number): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc === undefined) throw new Error('the memory child needs --expose-gc');
-  const schema = defaultSignalSchema();
-  const random = mulberry32(77);
+function foldRankingWorkload(state: CrdtSignalState, entities: number, seed = 77): number {
+  const random = mulberry32(seed);
   const batch = new Uint8Array(BATCH_EVENTS * EVENT_BYTES);
   const view = new DataView(batch.buffer);
   const times = new Float64Array(512);
   const clock = new Hlc(1, { now: () => START_NS });
-  const state = new CrdtSignalState(schema);
-  gc();
-  gc();
-  const before = process.memoryUsage();
-  const startedMs = performance.now();
   let filled = 0;
-  let seq = 1;
+  let seq = state.appliedSeq(1) + 1;
   let events = 0;
   const flush = (): void => {
     if (filled === 0) return;
@@ -359,6 +473,22 @@ function memoryChild(entities: number): void {
     }
   }
   flush();
+  return events;
+}
+
+/**
+ * Runs in a fresh process started with --expose-gc: folds the ranking workload for `entities`
+ * entities and prints the memory it added (RSS, heapUsed + arrayBuffers) after a forced GC.
+ */
+function memoryChild(entities: number): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error('the memory child needs --expose-gc');
+  const state = new CrdtSignalState(defaultSignalSchema());
+  gc();
+  gc();
+  const before = process.memoryUsage();
+  const startedMs = performance.now();
+  const events = foldRankingWorkload(state, entities);
   const foldMs = performance.now() - startedMs;
   gc();
   gc();

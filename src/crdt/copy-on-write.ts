@@ -1,17 +1,22 @@
-// Copy-on-write at chunk granularity, so a state image (state-image.ts) describes the state as
-// it was when the image began while the owner keeps folding into it on the same thread.
+// Copy-on-write, so a state image (state-image.ts) describes the state as it was when the image
+// began while the owner keeps folding into it on the same thread.
 // Invariant: while an image is in progress, every write to an imaged array is preceded by
-// touch(section, record). The first write to a chunk the image has not emitted yet copies the
-// chunk aside, so the image reads begin-time bytes: from the copy, or from the live array where
-// nothing was written since. An array that growth replaced is frozen (nobody writes to it
-// again), so the image keeps reading it as it is.
+// touch(section, record). The first write to a record the image has not emitted yet saves the
+// record's begin-time bytes aside, so the image reads the live array and patches the saved
+// records back over it. An array that growth replaced is frozen (nobody writes to it again),
+// so the image keeps reading it, patched the same way.
 //
-//   chunk state   LIVE ──touch──▶ COPIED ──emitted──▶ EMITTED (the copy is dropped)
-//                   └────────────emitted────────────▶ EMITTED (later touches copy nothing)
+//   per section   savedBits   1 bit per record: saved already
+//                 chunkHead   per chunk of records (≥ 4 KiB), its first saved entry + 1 (0: none)
+//                 entries     record, next entry of the same chunk + 1, the record's bytes
+//   touch(r)      r emitted or saved already → nothing; else save r (one record's bytes)
+//   read(a, b)    live bytes [a, b), then every saved record of the chunks [a, b) covers
 //
-// A chunk is the smallest power of two of records that holds ≥ 64 KiB, so a record never
-// straddles two chunks and one touch is one chunk. Without an image a write costs one null
-// check (WriteBarrier.copies), with no allocation.
+// A record is saved at most once, so an image copies at most its own size aside, and a batch
+// of n events copies at most a few records per event (80 bytes each with the default schema),
+// never a whole chunk or array. Reads are sequential, so a chunk is patched at most twice (a
+// piece is ≥ 64 KiB, a chunk ≤ a few KiB) and next(maxBytes) stays O(maxBytes). Without an
+// image a write costs one null check (WriteBarrier.copies), with no allocation.
 
 /** Which imaged array a write goes to (the image's section ids, state-image.ts). */
 export const Section = {
@@ -29,10 +34,8 @@ export const Section = {
   HEADS: 10,
 } as const;
 
-const CHUNK_TARGET_BYTES = 64 * 1024;
-const LIVE = 0;
-const COPIED = 1;
-const EMITTED = 2;
+const CHUNK_TARGET_BYTES = 4 * 1024;
+const INITIAL_ENTRIES = 64;
 
 /** What every store checks before it writes: the image in progress and the digest cache. */
 export class WriteBarrier {
@@ -66,14 +69,20 @@ export class TrackedSection {
   readonly id: number;
   readonly elementBytes: number;
   readonly count: number;
-  /** The section's begin-time bytes: a view of the live (later maybe frozen) array. */
+  /** The section's bytes: a view of the live (later maybe frozen) array, patched on reading. */
   readonly bytes: Uint8Array;
-  readonly chunkShift: number;
+  /** Records per chunk (a power of two), and the bytes they span. */
+  readonly chunkRecords: number;
   readonly chunkBytes: number;
-  readonly chunkCount: number;
-  readonly states: Uint8Array;
-  readonly copies = new Map<number, Uint8Array>();
+  /** Bytes emitted so far (reads are sequential). */
+  emitted = 0;
   isFrozen = false;
+  private readonly savedBits: Uint8Array;
+  private readonly chunkHead: Int32Array;
+  private entryRecord = new Uint32Array(INITIAL_ENTRIES);
+  private entryNext = new Int32Array(INITIAL_ENTRIES);
+  private entryBytes: Uint8Array;
+  private entryCount = 0;
 
   constructor(source: SectionSource) {
     this.id = source.id;
@@ -81,21 +90,77 @@ export class TrackedSection {
     this.count = source.array === null ? 0 : source.count;
     const byteLength = this.count * source.elementBytes;
     this.bytes = source.array === null ? new Uint8Array(0) : new Uint8Array(source.array.buffer, source.array.byteOffset, byteLength);
-    this.chunkShift = Math.max(0, Math.ceil(Math.log2(CHUNK_TARGET_BYTES / source.elementBytes)));
-    this.chunkBytes = 2 ** this.chunkShift * source.elementBytes;
-    this.chunkCount = Math.ceil(byteLength / this.chunkBytes);
-    this.states = new Uint8Array(this.chunkCount);
+    this.chunkRecords = 2 ** Math.max(0, Math.ceil(Math.log2(CHUNK_TARGET_BYTES / Math.max(1, source.elementBytes))));
+    this.chunkBytes = this.chunkRecords * Math.max(1, source.elementBytes);
+    this.savedBits = new Uint8Array(Math.ceil(this.count / 8));
+    // Zeroed on allocation: beginImage writes nothing per record or per chunk.
+    this.chunkHead = new Int32Array(Math.ceil(byteLength / this.chunkBytes));
+    this.entryBytes = new Uint8Array(INITIAL_ENTRIES * source.elementBytes);
   }
 
   get byteLength(): number {
     return this.bytes.byteLength;
+  }
+
+  /** Bytes saved aside. */
+  get savedBytes(): number {
+    return this.entryCount * this.elementBytes;
+  }
+
+  /** Saves `record` unless it is past the imaged count, emitted or saved already; returns bytes saved. */
+  save(record: number): number {
+    const elementBytes = this.elementBytes;
+    if (record >= this.count || (record + 1) * elementBytes <= this.emitted) return 0;
+    const bit = 1 << (record & 7);
+    if ((this.savedBits[record >>> 3] & bit) !== 0) return 0;
+    this.savedBits[record >>> 3] |= bit;
+    const entry = this.entryCount++;
+    if (entry === this.entryRecord.length) this.growEntries();
+    this.entryRecord[entry] = record;
+    const chunk = Math.floor(record / this.chunkRecords);
+    this.entryNext[entry] = this.chunkHead[chunk];
+    this.chunkHead[chunk] = entry + 1;
+    const start = record * elementBytes;
+    this.entryBytes.set(this.bytes.subarray(start, start + elementBytes), entry * elementBytes);
+    return elementBytes;
+  }
+
+  /** Copies bytes [from, to) as they were at begin into `out` at `outAt`; from is where the last read ended. */
+  read(from: number, to: number, out: Uint8Array, outAt: number): void {
+    out.set(this.bytes.subarray(from, to), outAt);
+    const elementBytes = this.elementBytes;
+    const lastChunk = Math.floor((to - 1) / this.chunkBytes);
+    for (let chunk = Math.floor(from / this.chunkBytes); chunk <= lastChunk; chunk++) {
+      for (let entry = this.chunkHead[chunk] - 1; entry >= 0; entry = this.entryNext[entry] - 1) {
+        const start = this.entryRecord[entry] * elementBytes;
+        const low = Math.max(from, start);
+        const high = Math.min(to, start + elementBytes);
+        if (low >= high) continue;
+        const saved = entry * elementBytes + low - start;
+        out.set(this.entryBytes.subarray(saved, saved + high - low), outAt + low - from);
+      }
+    }
+    this.emitted = to;
+  }
+
+  private growEntries(): void {
+    const capacity = this.entryRecord.length * 2;
+    const records = new Uint32Array(capacity);
+    records.set(this.entryRecord);
+    this.entryRecord = records;
+    const next = new Int32Array(capacity);
+    next.set(this.entryNext);
+    this.entryNext = next;
+    const bytes = new Uint8Array(capacity * this.elementBytes);
+    bytes.set(this.entryBytes);
+    this.entryBytes = bytes;
   }
 }
 
 export class SectionCopies {
   readonly sections: readonly TrackedSection[];
   private readonly byId: (TrackedSection | undefined)[] = [];
-  /** Bytes copied aside so far (for tests and benchmarks). */
+  /** Bytes saved aside so far (for tests and benchmarks). */
   copiedBytes = 0;
 
   constructor(sources: readonly SectionSource[]) {
@@ -103,45 +168,16 @@ export class SectionCopies {
     for (const section of this.sections) this.byId[section.id] = section;
   }
 
-  /** Before a write to `record` of section `id`: copies its chunk aside if the image still needs it. */
+  /** Before a write to `record` of section `id`: saves its begin-time bytes if the image still needs them. */
   touch(id: number, record: number): void {
     const section = this.byId[id];
     if (section === undefined || section.isFrozen) return;
-    const chunk = Math.floor(record / 2 ** section.chunkShift);
-    if (chunk >= section.chunkCount || section.states[chunk] !== LIVE) return;
-    const start = chunk * section.chunkBytes;
-    const copy = section.bytes.slice(start, Math.min(start + section.chunkBytes, section.bytes.byteLength));
-    section.copies.set(chunk, copy);
-    section.states[chunk] = COPIED;
-    this.copiedBytes += copy.byteLength;
+    this.copiedBytes += section.save(record);
   }
 
   /** The owner replaced section `id`'s array (growth) and will never write to the old one. */
   freeze(id: number): void {
     const section = this.byId[id];
     if (section !== undefined) section.isFrozen = true;
-  }
-
-  /**
-   * Copies bytes [from, to) of `section` as they were at begin into `out` at `outAt`. Reads are
-   * sequential, so a chunk read to its end is emitted: its copy is dropped and no later write
-   * copies it again.
-   */
-  read(section: TrackedSection, from: number, to: number, out: Uint8Array, outAt: number): void {
-    let at = from;
-    while (at < to) {
-      const chunk = Math.floor(at / section.chunkBytes);
-      const chunkStart = chunk * section.chunkBytes;
-      const chunkEnd = Math.min(chunkStart + section.chunkBytes, section.bytes.byteLength);
-      const end = Math.min(to, chunkEnd);
-      const copy = section.states[chunk] === COPIED ? section.copies.get(chunk) : undefined;
-      if (copy === undefined) out.set(section.bytes.subarray(at, end), outAt + at - from);
-      else out.set(copy.subarray(at - chunkStart, end - chunkStart), outAt + at - from);
-      if (end === chunkEnd) {
-        section.states[chunk] = EMITTED;
-        section.copies.delete(chunk);
-      }
-      at = end;
-    }
   }
 }

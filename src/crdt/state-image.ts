@@ -159,7 +159,7 @@ export class StateImageStream implements ImageStream {
       pendingEvents,
       droppedCount,
     });
-    this.parts = [bytesPart(header), originsPart(origins, originsBytes), ...sections.map((section) => sectionPart(this.copies, section))];
+    this.parts = [bytesPart(header), originsPart(origins, originsBytes), ...sections.map((section) => sectionPart(section))];
   }
 
   next(maxBytes: number): Uint8Array | null {
@@ -262,13 +262,13 @@ function bytesPart(bytes: Uint8Array): Part {
 }
 
 /** A section's begin-time bytes, then zeros to the next multiple of 8. */
-function sectionPart(copies: SectionCopies, section: TrackedSection): Part {
+function sectionPart(section: TrackedSection): Part {
   const dataBytes = section.byteLength;
   return {
     byteLength: align8(dataBytes),
     read: (from, to, out, outAt) => {
       const dataEnd = Math.min(to, dataBytes);
-      if (from < dataEnd) copies.read(section, from, dataEnd, out, outAt);
+      if (from < dataEnd) section.read(from, dataEnd, out, outAt);
       if (to > Math.max(from, dataBytes)) out.fill(0, outAt + Math.max(from, dataBytes) - from, outAt + to - from);
     },
   };

@@ -53,15 +53,15 @@ export function checkStateArrays(arrays: StateArrays): number[] {
         let slot = head - 1;
         let previousOrigin = -1;
         while (slot >= 0) {
-          const path = `heads[${column.ordinal}][${entity}] → contribution ${slot}`;
-          if (slot >= pool.count) fail(path, `a chain points past the ${pool.count} contributions`);
-          if (slotSeen[slot] === USED) fail(path, 'a contribution sits in two chains, or a chain loops');
+          if (slot >= pool.count) fail(chainPath(column, entity, slot), `a chain points past the ${pool.count} contributions`);
+          if (slotSeen[slot] === USED) fail(chainPath(column, entity, slot), 'a contribution sits in two chains, or a chain loops');
           slotSeen[slot] = USED;
           const at = slot * pool.strideWords;
           const origin = pool.words[at + ORIGIN];
-          if (origin <= previousOrigin) fail(path, 'origins must ascend along a chain');
+          if (origin <= previousOrigin) fail(chainPath(column, entity, slot), 'origins must ascend along a chain');
           previousOrigin = origin;
-          checkContribution(column, pool, rings, slot, narrowSeen, wideSeen, path);
+          const problem = contributionProblem(column, pool, rings, slot, narrowSeen, wideSeen);
+          if (problem !== undefined) fail(chainPath(column, entity, slot), problem);
           slot = pool.words[at + NEXT] - 1;
         }
       }
@@ -94,66 +94,67 @@ export function assertStateArrays(arrays: StateArrays): void {
   }
 }
 
-function checkContribution(
+/** Why the contribution in `slot` is malformed, or undefined (no strings built when it is fine). */
+function contributionProblem(
   column: ScoreColumn,
   pool: ContributionPool,
   rings: RingPool,
   slot: number,
   narrowSeen: Uint8Array,
   wideSeen: Uint8Array,
-  path: string,
-): void {
+): string | undefined {
   const at = slot * pool.strideWords;
   const words = pool.words;
   const floats = pool.floats;
   const lastSeq = floats[at / 2 + LAST_SEQ_F64];
-  if (!Number.isSafeInteger(lastSeq) || lastSeq < 1) fail(path, 'lastSeq must be a safe integer ≥ 1');
+  if (!Number.isSafeInteger(lastSeq) || lastSeq < 1) return 'lastSeq must be a safe integer ≥ 1';
   const eventCount = pool.eventCountOf(slot);
-  if (!Number.isSafeInteger(eventCount) || eventCount < 1) fail(path, 'the event count must be a safe integer ≥ 1');
-  checkLimbs(floats[at / 2 + POSITIVE_LO_F64], pool.positiveHiOf(slot), `${path}: ΣP`);
-  checkLimbs(pool.negativeLoOf(slot), pool.negativeHiOf(slot), `${path}: ΣN`);
-  if (!Number.isFinite(floats[at / 2 + SCORE_F64])) fail(path, 'the score must be finite');
+  if (!Number.isSafeInteger(eventCount) || eventCount < 1) return 'the event count must be a safe integer ≥ 1';
+  if (!areLimbs(floats[at / 2 + POSITIVE_LO_F64], pool.positiveHiOf(slot))) return 'ΣP limbs must be integers, the low one below 2^48';
+  if (!areLimbs(pool.negativeLoOf(slot), pool.negativeHiOf(slot))) return 'ΣN limbs must be integers, the low one below 2^48';
+  if (!Number.isFinite(floats[at / 2 + SCORE_F64])) return 'the score must be finite';
   const bucketCount = rings.bucketCount;
   const anchorSeconds = secondsOf(words[at + ANCHOR_HI], words[at + ANCHOR_LO]);
   for (let window = 0; window < pool.windowSlots; window++) {
     const word = words[at + WINDOWS + window];
-    const windowPath = `${path}: window ${window}`;
     if (window >= column.windowCount) {
-      if (word !== 0) fail(windowPath, 'a window the signal does not have must be zero');
+      if (word !== 0) return `window ${window}: a window the signal does not have must be zero`;
       continue;
     }
     const newest = Math.floor(anchorSeconds / column.signal.windows[window].bucketSeconds);
     if (word < RING_FLAG) {
-      const { c0, c1, offset } = rings.inline(word);
-      if (word >= TWO_FLAG && rings.inlineWord(c0, c1, offset) !== word) fail(windowPath, 'a two-bucket word must hold two counts');
-      if (c0 < 1 || c0 + c1 > eventCount) fail(windowPath, 'inline counts must be from 1 to the event count');
-      if (word >= TWO_FLAG && (offset < 1 || offset >= bucketCount || newest - offset < 0)) fail(windowPath, 'the second bucket lies outside the ring');
+      const c0 = rings.newestCount(word);
+      const c1 = rings.secondCount(word);
+      const offset = rings.secondOffset(word);
+      if (word >= TWO_FLAG && rings.inlineWord(c0, c1, offset) !== word) return `window ${window}: a two-bucket word must hold two counts`;
+      if (c0 < 1 || c0 + c1 > eventCount) return `window ${window}: inline counts must be from 1 to the event count`;
+      if (word >= TWO_FLAG && (offset < 1 || offset >= bucketCount || newest - offset < 0)) return `window ${window}: the second bucket lies outside the ring`;
       continue;
     }
     const ring = ringOf(word);
     const isWide = isWideWord(word);
     const seen = isWide ? wideSeen : narrowSeen;
-    if (ring >= seen.length) fail(windowPath, `ring ${ring} is past the pool`);
-    if (seen[ring] !== 0) fail(windowPath, `ring ${ring} is used twice`);
+    if (ring >= seen.length) return `window ${window}: ring ${ring} is past the pool`;
+    if (seen[ring] !== 0) return `window ${window}: ring ${ring} is used twice`;
     seen[ring] = USED;
     const counts = isWide ? rings.wide : rings.narrow;
     const newestIndex = ringIndex(newest, bucketCount);
     for (let index = 0; index < bucketCount; index++) {
       const count = counts[ring * bucketCount + index];
       const bucket = newest - ((newestIndex - index + bucketCount) % bucketCount);
-      if (!Number.isSafeInteger(count) || count < 0 || count > eventCount) fail(windowPath, 'a ring count must be from 0 to the event count');
-      if (bucket < 0 && count !== 0) fail(windowPath, 'a bucket before time 0 must be empty');
-      if (index === newestIndex && count < 1) fail(windowPath, 'the newest bucket must hold the newest event');
+      if (!Number.isSafeInteger(count) || count < 0 || count > eventCount) return `window ${window}: a ring count must be from 0 to the event count`;
+      if (bucket < 0 && count !== 0) return `window ${window}: a bucket before time 0 must be empty`;
+      if (index === newestIndex && count < 1) return `window ${window}: the newest bucket must hold the newest event`;
     }
   }
   for (let word = WINDOWS + pool.windowSlots; word < pool.strideWords; word++) {
-    if (words[at + word] !== 0) fail(path, 'record padding must be zero');
+    if (words[at + word] !== 0) return 'record padding must be zero';
   }
+  return undefined;
 }
 
-function checkLimbs(lo: number, hi: number, path: string): void {
-  if (!Number.isInteger(lo) || lo < 0 || lo >= LIMB) fail(path, 'the low limb must be an integer in [0, 2^48)');
-  if (!Number.isSafeInteger(hi) || hi < 0) fail(path, 'the high limb must be a non-negative safe integer');
+function areLimbs(lo: number, hi: number): boolean {
+  return Number.isInteger(lo) && lo >= 0 && lo < LIMB && Number.isSafeInteger(hi) && hi >= 0;
 }
 
 /** Follows both free lists: each ring on one must be unused and listed once; no ring may leak. */
@@ -208,6 +209,10 @@ function checkFlags(arrays: StateArrays, hasContent: Uint8Array): void {
   for (let record = 0; record < flags.count; record++) {
     if (seen[record] !== USED) fail(`flag record ${record}`, 'a flag record belongs to no entity');
   }
+}
+
+function chainPath(column: ScoreColumn, entity: number, slot: number): string {
+  return `heads[${column.ordinal}][${entity}] → contribution ${slot}`;
 }
 
 function fail(path: string, message: string): never {

@@ -188,12 +188,22 @@ export class RingPool {
 
   /** An inline word's buckets (word < RING_FLAG). */
   inline(word: number): InlineCounts {
-    if (word < TWO_FLAG) return { c0: word, c1: 0, offset: 0 };
-    return {
-      c0: (word - TWO_FLAG) >>> this.c0Shift,
-      c1: (word >>> this.offsetBits) & this.c1Max,
-      offset: word & (this.offsetScale - 1),
-    };
+    return { c0: this.newestCount(word), c1: this.secondCount(word), offset: this.secondOffset(word) };
+  }
+
+  /** An inline word's count at the newest bucket (no object: for loops over every window). */
+  newestCount(word: number): number {
+    return word < TWO_FLAG ? word : (word - TWO_FLAG) >>> this.c0Shift;
+  }
+
+  /** An inline word's second count (0 for the one-bucket form). */
+  secondCount(word: number): number {
+    return word < TWO_FLAG ? 0 : (word >>> this.offsetBits) & this.c1Max;
+  }
+
+  /** How far before the newest bucket an inline word's second bucket lies (0: none). */
+  secondOffset(word: number): number {
+    return word < TWO_FLAG ? 0 : word & (this.offsetScale - 1);
   }
 
   /** The inline word for (c0, c1 at offset), or −1 when the counts do not fit. */
@@ -208,8 +218,7 @@ export class RingPool {
     if (bucket > newest || bucket <= newest - this.bucketCount || bucket < 0) return 0;
     if (word < TWO_FLAG) return bucket === newest ? word : 0;
     if (word < RING_FLAG) {
-      const { c0, c1, offset } = this.inline(word);
-      return bucket === newest ? c0 : bucket === newest - offset ? c1 : 0;
+      return bucket === newest ? this.newestCount(word) : bucket === newest - this.secondOffset(word) ? this.secondCount(word) : 0;
     }
     const at = (word & INDEX_MASK) * this.bucketCount + ringIndex(bucket, this.bucketCount);
     return (word & WIDE_FLAG) !== 0 ? this.wide[at] : this.narrow[at];

@@ -139,8 +139,8 @@ test('state-image - a state folding during the image still yields the state at b
     }
     return state;
   };
-  let copiedBytes = 0;
-  let imagedBytes = 0;
+  let runsWithCopies = 0;
+  let runs = 0;
   fc.assert(
     fc.property(fc.array(operation, { maxLength: 40 }), fc.integer({ min: 0, max: 1000 }), (operations, beginAt) => {
       const state = base.clone();
@@ -188,8 +188,8 @@ test('state-image - a state folding during the image still yields the state at b
         }
       }
       while (take(PIECE));
-      copiedBytes += (stream as unknown as { copiedBytes: number }).copiedBytes;
-      imagedBytes += expected.byteLength;
+      if ((stream as unknown as { copiedBytes: number }).copiedBytes > 0) runsWithCopies++;
+      runs++;
       assert.is(at, expected.byteLength);
       assert.is(Buffer.compare(bytes, expected), 0, 'the image is the begin-time state, byte for byte');
       const loaded = loadStateImage(bytes, schema);
@@ -199,7 +199,7 @@ test('state-image - a state folding during the image still yields the state at b
     { seed: 201, numRuns: 60 },
   );
   // The runs did write to chunks the image still needed (or the test would prove nothing).
-  assert.ok(copiedBytes > imagedBytes / 20, `${copiedBytes} of ${imagedBytes} bytes copied aside`);
+  assert.ok(runsWithCopies > runs / 4, `${runsWithCopies} of ${runs} runs saved records aside`);
 });
 
 test('state-image - a restored state folds on to the state that folded everything', () => {
