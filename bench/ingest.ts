@@ -13,6 +13,7 @@
 //        --shards <n> (2), --rate <events/s> (100000), --fsync full|normal|off (full),
 //        --wal-linger-ms <ms> (node's wal.batchLingerMs; default: the node's default),
 //        --cpu-prof-dir <dir> (a V8 CPU profile of the node process, written when it stops),
+//        --no-peers (tidelog only, no JetStream runs: for profiling),
 //        --producer-linger-ms <ms> (0: a batch closes at the end of the event-loop turn; the
 //        producer's own default of 1 adds ≥ 1 ms of timer to every paced ack, and saturated
 //        batches fill up without it).
@@ -43,6 +44,8 @@ interface Params {
   producerLingerMs: number;
   /** Write a V8 CPU profile of the node process here (--cpu-prof-dir <dir>). */
   cpuProfileDir: string | undefined;
+  /** Skip the JetStream peers (--no-peers): for profiling tidelog alone; no ratios then. */
+  hasPeers: boolean;
 }
 
 function parse(argv: string[]): Params {
@@ -60,6 +63,7 @@ function parse(argv: string[]): Params {
     walLingerMs: argv.includes('--wal-linger-ms') ? Number(value('wal-linger-ms', '0')) : undefined,
     producerLingerMs: Number(value('producer-linger-ms', '0')),
     cpuProfileDir: argv.includes('--cpu-prof-dir') ? value('cpu-prof-dir', '.') : undefined,
+    hasPeers: !argv.includes('--no-peers'),
   };
 }
 
@@ -110,19 +114,11 @@ export async function main(argv: string[]): Promise<void> {
         { name: 'tidelog: ack latency p50 (paced)', value: paced.p50Us, unit: 'µs' },
         { name: 'tidelog: ack latency p99 (paced)', value: paced.p99Us, unit: 'µs' },
       );
-      const nc = await connect({ servers: [server.url], name: 'bench-jetstream' });
+      const nc = params.hasPeers ? await connect({ servers: [server.url], name: 'bench-jetstream' }) : null;
       try {
-        const perEvent = await jetStreamPerEvent(nc, params);
-        const batched = await jetStreamBatched(nc, params);
-        report.rows.push(
-          { name: 'JetStream per event (Msg-Id, 1000 in flight)', value: perEvent.eventsPerSecond, unit: 'events/s', note: 'acks before fsync' },
-          { name: 'JetStream per event: ack latency p99', value: perEvent.p99Us, unit: 'µs' },
-          { name: 'JetStream batched 1000/msg (64 in flight)', value: batched.eventsPerSecond, unit: 'events/s', note: 'acks before fsync' },
-        );
-        report.ratios['tidelog / JetStream per event'] = saturated.eventsPerSecond / perEvent.eventsPerSecond;
-        report.ratios['tidelog / JetStream batched'] = saturated.eventsPerSecond / batched.eventsPerSecond;
+        if (nc !== null) await jetStreamRows(nc, params, report, saturated.eventsPerSecond);
       } finally {
-        await nc.close();
+        await nc?.close();
       }
     } finally {
       await transport.close();
@@ -133,6 +129,19 @@ export async function main(argv: string[]): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
   printReport(report);
+}
+
+/** The JetStream peers on the same server, and tidelog's ratios to them. */
+async function jetStreamRows(nc: NatsConnection, params: Params, report: ReturnType<typeof newReport>, tidelogEventsPerSecond: number): Promise<void> {
+    const perEvent = await jetStreamPerEvent(nc, params);
+    const batched = await jetStreamBatched(nc, params);
+    report.rows.push(
+      { name: 'JetStream per event (Msg-Id, 1000 in flight)', value: perEvent.eventsPerSecond, unit: 'events/s', note: 'acks before fsync' },
+      { name: 'JetStream per event: ack latency p99', value: perEvent.p99Us, unit: 'µs' },
+      { name: 'JetStream batched 1000/msg (64 in flight)', value: batched.eventsPerSecond, unit: 'events/s', note: 'acks before fsync' },
+    );
+    report.ratios['tidelog / JetStream per event'] = tidelogEventsPerSecond / perEvent.eventsPerSecond;
+    report.ratios['tidelog / JetStream batched'] = tidelogEventsPerSecond / batched.eventsPerSecond;
 }
 
 interface RunResult {

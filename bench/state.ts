@@ -166,11 +166,15 @@ async function restart(report: BenchReport, logGiB: number, entities: number): P
     const targetBytes = logGiB * 2 ** 30;
     const baseNs = BigInt(Date.now()) * 1_000_000n - 3_600_000_000_000n;
     let index = 0;
+    // Appends carry a producer session, as the producer client's do (no content dedup).
+    let requestSeq = 0;
     const buildStartMs = performance.now();
     let lastReportMs = buildStartMs;
     while (host.stats().logBytes < targetBytes) {
       const calls: Array<Promise<unknown>> = [];
-      for (let call = 0; call < 16; call++) calls.push(host.append(ingestBatch(index++, entities, baseNs)));
+      for (let call = 0; call < 16; call++) {
+        calls.push(host.append(ingestBatch(index++, entities, baseNs), { producerId: 'bench-restart', sessionEpoch: 1, requestSeq: ++requestSeq }));
+      }
       await Promise.all(calls);
       if (performance.now() - lastReportMs > 5000) {
         lastReportMs = performance.now();

@@ -9,13 +9,14 @@
 //                               │ closed │
 //                               └────────┘
 //
+// One long-lived executor actor performs the operations (no actor is spawned per flush).
 // Operations run strictly one after another: FLUSH (rotate if asked, one write, one
 // fdatasync), SYNC (the 'normal' policy's timer), TASK (segment removal, checkpoint file)
 // and CLOSE. A failed FLUSH or SYNC is fail-stop: the worker turns `failed`, reports
 // FLUSH_FAILED to its writer, and refuses everything after. A failed TASK rejects that task
 // only: it never touched the segment being written.
 
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, fromCallback, sendTo, setup } from 'xstate';
 import { TidelogError } from '../errors.ts';
 import type { CommitGroup } from '../wal/commit-queue.ts';
 import { recordUs } from '../wal/flush-metrics.ts';
@@ -36,7 +37,8 @@ export type FlushWorkerOp =
   | { type: 'FLUSH'; request: FlushRequest }
   | { type: 'SYNC' }
   | { type: 'TASK'; run: (files: SegmentWriter) => Promise<void>; resolve: () => void; reject: (error: Error) => void }
-  | { type: 'CLOSE' };
+  /** isAbandoned: the lane failed, so close without syncing (a failed fsync is never retried). */
+  | { type: 'CLOSE'; isAbandoned?: boolean };
 
 /** What the worker tells its writer. */
 export type FlushWorkerReport =
@@ -83,27 +85,52 @@ async function execute(input: { context: FlushWorkerContext; op: FlushWorkerOp }
       }
       return op;
     case 'CLOSE':
-      if (context.failure === null) await files.close();
-      else await files.abandon();
+      if (op.isAbandoned === true) await files.abandon();
+      else await files.close();
       return op;
   }
 }
 
+/** What the executor tells the machine: the operation at the head of the queue finished. */
+type ExecutorReport = { type: 'OP_DONE'; op: FlushWorkerOp } | { type: 'OP_FAILED'; op: FlushWorkerOp; error: unknown };
+
+/**
+ * The one long-lived actor that performs operations, one at a time, as the machine hands
+ * them over (EXECUTE). Spawning a promise actor per flush cost more than the flush's own
+ * bookkeeping at thousands of flushes a second; this one lives as long as the worker.
+ */
+const executor = fromCallback<{ type: 'EXECUTE'; op: FlushWorkerOp }, { context: FlushWorkerContext }>(({ input, receive, sendBack }) => {
+  let isStopped = false;
+  receive((event) => {
+    execute({ context: input.context, op: event.op }).then(
+      (op) => {
+        if (!isStopped) sendBack({ type: 'OP_DONE', op } satisfies ExecutorReport);
+      },
+      (error: unknown) => {
+        if (!isStopped) sendBack({ type: 'OP_FAILED', op: event.op, error } satisfies ExecutorReport);
+      },
+    );
+  });
+  return () => {
+    isStopped = true;
+  };
+});
+
 export const flushWorkerMachine = setup({
   types: {
     context: {} as FlushWorkerContext,
-    events: {} as FlushWorkerOp,
+    events: {} as FlushWorkerOp | ExecutorReport,
     input: {} as FlushWorkerInput,
   },
-  actors: {
-    execute: fromPromise<FlushWorkerOp, { context: FlushWorkerContext; op: FlushWorkerOp }>(({ input }) => execute(input)),
-  },
+  actors: { executor },
   guards: {
     hasOp: ({ context }) => context.ops.length > 0,
     isCloseNext: ({ context }) => context.ops[0]?.type === 'CLOSE',
+    wasClose: ({ event }) => event.type === 'OP_DONE' && event.op.type === 'CLOSE',
   },
   actions: {
     enqueue: ({ context, event }) => {
+      if (event.type === 'OP_DONE' || event.type === 'OP_FAILED') return;
       // The bound applies to TASKs only: the writer keeps at most one FLUSH and one CLOSE in
       // flight, and dropping either would leave its callers waiting forever. A SYNC already
       // queued covers any later one.
@@ -114,15 +141,19 @@ export const flushWorkerMachine = setup({
       if (event.type === 'SYNC' && context.ops.some((op) => op.type === 'SYNC')) return;
       context.ops.push(event);
     },
-    reportDone: ({ context }, params: { op: FlushWorkerOp }) => {
+    executeNext: sendTo('executor', ({ context }) => ({ type: 'EXECUTE' as const, op: context.ops[0] })),
+    reportDone: ({ context, event }) => {
+      if (event.type !== 'OP_DONE') return;
       context.ops.shift();
-      const op = params.op;
+      const op = event.op;
       if (op.type === 'FLUSH') context.report({ type: 'PERSISTED', request: op.request });
       else if (op.type === 'CLOSE') context.report({ type: 'WORKER_CLOSED' });
     },
     recordFailure: assign({
-      failure: (_, params: { error: unknown }) =>
-        params.error instanceof Error ? params.error : new TidelogError('IO_ERROR', String(params.error)),
+      failure: ({ event }) => {
+        const error = event.type === 'OP_FAILED' ? event.error : undefined;
+        return error instanceof Error ? error : new TidelogError('IO_ERROR', String(error));
+      },
     }),
     reportFailure: ({ context }) => {
       context.report({ type: 'FLUSH_FAILED', error: context.failure ?? new TidelogError('IO_ERROR', 'unknown') });
@@ -138,10 +169,13 @@ export const flushWorkerMachine = setup({
       context.ops.length = 0;
       context.ops.push(...keep);
     },
+    closeAfterFailure: sendTo('executor', { type: 'EXECUTE' as const, op: { type: 'CLOSE', isAbandoned: true } as FlushWorkerOp }),
+    reportClosed: ({ context }) => context.report({ type: 'WORKER_CLOSED' }),
   },
 }).createMachine({
   id: 'flushWorker',
   context: ({ input }) => ({ ...input, ops: [], failure: null }),
+  invoke: { id: 'executor', src: 'executor', input: ({ context }) => ({ context }) },
   initial: 'ready',
   on: {
     FLUSH: { actions: 'enqueue' },
@@ -154,21 +188,13 @@ export const flushWorkerMachine = setup({
       always: { guard: 'hasOp', target: 'working' },
     },
     working: {
-      invoke: {
-        src: 'execute',
-        input: ({ context }) => ({ context, op: context.ops[0] }),
-        onDone: [
-          {
-            guard: ({ event }) => event.output.type === 'CLOSE',
-            target: 'closed',
-            actions: { type: 'reportDone', params: ({ event }) => ({ op: event.output }) },
-          },
-          { target: 'ready', actions: { type: 'reportDone', params: ({ event }) => ({ op: event.output }) } },
+      entry: 'executeNext',
+      on: {
+        OP_DONE: [
+          { guard: 'wasClose', target: 'closed', actions: 'reportDone' },
+          { target: 'ready', actions: 'reportDone' },
         ],
-        onError: {
-          target: 'failed',
-          actions: [{ type: 'recordFailure', params: ({ event }) => ({ error: event.error }) }, 'reportFailure'],
-        },
+        OP_FAILED: { target: 'failed', actions: ['recordFailure', 'reportFailure'] },
       },
     },
     failed: {
@@ -182,11 +208,10 @@ export const flushWorkerMachine = setup({
       },
     },
     closingAfterFailure: {
-      invoke: {
-        src: 'execute',
-        input: ({ context }) => ({ context, op: { type: 'CLOSE' } as FlushWorkerOp }),
-        onDone: { target: 'closed', actions: ({ context }) => context.report({ type: 'WORKER_CLOSED' }) },
-        onError: { target: 'closed', actions: ({ context }) => context.report({ type: 'WORKER_CLOSED' }) },
+      entry: 'closeAfterFailure',
+      on: {
+        OP_DONE: { target: 'closed', actions: 'reportClosed' },
+        OP_FAILED: { target: 'closed', actions: 'reportClosed' },
       },
     },
     closed: { type: 'final' },

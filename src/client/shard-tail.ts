@@ -3,7 +3,9 @@
 // start, start+1, start+2 … — no gap and no duplicate — however the feed and the disk
 // reads interleave.
 //
-// How: subscribe to `{ns}.shard.{n}.feed` first and buffer what arrives (bounded), then read
+// How: subscribe to `{ns}.shard.{n}.feed` first and buffer what arrives (bounded), announce
+// the tail on `{ns}.shard.{n}.tail` (now and every TAIL_ANNOUNCE_MS: the leader publishes the
+// feed only while some tail announces itself), then read
 // pages from disk. As soon as the oldest buffered feed message covers the next seq, switch
 // to the feed. Feed messages that end before the next seq are dropped (already delivered);
 // one that starts after it means something was lost (slow consumer, node restart, a full
@@ -21,7 +23,7 @@
 
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { decodeFeed, encodeMessage, decodeReply } from '../transport/codec.ts';
-import type { ReadBatch } from '../transport/messages.ts';
+import { TAIL_ANNOUNCE_MS, type ReadBatch } from '../transport/messages.ts';
 import type { Subscription } from '../transport/transport.ts';
 import { FeedBuffer } from './feed-buffer.ts';
 import { endSeqOf, eventsFrom, readPage, type ConsumedEvent, type PageReaderContext } from './page-reader.ts';
@@ -117,6 +119,7 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
     const { shard } = this.options;
     const signal = this.abort.signal;
     let subscription: Subscription | null = null;
+    let announcer: NodeJS.Timeout | null = null;
     try {
       // Subscribe before the first read: whatever becomes durable after it reaches the buffer.
       subscription = this.context.transport.subscribe(this.context.subjects.shardFeed(shard), (message) => {
@@ -127,6 +130,10 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
           this.counters.feedDecodeFailures++; // a lost message: the seq check finds the hole
         }
       });
+      // The leader publishes the feed only while tails announce themselves.
+      this.announce();
+      announcer = setInterval(() => this.announce(), TAIL_ANNOUNCE_MS);
+      announcer.unref();
       if (this.options.fromTimestampNs !== undefined) this.nextSeq = await this.seek(this.options.fromTimestampNs, signal);
       while (!signal.aborted) {
         this.buffer.discardBefore(this.nextSeq);
@@ -154,9 +161,19 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
       if (signal.aborted && isLocalClosed(error)) return;
       throw error;
     } finally {
+      if (announcer !== null) clearInterval(announcer);
       subscription?.unsubscribe();
       this.abort.abort();
       this.end();
+    }
+  }
+
+  /** `{ns}.shard.{n}.tail`: best effort, like the feed itself (a lost one is repeated). */
+  private announce(): void {
+    try {
+      this.context.transport.publish(this.context.subjects.shardTail(this.options.shard), encodeMessage({ v: 1, t: 'tail', shard: this.options.shard }));
+    } catch (error) {
+      this.context.logger?.debug({ err: error, shard: this.options.shard }, 'tail announce failed');
     }
   }
 

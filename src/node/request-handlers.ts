@@ -162,6 +162,16 @@ export function serveEndpoints(context: EndpointContext): () => void {
         return encodeMessage(reply);
       }),
     );
+    // Every node serving the shard hears a tail (no queue group); nothing is answered.
+    subscribe(subjects.shardTail(shard), undefined, (message) => {
+      try {
+        const announce = decodeRequest(message.data, 'tail', context.limits);
+        checkSubjectShard(announce.shard, shard);
+        context.hostFor(shard, 'read').wantFeed();
+      } catch (error) {
+        context.logger.debug({ err: error, shard }, 'tail announce ignored');
+      }
+    });
     subscribe(subjects.shardSeek(shard), subjects.shardQueue(shard), (message) =>
       answer('seek', message, async () => {
         const request = decodeRequest(message.data, 'seek', context.limits);

@@ -15,7 +15,7 @@ import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
 import { MAX_NOTE_BYTES, Wal, type FileIo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
 import { seqsToRuns } from '../transport/codec.ts';
-import { MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
+import { FEED_INTEREST_MS, MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
 import { RUN_BYTES, encodeSessionNote, producerIdBytes, sessionNoteBytes } from './session-note.ts';
 import type { SessionLimits } from './session-store.ts';
@@ -69,6 +69,8 @@ const READ_BATCH_OVERHEAD_BYTES = 48;
 export class ShardHost {
   private readonly recent: RecentBatches;
   private hwmSeq: number;
+  /** The feed is published until then (performance.now() ms): a tail announced itself. */
+  private feedWantedUntilMs = 0;
 
   private constructor(
     readonly shard: number,
@@ -229,6 +231,11 @@ export class ShardHost {
     }
   }
 
+  /** A tail of this shard exists: publish the feed for the next FEED_INTEREST_MS. */
+  wantFeed(): void {
+    this.feedWantedUntilMs = performance.now() + FEED_INTEREST_MS;
+  }
+
   /** Called from ShardState.apply while the group is being made durable (before acks). */
   private batchDurable(stored: StoredBatch): void {
     if (stored.count === 0) return;
@@ -236,6 +243,8 @@ export class ShardHost {
     // `stored.events` is valid during the call only: one copy serves memory and the feed.
     const batch = { ...toReadBatch(stored), events: stored.events.slice() };
     this.recent.push(batch);
+    // No tail announced itself lately: nobody would read the feed, so it is not encoded.
+    if (performance.now() >= this.feedWantedUntilMs) return;
     this.options.publishFeed({
       v: 1,
       t: 'feed',

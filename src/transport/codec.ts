@@ -144,6 +144,7 @@ const requestReaders: { [T in Request['t']]: (root: Fields, maxRequestEvents: nu
   },
   info: () => ({ v: PROTOCOL_VERSION, t: 'info' }),
   status: () => ({ v: PROTOCOL_VERSION, t: 'status' }),
+  tail: (root) => ({ v: PROTOCOL_VERSION, t: 'tail', shard: root.integer('shard', 0, U16_MAX) }),
 };
 
 /** The append path's only per-event work: validatePacked (finite weights). */

@@ -104,6 +104,21 @@ export interface FeedMessage {
   hwm: number;
 }
 
+/**
+ * `{ns}.shard.{n}.tail`: published (no reply) by a tail of shard n when it starts and every
+ * TAIL_ANNOUNCE_MS while it runs. The shard's leader publishes the feed only while a tail
+ * announced itself within FEED_INTEREST_MS: no tail, no feed encoded.
+ */
+export interface TailAnnounce {
+  v: 1;
+  t: 'tail';
+  shard: number;
+}
+
+/** How often a tail announces itself, and how long the node keeps the feed going after one. */
+export const TAIL_ANNOUNCE_MS = 1_000;
+export const FEED_INTEREST_MS = 5_000;
+
 /** `{ns}.shard.{n}.seek`: the first seq whose batch was sealed at or after timestampNs. */
 export interface SeekRequest {
   v: 1;
@@ -227,7 +242,7 @@ export interface ErrorReply {
   details?: Record<string, unknown>;
 }
 
-export type Request = AppendRequest | ReadRequest | SeekRequest | StateRequest | InfoRequest | StatusRequest;
+export type Request = AppendRequest | ReadRequest | SeekRequest | StateRequest | InfoRequest | StatusRequest | TailAnnounce;
 export type Reply = AppendReply | ReadReply | SeekReply | StateReply | InfoReply | StatusReply | ErrorReply;
 export type Message = Request | Reply | FeedMessage;
 
@@ -242,6 +257,7 @@ export function subjects(namespace: string) {
     shardRead: (shard: number) => `${namespace}.shard.${shard}.read`,
     shardSeek: (shard: number) => `${namespace}.shard.${shard}.seek`,
     shardFeed: (shard: number) => `${namespace}.shard.${shard}.feed`,
+    shardTail: (shard: number) => `${namespace}.shard.${shard}.tail`,
     /** Queue group of the nodes that answer any-node subjects. */
     nodesQueue: `${namespace}.nodes`,
     /** Queue group of the nodes that serve one shard. */
