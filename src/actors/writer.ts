@@ -16,7 +16,7 @@
 // only when it goes from empty to non-empty or seals a full group. A flush starts as soon as
 // the flush worker is free; appends that arrive meanwhile form the next group.
 
-import { fromCallback, sendTo, setup, type ActorRefFrom } from 'xstate';
+import { and, sendTo, setup, type ActorRefFrom } from 'xstate';
 import { TidelogError } from '../errors.ts';
 import type { CommitQueue } from '../wal/commit-queue.ts';
 import type { SegmentWriter } from '../wal/segment-writer.ts';
@@ -38,29 +38,26 @@ export interface WriterLane {
 
 export type WriterEvent =
   | { type: 'WORK_QUEUED'; sealed: boolean }
-  | { type: 'SETTLED' }
+  | { type: 'SETTLED'; token: number }
   | { type: 'CLOSE_REQUESTED' }
   | { type: 'WORKER_OP'; op: FlushWorkerOp }
   | FlushWorkerReport;
 
 export const writerMachine = setup({
   types: {
-    context: {} as { lane: WriterLane },
+    context: {} as { lane: WriterLane; settle: { token: number } },
     events: {} as WriterEvent,
     input: {} as { lane: WriterLane },
   },
   actors: {
     flushWorker: flushWorkerMachine,
-    // One turn of the event loop: callers resolved by the last flush get to queue again.
-    nextTick: fromCallback(({ sendBack }) => {
-      const handle = setImmediate(() => sendBack({ type: 'SETTLED' }));
-      return () => clearImmediate(handle);
-    }),
   },
   delays: {
     linger: ({ context }) => context.lane.batchLingerMs,
   },
   guards: {
+    /** The tick this settling state asked for (a stale one from an earlier settling is ignored). */
+    isThisTick: ({ context, event }) => event.type === 'SETTLED' && event.token === context.settle.token,
     mustFlushNow: ({ context }) =>
       context.lane.queue.hasSealedGroup || (context.lane.queue.hasOpenGroup && context.lane.batchLingerMs <= 0),
     hasWork: ({ context }) => context.lane.queue.hasWork,
@@ -82,10 +79,19 @@ export const writerMachine = setup({
     }),
     closeWorker: sendTo('flushWorker', { type: 'CLOSE' } as FlushWorkerOp),
     notifyClosed: ({ context }) => context.lane.laneClosed(),
+    // One turn of the event loop: callers resolved by the last flush get to queue again. A
+    // plain setImmediate, not an invoked actor: one actor spawned per flush costs more than
+    // the flush's bookkeeping at thousands of flushes a second.
+    awaitTick: ({ context, self }) => {
+      const token = ++context.settle.token;
+      setImmediate(() => {
+        if (self.getSnapshot().status === 'active') self.send({ type: 'SETTLED', token });
+      });
+    },
   },
 }).createMachine({
   id: 'writer',
-  context: ({ input }) => ({ lane: input.lane }),
+  context: ({ input }) => ({ lane: input.lane, settle: { token: 0 } }),
   invoke: {
     id: 'flushWorker',
     src: 'flushWorker',
@@ -133,10 +139,13 @@ export const writerMachine = setup({
       // this turn; flushing what queued during the flush at once instead would split the
       // callers into two cohorts that never meet again (groups of k, n − k, k, n − k, …:
       // measured 1 and 63 of 64 callers). Only a full group goes before the tick.
-      invoke: { src: 'nextTick' },
+      entry: 'awaitTick',
       on: {
         WORK_QUEUED: { guard: ({ event }) => event.sealed, target: 'flushing' },
-        SETTLED: [{ guard: 'hasWork', target: 'flushing' }, { target: 'idle' }],
+        SETTLED: [
+          { guard: and(['isThisTick', 'hasWork']), target: 'flushing' },
+          { guard: 'isThisTick', target: 'idle' },
+        ],
         CLOSE_REQUESTED: 'idle',
       },
     },
