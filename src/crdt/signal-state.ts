@@ -39,6 +39,7 @@
 import { TidelogError } from '../errors.ts';
 import type { EntityDigests } from './digest-tree.ts';
 import { countersOf, viewEntity, type EntityView } from './entity-view.ts';
+import { joinValues } from './column-join.ts';
 import { entityIdOf, entityKeyOf, type EntityKey } from './entity-key.ts';
 import { foldPacked, validatePacked, type FoldTarget } from './event-fold.ts';
 import { HlcTimestamp, U32_MAX, U64_MAX } from './hlc-timestamp.ts';
@@ -421,7 +422,7 @@ export class CrdtSignalState {
     const target = arrays.index.findOrAddKey(entity.key);
     for (const cell of entity.cells) {
       const column = arrays.columns[cell.signalId] as ScoreColumn;
-      for (const values of cell.contributions) if (column.joinValues(target, values)) isChanged = true;
+      for (const values of cell.contributions) if (joinValues(column, target, values)) isChanged = true;
     }
     for (const flag of entity.flags) {
       const stamp = flag.stamp;
