@@ -8,6 +8,9 @@
 //             unless `registerOrigin(origin, firstSeq)` says where the space starts.
 //   entity  = per score signal, per origin a contribution (score-column.ts: decayed score, windowed counts,
 //             event count and weight sum as PN-counter entries, last HLC), plus LWW flags.
+// Entities live in typed arrays (state-arrays.ts: ~200 bytes an entity with two signals), so
+// entityCount is O(1), a clone is a handful of array copies, and `beginImage` (state-image.ts)
+// snapshots millions of entities in bounded pieces while folding goes on.
 //
 // Exactly-once folding without coordination:
 // - an origin's events are folded in seq order: seq ≤ appliedSeq is a duplicate and ignored;
