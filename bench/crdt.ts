@@ -7,15 +7,18 @@
 //   transfer   a fresh replica synced from a 1 M-entity one in messages of at most 4 MiB
 //              (count, largest message, time), and plan pieces of at most 4 MiB
 //   snapshot   encode/decode of a 100 k-entity state
+//   image      binary state image of a 1 M-entity ranking-shaped state: write rate over next(4 MiB),
+//              the longest next() idle and with folds between pieces, the folds' cost meanwhile,
+//              load time against a bare copy into fresh memory, and the msgpack snapshot as peer
 //   memory     process RSS per entity of a ranking-shaped state (1 M and 5 M entities, two score
 //              signals each, 1 % hot entities), measured in a fresh child process after a forced GC
 // Flags: --quick (smaller runs, for a smoke check); --only=apply,merge,snapshot,reconcile,
-// transfer,memory (comma-separated phases; default all).
+// transfer,image,memory (comma-separated phases; default all).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../test/crdt/replica-simulation.ts';
 import { CrdtSignalState, defaultSignalSchema, encodePlan, Hlc, ImageLoader, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
-import { newReport, printReport } from './report.ts';
+import { newReport, printReport, type BenchReport } from './report.ts';
 
 const EVENT_BYTES = 21;
 const BATCH_EVENTS = 1000;
@@ -40,158 +43,172 @@ export async function main(argv: string[]): Promise<void> {
     scoreSignals: schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.name),
   });
 
-  if (runs('apply')) {
-    // ---- apply ----
-    const scoreIds = schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.id);
-    const workloads: { name: string; pickEntity: (random: () => number) => number }[] = [
-      { name: 'zipf(1.0) over 1M entities', pickEntity: zipfPicker(1_000_000, 1.0) },
-      { name: 'uniform over 100k entities', pickEntity: (random) => Math.floor(random() * 100_000) },
-    ];
-    for (const workload of workloads) {
-      const bytes = makeEvents(applyEvents, scoreIds, workload.pickEntity, 42);
-      // The same entities and signals an hour later: a replica in steady state, whose
-      // contributions exist already (no slot allocation, no growth of the columns).
-      const later = shiftTimestamps(bytes, 3_600_000_000_000n);
-      let bestCold = 0;
-      let bestWarm = 0;
-      let entities = 0;
-      for (let run = 0; run < 3; run++) {
-        const state = new CrdtSignalState(schema);
-        const clock = new Hlc(1, { now: () => START_NS });
-        bestCold = Math.max(bestCold, applyAll(state, bytes, clock, 1));
-        bestWarm = Math.max(bestWarm, applyAll(state, later, clock, applyEvents + 1));
-        entities = state.entityCount;
-      }
-      report.rows.push({ name: `apply cold, ${workload.name}`, value: bestCold, unit: 'events/s', note: `best of 3, into an empty state, ${entities} entities` });
-      report.rows.push({ name: `apply warm, ${workload.name}`, value: bestWarm, unit: 'events/s', note: 'best of 3, entities already present' });
-    }
-    const rowOf = (name: string): number => report.rows.find((row) => row.name === name)?.value ?? 0;
-    report.ratios['apply warm zipf / 2M target'] = rowOf('apply warm, zipf(1.0) over 1M entities') / 2_000_000;
-    report.ratios['apply cold zipf / 2M target'] = rowOf('apply cold, zipf(1.0) over 1M entities') / 2_000_000;
-  }
-  if (runs('merge') || runs('snapshot')) {
-    // ---- merge of two 100k-entity states ----
-    const mergeEntities = isQuick ? 20_000 : 100_000;
-    const left = buildState(schema, 1, 0, mergeEntities, 2, 7);
-    const right = buildState(schema, 2, mergeEntities / 2, mergeEntities, 2, 8);
-    let cloneMs = Infinity;
-    let mergeMs = Infinity;
-    let merged = left;
-    for (let run = 0; run < 3; run++) {
-      const cloneStartMs = performance.now();
-      const target = left.clone();
-      cloneMs = Math.min(cloneMs, performance.now() - cloneStartMs);
-      const mergeStartMs = performance.now();
-      target.merge(right);
-      mergeMs = Math.min(mergeMs, performance.now() - mergeStartMs);
-      merged = target;
-    }
-    report.rows.push({ name: `merge 2 × ${mergeEntities} entities (50% shared)`, value: mergeMs, unit: 'ms', note: `${merged.entityCount} entities after` });
-    report.rows.push({ name: `clone ${mergeEntities}-entity state`, value: cloneMs, unit: 'ms' });
-
-    // ---- snapshot ----
-    const snapshotStartMs = performance.now();
-    const snapshot = merged.encode();
-    const encodeMs = performance.now() - snapshotStartMs;
-    const decodeStartMs = performance.now();
-    const decoded = CrdtSignalState.decode(snapshot, schema);
-    const decodeMs = performance.now() - decodeStartMs;
-    if (!decoded.equals(merged)) throw new Error('snapshot round trip lost state');
-    report.rows.push({ name: `snapshot size, ${merged.entityCount} entities`, value: snapshot.byteLength, unit: 'bytes' });
-    report.rows.push({ name: 'snapshot encode', value: encodeMs, unit: 'ms' });
-    report.rows.push({ name: 'snapshot decode', value: decodeMs, unit: 'ms' });
-
-  }
-  if (runs('reconcile')) {
-    // ---- reconciliation bytes vs divergence ----
-    const engine = new ReconciliationEngine();
-    const sizes = isQuick ? [10_000] : [10_000, 100_000];
-    const divergences = [0, 1, 10, 100, 1000, 10_000];
-    for (const size of sizes) {
-      const base = buildState(schema, 1, 0, size, 1, 9);
-      const fullBytes = base.encode().byteLength;
-      for (const differing of divergences) {
-        if (differing > size / 2) continue;
-        const remote = base.clone();
-        const local = base.clone();
-        divergeState(remote, size, differing, 11);
-        const startedMs = performance.now();
-        const plan = engine.plan(local, remote);
-        const elapsedMs = performance.now() - startedMs;
-        engine.apply(local, plan);
-        if (!local.equals(remote)) throw new Error('reconciliation did not converge');
-        report.rows.push({
-          name: `reconcile ${size} entities, ${differing} differ`,
-          value: plan.stats.bytesExchanged,
-          unit: 'bytes',
-          note: `${plan.stats.messages} msgs, ${(plan.stats.bytesExchanged / Math.max(1, differing)).toFixed(0)} B/diff, ${elapsedMs.toFixed(0)} ms, full snapshot ${fullBytes} B`,
-        });
-        if (differing === 100) report.ratios[`reconcile bytes / snapshot bytes, ${size} entities, 100 differ`] = plan.stats.bytesExchanged / fullBytes;
-      }
-    }
-  }
-  if (runs('transfer')) {
-    // ---- full transfer to a fresh replica, in bounded messages ----
-    const transferEntities = isQuick ? 100_000 : 1_000_000;
-    const maxMessageBytes = 4 << 20;
-    const bounded = new ReconciliationEngine({ maxMessageBytes });
-    const source = buildState(schema, 1, 0, transferEntities, 1, 12);
-    const fresh = new CrdtSignalState(schema);
-    let largestMessageBytes = 0;
-    let transferMessages = 0;
-    let transferBytes = 0;
-    const transferStartMs = performance.now();
-    // The sessions by hand (what `sync` does) to see every message; each side applies what it
-    // received after every message, so it never holds more than one message's entities.
-    const freshSession = bounded.session(fresh);
-    const sourceSession = bounded.session(source);
-    let message: Uint8Array | null = freshSession.start();
-    let isToSource = true;
-    while (message !== null) {
-      transferMessages++;
-      transferBytes += message.byteLength;
-      largestMessageBytes = Math.max(largestMessageBytes, message.byteLength);
-      const [session, state] = isToSource ? [sourceSession, source] : [freshSession, fresh];
-      message = session.receive(message);
-      const piece = session.takePlan();
-      if (piece.entities.length > 0 || piece.origins.length > 0) bounded.apply(state, piece);
-      isToSource = !isToSource;
-    }
-    const transferMs = performance.now() - transferStartMs;
-    if (!fresh.equals(source)) throw new Error('the full transfer did not converge');
-    report.rows.push({
-      name: `full transfer, ${transferEntities} entities to a fresh replica`,
-      value: transferMs,
-      unit: 'ms',
-      note: `${transferMessages} msgs ≤ ${maxMessageBytes} B (largest ${largestMessageBytes} B), ${transferBytes} B in all, ${((transferEntities / transferMs) * 1000).toFixed(0)} entities/s`,
-    });
-    const piecesStartMs = performance.now();
-    const pieces = bounded.plans(new CrdtSignalState(schema), source);
-    const piecesMs = performance.now() - piecesStartMs;
-    const largestPieceBytes = Math.max(...pieces.map((piece) => encodePlan(piece).byteLength));
-    report.rows.push({
-      name: `plan pieces, ${transferEntities} entities`,
-      value: pieces.length,
-      unit: 'plans',
-      note: `each ≤ ${maxMessageBytes} B (largest ${largestPieceBytes} B), ${piecesMs.toFixed(0)} ms`,
-    });
-    report.ratios['largest transfer message / maxMessageBytes'] = largestMessageBytes / maxMessageBytes;
-  }
+  if (runs('apply')) benchApply(report, schema, isQuick);
+  if (runs('merge') || runs('snapshot')) benchMergeAndSnapshot(report, schema, isQuick);
+  if (runs('reconcile')) benchReconcile(report, schema, isQuick);
+  if (runs('transfer')) benchTransfer(report, schema, isQuick);
   if (runs('image')) benchImage(report, isQuick ? 100_000 : 1_000_000, !isQuick);
-  if (runs('memory')) {
-    for (const entities of isQuick ? [100_000] : [1_000_000, 5_000_000]) {
-      const memory = measureMemory(entities);
-      const perEntity = (bytes: number): number => bytes / memory.entities;
+  if (runs('memory')) benchMemory(report, schema, isQuick);
+  printReport(report);
+}
+
+// Each phase runs in its own function, so its states are garbage once it returns (a long-running
+// function keeps its locals reachable, which would slow every later phase's garbage collection).
+
+function benchApply(report: BenchReport, schema: SignalSchema, isQuick: boolean): void {
+  const applyEvents = isQuick ? 200_000 : 2_000_000;
+  // ---- apply ----
+  const scoreIds = schema.signals.filter((signal) => signal.kind === 'score').map((signal) => signal.id);
+  const workloads: { name: string; pickEntity: (random: () => number) => number }[] = [
+    { name: 'zipf(1.0) over 1M entities', pickEntity: zipfPicker(1_000_000, 1.0) },
+    { name: 'uniform over 100k entities', pickEntity: (random) => Math.floor(random() * 100_000) },
+  ];
+  for (const workload of workloads) {
+    const bytes = makeEvents(applyEvents, scoreIds, workload.pickEntity, 42);
+    // The same entities and signals an hour later: a replica in steady state, whose
+    // contributions exist already (no slot allocation, no growth of the columns).
+    const later = shiftTimestamps(bytes, 3_600_000_000_000n);
+    let bestCold = 0;
+    let bestWarm = 0;
+    let entities = 0;
+    for (let run = 0; run < 3; run++) {
+      const state = new CrdtSignalState(schema);
+      const clock = new Hlc(1, { now: () => START_NS });
+      bestCold = Math.max(bestCold, applyAll(state, bytes, clock, 1));
+      bestWarm = Math.max(bestWarm, applyAll(state, later, clock, applyEvents + 1));
+      entities = state.entityCount;
+    }
+    report.rows.push({ name: `apply cold, ${workload.name}`, value: bestCold, unit: 'events/s', note: `best of 3, into an empty state, ${entities} entities` });
+    report.rows.push({ name: `apply warm, ${workload.name}`, value: bestWarm, unit: 'events/s', note: 'best of 3, entities already present' });
+  }
+  const rowOf = (name: string): number => report.rows.find((row) => row.name === name)?.value ?? 0;
+  report.ratios['apply warm zipf / 2M target'] = rowOf('apply warm, zipf(1.0) over 1M entities') / 2_000_000;
+  report.ratios['apply cold zipf / 2M target'] = rowOf('apply cold, zipf(1.0) over 1M entities') / 2_000_000;
+}
+
+function benchMergeAndSnapshot(report: BenchReport, schema: SignalSchema, isQuick: boolean): void {
+  // ---- merge of two 100k-entity states ----
+  const mergeEntities = isQuick ? 20_000 : 100_000;
+  const left = buildState(schema, 1, 0, mergeEntities, 2, 7);
+  const right = buildState(schema, 2, mergeEntities / 2, mergeEntities, 2, 8);
+  let cloneMs = Infinity;
+  let mergeMs = Infinity;
+  let merged = left;
+  for (let run = 0; run < 3; run++) {
+    const cloneStartMs = performance.now();
+    const target = left.clone();
+    cloneMs = Math.min(cloneMs, performance.now() - cloneStartMs);
+    const mergeStartMs = performance.now();
+    target.merge(right);
+    mergeMs = Math.min(mergeMs, performance.now() - mergeStartMs);
+    merged = target;
+  }
+  report.rows.push({ name: `merge 2 × ${mergeEntities} entities (50% shared)`, value: mergeMs, unit: 'ms', note: `${merged.entityCount} entities after` });
+  report.rows.push({ name: `clone ${mergeEntities}-entity state`, value: cloneMs, unit: 'ms' });
+
+  // ---- snapshot ----
+  const snapshotStartMs = performance.now();
+  const snapshot = merged.encode();
+  const encodeMs = performance.now() - snapshotStartMs;
+  const decodeStartMs = performance.now();
+  const decoded = CrdtSignalState.decode(snapshot, schema);
+  const decodeMs = performance.now() - decodeStartMs;
+  if (!decoded.equals(merged)) throw new Error('snapshot round trip lost state');
+  report.rows.push({ name: `snapshot size, ${merged.entityCount} entities`, value: snapshot.byteLength, unit: 'bytes' });
+  report.rows.push({ name: 'snapshot encode', value: encodeMs, unit: 'ms' });
+  report.rows.push({ name: 'snapshot decode', value: decodeMs, unit: 'ms' });
+
+}
+
+function benchReconcile(report: BenchReport, schema: SignalSchema, isQuick: boolean): void {
+  // ---- reconciliation bytes vs divergence ----
+  const engine = new ReconciliationEngine();
+  const sizes = isQuick ? [10_000] : [10_000, 100_000];
+  const divergences = [0, 1, 10, 100, 1000, 10_000];
+  for (const size of sizes) {
+    const base = buildState(schema, 1, 0, size, 1, 9);
+    const fullBytes = base.encode().byteLength;
+    for (const differing of divergences) {
+      if (differing > size / 2) continue;
+      const remote = base.clone();
+      const local = base.clone();
+      divergeState(remote, size, differing, 11);
+      const startedMs = performance.now();
+      const plan = engine.plan(local, remote);
+      const elapsedMs = performance.now() - startedMs;
+      engine.apply(local, plan);
+      if (!local.equals(remote)) throw new Error('reconciliation did not converge');
       report.rows.push({
-        name: `memory per entity, ${entities} entities (RSS)`,
-        value: perEntity(memory.rssBytes),
+        name: `reconcile ${size} entities, ${differing} differ`,
+        value: plan.stats.bytesExchanged,
         unit: 'bytes',
-        note: `heapUsed + arrayBuffers ${perEntity(memory.heapUsedBytes + memory.arrayBuffersBytes).toFixed(1)} B/entity, ${memory.events} events folded in ${memory.foldMs.toFixed(0)} ms (${((memory.events / memory.foldMs) * 1000).toFixed(0)} events/s)`,
+        note: `${plan.stats.messages} msgs, ${(plan.stats.bytesExchanged / Math.max(1, differing)).toFixed(0)} B/diff, ${elapsedMs.toFixed(0)} ms, full snapshot ${fullBytes} B`,
       });
-      report.ratios[`RSS per entity / 250 B target, ${entities} entities`] = perEntity(memory.rssBytes) / 250;
+      if (differing === 100) report.ratios[`reconcile bytes / snapshot bytes, ${size} entities, 100 differ`] = plan.stats.bytesExchanged / fullBytes;
     }
   }
-  printReport(report);
+}
+
+function benchTransfer(report: BenchReport, schema: SignalSchema, isQuick: boolean): void {
+  // ---- full transfer to a fresh replica, in bounded messages ----
+  const transferEntities = isQuick ? 100_000 : 1_000_000;
+  const maxMessageBytes = 4 << 20;
+  const bounded = new ReconciliationEngine({ maxMessageBytes });
+  const source = buildState(schema, 1, 0, transferEntities, 1, 12);
+  const fresh = new CrdtSignalState(schema);
+  let largestMessageBytes = 0;
+  let transferMessages = 0;
+  let transferBytes = 0;
+  const transferStartMs = performance.now();
+  // The sessions by hand (what `sync` does) to see every message; each side applies what it
+  // received after every message, so it never holds more than one message's entities.
+  const freshSession = bounded.session(fresh);
+  const sourceSession = bounded.session(source);
+  let message: Uint8Array | null = freshSession.start();
+  let isToSource = true;
+  while (message !== null) {
+    transferMessages++;
+    transferBytes += message.byteLength;
+    largestMessageBytes = Math.max(largestMessageBytes, message.byteLength);
+    const [session, state] = isToSource ? [sourceSession, source] : [freshSession, fresh];
+    message = session.receive(message);
+    const piece = session.takePlan();
+    if (piece.entities.length > 0 || piece.origins.length > 0) bounded.apply(state, piece);
+    isToSource = !isToSource;
+  }
+  const transferMs = performance.now() - transferStartMs;
+  if (!fresh.equals(source)) throw new Error('the full transfer did not converge');
+  report.rows.push({
+    name: `full transfer, ${transferEntities} entities to a fresh replica`,
+    value: transferMs,
+    unit: 'ms',
+    note: `${transferMessages} msgs ≤ ${maxMessageBytes} B (largest ${largestMessageBytes} B), ${transferBytes} B in all, ${((transferEntities / transferMs) * 1000).toFixed(0)} entities/s`,
+  });
+  const piecesStartMs = performance.now();
+  const pieces = bounded.plans(new CrdtSignalState(schema), source);
+  const piecesMs = performance.now() - piecesStartMs;
+  const largestPieceBytes = Math.max(...pieces.map((piece) => encodePlan(piece).byteLength));
+  report.rows.push({
+    name: `plan pieces, ${transferEntities} entities`,
+    value: pieces.length,
+    unit: 'plans',
+    note: `each ≤ ${maxMessageBytes} B (largest ${largestPieceBytes} B), ${piecesMs.toFixed(0)} ms`,
+  });
+  report.ratios['largest transfer message / maxMessageBytes'] = largestMessageBytes / maxMessageBytes;
+}
+
+function benchMemory(report: BenchReport, schema: SignalSchema, isQuick: boolean): void {
+  for (const entities of isQuick ? [100_000] : [1_000_000, 5_000_000]) {
+    const memory = measureMemory(entities);
+    const perEntity = (bytes: number): number => bytes / memory.entities;
+    report.rows.push({
+      name: `memory per entity, ${entities} entities (RSS)`,
+      value: perEntity(memory.rssBytes),
+      unit: 'bytes',
+      note: `heapUsed + arrayBuffers ${perEntity(memory.heapUsedBytes + memory.arrayBuffersBytes).toFixed(1)} B/entity, ${memory.events} events folded in ${memory.foldMs.toFixed(0)} ms (${((memory.events / memory.foldMs) * 1000).toFixed(0)} events/s)`,
+    });
+    report.ratios[`RSS per entity / 250 B target, ${entities} entities`] = perEntity(memory.rssBytes) / 250;
+  }
 }
 
 /** Folds packed events in 1000-event batches from `firstSeq`; returns events/s. */
@@ -296,7 +313,7 @@ const PIECE_BYTES = 4 << 20;
  * node's case: copy-on-write keeps the image at its begin); then loaded back. The msgpack
  * snapshot of the same state is the peer.
  */
-function benchImage(report: ReturnType<typeof newReport>, entities: number, withPeer: boolean): void {
+function benchImage(report: BenchReport, entities: number, withPeer: boolean): void {
   const schema = defaultSignalSchema();
   const state = new CrdtSignalState(schema);
   foldRankingWorkload(state, entities);

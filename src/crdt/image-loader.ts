@@ -37,7 +37,7 @@ import { checkStateArrays } from './state-invariants.ts';
 const MAX_SECTION_COUNT = 2 ** 30;
 const IS_LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-type Phase = 'header' | 'tables' | 'origins' | 'sections' | 'done' | 'failed';
+type Phase = 'header' | 'tables' | 'origins' | 'sections' | 'done' | 'failed' | 'finished';
 
 interface Header {
   headerBytes: number;
@@ -98,6 +98,7 @@ export class ImageLoader {
   push(bytes: Uint8Array): void {
     if (!(bytes instanceof Uint8Array)) throw new TidelogError('BAD_REQUEST', 'ImageLoader.push takes a Uint8Array');
     if (this.phase === 'failed') fail('$', 'the image failed to load already');
+    if (this.phase === 'finished') throw new TidelogError('BAD_REQUEST', 'the image was loaded already');
     try {
       this.consume(bytes);
     } catch (error) {
@@ -110,6 +111,7 @@ export class ImageLoader {
 
   /** The loaded state; DECODE_FAILED when the image is incomplete or not well formed. */
   finish(): CrdtSignalState {
+    if (this.phase === 'finished') throw new TidelogError('BAD_REQUEST', 'the image was loaded already');
     if (this.phase !== 'done') {
       const phase = this.phase;
       this.phase = 'failed';
@@ -145,6 +147,7 @@ export class ImageLoader {
     }
     const cellCounts = checkStateArrays(arrays);
     for (const column of arrays.columnList) column.cellCount = cellCounts[column.ordinal];
+    this.phase = 'finished';
     return CrdtSignalState.fromImage(this.schema, this.options, arrays, this.logs, header.droppedCount);
   }
 

@@ -9,7 +9,8 @@
 // When the precondition fails (one (origin, seq) named two events, so two contributions share a
 // lastSeq but not their contents), the join is still a join: contributions are ordered by
 // (lastSeq, content) with `compareContributions` (contribution-values.ts), the greater wins on
-// every replica, and the column counts the clash in `conflicts`.
+// every replica, and the column counts the clash in `conflicts`. The joins, equality and
+// digests across states live in column-join.ts.
 //
 // Decayed score, anchored: a contribution holds score s at anchor time a (the newest event time
 // folded). Folding (t, w): if t ≥ a: s ← s·e^(−λ(t−a)) + w, a ← t; else (an older event reaching
@@ -26,7 +27,7 @@
 //   heads   Uint32Array  per entity: its head slot + 1, 0 without a contribution to this signal;
 //                        allocated with the column's first contribution (Section.HEADS + ordinal)
 
-import { compareContributions, type ContributionValues } from './contribution-values.ts';
+import type { ContributionValues } from './contribution-values.ts';
 import {
   ANCHOR_HI,
   ANCHOR_LO,
@@ -51,7 +52,6 @@ import type { ScoreSignal } from './signal-schema.ts';
 import { secondsOf, TWO_POW_32 } from './packed-time.ts';
 import { LIMB, MICROS_PER_UNIT } from './weight-micros.ts';
 import { TWO_FLAG, type RingPool } from './window-rings.ts';
-import type { WordHash } from './word-hash.ts';
 
 const U32_MAX = 0xffff_ffff;
 
@@ -83,10 +83,11 @@ export class ScoreColumn {
   conflicts = 0;
   private readonly bucketSeconds: Float64Array;
   private readonly headSection: number;
-  private readonly index: EntityIndex;
-  private readonly pool: ContributionPool;
-  private readonly rings: RingPool;
-  private readonly barrier: WriteBarrier;
+  /** The state's shared stores (column-join.ts works on them directly). */
+  readonly index: EntityIndex;
+  readonly pool: ContributionPool;
+  readonly rings: RingPool;
+  readonly barrier: WriteBarrier;
 
   constructor(signal: ScoreSignal, ordinal: number, bucketCount: number, stores: ColumnStores, source?: ScoreColumn) {
     this.signal = signal;
@@ -291,192 +292,6 @@ export class ScoreColumn {
       eventLo: words[at + EVENT_LO],
       windows,
     };
-  }
-
-  /**
-   * Joins a decoded contribution into (entity, origin): taken if it has the greater lastSeq, or
-   * the same lastSeq and the greater content (a conflict, counted). Its windows must agree with
-   * its anchor (snapshot-codec.ts checks that).
-   */
-  joinValues(entity: number, values: ContributionValues): boolean {
-    const slot = this.slotFor(entity, values.origin);
-    const pool = this.pool;
-    const held = pool.floats[(slot * pool.strideWords) / 2 + LAST_SEQ_F64];
-    if (values.lastSeq < held) return false;
-    if (values.lastSeq === held) {
-      const order = compareContributions(values, this.values(slot));
-      if (order === 0) return false;
-      this.conflicts++;
-      if (order < 0) return false;
-    }
-    this.barrier.copies?.touch(Section.CONTRIBUTIONS, slot);
-    this.barrier.markStale(entity);
-    const at = slot * pool.strideWords;
-    pool.floats[at / 2 + LAST_SEQ_F64] = values.lastSeq;
-    pool.floats[at / 2 + SCORE_F64] = values.score;
-    pool.setEventCount(slot, values.eventCount);
-    pool.setWeights(slot, values.weightPositiveHi, values.weightPositiveLo, values.weightNegativeHi, values.weightNegativeLo);
-    const words = pool.words;
-    words[at + ANCHOR_HI] = values.anchorHi;
-    words[at + ANCHOR_LO] = values.anchorLo;
-    words[at + WALL_HI] = values.wallHi;
-    words[at + WALL_LO] = values.wallLo;
-    words[at + LOGICAL] = values.logical;
-    words[at + NODE] = values.nodeId;
-    words[at + EVENT_HI] = values.eventHi;
-    words[at + EVENT_LO] = values.eventLo;
-    for (let window = 0; window < this.windowCount; window++) {
-      words[at + WINDOWS + window] = this.rings.fromPairs(values.windows[window], words[at + WINDOWS + window]);
-    }
-    return true;
-  }
-
-  /**
-   * Joins every contribution of `other` (same signal, another state): per (entity, origin) the
-   * greater lastSeq, and on an equal lastSeq with different contents the greater content (a
-   * conflict, counted).
-   */
-  joinColumn(other: ScoreColumn): void {
-    const otherHeads = other.heads;
-    if (otherHeads === null) return;
-    const otherKeys = other.index.keys;
-    const otherWords = other.pool.words;
-    const otherStride = other.pool.strideWords;
-    const end = Math.min(otherHeads.length, other.index.count);
-    for (let otherEntity = 0; otherEntity < end; otherEntity++) {
-      const otherHead = otherHeads[otherEntity] - 1;
-      if (otherHead < 0) continue;
-      const entity = this.index.findOrAdd(otherKeys[otherEntity * 2], otherKeys[otherEntity * 2 + 1]);
-      for (let source = otherHead; source >= 0; source = otherWords[source * otherStride + NEXT] - 1) {
-        const slot = this.slotFor(entity, otherWords[source * otherStride + ORIGIN]);
-        const theirSeq = other.pool.floats[(source * otherStride) / 2 + LAST_SEQ_F64];
-        const mySeq = this.pool.floats[(slot * this.pool.strideWords) / 2 + LAST_SEQ_F64];
-        if (theirSeq < mySeq) continue;
-        if (theirSeq === mySeq && !this.isTheirsGreater(slot, other, source)) continue;
-        this.copySlot(slot, other, source);
-        this.barrier.markStale(entity);
-      }
-    }
-  }
-
-  /** Overwrites `slot` (not its origin or link) with `other`'s `source`. */
-  private copySlot(slot: number, other: ScoreColumn, source: number): void {
-    this.barrier.copies?.touch(Section.CONTRIBUTIONS, slot);
-    const pool = this.pool;
-    const from = source * other.pool.strideWords;
-    const to = slot * pool.strideWords;
-    pool.floats[to / 2 + LAST_SEQ_F64] = other.pool.floats[from / 2 + LAST_SEQ_F64];
-    pool.floats[to / 2 + SCORE_F64] = other.pool.floats[from / 2 + SCORE_F64];
-    pool.setEventCount(slot, other.pool.eventCountOf(source));
-    pool.setWeights(
-      slot,
-      other.pool.positiveHiOf(source),
-      other.pool.floats[from / 2 + POSITIVE_LO_F64],
-      other.pool.negativeHiOf(source),
-      other.pool.negativeLoOf(source),
-    );
-    // Element loops rather than subarray().set(): no typed-array objects per contribution.
-    const words = pool.words;
-    const sourceWords = other.pool.words;
-    for (let field = ANCHOR_HI; field <= EVENT_LO; field++) words[to + field] = sourceWords[from + field];
-    for (let window = 0; window < this.windowCount; window++) {
-      words[to + WINDOWS + window] = this.rings.copyFrom(other.rings, sourceWords[from + WINDOWS + window], words[to + WINDOWS + window]);
-    }
-  }
-
-  /**
-   * For two slots with the same lastSeq: whether `other`'s content wins. Equal versions almost
-   * always hold equal contents, checked cheaply first; a difference is a conflict (counted).
-   */
-  private isTheirsGreater(slot: number, other: ScoreColumn, otherSlot: number): boolean {
-    if (this.slotEquals(slot, other, otherSlot)) return false;
-    const order = compareContributions(other.values(otherSlot), this.values(slot));
-    if (order !== 0) this.conflicts++;
-    return order > 0;
-  }
-
-  /** Whether the entity's chain here holds the same contributions as `otherEntity`'s in `other` (−1: none). */
-  cellEquals(entity: number, other: ScoreColumn, otherEntity: number): boolean {
-    let mine = this.headOf(entity);
-    let theirs = otherEntity < 0 ? -1 : other.headOf(otherEntity);
-    while (mine >= 0 && theirs >= 0) {
-      if (!this.slotEquals(mine, other, theirs)) return false;
-      mine = this.pool.words[mine * this.pool.strideWords + NEXT] - 1;
-      theirs = other.pool.words[theirs * other.pool.strideWords + NEXT] - 1;
-    }
-    return mine < 0 && theirs < 0;
-  }
-
-  /** Whether two slots (of this and `other`, same signal) hold the same contribution. */
-  slotEquals(slot: number, other: ScoreColumn, otherSlot: number): boolean {
-    const pool = this.pool;
-    const theirPool = other.pool;
-    const at = slot * pool.strideWords;
-    const theirAt = otherSlot * theirPool.strideWords;
-    const words = pool.words;
-    const theirWords = theirPool.words;
-    if (words[at + ORIGIN] !== theirWords[theirAt + ORIGIN]) return false;
-    for (let field = EVENT_COUNT_LO; field <= EVENT_LO; field++) if (words[at + field] !== theirWords[theirAt + field]) return false;
-    const score = pool.floats[at / 2 + SCORE_F64];
-    const theirScore = theirPool.floats[theirAt / 2 + SCORE_F64];
-    // The record order tells −0 from +0, so equality must too (1/−0 = −∞).
-    if (score !== theirScore || (score === 0 && 1 / score !== 1 / theirScore)) return false;
-    if (
-      pool.floats[at / 2 + LAST_SEQ_F64] !== theirPool.floats[theirAt / 2 + LAST_SEQ_F64] ||
-      pool.floats[at / 2 + POSITIVE_LO_F64] !== theirPool.floats[theirAt / 2 + POSITIVE_LO_F64] ||
-      pool.positiveHiOf(slot) !== theirPool.positiveHiOf(otherSlot) ||
-      pool.negativeLoOf(slot) !== theirPool.negativeLoOf(otherSlot) ||
-      pool.negativeHiOf(slot) !== theirPool.negativeHiOf(otherSlot) ||
-      pool.eventCountOf(slot) !== theirPool.eventCountOf(otherSlot)
-    ) {
-      return false;
-    }
-    for (let window = 0; window < this.windowCount; window++) {
-      const newest = this.newestOf(slot, window);
-      if (!this.rings.equalWindows(words[at + WINDOWS + window], other.rings, theirWords[theirAt + WINDOWS + window], newest)) return false;
-    }
-    return true;
-  }
-
-  /**
-   * The content digest of the entity's cell (reconciliation): key halves, signal id, then per
-   * contribution its fields as float64 words, each window's newest bucket, and the non-zero
-   * ring counts with their ring index. Returns false when the entity has no cell here.
-   */
-  cellDigest(entity: number, keyHi: number, keyLo: number, hash: WordHash): boolean {
-    const head = this.headOf(entity);
-    if (head < 0) return false;
-    hash.reset();
-    hash.word(keyHi);
-    hash.word(keyLo);
-    hash.word(this.signal.id);
-    const pool = this.pool;
-    for (let slot = head; slot >= 0; slot = pool.words[slot * pool.strideWords + NEXT] - 1) {
-      const values = this.values(slot);
-      hash.word(values.origin);
-      hash.float64(values.lastSeq);
-      hash.float64(values.eventCount);
-      hash.float64(values.weightPositiveHi);
-      hash.float64(values.weightPositiveLo);
-      hash.float64(values.weightNegativeHi);
-      hash.float64(values.weightNegativeLo);
-      hash.float64(values.score);
-      hash.float64(values.anchorHi);
-      hash.float64(values.anchorLo);
-      hash.float64(values.wallHi);
-      hash.float64(values.wallLo);
-      hash.float64(values.logical);
-      hash.float64(values.nodeId);
-      hash.float64(values.eventHi);
-      hash.float64(values.eventLo);
-      for (let window = 0; window < this.windowCount; window++) hash.float64(this.newestOf(slot, window));
-      const at = slot * pool.strideWords;
-      for (let window = 0; window < this.windowCount; window++) {
-        this.rings.hashWindow(pool.words[at + WINDOWS + window], this.newestOf(slot, window), window, hash);
-      }
-    }
-    hash.finish();
-    return true;
   }
 
   private setHead(entity: number, slot: number): void {

@@ -8,6 +8,9 @@
 //             unless `registerOrigin(origin, firstSeq)` says where the space starts.
 //   entity  = per score signal, per origin a contribution (score-column.ts: decayed score, windowed counts,
 //             event count and weight sum as PN-counter entries, last HLC), plus LWW flags.
+// Entities live in typed arrays (state-arrays.ts: ~200 bytes an entity with two signals), so
+// entityCount is O(1), a clone is a handful of array copies, and `beginImage` (state-image.ts)
+// snapshots millions of entities in bounded pieces while folding goes on.
 //
 // Exactly-once folding without coordination:
 // - an origin's events are folded in seq order: seq ≤ appliedSeq is a duplicate and ignored;
@@ -39,6 +42,7 @@
 import { TidelogError } from '../errors.ts';
 import type { EntityDigests } from './digest-tree.ts';
 import { countersOf, viewEntity, type EntityView } from './entity-view.ts';
+import { joinValues } from './column-join.ts';
 import { entityIdOf, entityKeyOf, type EntityKey } from './entity-key.ts';
 import { foldPacked, validatePacked, type FoldTarget } from './event-fold.ts';
 import { HlcTimestamp, U32_MAX, U64_MAX } from './hlc-timestamp.ts';
@@ -421,7 +425,7 @@ export class CrdtSignalState {
     const target = arrays.index.findOrAddKey(entity.key);
     for (const cell of entity.cells) {
       const column = arrays.columns[cell.signalId] as ScoreColumn;
-      for (const values of cell.contributions) if (column.joinValues(target, values)) isChanged = true;
+      for (const values of cell.contributions) if (joinValues(column, target, values)) isChanged = true;
     }
     for (const flag of entity.flags) {
       const stamp = flag.stamp;

@@ -25,7 +25,10 @@
 //   Contribution  [origin u32, lastSeq uint, eventCount uint,                 ascending origin
 //                  weightPositive [hi, lo], weightNegative [hi, lo],        micros = hi·2^48 + lo
 //                  score float64, anchorNs uint64, lastHlc bin(16), lastEventNs uint64,
-//                  windows array<array<uint>>]                              flat [bucket, count, …]
+//                  windows array<array<uint>>]                              flat [bucket, count, …]:
+//                                                                          ascending, the last the
+//                                                                          anchor's bucket, counts
+//                                                                          1 … eventCount
 //   Flag          [flagIndex uint, value bool, hlc bin(16)]                 ascending flagIndex
 
 

@@ -11,6 +11,7 @@
 //   index keys 8 B + table ≤ 8 B + 2 heads × 4 B + 2 records × 80 B  ≈ 184 B, plus a pooled
 //   ring (96 B) for each window that holds events in more than one bucket
 
+import { cellDigest, cellEquals, joinColumn } from './column-join.ts';
 import { ContributionPool } from './contribution-pool.ts';
 import { Section, WriteBarrier, type SectionSource } from './copy-on-write.ts';
 import { EntityIndex } from './entity-index.ts';
@@ -90,7 +91,7 @@ export class StateArrays {
       const otherEntity = other.index.find(keys[entity * 2], keys[entity * 2 + 1]);
       if (otherEntity < 0) return false;
       for (const column of this.columnList) {
-        if (!column.cellEquals(entity, other.columns[column.signal.id] as ScoreColumn, otherEntity)) return false;
+        if (!cellEquals(column, entity, other.columns[column.signal.id] as ScoreColumn, otherEntity)) return false;
       }
       if (!this.flags.equalsEntity(entity, other.flags, otherEntity)) return false;
     }
@@ -99,7 +100,7 @@ export class StateArrays {
 
   /** Joins `other`'s contributions and flags (same schema, another state). */
   join(other: StateArrays): void {
-    for (const column of this.columnList) column.joinColumn(other.columns[column.signal.id] as ScoreColumn);
+    for (const column of this.columnList) joinColumn(column, other.columns[column.signal.id] as ScoreColumn);
     const otherRefs = other.flags.refs;
     if (otherRefs === null) return;
     const otherKeys = other.index.keys;
@@ -160,7 +161,7 @@ export class StateArrays {
       let hi = 0;
       let lo = 0;
       for (const column of this.columnList) {
-        if (column.cellDigest(entity, keyHi, keyLo, hash)) {
+        if (cellDigest(column, entity, keyHi, keyLo, hash)) {
           hi ^= hash.hi;
           lo ^= hash.lo;
         }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CrdtSignalState, defaultSignalSchema, HlcTimestamp } from '../../src/crdt/index.ts';
+import { CrdtSignalState, defaultSignalSchema, HlcTimestamp, ReconciliationEngine } from '../../src/crdt/index.ts';
 import { DigestTree, FANOUT, MAX_LEVEL } from '../../src/crdt/digest-tree.ts';
 import { positionOf } from '../../src/crdt/entity-key.ts';
 import { deliver, makeHistory, mulberry32, referenceState, shuffle } from './replica-simulation.ts';
@@ -63,6 +63,26 @@ test('digest-tree - one changed entity changes exactly the nodes on its path', (
     const offPath = (onPath + 1) % FANOUT ** level;
     if (level > 0) assert.equal(treeBefore.node(level, offPath), treeAfter.node(level, offPath), `level ${level} off the path`);
   }
+});
+
+// The per-entity digest cache is filled by the first tree and must follow every later write:
+// folds (scores and flags), merges and plan joins. A clone starts with no cache, so its tree is
+// computed from scratch.
+test('digest-tree - cached entity digests follow folds, flags, merges and plans', () => {
+  const random = mulberry32(7);
+  const history = makeHistory(schema, random, { origins: [1, 2, 3], eventsPerOrigin: 200, entities: 80, flagShare: 0.2 });
+  const state = referenceState(schema, history);
+  // Other origins on the same entities: a merge changes cells through joins alone.
+  const peer = referenceState(schema, makeHistory(schema, random, { origins: [4, 5], eventsPerOrigin: 200, entities: 80, flagShare: 0.2 }));
+  for (let round = 0; round < 6; round++) {
+    const warm = new DigestTree(state);
+    assert.equal(warm.node(0, 0), new DigestTree(state.clone()).node(0, 0), `round ${round}`);
+    if (round % 3 === 0) state.merge(peer);
+    else if (round % 3 === 1) new ReconciliationEngine().apply(state, new ReconciliationEngine().plan(state, stateOf(round, 60)));
+    else state.apply({ entityId: BigInt(round), signalType: 200, weight: 1, timestampNs: 1n }, 9, new HlcTimestamp(BigInt(round) + 1n, 0, 9));
+    state.apply({ entityId: 3n, signalType: 1, weight: round, timestampNs: BigInt(round) * 1_000_000_000_000n }, 8, new HlcTimestamp(BigInt(round) + 1n, 0, 8));
+  }
+  assert.equal(new DigestTree(state).node(0, 0), new DigestTree(state.clone()).node(0, 0));
 });
 
 test.run();

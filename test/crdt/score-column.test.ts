@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeEvents, parseSignalSchema, type ScoreSignal } from '../../src/crdt/index.ts';
+import { cellEquals, joinValues } from '../../src/crdt/column-join.ts';
 import type { ScoreColumn } from '../../src/crdt/score-column.ts';
 import { StateArrays } from '../../src/crdt/state-arrays.ts';
 
@@ -83,9 +84,9 @@ test('score-column - values round-trip through joinValues into another column', 
   const slot = column.slotFor(entity(3), 1);
   [0, 20, 700, 3000].forEach((offset, index) => foldSeconds(column, slot, index + 1, START_SECONDS + offset));
   const { column: copy, entity: copyEntity } = freshColumn();
-  assert.ok(copy.joinValues(copyEntity(3), column.values(slot)));
-  assert.not.ok(copy.joinValues(copyEntity(3), column.values(slot)), 'joining the same contribution again changes nothing');
-  assert.ok(copy.cellEquals(copyEntity(3), column, entity(3)));
+  assert.ok(joinValues(copy, copyEntity(3), column.values(slot)));
+  assert.not.ok(joinValues(copy, copyEntity(3), column.values(slot)), 'joining the same contribution again changes nothing');
+  assert.ok(cellEquals(copy, copyEntity(3), column, entity(3)));
   assert.equal(copy.values(copy.chain(copyEntity(3))[0]), column.values(slot));
 });
 

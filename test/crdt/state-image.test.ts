@@ -303,6 +303,16 @@ test('state-image - hand-made damage is DECODE_FAILED: links out of range, loops
   // Two entities with one id.
   expectCode(() => loadStateImage(patched((data) => data.setUint32(headerBytes + originsBytes + 12, data.getUint32(headerBytes + originsBytes + 4, true), true)), schema), 'DECODE_FAILED');
   expectCode(() => loadStateImage(patched((data) => data.setUint32(16, data.getUint32(16, true) + 8, true)), schema), 'DECODE_FAILED');
+  // A header that adds up but asks for 2^30 contributions (80 GiB): refused, never a crash.
+  const huge = patched((data) => {
+    const sectionAt = headerBytes - 16 * (10 + 5) + 16; // the contributions entry
+    const extra = (2 ** 30 - data.getUint32(sectionAt + 8, true)) * strideBytes;
+    data.setUint32(sectionAt + 8, 2 ** 30, true);
+    const total = data.getUint32(16, true) + data.getUint32(20, true) * 2 ** 32 + extra;
+    data.setUint32(16, total % 2 ** 32, true);
+    data.setUint32(20, Math.floor(total / 2 ** 32), true);
+  });
+  expectCode(() => loadStateImage(huge.subarray(0, headerBytes + 1000), schema), 'DECODE_FAILED');
   expectCode(() => loadStateImage(patched((data) => data.setUint32(0, 0, true)), schema), 'DECODE_FAILED');
 });
 
