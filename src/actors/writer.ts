@@ -61,6 +61,7 @@ export const writerMachine = setup({
     mustFlushNow: ({ context }) =>
       context.lane.queue.hasSealedGroup || (context.lane.queue.hasOpenGroup && context.lane.batchLingerMs <= 0),
     hasWork: ({ context }) => context.lane.queue.hasWork,
+    hasSealedGroup: ({ context }) => context.lane.queue.hasSealedGroup,
     canClose: ({ context }) => context.lane.queue.isClosing && !context.lane.queue.hasWork,
     isClosingWithWork: ({ context }) => context.lane.queue.isClosing && context.lane.queue.hasWork,
   },
@@ -130,7 +131,13 @@ export const writerMachine = setup({
     flushing: {
       entry: 'startFlush',
       on: {
-        PERSISTED: { target: 'settling', actions: 'completeGroup' },
+        // A full group queued meanwhile goes at once, before the callers just answered run,
+        // so their work overlaps this flush's I/O (the pipeline of a busy shard). Anything
+        // less waits one tick in settling for those callers to join it.
+        PERSISTED: [
+          { guard: 'hasSealedGroup', target: 'flushing', reenter: true, actions: 'completeGroup' },
+          { target: 'settling', actions: 'completeGroup' },
+        ],
       },
     },
     settling: {

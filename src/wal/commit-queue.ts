@@ -41,6 +41,8 @@ export const MAX_GROUP_NOTES_BYTES = 1 << 20;
 /** Bound on note bytes accepted but not yet durable; past it calls with notes get OVERLOADED. */
 export const MAX_PENDING_NOTE_BYTES = 64 << 20;
 const MAX_NOTE_RECORD_BYTES = NOTE_LENGTH_BYTES + MAX_NOTE_BYTES;
+/** Group buffers kept for reuse (≈ 21 KB each at the default batchMaxEvents). */
+const MAX_FREE_BUFFERS = 64;
 
 export interface CommitQueueOptions {
   shard: number;
@@ -78,9 +80,9 @@ export class CommitGroup {
 
   constructor(
     readonly firstSeq: number,
-    initialEvents: number,
+    buffer: Uint8Array,
   ) {
-    this.buffer = new Uint8Array(BATCH_HEADER_BYTES + initialEvents * EVENT_BYTES);
+    this.buffer = buffer;
   }
 
   get lastSeq(): number {
@@ -130,6 +132,12 @@ export class CommitQueue {
   private isDuplicate = new Uint8Array(1024);
   /** Seal times never go back, whatever the wall clock does (segment-head.ts relies on it). */
   private lastSealNs: bigint;
+  /**
+   * Group buffers of the standard size (a full group) whose batch is durable, for reuse:
+   * thousands of groups a second would otherwise each allocate one (GC pressure). Bounded.
+   */
+  private readonly freeBuffers: Uint8Array[] = [];
+  private readonly standardBufferBytes: number;
   private failure: Error | null = null;
   isClosing = false;
   /** Called when work appears that an idle or lingering writer must know about. */
@@ -144,6 +152,19 @@ export class CommitQueue {
     private readonly clock: { nowMs(): number; nowNs(): bigint },
   ) {
     this.lastSealNs = options.newestSealNs;
+    this.standardBufferBytes = BATCH_HEADER_BYTES + options.batchMaxEvents * EVENT_BYTES;
+  }
+
+  /** A buffer for a new group whose first part has `events` events: pooled when standard. */
+  private takeBuffer(events: number): Uint8Array {
+    const needed = BATCH_HEADER_BYTES + events * EVENT_BYTES;
+    if (needed <= this.standardBufferBytes) return this.freeBuffers.pop() ?? new Uint8Array(this.standardBufferBytes);
+    return new Uint8Array(needed);
+  }
+
+  /** A durable group's buffer goes back to the pool (its views are not used after complete). */
+  private releaseBuffer(group: CommitGroup): void {
+    if (group.buffer.byteLength === this.standardBufferBytes && this.freeBuffers.length < MAX_FREE_BUFFERS) this.freeBuffers.push(group.buffer);
   }
 
   /** The time a batch or segment head sealed now gets: the clock, but never below an earlier seal. */
@@ -235,7 +256,7 @@ export class CommitQueue {
         sealedAny = true;
       }
       if (this.openGroup === null) {
-        this.openGroup = new CommitGroup(this.nextSeq, Math.min(partMax, Math.max(partCount, 64)));
+        this.openGroup = new CommitGroup(this.nextSeq, this.takeBuffer(partCount));
         this.openGroup.skipsDedup = skipsDedup;
       }
       const group = this.openGroup;
@@ -382,6 +403,7 @@ export class CommitQueue {
         waiter.partsLeft--;
         if (waiter.partsLeft === 0) waiter.resolve(waiter.seqs);
       }
+      this.releaseBuffer(group);
     }
   }
 

@@ -14,6 +14,11 @@ export interface WalFile {
   readonly path: string;
   /** Writes at `position`; may write fewer bytes than asked (the caller loops). */
   write(bytes: Uint8Array, position: number): Promise<number>;
+  /**
+   * Optional: the same, synchronously (into the page cache). Lets a small flush submit its
+   * fdatasync in the same turn as its write, before other work queued on the event loop.
+   */
+  readonly writeSync?: (bytes: Uint8Array, position: number) => number;
   /** Reads into `into` from `position`; returns bytes read (0 at end of file). */
   read(into: Uint8Array, position: number): Promise<number>;
   datasync(): Promise<void>;
@@ -110,6 +115,7 @@ class NodeWalFile implements WalFile {
   write(bytes: Uint8Array, position: number): Promise<number> {
     return callback<number>((done) => fs.write(this.fd, bytes, 0, bytes.byteLength, position, done));
   }
+  readonly writeSync = (bytes: Uint8Array, position: number): number => fs.writeSync(this.fd, bytes, 0, bytes.byteLength, position);
   read(into: Uint8Array, position: number): Promise<number> {
     return callback<number>((done) => fs.read(this.fd, into, 0, into.byteLength, position, done));
   }

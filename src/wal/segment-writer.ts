@@ -12,6 +12,9 @@ import { segmentFileName } from './segment-name.ts';
 
 export type FsyncMode = 'full' | 'normal' | 'off';
 
+/** Flushes up to this size are written synchronously (see append). */
+export const SYNC_WRITE_MAX_BYTES = 1 << 20;
+
 export interface OpenSegment {
   fileName: string;
   firstSeq: number;
@@ -96,13 +99,47 @@ export class SegmentWriter {
     if (previous !== null) await previous.close().catch(() => undefined);
   }
 
-  /** One write of a sealed batch (or several back to back), then one fdatasync if asked. */
+  /**
+   * One write of a sealed batch (or several back to back), then one fdatasync if asked. Up
+   * to SYNC_WRITE_MAX_BYTES the write is synchronous (a copy into the page cache, tens of µs)
+   * and the fdatasync is submitted in the same turn: otherwise the callers this flush's
+   * predecessor just answered would run their appends between write and fdatasync, and the
+   * disk would wait for the CPU instead of working beside it (measured: ~30 % more events/s
+   * with 16 callers).
+   */
   async append(bytes: Uint8Array, shouldSync: boolean): Promise<void> {
     const file = this.requireFile();
+    const writeSync = file.writeSync;
+    if (writeSync !== undefined && bytes.byteLength <= SYNC_WRITE_MAX_BYTES) {
+      this.writeNow(writeSync, bytes);
+      if (shouldSync) await this.sync();
+      return;
+    }
     await this.wrap('WRITE_FAILED', () => writeFully(file, bytes, this.metrics.writtenOffset));
     this.metrics.writtenOffset += bytes.byteLength;
     this.metrics.bytes += bytes.byteLength;
     if (shouldSync) await this.sync();
+  }
+
+  /** writeFully, synchronously; a failure is WRITE_FAILED as in the async path. */
+  private writeNow(writeSync: (bytes: Uint8Array, position: number) => number, bytes: Uint8Array): void {
+    let done = 0;
+    let stalls = 0;
+    try {
+      while (done < bytes.byteLength) {
+        const written = writeSync(done === 0 ? bytes : bytes.subarray(done), this.metrics.writtenOffset + done);
+        if (written <= 0) {
+          if (++stalls > 1) throw Object.assign(new Error(`write made no progress at ${this.metrics.writtenOffset + done}`), { code: 'EIO' });
+          continue;
+        }
+        stalls = 0;
+        done += written;
+      }
+    } catch (cause) {
+      throw this.failure('WRITE_FAILED', cause);
+    }
+    this.metrics.writtenOffset += bytes.byteLength;
+    this.metrics.bytes += bytes.byteLength;
   }
 
   async sync(): Promise<void> {
@@ -169,12 +206,17 @@ export class SegmentWriter {
     try {
       return await run();
     } catch (cause) {
-      if (cause instanceof TidelogError) throw cause;
-      const errno = (cause as NodeJS.ErrnoException | undefined)?.code ?? 'unknown';
-      throw new TidelogError(code, `${fileName ?? this.dir}: ${errno}`, {
-        cause,
-        details: { errno, file: fileName === undefined ? this.dir : join(this.dir, fileName), shard: this.shard },
-      });
+      throw this.failure(code, cause, fileName);
     }
+  }
+
+  /** A file-system error as the TidelogError of `code`, errno and file in its details. */
+  private failure(code: 'WRITE_FAILED' | 'FSYNC_FAILED' | 'IO_ERROR', cause: unknown, fileName: string | undefined = this.segment?.fileName): Error {
+    if (cause instanceof TidelogError) return cause;
+    const errno = (cause as NodeJS.ErrnoException | undefined)?.code ?? 'unknown';
+    return new TidelogError(code, `${fileName ?? this.dir}: ${errno}`, {
+      cause,
+      details: { errno, file: fileName === undefined ? this.dir : join(this.dir, fileName), shard: this.shard },
+    });
   }
 }

@@ -94,15 +94,6 @@ const MAX_U64 = (1n << 64n) - 1n;
 /** Sparse indexes of closed segments built on demand and kept at once (each ≈ 4 KiB). */
 const MAX_LAZY_INDEXES = 256;
 
-function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
-}
 
 export class Wal implements WriterLane {
   readonly queue: CommitQueue;
@@ -125,6 +116,8 @@ export class Wal implements WriterLane {
   private isRetentionRunning = false;
   private segmentsDeleted = 0;
   private bytesDeleted = 0;
+  /** Where a flush of several batches is assembled (grows up to MAX_FLUSH_BYTES, reused). */
+  private flushBuffer = new Uint8Array(0);
   /** Closed segments whose index was built on demand, least recently built first. */
   private readonly lazyIndexed: RetainedSegment[] = [];
 
@@ -533,7 +526,18 @@ export class Wal implements WriterLane {
       parts.push(group.sealed);
       events += group.count;
     }
-    const bytes = parts.length === 1 ? parts[0] : concatBytes(parts, total);
+    // One write for the whole flush: the batches back to back in a buffer reused by every
+    // flush (one flush is in flight at a time, and the next is prepared only after it).
+    let bytes = parts[0] ?? new Uint8Array(0);
+    if (parts.length > 1) {
+      if (this.flushBuffer.byteLength < total) this.flushBuffer = new Uint8Array(Math.max(total, Math.min(MAX_FLUSH_BYTES, this.flushBuffer.byteLength * 2)));
+      let offset = 0;
+      for (const part of parts) {
+        this.flushBuffer.set(part, offset);
+        offset += part.byteLength;
+      }
+      bytes = this.flushBuffer.subarray(0, total);
+    }
     return { groups, bytes, events, rotate, shouldSync: this.options.fsync === 'full' };
   }
 

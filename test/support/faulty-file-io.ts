@@ -249,6 +249,29 @@ export class FaultyFileIo implements FileIo {
     return result;
   }
 
+  /**
+   * call(), synchronously (for WalFile.writeSync): the same record, rules and power-loss
+   * check. A stall cannot block a synchronous call, so files offer writeSync only while no
+   * stall rule could fire on it (see FaultyWalFile.writeSync).
+   */
+  callSync<T>(op: FaultOp, path: string, run: () => T, onTorn?: (tornBytes: number) => unknown): T {
+    this.calls.push({ op, path });
+    if (this.isPoweredOff) throw ioError('EIO', op, path);
+    const rule = this.firingRule(op, path);
+    rule?.onFire?.();
+    if (rule?.stall) throw new Error('invariant violated: a stall rule fired on a synchronous call');
+    if (rule) {
+      if (rule.tornBytes !== undefined && onTorn) onTorn(rule.tornBytes);
+      throw ioError(rule.code ?? 'EIO', op, path);
+    }
+    return run();
+  }
+
+  /** Whether a stall rule is registered for `op` (it may still fire). */
+  hasStallRule(op: FaultOp): boolean {
+    return this.rules.some((rule) => rule.op === op && rule.stall === true && rule.fired < (rule.times ?? Number.POSITIVE_INFINITY));
+  }
+
   get poweredOff(): boolean {
     return this.isPoweredOff;
   }
@@ -315,6 +338,27 @@ class FaultyWalFile implements WalFile {
     );
     landed(written);
     return written;
+  }
+
+  /** The synchronous write, offered while no stall rule could fire on it (a stall needs the async path). */
+  get writeSync(): ((bytes: Uint8Array, position: number) => number) | undefined {
+    const innerWriteSync = this.inner.writeSync;
+    if (innerWriteSync === undefined || this.io.hasStallRule('write')) return undefined;
+    return (bytes, position) => {
+      this.checkAlive('write');
+      const chunk = bytes.byteLength > this.io.maxWriteBytes ? bytes.subarray(0, this.io.maxWriteBytes) : bytes;
+      const landed = (written: number): void => {
+        this.state.sizeBytes = Math.max(this.state.sizeBytes, position + written);
+      };
+      const written = this.io.callSync(
+        'write',
+        this.path,
+        () => innerWriteSync(chunk, position),
+        (tornBytes) => landed(innerWriteSync(bytes.subarray(0, Math.min(tornBytes, bytes.byteLength - 1)), position)),
+      );
+      landed(written);
+      return written;
+    };
   }
 
   async read(into: Uint8Array, position: number): Promise<number> {
