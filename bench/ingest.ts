@@ -13,7 +13,7 @@
 //        --shards <n> (2), --rate <events/s> (100000), --fsync full|normal|off (full),
 //        --wal-linger-ms <ms> (node's wal.batchLingerMs; default: the node's default),
 //        --cpu-prof-dir <dir> (a V8 CPU profile of the node process, written when it stops),
-//        --no-peers (tidelog only, no JetStream runs: for profiling),
+//        --only=saturated,paced,peers (phases to run; default all; without peers no ratios),
 //        --producer-linger-ms <ms> (0: a batch closes at the end of the event-loop turn; the
 //        producer's own default of 1 adds ≥ 1 ms of timer to every paced ack, and saturated
 //        batches fill up without it).
@@ -44,8 +44,8 @@ interface Params {
   producerLingerMs: number;
   /** Write a V8 CPU profile of the node process here (--cpu-prof-dir <dir>). */
   cpuProfileDir: string | undefined;
-  /** Skip the JetStream peers (--no-peers): for profiling tidelog alone; no ratios then. */
-  hasPeers: boolean;
+  /** Phases to run (--only=saturated,paced,peers; default all): for profiling one of them. */
+  phases: Set<string>;
 }
 
 function parse(argv: string[]): Params {
@@ -63,7 +63,7 @@ function parse(argv: string[]): Params {
     walLingerMs: argv.includes('--wal-linger-ms') ? Number(value('wal-linger-ms', '0')) : undefined,
     producerLingerMs: Number(value('producer-linger-ms', '0')),
     cpuProfileDir: argv.includes('--cpu-prof-dir') ? value('cpu-prof-dir', '.') : undefined,
-    hasPeers: !argv.includes('--no-peers'),
+    phases: new Set((argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length) ?? 'saturated,paced,peers').split(',')),
   };
 }
 
@@ -102,21 +102,27 @@ export async function main(argv: string[]): Promise<void> {
     });
     const transport = await NatsTransport.connect({ servers: [server.url], name: 'bench-producer' });
     try {
-      const saturated = await tidelogSaturated(transport, params);
-      report.rows.push(
-        { name: 'tidelog: events/s acked durable', value: saturated.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}` },
-        { name: 'tidelog: ack latency p50 (saturated)', value: saturated.p50Us, unit: 'µs' },
-        { name: 'tidelog: ack latency p99 (saturated)', value: saturated.p99Us, unit: 'µs' },
-      );
-      const paced = await tidelogPaced(transport, params);
-      report.rows.push(
-        { name: `tidelog: achieved rate (target ${params.rate})`, value: paced.eventsPerSecond, unit: 'events/s' },
-        { name: 'tidelog: ack latency p50 (paced)', value: paced.p50Us, unit: 'µs' },
-        { name: 'tidelog: ack latency p99 (paced)', value: paced.p99Us, unit: 'µs' },
-      );
-      const nc = params.hasPeers ? await connect({ servers: [server.url], name: 'bench-jetstream' }) : null;
+      let saturatedEventsPerSecond = Number.NaN;
+      if (params.phases.has('saturated')) {
+        const saturated = await tidelogSaturated(transport, params);
+        saturatedEventsPerSecond = saturated.eventsPerSecond;
+        report.rows.push(
+          { name: 'tidelog: events/s acked durable', value: saturated.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}` },
+          { name: 'tidelog: ack latency p50 (saturated)', value: saturated.p50Us, unit: 'µs' },
+          { name: 'tidelog: ack latency p99 (saturated)', value: saturated.p99Us, unit: 'µs' },
+        );
+      }
+      if (params.phases.has('paced')) {
+        const paced = await tidelogPaced(transport, params);
+        report.rows.push(
+          { name: `tidelog: achieved rate (target ${params.rate})`, value: paced.eventsPerSecond, unit: 'events/s' },
+          { name: 'tidelog: ack latency p50 (paced)', value: paced.p50Us, unit: 'µs' },
+          { name: 'tidelog: ack latency p99 (paced)', value: paced.p99Us, unit: 'µs' },
+        );
+      }
+      const nc = params.phases.has('peers') ? await connect({ servers: [server.url], name: 'bench-jetstream' }) : null;
       try {
-        if (nc !== null) await jetStreamRows(nc, params, report, saturated.eventsPerSecond);
+        if (nc !== null) await jetStreamRows(nc, params, report, saturatedEventsPerSecond);
       } finally {
         await nc?.close();
       }
@@ -187,8 +193,10 @@ async function tidelogPaced(transport: NatsTransport, params: Params): Promise<R
   const latencies: number[] = [];
   const pending: Array<Promise<void>> = [];
   let acked = 0;
+  // The first second warms up (JIT, the producer's first requests) and is not counted.
   const startedMs = performance.now();
-  const endMs = startedMs + params.seconds * 1000;
+  const warmupEndMs = startedMs + 1000;
+  const endMs = warmupEndMs + params.seconds * 1000;
   let tick = 0;
   while (performance.now() < endMs) {
     const dueMs = startedMs + tick;
@@ -199,6 +207,7 @@ async function tidelogPaced(transport: NatsTransport, params: Params): Promise<R
     tick++;
     pending.push(
       producer.send(payload).then((acks) => {
+        if (sentMs < warmupEndMs) return;
         latencies.push((performance.now() - sentMs) * 1000);
         acked += acks.length;
       }),
@@ -206,7 +215,7 @@ async function tidelogPaced(transport: NatsTransport, params: Params): Promise<R
     if (pending.length > 4096) await Promise.all(pending.splice(0, 2048));
   }
   await Promise.all(pending);
-  const elapsedMs = performance.now() - startedMs;
+  const elapsedMs = performance.now() - warmupEndMs;
   await producer.close();
   return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
 }
