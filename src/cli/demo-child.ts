@@ -57,6 +57,8 @@ export interface LoadChildResult {
 }
 
 const READY_TIMEOUT_MS = 30_000;
+/** After the load window, how long to wait for a first ack before giving up. */
+const FIRST_ACK_TIMEOUT_MS = 60_000;
 const STATUS_INTERVAL_MS = 250;
 const STDERR_TAIL_LINES = 20;
 
@@ -85,11 +87,14 @@ export async function runLoadChildUntilKilled(options: LoadChildOptions): Promis
   const seen: { ready: ReadyMessage | null; progress: ProgressMessage | null } = { ready: null, progress: null };
   const stderrTail: string[] = [];
 
+  let markFirstAck: () => void = () => undefined;
+  const hasAcked = new Promise<void>((resolve) => (markFirstAck = resolve));
   createInterface({ input: child.stdout! }).on('line', (line) => {
     const message = parseLoadMessage(line);
     if (message?.type !== 'ack') return;
     ranges.push({ firstSeq: message.firstSeq, lastSeq: message.lastSeq, pid });
     acked += message.n;
+    markFirstAck();
   });
   let markReady: () => void = () => undefined;
   const isReady = new Promise<void>((resolve) => (markReady = resolve));
@@ -135,12 +140,16 @@ export async function runLoadChildUntilKilled(options: LoadChildOptions): Promis
         ackLatencyUsP99: progress?.ackLatencyUsP99 ?? null,
       });
     }, STATUS_INTERVAL_MS);
+    // The load runs for loadMs, and at least until the first ack: a kill before anything was
+    // acknowledged would check nothing (a busy machine can be that slow to start).
     let loadTimer: NodeJS.Timeout | undefined;
     const exitedEarly = await Promise.race([
       closed.then(() => true),
-      new Promise<false>((resolve) => (loadTimer = setTimeout(() => resolve(false), options.loadMs))),
+      Promise.all([hasAcked, new Promise<void>((resolve) => (loadTimer = setTimeout(resolve, options.loadMs)))]).then(() => false),
+      new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), options.loadMs + FIRST_ACK_TIMEOUT_MS).unref()),
     ]);
     clearTimeout(loadTimer);
+    if (exitedEarly === 'timeout') throw failure(`no ack within ${FIRST_ACK_TIMEOUT_MS} ms of load`);
     clearInterval(statusTimer);
     if (exitedEarly) throw failure('load child exited before it was killed');
     const loadMs = performance.now() - loadStartMs;

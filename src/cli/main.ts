@@ -156,7 +156,8 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
     .description('ask every node of a namespace for its status and print a table')
     .option('--nats <urls>', 'NATS server urls, comma separated', 'nats://127.0.0.1:4222')
     .option('--namespace <ns>', 'subject namespace', 'tidelog')
-    .option('--timeout-ms <ms>', 'how long to collect answers', integerOption(10, 60_000), 500)
+    .option('--timeout-ms <ms>', 'how long to collect answers', integerOption(10, 600_000), 500)
+    .option('--nodes <n>', 'stop as soon as this many nodes answered (the timeout still bounds the wait)', integerOption(1, 65_536))
     .option('--json', 'print JSON instead of a table')
     .action(async (options: StatusOptions) => done(await runStatus(options)));
 

@@ -11,6 +11,8 @@ export interface StatusOptions {
   nats: string;
   namespace: string;
   timeoutMs: number;
+  /** Stop collecting once this many nodes answered. */
+  nodes?: number;
   json?: boolean;
 }
 
@@ -20,6 +22,7 @@ export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> 
   try {
     const raw = await transport.requestMany(subjects(options.namespace).status, encodeMessage({ v: 1, t: 'status' }), {
       timeoutMs: options.timeoutMs,
+      ...(options.nodes === undefined ? {} : { maxReplies: options.nodes }),
     });
     replies = raw.map((bytes) => decodeReply(bytes, 'status'));
   } finally {

@@ -29,7 +29,8 @@ test('serve - status sees the node, /metrics serves its counters, SIGTERM exits 
     assert.is(acks.length, 300);
     await producer.close();
 
-    const status = runCli(['status', '--nats', server.url, '--namespace', 'servetest', '--json']);
+    // One node: stop at its answer; the long timeout only bounds a hang, never the test's pace.
+    const status = runCli(['status', '--nats', server.url, '--namespace', 'servetest', '--json', '--nodes', '1', '--timeout-ms', '30000']);
     assert.is(status.status, 0, status.stderr);
     const replies = JSON.parse(status.stdout) as Array<{ nodeId: string; state: string; shards: Array<{ shard: number; hwm: number }> }>;
     assert.is(replies.length, 1);
@@ -37,7 +38,7 @@ test('serve - status sees the node, /metrics serves its counters, SIGTERM exits 
     assert.is(replies[0].state, 'serving');
     assert.equal(replies[0].shards.map((s) => s.shard), [0, 1, 2]);
     assert.is(replies[0].shards.reduce((sum, s) => sum + s.hwm, 0), 300, 'every acked event is counted in some shard');
-    const table = runCli(['status', '--nats', server.url, '--namespace', 'servetest']);
+    const table = runCli(['status', '--nats', server.url, '--namespace', 'servetest', '--nodes', '1', '--timeout-ms', '30000']);
     assert.is(table.status, 0);
     assert.match(table.stdout, /serve-test/);
 
