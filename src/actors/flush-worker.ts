@@ -101,14 +101,20 @@ type ExecutorReport = { type: 'OP_DONE'; op: FlushWorkerOp } | { type: 'OP_FAILE
  */
 const executor = fromCallback<{ type: 'EXECUTE'; op: FlushWorkerOp }, { context: FlushWorkerContext }>(({ input, receive, sendBack }) => {
   let isStopped = false;
+  // Reports go out on setImmediate: an operation that needed no real I/O wait (fsync 'off'
+  // or 'normal': the write is synchronous) would otherwise complete in a microtask, and with
+  // callers appending from their continuations flush would follow flush without the event
+  // loop ever turning — no timer, socket or file callback would run (measured: a snapshot
+  // starved for minutes). One turn per flush costs microseconds.
+  const report = (message: ExecutorReport): void => {
+    setImmediate(() => {
+      if (!isStopped) sendBack(message);
+    });
+  };
   receive((event) => {
     execute({ context: input.context, op: event.op }).then(
-      (op) => {
-        if (!isStopped) sendBack({ type: 'OP_DONE', op } satisfies ExecutorReport);
-      },
-      (error: unknown) => {
-        if (!isStopped) sendBack({ type: 'OP_FAILED', op: event.op, error } satisfies ExecutorReport);
-      },
+      (op) => report({ type: 'OP_DONE', op }),
+      (error: unknown) => report({ type: 'OP_FAILED', op: event.op, error }),
     );
   });
   return () => {

@@ -51,6 +51,8 @@ export interface SnapshotterStats {
   /** Log bytes written after the newest snapshot began. */
   logBytesSince: number;
   isRunning: boolean;
+  /** Bytes written so far by the running snapshot (0 when none runs). */
+  runningBytes: number;
   taken: number;
   failed: number;
   lastError: string | null;
@@ -166,6 +168,7 @@ export class Snapshotter {
       files: this.files.map((file) => ({ ...file })),
       logBytesSince: this.logBytesSince,
       isRunning: this.running !== null,
+      runningBytes: this.running?.writer?.bytes ?? 0,
       taken: this.taken,
       failed: this.failed,
       lastError: this.lastError,

@@ -18,4 +18,24 @@ test('flush-worker - a flood of checkpoint tasks never drops a FLUSH: appends an
   });
 });
 
+test('flush-worker - flushes that need no I/O wait (fsync off) still let the event loop turn between them', async () => {
+  await withTempDir(async (dir) => {
+    const { wal } = await Wal.open({ dir, fsync: 'off', batchMaxEvents: 10, dedupWindowMs: 0 });
+    let timerFiredAfter = -1;
+    let appended = 0;
+    setTimeout(() => (timerFiredAfter = appended), 1);
+    // Callers that append again from their own continuations, as a busy producer does.
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, caller) => {
+        for (let call = 0; call < 300; call++) {
+          await wal.appendMany(Array.from({ length: 10 }, (_, index) => makeEvent(caller * 1_000_000 + call * 10 + index)));
+          appended++;
+        }
+      }),
+    );
+    assert.ok(timerFiredAfter >= 0 && timerFiredAfter < appended, `a 1 ms timer fired after ${timerFiredAfter} of ${appended} appends`);
+    await wal.close();
+  });
+});
+
 test.run();
