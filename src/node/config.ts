@@ -85,8 +85,8 @@ export const nodeConfigSchema = z.strictObject({
         .number()
         .min(0)
         .max(1000)
-        .default(2)
-        .describe('A state snapshot once the log since the last one passes this × its size (writes ≤ 1/ratio of the log, replay ≤ ratio × state); 0: never.'),
+        .default(1)
+        .describe('A state snapshot once the log since the last one passes this × its size (snapshot writes ≤ 1/ratio of the log, replay after a restart ≤ ratio × state); 0: never.'),
       snapshotMinLogBytes: z.int().min(0).default(64 << 20).describe('…and at least this many bytes of log.'),
     })
     .prefault({})

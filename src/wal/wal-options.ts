@@ -44,8 +44,9 @@ export interface WalOptions {
   stateMachine?: WalStateMachine;
   /**
    * With a state machine: a snapshot file once the log since the last one passes
-   * snapshotLogRatio × that snapshot's size (default 2: snapshot writes ≤ 1/2 of the log's
-   * bytes, replay after a restart ≤ 2 × the state's size); 0 turns automatic snapshots off.
+   * snapshotLogRatio × that snapshot's size (default 1: snapshot writes ≤ the log's bytes,
+   * replay after a restart ≤ the state's size — a 1 M-entity shard restarts in a few
+   * seconds); 0 turns automatic snapshots off.
    */
   snapshotLogRatio?: number;
   /** …and at least this many bytes of log (default 64 MiB): a small state is not snapshotted every flush. */
@@ -80,7 +81,7 @@ export function resolveOptions(options: WalOptions): ResolvedOptions {
     replay: options.replay ?? true,
     leaderEpoch: options.leaderEpoch ?? 0,
     stateMachine: options.stateMachine,
-    snapshotLogRatio: options.snapshotLogRatio ?? 2,
+    snapshotLogRatio: options.snapshotLogRatio ?? 1,
     snapshotMinLogBytes: options.snapshotMinLogBytes ?? 64 << 20,
     snapshotsKept: options.snapshotsKept ?? 2,
     retention: { maxAgeMs: options.retention?.maxAgeMs ?? 0, maxBytes: options.retention?.maxBytes ?? 0 },

@@ -56,7 +56,7 @@ test('config - defaults: a single router, namespace tidelog, the WAL defaults, t
     dedupMaxEvents: 1 << 20,
     syncIntervalMs: 100,
     maxPendingEvents: 1_000_000,
-    snapshotLogRatio: 2,
+    snapshotLogRatio: 1,
     snapshotMinLogBytes: 64 << 20,
   });
   assert.equal(config.retention, { maxAgeMs: 0, maxBytes: 0 }, 'retention is off unless configured');
