@@ -229,6 +229,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
             restoredSeq: recovery.restoredFrom.seq,
             scannedSegments: recovery.scannedSegments,
             segments: recovery.segments,
+            phasesMs: recovery.phasesMs,
             ms: Date.now() - startedMs,
           },
           'shard open',

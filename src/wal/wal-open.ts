@@ -84,6 +84,8 @@ export interface WalRecovery extends RecoveryReport {
   restoredFrom: RestorePoint;
   /** Snapshot files found damaged and set aside (the WAL fell back to an older one). */
   damagedSnapshots: Array<{ file: string; reason: string }>;
+  /** Where the open spent its time: restoring the state, scanning the log after it, syncing closed segments. */
+  phasesMs: { restore: number; scan: number; syncClosed: number };
 }
 
 export interface OpenedLog {
@@ -127,9 +129,13 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
   let newestSealNs = 0n;
   let logBytesAfterSnapshot = 0;
 
+  const phasesMs = { restore: 0, scan: 0, syncClosed: 0 };
+  const openStartMs = performance.now();
   const chooseScanStart = async (listed: readonly ListedSegment[]): Promise<number> => {
     if (stateMachine !== undefined) {
+      const restoreStartMs = performance.now();
       const chosen = await restoreState(settings, listed, snapshotNames, damagedSnapshots);
+      phasesMs.restore = performance.now() - restoreStartMs;
       restored = chosen.point;
       notesToSkip = chosen.notesBatchesAfter;
     }
@@ -181,6 +187,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
     },
   });
   const dedupRebuilt = tail.replayInto(dedup, clock.nowMs());
+  phasesMs.scan = performance.now() - openStartMs - phasesMs.restore;
   let infos = segments.map(toRetained);
   const checkpointPath = join(dir, checkpointFileName(shard));
   if (checkpointSeq > report.lastSeq && infos.length > 0) {
@@ -255,7 +262,9 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       index: new SegmentIndex(record.byteLength),
     });
   } else {
+    const syncStartMs = performance.now();
     await files.syncClosed(infos.slice(0, -1).map((segment) => segment.fileName));
+    phasesMs.syncClosed = performance.now() - syncStartMs;
     await files.resume({ fileName: last.fileName, firstSeq: last.firstSeq }, last.bytes);
   }
   const recovery: WalRecovery = {
@@ -265,6 +274,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
     dedupRebuilt,
     restoredFrom: restored,
     damagedSnapshots,
+    phasesMs,
   };
   return { segments: infos, lastSeq, checkpointSeq, newestSealNs, snapshots, logBytesAfterSnapshot, replayed, recovery, files };
 }
