@@ -12,8 +12,10 @@
 //              load time against a bare copy into fresh memory, and the msgpack snapshot as peer
 //   memory     process RSS per entity of a ranking-shaped state (1 M and 5 M entities, two score
 //              signals each, 1 % hot entities), measured in a fresh child process after a forced GC
+//   growth     the longest applyPacked(1000) while the state grows to 1 M and 5 M entities (every
+//              event a new entity), in a fresh child process: growth must not stall the fold
 // Flags: --quick (smaller runs, for a smoke check); --only=apply,merge,snapshot,reconcile,
-// transfer,image,memory (comma-separated phases; default all).
+// transfer,image,memory,growth (comma-separated phases; default all).
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../test/crdt/replica-simulation.ts';
@@ -28,6 +30,11 @@ export async function main(argv: string[]): Promise<void> {
   const childArg = argv.find((arg) => arg.startsWith('--memory-child='));
   if (childArg !== undefined) {
     memoryChild(Number(childArg.slice('--memory-child='.length)));
+    return;
+  }
+  const growthArg = argv.find((arg) => arg.startsWith('--growth-child='));
+  if (growthArg !== undefined) {
+    growthChild(Number(growthArg.slice('--growth-child='.length)));
     return;
   }
   const isQuick = argv.includes('--quick');
@@ -49,6 +56,7 @@ export async function main(argv: string[]): Promise<void> {
   if (runs('transfer')) benchTransfer(report, schema, isQuick);
   if (runs('image')) benchImage(report, isQuick ? 100_000 : 1_000_000, !isQuick);
   if (runs('memory')) benchMemory(report, schema, isQuick);
+  if (runs('growth')) benchGrowth(report, isQuick);
   printReport(report);
 }
 
@@ -524,12 +532,109 @@ function memoryChild(entities: number): void {
 
 /** Runs memoryChild in a fresh process (so nothing else this run allocated is counted). */
 function measureMemory(entities: number): MemoryResult {
+  return runChild<MemoryResult>(['--expose-gc'], `--memory-child=${entities}`);
+}
+
+/** Runs this benchmark in a fresh process with `childFlag`; returns the JSON it printed last. */
+function runChild<T>(nodeFlags: string[], childFlag: string): T {
   const child = spawnSync(
     process.execPath,
-    ['--expose-gc', '--max-old-space-size=16384', '--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url)), 'crdt', `--memory-child=${entities}`],
+    [...nodeFlags, '--max-old-space-size=16384', '--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url)), 'crdt', childFlag],
     { encoding: 'utf8', maxBuffer: 1 << 20 },
   );
-  if (child.status !== 0) throw new Error(`the memory child failed: ${child.stderr}`);
+  if (child.status !== 0) throw new Error(`the child ${childFlag} failed: ${child.stderr}`);
   const lines = child.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]) as MemoryResult;
+  return JSON.parse(lines[lines.length - 1]) as T;
+}
+
+// ---- growth: the longest fold while the state grows ----
+
+interface GrowthResult {
+  entities: number;
+  batches: number;
+  longestMs: number;
+  /** Entity count before the longest call. */
+  longestAtEntities: number;
+  p99Ms: number;
+  p999Ms: number;
+  medianMs: number;
+  totalMs: number;
+  /** The same batches' entities again (no growth): the steady-state peer, median per call. */
+  steadyMedianMs: number;
+  steadyLongestMs: number;
+}
+
+/**
+ * A node's worst case for growth: every event of every 1000-event batch names a new entity (two
+ * score signals alternating), so each call adds 1000 entities and 1000 contributions; the time of
+ * every applyPacked call is recorded. Then the same entities once more (an hour later), which
+ * grows nothing: the peer. Each size runs in a fresh process, so no earlier phase's garbage or
+ * heap shape is counted.
+ */
+function benchGrowth(report: BenchReport, isQuick: boolean): void {
+  for (const entities of isQuick ? [200_000] : [1_000_000, 5_000_000]) {
+    const result = runChild<GrowthResult>([], `--growth-child=${entities}`);
+    report.rows.push({
+      name: `longest applyPacked(1000) while growing to ${entities} entities`,
+      value: result.longestMs,
+      unit: 'ms',
+      note: `at ${result.longestAtEntities} entities; p99.9 ${result.p999Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, median ${result.medianMs.toFixed(2)} ms over ${result.batches} calls (${((entities / result.totalMs) * 1000).toFixed(0)} new entities/s); no growth: median ${result.steadyMedianMs.toFixed(2)} ms, longest ${result.steadyLongestMs.toFixed(2)} ms`,
+    });
+    report.ratios[`longest growing fold / median growing fold, ${entities} entities`] = result.longestMs / result.medianMs;
+    report.ratios[`longest growing fold / longest steady fold, ${entities} entities`] = result.longestMs / result.steadyLongestMs;
+  }
+}
+
+function growthChild(entities: number): void {
+  const state = new CrdtSignalState(defaultSignalSchema());
+  const batch = new Uint8Array(BATCH_EVENTS * EVENT_BYTES);
+  const view = new DataView(batch.buffer);
+  const clock = new Hlc(1, { now: () => START_NS });
+  const batches = Math.ceil(entities / BATCH_EVENTS);
+  const fill = (first: number, count: number, laterNs: bigint): void => {
+    for (let index = 0; index < count; index++) {
+      const entity = first + index;
+      const offset = index * EVENT_BYTES;
+      view.setUint32(offset, Math.imul(entity, 0x9e3779b1) >>> 0, true);
+      view.setUint32(offset + 4, entity >>> 24, true);
+      batch[offset + 8] = 1 + (entity & 1);
+      view.setFloat32(offset + 9, 1, true);
+      view.setBigUint64(offset + 13, START_NS + laterNs + BigInt(entity) * 1_000_000n, true);
+    }
+  };
+  const run = (laterNs: bigint): { times: Float64Array; longestAt: number; totalMs: number } => {
+    const times = new Float64Array(batches);
+    let longestAt = 0;
+    const startedMs = performance.now();
+    for (let call = 0; call < batches; call++) {
+      const first = call * BATCH_EVENTS;
+      const count = Math.min(BATCH_EVENTS, entities - first);
+      fill(first, count, laterNs);
+      const callStartedMs = performance.now();
+      state.applyPacked(batch.subarray(0, count * EVENT_BYTES), 1, state.appliedSeq(1) + 1, clock.reserve(count));
+      times[call] = performance.now() - callStartedMs;
+      if (times[call] > times[longestAt]) longestAt = call;
+    }
+    return { times, longestAt, totalMs: performance.now() - startedMs };
+  };
+  const growing = run(0n);
+  if (state.entityCount !== entities) throw new Error(`expected ${entities} entities, found ${state.entityCount}`);
+  const steady = run(3_600_000_000_000n);
+  if (state.entityCount !== entities) throw new Error('the steady pass added entities');
+  const sorted = growing.times.slice().sort();
+  const steadySorted = steady.times.slice().sort();
+  const quantile = (values: Float64Array, share: number): number => values[Math.min(values.length - 1, Math.floor(values.length * share))];
+  const result: GrowthResult = {
+    entities,
+    batches,
+    longestMs: sorted[sorted.length - 1],
+    longestAtEntities: growing.longestAt * BATCH_EVENTS,
+    p99Ms: quantile(sorted, 0.99),
+    p999Ms: quantile(sorted, 0.999),
+    medianMs: quantile(sorted, 0.5),
+    totalMs: growing.totalMs,
+    steadyMedianMs: quantile(steadySorted, 0.5),
+    steadyLongestMs: steadySorted[steadySorted.length - 1],
+  };
+  console.log(JSON.stringify(result));
 }
