@@ -36,7 +36,7 @@ import type { WordHash } from './word-hash.ts';
 export function joinValues(column: ScoreColumn, entity: number, values: ContributionValues): boolean {
   const slot = column.slotFor(entity, values.origin);
   const pool = column.pool;
-  const held = pool.floats[(slot * pool.strideWords) / 2 + LAST_SEQ_F64];
+  const held = pool.float(slot, LAST_SEQ_F64);
   if (values.lastSeq < held) return false;
   if (values.lastSeq === held) {
     const order = compareContributions(values, column.values(slot));
@@ -46,12 +46,13 @@ export function joinValues(column: ScoreColumn, entity: number, values: Contribu
   }
   column.barrier.copies?.touch(Section.CONTRIBUTIONS, slot);
   column.barrier.markStale(entity);
-  const at = slot * pool.strideWords;
-  pool.floats[at / 2 + LAST_SEQ_F64] = values.lastSeq;
-  pool.floats[at / 2 + SCORE_F64] = values.score;
+  const at = pool.offsetOf(slot);
+  const floats = pool.floatsOf(slot);
+  floats[at / 2 + LAST_SEQ_F64] = values.lastSeq;
+  floats[at / 2 + SCORE_F64] = values.score;
   pool.setEventCount(slot, values.eventCount);
   pool.setWeights(slot, values.weightPositiveHi, values.weightPositiveLo, values.weightNegativeHi, values.weightNegativeLo);
-  const words = pool.words;
+  const words = pool.wordsOf(slot);
   words[at + ANCHOR_HI] = values.anchorHi;
   words[at + ANCHOR_LO] = values.anchorLo;
   words[at + WALL_HI] = values.wallHi;
@@ -72,20 +73,16 @@ export function joinValues(column: ScoreColumn, entity: number, values: Contribu
  * conflict, counted).
  */
 export function joinColumn(column: ScoreColumn, other: ScoreColumn): void {
-  const otherHeads = other.heads;
-  if (otherHeads === null) return;
-  const otherKeys = other.index.keys;
-  const otherWords = other.pool.words;
-  const otherStride = other.pool.strideWords;
-  const end = Math.min(otherHeads.length, other.index.count);
-  for (let otherEntity = 0; otherEntity < end; otherEntity++) {
-    const otherHead = otherHeads[otherEntity] - 1;
+  if (other.heads.list.length === 0) return;
+  const otherPool = other.pool;
+  for (let otherEntity = 0; otherEntity < other.index.count; otherEntity++) {
+    const otherHead = other.headOf(otherEntity);
     if (otherHead < 0) continue;
-    const entity = column.index.findOrAdd(otherKeys[otherEntity * 2], otherKeys[otherEntity * 2 + 1]);
-    for (let source = otherHead; source >= 0; source = otherWords[source * otherStride + NEXT] - 1) {
-      const slot = column.slotFor(entity, otherWords[source * otherStride + ORIGIN]);
-      const theirSeq = other.pool.floats[(source * otherStride) / 2 + LAST_SEQ_F64];
-      const mySeq = column.pool.floats[(slot * column.pool.strideWords) / 2 + LAST_SEQ_F64];
+    const entity = column.index.findOrAdd(other.index.hiOf(otherEntity), other.index.loOf(otherEntity));
+    for (let source = otherHead; source >= 0; source = otherPool.word(source, NEXT) - 1) {
+      const slot = column.slotFor(entity, otherPool.word(source, ORIGIN));
+      const theirSeq = otherPool.float(source, LAST_SEQ_F64);
+      const mySeq = column.pool.float(slot, LAST_SEQ_F64);
       if (theirSeq < mySeq) continue;
       if (theirSeq === mySeq && !isTheirsGreater(column, slot, other, source)) continue;
       copySlot(column, slot, other, source);
@@ -98,21 +95,22 @@ export function joinColumn(column: ScoreColumn, other: ScoreColumn): void {
 function copySlot(column: ScoreColumn, slot: number, other: ScoreColumn, source: number): void {
   column.barrier.copies?.touch(Section.CONTRIBUTIONS, slot);
   const pool = column.pool;
-  const from = source * other.pool.strideWords;
-  const to = slot * pool.strideWords;
-  pool.floats[to / 2 + LAST_SEQ_F64] = other.pool.floats[from / 2 + LAST_SEQ_F64];
-  pool.floats[to / 2 + SCORE_F64] = other.pool.floats[from / 2 + SCORE_F64];
+  const from = other.pool.offsetOf(source);
+  const to = pool.offsetOf(slot);
+  const floats = pool.floatsOf(slot);
+  floats[to / 2 + LAST_SEQ_F64] = other.pool.float(source, LAST_SEQ_F64);
+  floats[to / 2 + SCORE_F64] = other.pool.float(source, SCORE_F64);
   pool.setEventCount(slot, other.pool.eventCountOf(source));
   pool.setWeights(
     slot,
     other.pool.positiveHiOf(source),
-    other.pool.floats[from / 2 + POSITIVE_LO_F64],
+    other.pool.float(source, POSITIVE_LO_F64),
     other.pool.negativeHiOf(source),
     other.pool.negativeLoOf(source),
   );
   // Element loops rather than subarray().set(): no typed-array objects per contribution.
-  const words = pool.words;
-  const sourceWords = other.pool.words;
+  const words = pool.wordsOf(slot);
+  const sourceWords = other.pool.wordsOf(source);
   for (let field = ANCHOR_HI; field <= EVENT_LO; field++) words[to + field] = sourceWords[from + field];
   for (let window = 0; window < column.windowCount; window++) {
     words[to + WINDOWS + window] = column.rings.copyFrom(other.rings, sourceWords[from + WINDOWS + window], words[to + WINDOWS + window]);
@@ -136,8 +134,8 @@ export function cellEquals(column: ScoreColumn, entity: number, other: ScoreColu
   let theirs = otherEntity < 0 ? -1 : other.headOf(otherEntity);
   while (mine >= 0 && theirs >= 0) {
     if (!slotEquals(column, mine, other, theirs)) return false;
-    mine = column.pool.words[mine * column.pool.strideWords + NEXT] - 1;
-    theirs = other.pool.words[theirs * other.pool.strideWords + NEXT] - 1;
+    mine = column.pool.word(mine, NEXT) - 1;
+    theirs = other.pool.word(theirs, NEXT) - 1;
   }
   return mine < 0 && theirs < 0;
 }
@@ -146,19 +144,21 @@ export function cellEquals(column: ScoreColumn, entity: number, other: ScoreColu
 export function slotEquals(column: ScoreColumn, slot: number, other: ScoreColumn, otherSlot: number): boolean {
   const pool = column.pool;
   const theirPool = other.pool;
-  const at = slot * pool.strideWords;
-  const theirAt = otherSlot * theirPool.strideWords;
-  const words = pool.words;
-  const theirWords = theirPool.words;
+  const at = pool.offsetOf(slot);
+  const theirAt = theirPool.offsetOf(otherSlot);
+  const words = pool.wordsOf(slot);
+  const theirWords = theirPool.wordsOf(otherSlot);
+  const floats = pool.floatsOf(slot);
+  const theirFloats = theirPool.floatsOf(otherSlot);
   if (words[at + ORIGIN] !== theirWords[theirAt + ORIGIN]) return false;
   for (let field = EVENT_COUNT_LO; field <= EVENT_LO; field++) if (words[at + field] !== theirWords[theirAt + field]) return false;
-  const score = pool.floats[at / 2 + SCORE_F64];
-  const theirScore = theirPool.floats[theirAt / 2 + SCORE_F64];
+  const score = floats[at / 2 + SCORE_F64];
+  const theirScore = theirFloats[theirAt / 2 + SCORE_F64];
   // The record order tells −0 from +0, so equality must too (1/−0 = −∞).
   if (score !== theirScore || (score === 0 && 1 / score !== 1 / theirScore)) return false;
   if (
-    pool.floats[at / 2 + LAST_SEQ_F64] !== theirPool.floats[theirAt / 2 + LAST_SEQ_F64] ||
-    pool.floats[at / 2 + POSITIVE_LO_F64] !== theirPool.floats[theirAt / 2 + POSITIVE_LO_F64] ||
+    floats[at / 2 + LAST_SEQ_F64] !== theirFloats[theirAt / 2 + LAST_SEQ_F64] ||
+    floats[at / 2 + POSITIVE_LO_F64] !== theirFloats[theirAt / 2 + POSITIVE_LO_F64] ||
     pool.positiveHiOf(slot) !== theirPool.positiveHiOf(otherSlot) ||
     pool.negativeLoOf(slot) !== theirPool.negativeLoOf(otherSlot) ||
     pool.negativeHiOf(slot) !== theirPool.negativeHiOf(otherSlot) ||
@@ -186,7 +186,7 @@ export function cellDigest(column: ScoreColumn, entity: number, keyHi: number, k
   hash.word(keyLo);
   hash.word(column.signal.id);
   const pool = column.pool;
-  for (let slot = head; slot >= 0; slot = pool.words[slot * pool.strideWords + NEXT] - 1) {
+  for (let slot = head; slot >= 0; slot = pool.word(slot, NEXT) - 1) {
     const values = column.values(slot);
     hash.word(values.origin);
     hash.float64(values.lastSeq);
@@ -205,9 +205,8 @@ export function cellDigest(column: ScoreColumn, entity: number, keyHi: number, k
     hash.float64(values.eventHi);
     hash.float64(values.eventLo);
     for (let window = 0; window < column.windowCount; window++) hash.float64(column.newestOf(slot, window));
-    const at = slot * pool.strideWords;
     for (let window = 0; window < column.windowCount; window++) {
-      column.rings.hashWindow(pool.words[at + WINDOWS + window], column.newestOf(slot, window), window, hash);
+      column.rings.hashWindow(pool.word(slot, WINDOWS + window), column.newestOf(slot, window), window, hash);
     }
   }
   hash.finish();

@@ -1,14 +1,16 @@
-// Every contribution of a state, all score signals together, as fixed-size records in one
-// buffer: a fold touches one record (80 bytes with the default schema) and no object.
+// Every contribution of a state, all score signals together, as fixed-size records in pages
+// (pages.ts): a fold touches one record (80 bytes with the default schema) and no object, and
+// growth adds a page (1024 records with the default schema), never copies the records.
 // A contribution is one origin's share of one (entity, score signal); score-column.ts owns the
 // meaning, this file the storage.
 // Invariant: every value is exact. Fields that are almost always small live in the record at
-// their common width; the rest of their range lives in side arrays that exist only once some
+// their common width; the rest of their range lives in side pages that exist only where some
 // contribution needs them (a state that never saw a negative weight or a count beyond 2^32
-// never allocates them): eventCount = lo + hi·2^32, ΣP = lo + hi·2^48, ΣN = lo + hi·2^48.
-// Records are never freed, so a fresh record is all zero.
+// never allocates them; a missing side page reads as zero): eventCount = lo + hi·2^32,
+// ΣP = lo + hi·2^48, ΣN = lo + hi·2^48. Records are never freed, so a fresh record is all zero.
 //
-//   record (slot s) at words[s·strideWords …], little-endian, the default W = 3 windows
+//   record (slot s) at wordPages[s >>> shift], words (s & mask)·strideWords …, little-endian,
+//   the default W = 3 windows (floatPages: the same pages as float64)
 //   u32 index  f64 index  field           meaning
 //   ---------  ---------  --------------  --------------------------------------------------
 //           0             origin          u32
@@ -23,13 +25,14 @@
 //   17…17+W−1             windows         one word per window (window-rings.ts)
 //                                         padding to a multiple of 8 bytes (zero)
 //
-//   side arrays (per slot, allocated on first need)
+//   side pages (per slot, a page allocated where first needed; "used" once any page exists)
 //   negativeLo    Float64Array  ΣN mod 2^48           a negative weight
 //   positiveHi    Float64Array  ⌊ΣP / 2^48⌋           ΣP reached 2^48 micro-units (2.8e8 units)
 //   negativeHi    Float64Array  ⌊ΣN / 2^48⌋
 //   eventCountHi  Uint32Array   ⌊eventCount / 2^32⌋   a count reached 2^32
 
 import { Section, type WriteBarrier } from './copy-on-write.ts';
+import { type GrowthMeter, Pages } from './pages.ts';
 import { LIMB } from './weight-micros.ts';
 
 export const ORIGIN = 0;
@@ -50,7 +53,6 @@ export const EVENT_LO = 16;
 export const WINDOWS = 17;
 
 export const U32_LIMIT = 4294967296;
-const INITIAL_CAPACITY = 64;
 
 /** Words per record for records with room for `windowSlots` windows (a whole number of f64s). */
 export function strideWordsFor(windowSlots: number): number {
@@ -61,175 +63,154 @@ export class ContributionPool {
   readonly strideWords: number;
   /** Window words per record (the schema's largest window count). */
   readonly windowSlots: number;
-  words: Uint32Array;
-  floats: Float64Array;
+  /** The records (Section.CONTRIBUTIONS). */
+  readonly words: Pages<Uint32Array>;
+  /** The record pages (words.list) and their float64 views, for the hot path. */
+  readonly wordPages: Uint32Array[];
+  readonly floatPages: Float64Array[] = [];
+  /** Records per page: slot s is in page s >>> shift, at word (s & mask)·strideWords. */
+  readonly shift: number;
+  readonly mask: number;
   count = 0;
-  negativeLo: Float64Array | null = null;
-  positiveHi: Float64Array | null = null;
-  negativeHi: Float64Array | null = null;
-  eventCountHi: Uint32Array | null = null;
+  readonly negativeLo: Pages<Float64Array>;
+  readonly positiveHi: Pages<Float64Array>;
+  readonly negativeHi: Pages<Float64Array>;
+  readonly eventCountHi: Pages<Uint32Array>;
   private readonly barrier: WriteBarrier;
 
-  constructor(windowSlots: number, barrier: WriteBarrier, source?: ContributionPool) {
+  constructor(windowSlots: number, barrier: WriteBarrier, meter: GrowthMeter, source?: ContributionPool) {
     this.windowSlots = windowSlots;
     this.strideWords = strideWordsFor(windowSlots);
     this.barrier = barrier;
-    if (source === undefined) {
-      this.words = new Uint32Array(INITIAL_CAPACITY * this.strideWords);
-    } else {
-      this.words = source.words.slice();
-      this.count = source.count;
-      this.negativeLo = source.negativeLo?.slice() ?? null;
-      this.positiveHi = source.positiveHi?.slice() ?? null;
-      this.negativeHi = source.negativeHi?.slice() ?? null;
-      this.eventCountHi = source.eventCountHi?.slice() ?? null;
-    }
-    this.floats = new Float64Array(this.words.buffer);
+    this.words = new Pages(Uint32Array, this.strideWords, meter, source?.words);
+    this.wordPages = this.words.list as Uint32Array[];
+    this.shift = this.words.shift;
+    this.mask = this.words.mask;
+    this.negativeLo = new Pages(Float64Array, 1, meter, source?.negativeLo);
+    this.positiveHi = new Pages(Float64Array, 1, meter, source?.positiveHi);
+    this.negativeHi = new Pages(Float64Array, 1, meter, source?.negativeHi);
+    this.eventCountHi = new Pages(Uint32Array, 1, meter, source?.eventCountHi);
+    this.count = source?.count ?? 0;
+    this.refreshFloats();
   }
 
-  /** Takes loaded arrays (state-image.ts); the caller validated them. */
-  adopt(words: Uint32Array, count: number, side: Pick<ContributionPool, 'negativeLo' | 'positiveHi' | 'negativeHi' | 'eventCountHi'>): void {
-    this.words = words;
-    this.floats = new Float64Array(words.buffer, words.byteOffset, words.length >>> 1);
+  /** Takes `count` records loaded into the pages (image-loader.ts); the caller validated them. */
+  adopt(count: number): void {
     this.count = count;
-    this.negativeLo = side.negativeLo;
-    this.positiveHi = side.positiveHi;
-    this.negativeHi = side.negativeHi;
-    this.eventCountHi = side.eventCountHi;
+    this.refreshFloats();
   }
 
-  get capacity(): number {
-    return this.words.length / this.strideWords;
+  /** Word offset of the slot's record in its page (its float64 offset is half of it). */
+  offsetOf(slot: number): number {
+    return (slot & this.mask) * this.strideWords;
+  }
+
+  /** The page holding the slot's record. */
+  wordsOf(slot: number): Uint32Array {
+    return this.wordPages[slot >>> this.shift];
+  }
+
+  floatsOf(slot: number): Float64Array {
+    return this.floatPages[slot >>> this.shift];
+  }
+
+  /** Word `field` of the slot's record. */
+  word(slot: number, field: number): number {
+    return this.wordPages[slot >>> this.shift][(slot & this.mask) * this.strideWords + field];
+  }
+
+  /** Float64 `field` (an f64 index) of the slot's record. */
+  float(slot: number, field: number): number {
+    return this.floatPages[slot >>> this.shift][((slot & this.mask) * this.strideWords) / 2 + field];
   }
 
   /** A fresh zero record for `origin`, linked nowhere yet. */
   allocate(origin: number): number {
     const slot = this.count;
-    if (slot === this.capacity) this.grow();
+    const page = this.words.ensure(slot);
+    const pageIndex = slot >>> this.shift;
+    if (this.floatPages[pageIndex]?.buffer !== page.buffer) this.floatPages[pageIndex] = new Float64Array(page.buffer);
     this.barrier.copies?.touch(Section.CONTRIBUTIONS, slot);
-    this.words[slot * this.strideWords + ORIGIN] = origin;
+    page[(slot & this.mask) * this.strideWords + ORIGIN] = origin;
     this.count = slot + 1;
     return slot;
   }
 
   eventCountOf(slot: number): number {
-    const high = this.eventCountHi === null ? 0 : this.eventCountHi[slot];
-    return high * U32_LIMIT + this.words[slot * this.strideWords + EVENT_COUNT_LO];
+    return this.eventCountHi.get(slot) * U32_LIMIT + this.word(slot, EVENT_COUNT_LO);
   }
 
   /** Adds one event to a count whose low word is at u32 max. */
   carryEventCount(slot: number): void {
-    const high = this.ensureEventCountHi();
+    const high = this.eventCountHi.ensure(slot);
     this.barrier.copies?.touch(Section.EVENT_COUNT_HI, slot);
-    high[slot]++;
-    this.words[slot * this.strideWords + EVENT_COUNT_LO] = 0;
+    high[this.eventCountHi.offsetOf(slot)]++;
+    this.wordsOf(slot)[this.offsetOf(slot) + EVENT_COUNT_LO] = 0;
   }
 
   setEventCount(slot: number, count: number): void {
     const high = Math.floor(count / U32_LIMIT);
-    this.words[slot * this.strideWords + EVENT_COUNT_LO] = count - high * U32_LIMIT;
-    if (high !== 0 || this.eventCountHi !== null) {
-      const array = this.ensureEventCountHi();
-      this.barrier.copies?.touch(Section.EVENT_COUNT_HI, slot);
-      array[slot] = high;
-    }
+    this.wordsOf(slot)[this.offsetOf(slot) + EVENT_COUNT_LO] = count - high * U32_LIMIT;
+    this.setSide(this.eventCountHi, Section.EVENT_COUNT_HI, slot, high);
   }
 
   positiveHiOf(slot: number): number {
-    return this.positiveHi === null ? 0 : this.positiveHi[slot];
+    return this.positiveHi.get(slot);
   }
 
   negativeLoOf(slot: number): number {
-    return this.negativeLo === null ? 0 : this.negativeLo[slot];
+    return this.negativeLo.get(slot);
   }
 
   negativeHiOf(slot: number): number {
-    return this.negativeHi === null ? 0 : this.negativeHi[slot];
+    return this.negativeHi.get(slot);
   }
 
-  /** Stores ΣP = hi·2^48 + `lo` where `lo` reached 2^48 (the carry goes to the side array). */
+  /** Stores ΣP = hi·2^48 + `lo` where `lo` reached 2^48 (the carry goes to the side pages). */
   carryPositive(slot: number, lo: number): void {
     const carry = Math.floor(lo / LIMB);
-    this.floats[(slot * this.strideWords) / 2 + POSITIVE_LO_F64] = lo - carry * LIMB;
-    const high = this.ensure('positiveHi');
+    this.floatsOf(slot)[this.offsetOf(slot) / 2 + POSITIVE_LO_F64] = lo - carry * LIMB;
+    const high = this.positiveHi.ensure(slot);
     this.barrier.copies?.touch(Section.POSITIVE_HI, slot);
-    high[slot] += carry;
+    high[this.positiveHi.offsetOf(slot)] += carry;
   }
 
   /** Adds `micros` to ΣN. */
   addNegative(slot: number, micros: number): void {
-    const low = this.ensure('negativeLo');
+    const low = this.negativeLo.ensure(slot);
+    const at = this.negativeLo.offsetOf(slot);
     this.barrier.copies?.touch(Section.NEGATIVE_LO, slot);
-    const lo = low[slot] + micros;
+    const lo = low[at] + micros;
     if (lo < LIMB) {
-      low[slot] = lo;
+      low[at] = lo;
       return;
     }
     const carry = Math.floor(lo / LIMB);
-    low[slot] = lo - carry * LIMB;
-    const high = this.ensure('negativeHi');
+    low[at] = lo - carry * LIMB;
+    const high = this.negativeHi.ensure(slot);
     this.barrier.copies?.touch(Section.NEGATIVE_HI, slot);
-    high[slot] += carry;
+    high[this.negativeHi.offsetOf(slot)] += carry;
   }
 
-  /** Sets both weight limbs pairs (joins); side arrays are allocated only for non-zero parts. */
+  /** Sets both weight limbs pairs (joins); side pages are allocated only for non-zero parts. */
   setWeights(slot: number, positiveHi: number, positiveLo: number, negativeHi: number, negativeLo: number): void {
-    this.floats[(slot * this.strideWords) / 2 + POSITIVE_LO_F64] = positiveLo;
-    this.setSide('positiveHi', Section.POSITIVE_HI, slot, positiveHi);
-    this.setSide('negativeLo', Section.NEGATIVE_LO, slot, negativeLo);
-    this.setSide('negativeHi', Section.NEGATIVE_HI, slot, negativeHi);
+    this.floatsOf(slot)[this.offsetOf(slot) / 2 + POSITIVE_LO_F64] = positiveLo;
+    this.setSide(this.positiveHi, Section.POSITIVE_HI, slot, positiveHi);
+    this.setSide(this.negativeLo, Section.NEGATIVE_LO, slot, negativeLo);
+    this.setSide(this.negativeHi, Section.NEGATIVE_HI, slot, negativeHi);
   }
 
-  private setSide(name: 'positiveHi' | 'negativeLo' | 'negativeHi', section: number, slot: number, value: number): void {
-    if (value === 0 && this[name] === null) return;
-    const array = this.ensure(name);
+  private setSide<T extends Float64Array | Uint32Array>(pages: Pages<T>, section: number, slot: number, value: number): void {
+    // A zero where no page holds the slot reads as zero already.
+    if (value === 0 && pages.pageOf(slot) === undefined) return;
+    const page = pages.ensure(slot);
     this.barrier.copies?.touch(section, slot);
-    array[slot] = value;
+    page[pages.offsetOf(slot)] = value;
   }
 
-  private ensure(name: 'positiveHi' | 'negativeLo' | 'negativeHi'): Float64Array {
-    let array = this[name];
-    if (array === null) {
-      array = new Float64Array(this.capacity);
-      this[name] = array;
-    }
-    return array;
+  /** Float64 views of the record pages (after a clone or a load). */
+  private refreshFloats(): void {
+    this.floatPages.length = 0;
+    for (const page of this.wordPages) this.floatPages.push(new Float64Array(page.buffer, page.byteOffset, page.length >>> 1));
   }
-
-  private ensureEventCountHi(): Uint32Array {
-    if (this.eventCountHi === null) this.eventCountHi = new Uint32Array(this.capacity);
-    return this.eventCountHi;
-  }
-
-  /** Doubles the records and every side array; the old arrays are frozen for an image in progress. */
-  private grow(): void {
-    const capacity = Math.max(INITIAL_CAPACITY, this.capacity * 2);
-    const copies = this.barrier.copies;
-    const words = new Uint32Array(capacity * this.strideWords);
-    words.set(this.words);
-    copies?.freeze(Section.CONTRIBUTIONS);
-    this.words = words;
-    this.floats = new Float64Array(words.buffer);
-    if (this.negativeLo !== null) {
-      this.negativeLo = grown(this.negativeLo, new Float64Array(capacity));
-      copies?.freeze(Section.NEGATIVE_LO);
-    }
-    if (this.positiveHi !== null) {
-      this.positiveHi = grown(this.positiveHi, new Float64Array(capacity));
-      copies?.freeze(Section.POSITIVE_HI);
-    }
-    if (this.negativeHi !== null) {
-      this.negativeHi = grown(this.negativeHi, new Float64Array(capacity));
-      copies?.freeze(Section.NEGATIVE_HI);
-    }
-    if (this.eventCountHi !== null) {
-      this.eventCountHi = grown(this.eventCountHi, new Uint32Array(capacity));
-      copies?.freeze(Section.EVENT_COUNT_HI);
-    }
-  }
-}
-
-function grown<T extends Float64Array | Uint32Array>(old: T, fresh: T): T {
-  fresh.set(old as never);
-  return fresh;
 }

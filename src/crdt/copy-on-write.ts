@@ -1,22 +1,28 @@
 // Copy-on-write, so a state image (state-image.ts) describes the state as it was when the image
 // began while the owner keeps folding into it on the same thread.
-// Invariant: while an image is in progress, every write to an imaged array is preceded by
+// Invariant: while an image is in progress, every write to an imaged record is preceded by
 // touch(section, record). The first write to a record the image has not emitted yet saves the
-// record's begin-time bytes aside, so the image reads the live array and patches the saved
-// records back over it. An array that growth replaced is frozen (nobody writes to it again),
-// so the image keeps reading it, patched the same way.
+// record's begin-time bytes aside, so the image reads the live pages and patches the saved
+// records back over them. Stores keep records in pages that growth adds and never copies
+// (pages.ts), so the image holds the page list as it was at begin and reads those pages; the
+// one page growth does replace (page 0, doubling while small) is never written again, so the
+// image reads it unchanged.
 //
-//   per section   savedBits   1 bit per record: saved already
+//   per section   savedBits   1 bit per record: saved already (pages allocated on first save)
 //                 chunkHead   per chunk of records (≥ 4 KiB), its first saved entry + 1 (0: none)
 //                 entries     record, next entry of the same chunk + 1, the record's bytes
+//                             (paged too: saving never copies earlier entries)
 //   touch(r)      r emitted or saved already → nothing; else save r (one record's bytes)
 //   read(a, b)    live bytes [a, b), then every saved record of the chunks [a, b) covers
 //
 // A record is saved at most once, so an image copies at most its own size aside, and a batch
 // of n events copies at most a few records per event (80 bytes each with the default schema),
 // never a whole chunk or array. Reads are sequential, so a chunk is patched at most twice (a
-// piece is ≥ 64 KiB, a chunk ≤ a few KiB) and next(maxBytes) stays O(maxBytes). Without an
-// image a write costs one null check (WriteBarrier.copies), with no allocation.
+// piece is ≥ 64 KiB, a chunk ≤ a few KiB) and next(maxBytes) stays O(maxBytes). beginImage
+// allocates no per-record or per-chunk memory. Without an image a write costs one null check
+// (WriteBarrier.copies), with no allocation.
+
+import { bytesOf, GrowthMeter, Pages, readPages, type PageArray } from './pages.ts';
 
 /** Which imaged array a write goes to (the image's section ids, state-image.ts). */
 export const Section = {
@@ -35,7 +41,6 @@ export const Section = {
 } as const;
 
 const CHUNK_TARGET_BYTES = 4 * 1024;
-const INITIAL_ENTRIES = 64;
 
 /** What every store checks before it writes: the image in progress and the digest cache. */
 export class WriteBarrier {
@@ -43,22 +48,26 @@ export class WriteBarrier {
   copies: SectionCopies | null = null;
   /**
    * Per entity, 1 while its cached reconciliation digest is current; null until reconciliation
-   * first asks for digests (signal-state.ts), so a state that never reconciles pays nothing.
+   * first asks for digests (state-arrays.ts), so a state that never reconciles pays nothing.
    */
-  digestFresh: Uint8Array | null = null;
+  digestFresh: Pages<Uint8Array> | null = null;
 
   /** Before writing to `entity`'s contributions or flags. */
   markStale(entity: number): void {
     const fresh = this.digestFresh;
-    if (fresh !== null && entity < fresh.length) fresh[entity] = 0;
+    if (fresh === null) return;
+    // A page that does not reach the entity holds no digest for it (a typed-array write past
+    // the end is a no-op).
+    const page = fresh.list[entity >>> fresh.shift];
+    if (page !== undefined) page[entity & fresh.mask] = 0;
   }
 }
 
-/** An imaged array as it stands when the image begins. */
+/** An imaged store as it stands when the image begins. */
 export interface SectionSource {
   id: number;
-  /** The live typed array (absent: null, imaged as zero records). */
-  array: ArrayBufferView | null;
+  /** The live pages (absent: null, imaged as zero records). */
+  pages: Pages<PageArray> | null;
   /** Bytes per record. */
   elementBytes: number;
   /** Records in use. */
@@ -69,37 +78,39 @@ export class TrackedSection {
   readonly id: number;
   readonly elementBytes: number;
   readonly count: number;
-  /** The section's bytes: a view of the live (later maybe frozen) array, patched on reading. */
-  readonly bytes: Uint8Array;
+  readonly byteLength: number;
   /** Records per chunk (a power of two), and the bytes they span. */
   readonly chunkRecords: number;
   readonly chunkBytes: number;
   /** Bytes emitted so far (reads are sequential). */
   emitted = 0;
-  isFrozen = false;
-  private readonly savedBits: Uint8Array;
-  private readonly chunkHead: Int32Array;
-  private entryRecord = new Uint32Array(INITIAL_ENTRIES);
-  private entryNext = new Int32Array(INITIAL_ENTRIES);
-  private entryBytes: Uint8Array;
+  /** The store's pages as they were at begin (growth adds pages the image never reads). */
+  private readonly pages: (PageArray | undefined)[];
+  private readonly pageBytes: number;
+  private readonly pageRecords: number;
+  private readonly savedBits: Pages<Uint8Array>;
+  private readonly chunkHead: Pages<Int32Array>;
+  private readonly entryRecord: Pages<Uint32Array>;
+  private readonly entryNext: Pages<Int32Array>;
+  private readonly entryBytes: Pages<Uint8Array>;
   private entryCount = 0;
 
-  constructor(source: SectionSource) {
+  constructor(source: SectionSource, meter: GrowthMeter) {
     this.id = source.id;
     this.elementBytes = source.elementBytes;
-    this.count = source.array === null ? 0 : source.count;
-    const byteLength = this.count * source.elementBytes;
-    this.bytes = source.array === null ? new Uint8Array(0) : new Uint8Array(source.array.buffer, source.array.byteOffset, byteLength);
+    const pages = source.pages;
+    this.count = pages === null ? 0 : source.count;
+    this.byteLength = this.count * source.elementBytes;
+    this.pageRecords = pages === null ? 1 : pages.pageRecords;
+    this.pageBytes = this.pageRecords * source.elementBytes;
+    this.pages = pages === null ? [] : pages.list.slice(0, Math.ceil(this.count / this.pageRecords));
     this.chunkRecords = 2 ** Math.max(0, Math.ceil(Math.log2(CHUNK_TARGET_BYTES / Math.max(1, source.elementBytes))));
     this.chunkBytes = this.chunkRecords * Math.max(1, source.elementBytes);
-    this.savedBits = new Uint8Array(Math.ceil(this.count / 8));
-    // Zeroed on allocation: beginImage writes nothing per record or per chunk.
-    this.chunkHead = new Int32Array(Math.ceil(byteLength / this.chunkBytes));
-    this.entryBytes = new Uint8Array(INITIAL_ENTRIES * source.elementBytes);
-  }
-
-  get byteLength(): number {
-    return this.bytes.byteLength;
+    this.savedBits = new Pages(Uint8Array, 1, meter);
+    this.chunkHead = new Pages(Int32Array, 1, meter);
+    this.entryRecord = new Pages(Uint32Array, 1, meter);
+    this.entryNext = new Pages(Int32Array, 1, meter);
+    this.entryBytes = new Pages(Uint8Array, Math.max(1, source.elementBytes), meter);
   }
 
   /** Bytes saved aside. */
@@ -112,48 +123,38 @@ export class TrackedSection {
     const elementBytes = this.elementBytes;
     if (record >= this.count || (record + 1) * elementBytes <= this.emitted) return 0;
     const bit = 1 << (record & 7);
-    if ((this.savedBits[record >>> 3] & bit) !== 0) return 0;
-    this.savedBits[record >>> 3] |= bit;
+    const bits = this.savedBits.ensure(record >>> 3);
+    const bitsAt = this.savedBits.offsetOf(record >>> 3);
+    if ((bits[bitsAt] & bit) !== 0) return 0;
+    bits[bitsAt] |= bit;
     const entry = this.entryCount++;
-    if (entry === this.entryRecord.length) this.growEntries();
-    this.entryRecord[entry] = record;
+    this.entryRecord.ensure(entry)[this.entryRecord.offsetOf(entry)] = record;
     const chunk = Math.floor(record / this.chunkRecords);
-    this.entryNext[entry] = this.chunkHead[chunk];
-    this.chunkHead[chunk] = entry + 1;
-    const start = record * elementBytes;
-    this.entryBytes.set(this.bytes.subarray(start, start + elementBytes), entry * elementBytes);
+    const heads = this.chunkHead.ensure(chunk);
+    this.entryNext.ensure(entry)[this.entryNext.offsetOf(entry)] = heads[this.chunkHead.offsetOf(chunk)];
+    heads[this.chunkHead.offsetOf(chunk)] = entry + 1;
+    const saved = this.entryBytes.ensure(entry);
+    readPages(this.pages, this.pageBytes, record * elementBytes, (record + 1) * elementBytes, bytesOf(saved), this.entryBytes.offsetOf(entry));
     return elementBytes;
   }
 
   /** Copies bytes [from, to) as they were at begin into `out` at `outAt`; from is where the last read ended. */
   read(from: number, to: number, out: Uint8Array, outAt: number): void {
-    out.set(this.bytes.subarray(from, to), outAt);
+    readPages(this.pages, this.pageBytes, from, to, out, outAt);
     const elementBytes = this.elementBytes;
     const lastChunk = Math.floor((to - 1) / this.chunkBytes);
     for (let chunk = Math.floor(from / this.chunkBytes); chunk <= lastChunk; chunk++) {
-      for (let entry = this.chunkHead[chunk] - 1; entry >= 0; entry = this.entryNext[entry] - 1) {
-        const start = this.entryRecord[entry] * elementBytes;
+      for (let entry = this.chunkHead.get(chunk) - 1; entry >= 0; entry = this.entryNext.get(entry) - 1) {
+        const start = this.entryRecord.get(entry) * elementBytes;
         const low = Math.max(from, start);
         const high = Math.min(to, start + elementBytes);
         if (low >= high) continue;
-        const saved = entry * elementBytes + low - start;
-        out.set(this.entryBytes.subarray(saved, saved + high - low), outAt + low - from);
+        const saved = this.entryBytes.pageOf(entry) as Uint8Array;
+        const savedAt = this.entryBytes.offsetOf(entry) + low - start;
+        out.set(saved.subarray(savedAt, savedAt + high - low), outAt + low - from);
       }
     }
     this.emitted = to;
-  }
-
-  private growEntries(): void {
-    const capacity = this.entryRecord.length * 2;
-    const records = new Uint32Array(capacity);
-    records.set(this.entryRecord);
-    this.entryRecord = records;
-    const next = new Int32Array(capacity);
-    next.set(this.entryNext);
-    this.entryNext = next;
-    const bytes = new Uint8Array(capacity * this.elementBytes);
-    bytes.set(this.entryBytes);
-    this.entryBytes = bytes;
   }
 }
 
@@ -163,21 +164,15 @@ export class SectionCopies {
   /** Bytes saved aside so far (for tests and benchmarks). */
   copiedBytes = 0;
 
-  constructor(sources: readonly SectionSource[]) {
-    this.sections = sources.map((source) => new TrackedSection(source));
+  constructor(sources: readonly SectionSource[], meter: GrowthMeter) {
+    this.sections = sources.map((source) => new TrackedSection(source, meter));
     for (const section of this.sections) this.byId[section.id] = section;
   }
 
   /** Before a write to `record` of section `id`: saves its begin-time bytes if the image still needs them. */
   touch(id: number, record: number): void {
     const section = this.byId[id];
-    if (section === undefined || section.isFrozen) return;
+    if (section === undefined) return;
     this.copiedBytes += section.save(record);
-  }
-
-  /** The owner replaced section `id`'s array (growth) and will never write to the old one. */
-  freeze(id: number): void {
-    const section = this.byId[id];
-    if (section !== undefined) section.isFrozen = true;
   }
 }

@@ -2,71 +2,120 @@
 // write), shared by every score column and the flags, so an entity costs one key and one table
 // entry however many signals it has. Per-entity arrays (column heads, flag refs, digests) are
 // indexed by the entity number.
-// Invariant: keys[2e], keys[2e + 1] are entity e's id as u32 hi, lo; ids are distinct; entities
-// are never removed. The table is open addressing with linear probing over entity + 1 (0 =
-// empty), at most half full, and always holds exactly what inserting entities 0 … count − 1 in
-// order into a table of its capacity gives (growth re-inserts in entity order), so a table
-// rebuilt from the keys alone (state-image.ts) is the same table.
+// Invariant: keys hold entity e's id as u32 hi, lo at record e; ids are distinct; entities are
+// never removed. The table is open addressing with linear probing over entity + 1 (0 = empty),
+// in pages (pages.ts), and holds every entity. It resizes incrementally, so no insert ever
+// rehashes more than RESIZE_STEPS_PER_INSERT entries (a whole-table rehash stalled a fold for
+// hundreds of ms at a million entities):
 //
-//   keys    Uint32Array  [hi₀, lo₀, hi₁, lo₁, …]   imaged (Section.ENTITY_KEYS)
-//   table   Uint32Array  entity + 1 per slot        rebuilt on load, never imaged
+//   count·2 > capacity      → begin: a table `next` of 2 × capacity, empty
+//   every insert after that → the entity goes into the current table (which still holds every
+//                             entity, so lookups read it alone), then one step of ≤ 16 units:
+//     phase 1                 scan the current table's slots in order; entities that existed at
+//                             begin move to `next` (its writes advance in two sequential fronts,
+//                             at slot s and s + capacity, so fresh memory is touched in order)
+//     phase 2                 entities added since begin move to `next`, read from the keys
+//   both done               → `next` becomes the table
+//
+// The current table is ≤ 1/2 full when a resize begins and < 0.62 full when it ends (16 units
+// per insert, a slot scanned 1 and an entity moved 1: phase 1's C slots and C/2 entities take
+// at most 1.5·C/15 inserts, phase 2 then moves 15 net per insert).
+// The table is not imaged: a loaded image rebuilds it from the keys.
+//
+//   keys    Pages<Uint32Array>  [hi, lo] per entity     imaged (Section.ENTITY_KEYS)
+//   table   Uint32Array pages   entity + 1 per slot     rebuilt on load, never imaged
 
 import { TidelogError } from '../errors.ts';
 import { finalMix } from '../murmur.ts';
 import { Section, type WriteBarrier } from './copy-on-write.ts';
 import type { EntityKey } from './entity-key.ts';
 import { joinNs, TWO_POW_32 } from './packed-time.ts';
+import { GrowthMeter, pageShiftFor, Pages } from './pages.ts';
 
-const INITIAL_ENTITIES = 64;
+const INITIAL_TABLE_SLOTS = 128;
 const SAFE_HI = 0x200000;
+/** Work units (slots scanned, entries moved) of resizing per insert. */
+export const RESIZE_STEPS_PER_INSERT = 16;
+/** Table slots per page (128 KiB); a table smaller than a page is one page of its size. */
+const TABLE_SHIFT = pageShiftFor(4);
+const TABLE_PAGE_SLOTS = 2 ** TABLE_SHIFT;
+const TABLE_SLOT_MASK = TABLE_PAGE_SLOTS - 1;
+/** Keys per page: the same constants as the keys' Pages, inlined for the probe loop. */
+const KEY_SHIFT = pageShiftFor(8);
+const KEY_MASK = 2 ** KEY_SHIFT - 1;
 
 export class EntityIndex {
-  /** [hi, lo] per entity; its length / 2 is the entity capacity. */
-  keys: Uint32Array;
+  /** [hi, lo] per entity. */
+  readonly keys: Pages<Uint32Array>;
   count = 0;
-  private table: Uint32Array;
-  private mask: number;
+  private table: Uint32Array[];
+  private tableMask: number;
+  /** The table being built while resizing (pages allocated as reached), or null. */
+  private next: (Uint32Array | undefined)[] | null = null;
+  /** Phase 1: current-table slots scanned; entities below `resizeFrom` move in it. */
+  private scanAt = 0;
+  private resizeFrom = 0;
+  /** Phase 2: entities from resizeFrom below this have moved. */
+  private movedTo = 0;
   private readonly barrier: WriteBarrier;
+  private readonly meter: GrowthMeter;
 
-  constructor(barrier: WriteBarrier, source?: EntityIndex) {
+  constructor(barrier: WriteBarrier, meter = new GrowthMeter(), source?: EntityIndex) {
     this.barrier = barrier;
+    this.meter = meter;
+    this.keys = new Pages(Uint32Array, 2, meter, source?.keys);
+    if (this.keys.shift !== KEY_SHIFT) throw new Error('invariant violated: key pages');
     if (source === undefined) {
-      this.keys = new Uint32Array(INITIAL_ENTITIES * 2);
-      this.table = new Uint32Array(INITIAL_ENTITIES * 2);
+      this.table = [new Uint32Array(INITIAL_TABLE_SLOTS)];
+      this.tableMask = INITIAL_TABLE_SLOTS - 1;
     } else {
-      this.keys = source.keys.slice();
-      this.table = source.table.slice();
+      this.table = source.table.map((page) => page.slice());
+      this.tableMask = source.tableMask;
       this.count = source.count;
+      this.next = source.next?.map((page) => page?.slice()) ?? null;
+      this.scanAt = source.scanAt;
+      this.resizeFrom = source.resizeFrom;
+      this.movedTo = source.movedTo;
     }
-    this.mask = this.table.length - 1;
   }
 
   /**
-   * Takes `count` loaded keys (image-loader.ts); DECODE_FAILED when two are equal. The table
-   * comes out as the original's: same keys, same order, same capacity rule.
+   * Takes `count` keys loaded into `keys` (image-loader.ts) and builds the table at once (a load
+   * is O(state) anyway); DECODE_FAILED when two keys are equal.
    */
-  adopt(keys: Uint32Array, count: number): void {
-    this.keys = keys;
+  adopt(count: number): void {
     this.count = count;
-    this.rebuild(tableCapacityFor(count));
-  }
-
-  /** How many entities fit before the keys array grows (per-entity arrays grow to this). */
-  get capacity(): number {
-    return this.keys.length >>> 1;
+    this.next = null;
+    let capacity = INITIAL_TABLE_SLOTS;
+    while (count * 2 > capacity) capacity *= 2;
+    this.table = newTable(capacity);
+    this.tableMask = capacity - 1;
+    for (let entity = 0; entity < count; entity++) {
+      const hi = this.hiOf(entity);
+      const lo = this.loOf(entity);
+      const other = this.find(hi, lo);
+      if (other >= 0) {
+        throw new TidelogError('DECODE_FAILED', `entity ${entity} repeats the id of entity ${other}`, {
+          details: { entity, other },
+        });
+      }
+      this.place(this.table, this.tableMask, hi, lo, entity);
+    }
   }
 
   /** The entity numbered for hi·2^32 + lo, or −1. */
   find(hi: number, lo: number): number {
     const table = this.table;
-    const keys = this.keys;
-    const mask = this.mask;
+    const keys = this.keys.list as Uint32Array[];
+    const mask = this.tableMask;
     let at = hashOf(hi, lo) & mask;
     for (;;) {
-      const held = table[at];
+      const held = table[at >>> TABLE_SHIFT][at & TABLE_SLOT_MASK];
       if (held === 0) return -1;
-      const keyAt = (held - 1) * 2;
-      if (keys[keyAt + 1] === lo && keys[keyAt] === hi) return held - 1;
+      const entity = held - 1;
+      const page = keys[entity >>> KEY_SHIFT];
+      const keyAt = (entity & KEY_MASK) << 1;
+      if (page[keyAt + 1] === lo && page[keyAt] === hi) return entity;
       at = (at + 1) & mask;
     }
   }
@@ -74,24 +123,27 @@ export class EntityIndex {
   /** The entity numbered for hi·2^32 + lo, numbered now when new. */
   findOrAdd(hi: number, lo: number): number {
     const table = this.table;
-    const keys = this.keys;
-    const mask = this.mask;
+    const keys = this.keys.list as Uint32Array[];
+    const mask = this.tableMask;
     let at = hashOf(hi, lo) & mask;
     for (;;) {
-      const held = table[at];
+      const held = table[at >>> TABLE_SHIFT][at & TABLE_SLOT_MASK];
       if (held === 0) break;
-      const keyAt = (held - 1) * 2;
-      if (keys[keyAt + 1] === lo && keys[keyAt] === hi) return held - 1;
+      const entity = held - 1;
+      const page = keys[entity >>> KEY_SHIFT];
+      const keyAt = (entity & KEY_MASK) << 1;
+      if (page[keyAt + 1] === lo && page[keyAt] === hi) return entity;
       at = (at + 1) & mask;
     }
     const entity = this.count;
-    if (entity === this.capacity) this.growKeys();
+    const page = this.keys.ensure(entity);
     this.barrier.copies?.touch(Section.ENTITY_KEYS, entity);
-    this.keys[entity * 2] = hi;
-    this.keys[entity * 2 + 1] = lo;
-    this.table[at] = entity + 1;
+    page[(entity & KEY_MASK) << 1] = hi;
+    page[((entity & KEY_MASK) << 1) + 1] = lo;
+    table[at >>> TABLE_SHIFT][at & TABLE_SLOT_MASK] = entity + 1;
     this.count = entity + 1;
-    if (this.count * 2 > this.mask + 1) this.rebuild((this.mask + 1) * 2);
+    if (this.next !== null) this.resizeStep();
+    else if (this.count * 2 > mask + 1) this.beginResize();
     return entity;
   }
 
@@ -105,52 +157,115 @@ export class EntityIndex {
     return this.findOrAdd(Number(key >> 32n), Number(key & 0xffff_ffffn));
   }
 
+  /** The entity's id, high u32. */
+  hiOf(entity: number): number {
+    return (this.keys.list[entity >>> KEY_SHIFT] as Uint32Array)[(entity & KEY_MASK) << 1];
+  }
+
+  /** The entity's id, low u32. */
+  loOf(entity: number): number {
+    return (this.keys.list[entity >>> KEY_SHIFT] as Uint32Array)[((entity & KEY_MASK) << 1) + 1];
+  }
+
   /** The entity's key (a number below 2^53, a bigint above; entity-key.ts). */
   keyOf(entity: number): EntityKey {
-    const hi = this.keys[entity * 2];
-    const lo = this.keys[entity * 2 + 1];
+    const hi = this.hiOf(entity);
+    const lo = this.loOf(entity);
     return hi < SAFE_HI ? hi * TWO_POW_32 + lo : joinNs(hi, lo);
   }
 
-  private growKeys(): void {
-    const keys = new Uint32Array(Math.max(INITIAL_ENTITIES * 2, this.keys.length * 2));
-    keys.set(this.keys);
-    this.barrier.copies?.freeze(Section.ENTITY_KEYS);
-    this.keys = keys;
+  /** Table slots (for tests: the load factor). */
+  get capacity(): number {
+    return this.tableMask + 1;
   }
 
-  /** Re-inserts every entity in entity order into a fresh table of `capacity` slots. */
-  private rebuild(capacity: number): void {
-    const table = new Uint32Array(capacity);
-    const mask = capacity - 1;
-    const keys = this.keys;
-    for (let entity = 0; entity < this.count; entity++) {
-      const hi = keys[entity * 2];
-      const lo = keys[entity * 2 + 1];
-      let at = hashOf(hi, lo) & mask;
-      for (;;) {
-        const held = table[at];
-        if (held === 0) break;
-        const keyAt = (held - 1) * 2;
-        if (keys[keyAt + 1] === lo && keys[keyAt] === hi) {
-          throw new TidelogError('DECODE_FAILED', `entity ${entity} repeats the id of entity ${held - 1}`, {
-            details: { entity, other: held - 1 },
-          });
-        }
-        at = (at + 1) & mask;
+  /** Whether an incremental resize is under way. */
+  get isResizing(): boolean {
+    return this.next !== null;
+  }
+
+  // ---- incremental resize ----
+
+  private beginResize(): void {
+    const capacity = (this.tableMask + 1) * 2;
+    this.next = [];
+    this.scanAt = 0;
+    this.resizeFrom = this.count;
+    this.movedTo = this.count;
+    if (capacity <= TABLE_PAGE_SLOTS) this.nextPage(0);
+  }
+
+  /** One bounded step (see the header); switches tables when both phases are done. */
+  private resizeStep(): void {
+    const next = this.next as (Uint32Array | undefined)[];
+    const oldCapacity = this.tableMask + 1;
+    const nextMask = oldCapacity * 2 - 1;
+    let budget = RESIZE_STEPS_PER_INSERT;
+    while (budget > 0 && this.scanAt < oldCapacity) {
+      const at = this.scanAt;
+      if ((at & TABLE_SLOT_MASK) === 0 && oldCapacity >= TABLE_PAGE_SLOTS) {
+        // The two fronts' pages: by the end of phase 1 every page of `next` exists.
+        const pageIndex = at >>> TABLE_SHIFT;
+        if (next[pageIndex] === undefined) this.nextPage(pageIndex);
+        if (next[pageIndex + oldCapacity / TABLE_PAGE_SLOTS] === undefined) this.nextPage(pageIndex + oldCapacity / TABLE_PAGE_SLOTS);
       }
-      table[at] = entity + 1;
+      const held = this.table[at >>> TABLE_SHIFT][at & TABLE_SLOT_MASK];
+      if (held !== 0 && held - 1 < this.resizeFrom) {
+        // Scanning the slot and moving its entity: two units.
+        if (budget < 2) break;
+        this.placeNext(next, nextMask, held - 1);
+        budget--;
+      }
+      this.scanAt = at + 1;
+      budget--;
     }
-    this.table = table;
-    this.mask = mask;
+    while (budget > 0 && this.scanAt === oldCapacity && this.movedTo < this.count) {
+      this.placeNext(next, nextMask, this.movedTo++);
+      budget--;
+    }
+    const steps = RESIZE_STEPS_PER_INSERT - budget;
+    this.meter.rehashSteps += steps;
+    if (this.scanAt === oldCapacity && this.movedTo === this.count) {
+      this.table = next as Uint32Array[];
+      this.tableMask = nextMask;
+      this.next = null;
+    }
+  }
+
+  private placeNext(next: (Uint32Array | undefined)[], mask: number, entity: number): void {
+    let at = hashOf(this.hiOf(entity), this.loOf(entity)) & mask;
+    for (;;) {
+      const page = next[at >>> TABLE_SHIFT] ?? this.nextPage(at >>> TABLE_SHIFT);
+      if (page[at & TABLE_SLOT_MASK] === 0) {
+        page[at & TABLE_SLOT_MASK] = entity + 1;
+        return;
+      }
+      at = (at + 1) & mask;
+    }
+  }
+
+  private nextPage(pageIndex: number): Uint32Array {
+    const next = this.next as (Uint32Array | undefined)[];
+    const page = new Uint32Array(Math.min(TABLE_PAGE_SLOTS, (this.tableMask + 1) * 2));
+    this.meter.allocatedBytes += page.byteLength;
+    while (next.length < pageIndex) next.push(undefined);
+    next[pageIndex] = page;
+    return page;
+  }
+
+  /** Puts the entity (known absent) into `table`. */
+  private place(table: Uint32Array[], mask: number, hi: number, lo: number, entity: number): void {
+    let at = hashOf(hi, lo) & mask;
+    while (table[at >>> TABLE_SHIFT][at & TABLE_SLOT_MASK] !== 0) at = (at + 1) & mask;
+    table[at >>> TABLE_SHIFT][at & TABLE_SLOT_MASK] = entity + 1;
   }
 }
 
-/** The table size a state of `count` entities has: doubled from 128 while more than half full. */
-function tableCapacityFor(count: number): number {
-  let capacity = INITIAL_ENTITIES * 2;
-  while (count * 2 > capacity) capacity *= 2;
-  return capacity;
+/** A zero table of `capacity` slots (a power of two) in pages. */
+function newTable(capacity: number): Uint32Array[] {
+  const pages: Uint32Array[] = [];
+  for (let slots = 0; slots < capacity; slots += TABLE_PAGE_SLOTS) pages.push(new Uint32Array(Math.min(TABLE_PAGE_SLOTS, capacity)));
+  return pages;
 }
 
 /** murmur3's finaliser over the id's two halves (the slot of hi·2^32 + lo). */

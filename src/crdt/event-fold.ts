@@ -1,7 +1,7 @@
 // The fold loop: packed events into score columns and flags. It is the data plane's hot path
 // (≥ 2 M events/s): one entity-index probe per event (read straight from the event's u32 id
 // halves, no key object, no bigint), no object per event, and the contribution's record
-// written in one place.
+// written in one place. Growth inside a fold is bounded per event (pages.ts, entity-index.ts).
 // Invariant: a batch is validated whole before any of it folds (validatePacked), so a bad
 // event never leaves a batch half applied.
 
@@ -69,6 +69,13 @@ export function foldPacked(
   const columns = target.columns;
   const index = target.index;
   const barrier = target.barrier;
+  // The pool's page lists are extended in place, so these stay current through allocations.
+  const pool = target.pool;
+  const wordPages = pool.wordPages;
+  const floatPages = pool.floatPages;
+  const shift = pool.shift;
+  const mask = pool.mask;
+  const stride = pool.strideWords;
   const [wallHi, wallLo] = splitNs(wallNs);
   const stamp: BatchStamp = { wallHi, wallLo, nodeId };
   for (let at = from; at < to; at++) {
@@ -84,11 +91,10 @@ export function foldPacked(
       if (signal.kind === 'flag') target.flags.set(entity, signal.flagIndex, signal.value, wallHi, wallLo, firstLogical + at, nodeId);
       continue;
     }
-    const pool = target.pool;
     const head = column.headOf(entity);
-    const slot = head >= 0 && pool.words[head * pool.strideWords + ORIGIN] === origin ? head : column.slotFor(entity, origin);
+    const slot = head >= 0 && wordPages[head >>> shift][(head & mask) * stride + ORIGIN] === origin ? head : column.slotFor(entity, origin);
     const seq = firstSeq + at;
-    if (seq <= pool.floats[(slot * pool.strideWords) / 2 + LAST_SEQ_F64]) continue;
+    if (seq <= floatPages[slot >>> shift][(((slot & mask) * stride) >>> 1) + LAST_SEQ_F64]) continue;
     column.fold(slot, seq, view, offset, firstLogical + at, stamp);
   }
 }

@@ -1,13 +1,15 @@
 // The state's LWW flags (hide/unhide …) in typed arrays: few entities carry flags, so an entity
 // has a flag record only once some flag was set on it, and a state that never saw a flag
-// allocates nothing per entity.
+// allocates nothing per entity. Both arrays are paged (pages.ts): growth adds a page, never
+// copies, and refs get a page only where some entity of that page carries a flag.
 // Invariant: a flag holds the maximum of every (HLC, value) written to it, HLCs ordered by
 // (wall, logical, nodeId) and an identical HLC won by true (lww-register.ts trueWinsTies: a
 // hide beats an unhide stamped identically), so set is commutative, associative and idempotent.
 // A record exists only for an entity with at least one flag set.
 //
-//   refs     Uint32Array  per entity: its record + 1, 0 for none       (Section.FLAG_REFS)
-//   records  Uint32Array  per record, per flag of the schema (F flags)  (Section.FLAG_RECORDS)
+//   refs     Pages<Uint32Array>  per entity: its record + 1, 0 for none; "used" once any
+//                                page exists (Section.FLAG_REFS)
+//   records  Pages<Uint32Array>  per record, per flag of the schema (F flags)  (Section.FLAG_RECORDS)
 //            word  field
 //            ----  -------------------------------------------------
 //               0  state: 0 never set, 1 false, 2 true
@@ -18,59 +20,54 @@
 //            (a flag never set is all zero)
 
 import { Section, type WriteBarrier } from './copy-on-write.ts';
-import type { EntityIndex } from './entity-index.ts';
 import { HlcTimestamp } from './hlc-timestamp.ts';
 import { LWWRegister, trueWinsTies } from './lww-register.ts';
 import { joinNs } from './packed-time.ts';
+import { GrowthMeter, Pages } from './pages.ts';
 import type { WordHash } from './word-hash.ts';
 
 export const FLAG_WORDS = 5;
 export const FLAG_FALSE = 1;
 export const FLAG_TRUE = 2;
-const INITIAL_RECORDS = 16;
 
 export class FlagTable {
   readonly flagCount: number;
   readonly recordWords: number;
-  refs: Uint32Array | null = null;
-  records: Uint32Array;
+  readonly refs: Pages<Uint32Array>;
+  readonly records: Pages<Uint32Array>;
   count = 0;
-  private readonly index: EntityIndex;
   private readonly barrier: WriteBarrier;
 
-  constructor(flagCount: number, index: EntityIndex, barrier: WriteBarrier, source?: FlagTable) {
+  constructor(flagCount: number, barrier: WriteBarrier, meter = new GrowthMeter(), source?: FlagTable) {
     this.flagCount = flagCount;
     this.recordWords = flagCount * FLAG_WORDS;
-    this.index = index;
     this.barrier = barrier;
-    if (source === undefined) {
-      this.records = new Uint32Array(0);
-    } else {
-      this.refs = source.refs?.slice() ?? null;
-      this.records = source.records.slice();
-      this.count = source.count;
-    }
+    this.refs = new Pages(Uint32Array, 1, meter, source?.refs);
+    this.records = new Pages(Uint32Array, Math.max(1, this.recordWords), meter, source?.records);
+    this.count = source?.count ?? 0;
   }
 
-  /** Takes loaded arrays (state-image.ts); the caller validated them. */
-  adopt(refs: Uint32Array | null, records: Uint32Array, count: number): void {
-    this.refs = refs;
-    this.records = records;
+  /** Takes the count of records loaded into the pages (image-loader.ts); the caller validated them. */
+  adopt(count: number): void {
     this.count = count;
   }
 
   /** The entity's record, or −1 (also for entity −1: not in the index). */
   recordOf(entity: number): number {
-    const refs = this.refs;
-    return refs !== null && entity >= 0 && entity < refs.length ? refs[entity] - 1 : -1;
+    return entity < 0 ? -1 : this.refs.get(entity) - 1;
+  }
+
+  /** Word `word` of flag record `record`. */
+  word(record: number, word: number): number {
+    return (this.records.list[record >>> this.records.shift] as Uint32Array)[this.records.offsetOf(record) + word];
   }
 
   /** Writes (HLC, value) to the entity's flag if it beats the held pair; returns whether it did. */
   set(entity: number, flag: number, value: boolean, wallHi: number, wallLo: number, logical: number, nodeId: number): boolean {
     let record = this.recordOf(entity);
     if (record >= 0) {
-      const at = record * this.recordWords + flag * FLAG_WORDS;
-      const records = this.records;
+      const records = this.records.list[record >>> this.records.shift] as Uint32Array;
+      const at = this.records.offsetOf(record) + flag * FLAG_WORDS;
       const state = records[at];
       if (state !== 0) {
         const order =
@@ -83,12 +80,13 @@ export class FlagTable {
     }
     this.barrier.copies?.touch(Section.FLAG_RECORDS, record);
     this.barrier.markStale(entity);
-    const at = record * this.recordWords + flag * FLAG_WORDS;
-    this.records[at] = value ? FLAG_TRUE : FLAG_FALSE;
-    this.records[at + 1] = wallHi;
-    this.records[at + 2] = wallLo;
-    this.records[at + 3] = logical;
-    this.records[at + 4] = nodeId;
+    const records = this.records.list[record >>> this.records.shift] as Uint32Array;
+    const at = this.records.offsetOf(record) + flag * FLAG_WORDS;
+    records[at] = value ? FLAG_TRUE : FLAG_FALSE;
+    records[at + 1] = wallHi;
+    records[at + 2] = wallLo;
+    records[at + 3] = logical;
+    records[at + 4] = nodeId;
     return true;
   }
 
@@ -97,10 +95,10 @@ export class FlagTable {
     const register = new LWWRegister<boolean>({ tieBreak: trueWinsTies });
     const record = this.recordOf(entity);
     if (record < 0) return register;
-    const at = record * this.recordWords + flag * FLAG_WORDS;
-    const records = this.records;
-    if (records[at] !== 0) {
-      register.set(records[at] === FLAG_TRUE, new HlcTimestamp(joinNs(records[at + 1], records[at + 2]), records[at + 3], records[at + 4]));
+    const at = flag * FLAG_WORDS;
+    if (this.word(record, at) !== 0) {
+      const stamp = new HlcTimestamp(joinNs(this.word(record, at + 1), this.word(record, at + 2)), this.word(record, at + 3), this.word(record, at + 4));
+      register.set(this.word(record, at) === FLAG_TRUE, stamp);
     }
     return register;
   }
@@ -108,16 +106,16 @@ export class FlagTable {
   /** The flag's value (false when never set). */
   valueOf(entity: number, flag: number): boolean {
     const record = this.recordOf(entity);
-    return record >= 0 && this.records[record * this.recordWords + flag * FLAG_WORDS] === FLAG_TRUE;
+    return record >= 0 && this.word(record, flag * FLAG_WORDS) === FLAG_TRUE;
   }
 
   /** Calls `visit` for every set flag of the entity, ascending by flag index. */
   forEachSet(entity: number, visit: (flag: number, value: boolean, wallHi: number, wallLo: number, logical: number, nodeId: number) => void): void {
     const record = this.recordOf(entity);
     if (record < 0) return;
-    const records = this.records;
+    const records = this.records.list[record >>> this.records.shift] as Uint32Array;
     for (let flag = 0; flag < this.flagCount; flag++) {
-      const at = record * this.recordWords + flag * FLAG_WORDS;
+      const at = this.records.offsetOf(record) + flag * FLAG_WORDS;
       if (records[at] !== 0) visit(flag, records[at] === FLAG_TRUE, records[at + 1], records[at + 2], records[at + 3], records[at + 4]);
     }
   }
@@ -127,8 +125,8 @@ export class FlagTable {
     const mine = this.recordOf(entity);
     const theirs = otherEntity < 0 ? -1 : other.recordOf(otherEntity);
     for (let word = 0; word < this.recordWords; word++) {
-      const a = mine < 0 ? 0 : this.records[mine * this.recordWords + word];
-      const b = theirs < 0 ? 0 : other.records[theirs * this.recordWords + word];
+      const a = mine < 0 ? 0 : this.word(mine, word);
+      const b = theirs < 0 ? 0 : other.word(theirs, word);
       if (a !== b) return false;
     }
     return true;
@@ -159,23 +157,10 @@ export class FlagTable {
 
   private allocate(entity: number): number {
     const record = this.count;
-    if ((record + 1) * this.recordWords > this.records.length) {
-      const records = new Uint32Array(Math.max(INITIAL_RECORDS, record * 2) * this.recordWords);
-      records.set(this.records);
-      this.barrier.copies?.freeze(Section.FLAG_RECORDS);
-      this.records = records;
-    }
-    let refs = this.refs;
-    if (refs === null || entity >= refs.length) {
-      const grown = new Uint32Array(this.index.capacity);
-      if (refs !== null) {
-        grown.set(refs);
-        this.barrier.copies?.freeze(Section.FLAG_REFS);
-      }
-      this.refs = refs = grown;
-    }
+    this.records.ensure(record);
+    const refs = this.refs.ensure(entity);
     this.barrier.copies?.touch(Section.FLAG_REFS, entity);
-    refs[entity] = record + 1;
+    refs[this.refs.offsetOf(entity)] = record + 1;
     this.count = record + 1;
     return record;
   }

@@ -1,6 +1,7 @@
 // Reads a state image (state-image.ts, where the format is drawn) back into a CrdtSignalState.
-// Bytes arrive in pieces split anywhere; each piece is copied straight into the typed array it
-// belongs to, so the loader holds the state being built and nothing more than one piece.
+// Bytes arrive in pieces split anywhere; each piece is copied straight into the pages (pages.ts)
+// of the store it belongs to, so the loader holds the state being built and nothing more than
+// one piece, and allocates only for bytes that arrived.
 // Invariant: nothing the bytes say is trusted. The header must match the schema (another
 // fingerprint: SCHEMA_INVALID) and add up (counts, lengths, totalBytes) before any array is
 // allocated; buffered events are checked against the schema as they arrive; padding and
@@ -13,7 +14,6 @@ import { TidelogError } from '../errors.ts';
 import { Section } from './copy-on-write.ts';
 import { EVENT_BYTES } from '../event.ts';
 import { validatePacked } from './event-fold.ts';
-import { FLAG_WORDS } from './flag-table.ts';
 import { HLC_TIMESTAMP_BYTES, HlcTimestamp } from './hlc-timestamp.ts';
 import { OriginLog } from './origin-log.ts';
 import type { SignalSchema } from './signal-schema.ts';
@@ -32,6 +32,7 @@ import {
   SECTION_ENTRY_BYTES,
 } from './state-image.ts';
 import { checkStateArrays } from './state-invariants.ts';
+import { writePages, type PageArray, type Pages } from './pages.ts';
 
 /** Largest record count of any section: typed arrays (and ring and entity numbers) stay below it. */
 const MAX_SECTION_COUNT = 2 ** 30;
@@ -50,9 +51,10 @@ interface Header {
   wideFree: number;
 }
 
-/** A section's destination: the loaded typed array and the bytes of it the image fills. */
+/** A section's destination: the state's own pages, filled as the bytes arrive. */
 interface Destination {
-  bytes: Uint8Array;
+  pages: Pages<PageArray>;
+  byteLength: number;
   paddedBytes: number;
 }
 
@@ -120,31 +122,12 @@ export class ImageLoader {
     this.phase = 'failed';
     const header = this.header as Header;
     const arrays = this.arrays;
-    const [keys, contributions, negativeLo, positiveHi, negativeHi, eventCountHi, narrow, wide, flagRefs, flagRecords] = this.destinations.map(
-      (destination) => destination.bytes,
-    );
     const counts = this.counts;
-    arrays.index.adopt(typed(Uint32Array, keys, 4), counts[Section.ENTITY_KEYS]);
-    const pool = arrays.pool;
-    pool.adopt(typed(Uint32Array, contributions, 4), counts[Section.CONTRIBUTIONS], {
-      negativeLo: counts[Section.NEGATIVE_LO] === 0 ? null : typed(Float64Array, negativeLo, 8),
-      positiveHi: counts[Section.POSITIVE_HI] === 0 ? null : typed(Float64Array, positiveHi, 8),
-      negativeHi: counts[Section.NEGATIVE_HI] === 0 ? null : typed(Float64Array, negativeHi, 8),
-      eventCountHi: counts[Section.EVENT_COUNT_HI] === 0 ? null : typed(Uint32Array, eventCountHi, 4),
-    });
-    arrays.rings.adopt(
-      typed(Uint32Array, narrow, 4),
-      counts[Section.NARROW_RINGS],
-      header.narrowFree,
-      typed(Float64Array, wide, 8),
-      counts[Section.WIDE_RINGS],
-      header.wideFree,
-    );
-    arrays.flags.adopt(counts[Section.FLAG_REFS] === 0 ? null : typed(Uint32Array, flagRefs, 4), typed(Uint32Array, flagRecords, 4), counts[Section.FLAG_RECORDS]);
-    for (const column of arrays.columnList) {
-      const heads = this.destinations[Section.HEADS + column.ordinal].bytes;
-      column.adopt(counts[Section.HEADS + column.ordinal] === 0 ? null : typed(Uint32Array, heads, 4), 0, this.conflicts[column.ordinal]);
-    }
+    arrays.index.adopt(counts[Section.ENTITY_KEYS]);
+    arrays.pool.adopt(counts[Section.CONTRIBUTIONS]);
+    arrays.rings.adopt(counts[Section.NARROW_RINGS], header.narrowFree, counts[Section.WIDE_RINGS], header.wideFree);
+    arrays.flags.adopt(counts[Section.FLAG_RECORDS]);
+    for (const column of arrays.columnList) column.adopt(0, this.conflicts[column.ordinal]);
     const cellCounts = checkStateArrays(arrays);
     for (const column of arrays.columnList) column.cellCount = cellCounts[column.ordinal];
     this.phase = 'finished';
@@ -274,30 +257,30 @@ export class ImageLoader {
     this.settle();
   }
 
-  /** The arrays the sections fill, with the live state's minimum capacities. */
+  /**
+   * The pages each section fills: the loaded state's own stores. Pages are allocated as the bytes
+   * arrive (writePages), so a header that promises more than comes allocates only what came.
+   */
   private allocate(counts: number[], elementBytes: number[]): void {
-    const bucketCount = this.schema.bucketsPerWindow;
-    const entityCapacity = Math.max(64, counts[Section.ENTITY_KEYS]);
-    const contributionCapacity = Math.max(64, counts[Section.CONTRIBUTIONS]);
-    const strideWords = this.arrays.pool.strideWords;
-    const arrays: ArrayBufferView[] = [
-      new Uint32Array(entityCapacity * 2),
-      new Uint32Array(contributionCapacity * strideWords),
-      new Float64Array(counts[Section.NEGATIVE_LO] === 0 ? 0 : contributionCapacity),
-      new Float64Array(counts[Section.POSITIVE_HI] === 0 ? 0 : contributionCapacity),
-      new Float64Array(counts[Section.NEGATIVE_HI] === 0 ? 0 : contributionCapacity),
-      new Uint32Array(counts[Section.EVENT_COUNT_HI] === 0 ? 0 : contributionCapacity),
-      new Uint32Array(Math.max(16, counts[Section.NARROW_RINGS]) * bucketCount),
-      new Float64Array(counts[Section.WIDE_RINGS] * bucketCount),
-      new Uint32Array(counts[Section.FLAG_REFS] === 0 ? 0 : entityCapacity),
-      new Uint32Array(counts[Section.FLAG_RECORDS] * this.schema.flags.length * FLAG_WORDS),
+    const arrays = this.arrays;
+    const pool = arrays.pool;
+    const stores: Pages<PageArray>[] = [
+      arrays.index.keys,
+      pool.words,
+      pool.negativeLo,
+      pool.positiveHi,
+      pool.negativeHi,
+      pool.eventCountHi,
+      arrays.rings.narrow,
+      arrays.rings.wide,
+      arrays.flags.refs,
+      arrays.flags.records,
+      ...arrays.columnList.map((column) => column.heads),
     ];
-    for (const column of this.arrays.columnList) {
-      arrays.push(new Uint32Array(counts[Section.HEADS + column.ordinal] === 0 ? 0 : entityCapacity));
-    }
-    this.destinations = arrays.map((array, id) => {
+    this.destinations = stores.map((pages, id) => {
       const byteLength = counts[id] * elementBytes[id];
-      return { bytes: new Uint8Array(array.buffer, 0, byteLength), paddedBytes: align8(byteLength) };
+      if (byteLength > 0 && pages.recordBytes !== elementBytes[id]) throw new Error(`invariant violated: section ${id} pages hold ${pages.recordBytes}-byte records`);
+      return { pages, byteLength, paddedBytes: align8(byteLength) };
     });
     this.counts = counts;
   }
@@ -395,8 +378,8 @@ export class ImageLoader {
   private consumeSection(bytes: Uint8Array, at: number): number {
     const destination = this.destinations[this.sectionIndex];
     const taken = Math.min(bytes.byteLength - at, destination.paddedBytes - this.filled);
-    const dataEnd = Math.min(taken, Math.max(0, destination.bytes.byteLength - this.filled));
-    if (dataEnd > 0) destination.bytes.set(bytes.subarray(at, at + dataEnd), this.filled);
+    const dataEnd = Math.min(taken, Math.max(0, destination.byteLength - this.filled));
+    if (dataEnd > 0) writePages(destination.pages, this.filled, bytes.subarray(at, at + dataEnd));
     for (let index = dataEnd; index < taken; index++) {
       if (bytes[at + index] !== 0) fail(`$.sections[${this.sectionIndex}]`, 'padding must be zero');
     }
@@ -411,10 +394,6 @@ export function loadStateImage(bytes: Uint8Array, schema: SignalSchema, options:
   const loader = new ImageLoader(schema, options);
   loader.push(bytes);
   return loader.finish();
-}
-
-function typed<T extends Uint32Array | Float64Array>(kind: new (buffer: ArrayBuffer, offset: number, length: number) => T, bytes: Uint8Array, elementBytes: number): T {
-  return new kind(bytes.buffer as ArrayBuffer, 0, bytes.buffer.byteLength / elementBytes);
 }
 
 function expectSafe(view: DataView, at: number, path: string): number {

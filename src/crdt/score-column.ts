@@ -24,8 +24,9 @@
 // window of history, so it may miss the events of the oldest partial bucket (at most 1/B of the
 // window's span); an event older than the ring is counted in totals and score but not in windows.
 //
-//   heads   Uint32Array  per entity: its head slot + 1, 0 without a contribution to this signal;
-//                        allocated with the column's first contribution (Section.HEADS + ordinal)
+//   heads   Pages<Uint32Array>  per entity: its head slot + 1, 0 without a contribution to this
+//                               signal; a page allocated where the column first needs it, "used"
+//                               once any page exists (Section.HEADS + ordinal)
 
 import type { ContributionValues } from './contribution-values.ts';
 import {
@@ -50,6 +51,7 @@ import { Section, type WriteBarrier } from './copy-on-write.ts';
 import type { EntityIndex } from './entity-index.ts';
 import type { ScoreSignal } from './signal-schema.ts';
 import { secondsOf, TWO_POW_32 } from './packed-time.ts';
+import { Pages, type GrowthMeter } from './pages.ts';
 import { LIMB, MICROS_PER_UNIT } from './weight-micros.ts';
 import { TWO_FLAG, type RingPool } from './window-rings.ts';
 
@@ -68,6 +70,7 @@ export interface ColumnStores {
   pool: ContributionPool;
   rings: RingPool;
   barrier: WriteBarrier;
+  meter: GrowthMeter;
 }
 
 export class ScoreColumn {
@@ -76,13 +79,17 @@ export class ScoreColumn {
   readonly ordinal: number;
   readonly windowCount: number;
   readonly bucketCount: number;
-  heads: Uint32Array | null = null;
+  readonly heads: Pages<Uint32Array>;
   /** Entities with a contribution to this signal. */
   cellCount = 0;
   /** Joins that met one (key, origin, lastSeq) with two different contents (see the header). */
   conflicts = 0;
   private readonly bucketSeconds: Float64Array;
   private readonly headSection: number;
+  /** heads.list, shift and mask, for the hot path. */
+  private readonly headPages: (Uint32Array | undefined)[];
+  private readonly headShift: number;
+  private readonly headMask: number;
   /** The state's shared stores (column-join.ts works on them directly). */
   readonly index: EntityIndex;
   readonly pool: ContributionPool;
@@ -100,52 +107,56 @@ export class ScoreColumn {
     this.pool = stores.pool;
     this.rings = stores.rings;
     this.barrier = stores.barrier;
+    this.heads = new Pages(Uint32Array, 1, stores.meter, source?.heads);
+    this.headPages = this.heads.list;
+    this.headShift = this.heads.shift;
+    this.headMask = this.heads.mask;
     if (source !== undefined) {
-      this.heads = source.heads?.slice() ?? null;
       this.cellCount = source.cellCount;
       this.conflicts = source.conflicts;
     }
   }
 
-  /** Takes loaded heads (state-image.ts); the caller validated them. */
-  adopt(heads: Uint32Array | null, cellCount: number, conflicts: number): void {
-    this.heads = heads;
+  /** Takes the counts that go with heads loaded into the pages (image-loader.ts); the caller validated them. */
+  adopt(cellCount: number, conflicts: number): void {
     this.cellCount = cellCount;
     this.conflicts = conflicts;
   }
 
   /** The entity's head slot (lowest origin), or −1 (also for entity −1: not in the index). */
   headOf(entity: number): number {
-    const heads = this.heads;
-    return heads !== null && entity >= 0 && entity < heads.length ? heads[entity] - 1 : -1;
+    if (entity < 0) return -1;
+    const page = this.headPages[entity >>> this.headShift];
+    const at = entity & this.headMask;
+    return page !== undefined && at < page.length ? page[at] - 1 : -1;
   }
 
   /** The slot of (entity, origin), created and linked in origin order when missing. */
   slotFor(entity: number, origin: number): number {
+    const pool = this.pool;
     const head = this.headOf(entity);
     if (head < 0) {
-      const slot = this.pool.allocate(origin);
+      const slot = pool.allocate(origin);
       this.setHead(entity, slot);
       this.cellCount++;
       return slot;
     }
-    const stride = this.pool.strideWords;
-    if (this.pool.words[head * stride + ORIGIN] > origin) {
-      const slot = this.pool.allocate(origin);
-      this.pool.words[slot * stride + NEXT] = head + 1;
+    // Pages are fetched after each allocate: growing page 0 replaces it.
+    if (pool.word(head, ORIGIN) > origin) {
+      const slot = pool.allocate(origin);
+      pool.wordsOf(slot)[pool.offsetOf(slot) + NEXT] = head + 1;
       this.setHead(entity, slot);
       return slot;
     }
     let previous = head;
     for (;;) {
-      const words = this.pool.words;
-      if (words[previous * stride + ORIGIN] === origin) return previous;
-      const next = words[previous * stride + NEXT] - 1;
-      if (next < 0 || words[next * stride + ORIGIN] > origin) {
-        const slot = this.pool.allocate(origin);
-        this.pool.words[slot * stride + NEXT] = next + 1;
+      if (pool.word(previous, ORIGIN) === origin) return previous;
+      const next = pool.word(previous, NEXT) - 1;
+      if (next < 0 || pool.word(next, ORIGIN) > origin) {
+        const slot = pool.allocate(origin);
+        pool.wordsOf(slot)[pool.offsetOf(slot) + NEXT] = next + 1;
         this.barrier.copies?.touch(Section.CONTRIBUTIONS, previous);
-        this.pool.words[previous * stride + NEXT] = slot + 1;
+        pool.wordsOf(previous)[pool.offsetOf(previous) + NEXT] = slot + 1;
         return slot;
       }
       previous = next;
@@ -165,13 +176,13 @@ export class ScoreColumn {
     const weight = view.getFloat32(offset + 9, true) + 0;
     const micros = Math.round(Math.abs(weight) * MICROS_PER_UNIT);
     const pool = this.pool;
-    const words = pool.words;
-    const floats = pool.floats;
-    const at = slot * pool.strideWords;
-    const floatAt = at / 2;
+    const words = pool.wordPages[slot >>> pool.shift];
+    const floats = pool.floatPages[slot >>> pool.shift];
+    const at = (slot & pool.mask) * pool.strideWords;
+    const floatAt = at >>> 1;
     floats[floatAt + LAST_SEQ_F64] = seq;
     const countLo = words[at + EVENT_COUNT_LO];
-    const isFirst = countLo === 0 && (pool.eventCountHi === null || pool.eventCountHi[slot] === 0);
+    const isFirst = countLo === 0 && pool.eventCountHi.get(slot) === 0;
     if (countLo !== U32_MAX) words[at + EVENT_COUNT_LO] = countLo + 1;
     else pool.carryEventCount(slot);
     if (weight >= 0) {
@@ -234,11 +245,10 @@ export class ScoreColumn {
    * a sum over origins is at worst ±∞, never ∞ − ∞.
    */
   scoreAt(slot: number, atHi: number, atLo: number): number {
-    const at = slot * this.pool.strideWords;
-    const score = this.pool.floats[at / 2 + SCORE_F64];
+    const pool = this.pool;
+    const score = pool.float(slot, SCORE_F64);
     if (score === 0) return 0;
-    const words = this.pool.words;
-    const elapsedNs = (atHi - words[at + ANCHOR_HI]) * TWO_POW_32 + (atLo - words[at + ANCHOR_LO]);
+    const elapsedNs = (atHi - pool.word(slot, ANCHOR_HI)) * TWO_POW_32 + (atLo - pool.word(slot, ANCHOR_LO));
     const value = score * Math.exp(-this.signal.decayPerNs * elapsedNs);
     return Number.isFinite(value) ? value : Math.sign(score) * Number.MAX_VALUE;
   }
@@ -246,42 +256,41 @@ export class ScoreColumn {
   /** Events of the slot in window `window`'s buckets (queryBucket − B, queryBucket]. */
   countAt(slot: number, window: number, querySeconds: number): number {
     const queryBucket = Math.floor(querySeconds / this.bucketSeconds[window]);
-    const word = this.pool.words[slot * this.pool.strideWords + WINDOWS + window];
+    const word = this.pool.word(slot, WINDOWS + window);
     return this.rings.countWindow(word, this.newestOf(slot, window), queryBucket);
   }
 
   /** The newest bucket of the slot's window: ⌊anchor_s / g⌋. */
   newestOf(slot: number, window: number): number {
-    const at = slot * this.pool.strideWords;
-    return Math.floor(secondsOf(this.pool.words[at + ANCHOR_HI], this.pool.words[at + ANCHOR_LO]) / this.bucketSeconds[window]);
+    return Math.floor(secondsOf(this.pool.word(slot, ANCHOR_HI), this.pool.word(slot, ANCHOR_LO)) / this.bucketSeconds[window]);
   }
 
   /** Slots of the entity's chain, ascending by origin (entity −1: none). */
   chain(entity: number): number[] {
     const slots: number[] = [];
     if (entity < 0) return slots;
-    const stride = this.pool.strideWords;
-    for (let slot = this.headOf(entity); slot >= 0; slot = this.pool.words[slot * stride + NEXT] - 1) slots.push(slot);
+    for (let slot = this.headOf(entity); slot >= 0; slot = this.pool.word(slot, NEXT) - 1) slots.push(slot);
     return slots;
   }
 
   values(slot: number): ContributionValues {
     const pool = this.pool;
-    const words = pool.words;
-    const at = slot * pool.strideWords;
+    const words = pool.wordsOf(slot);
+    const floats = pool.floatsOf(slot);
+    const at = pool.offsetOf(slot);
     const windows: number[][] = [];
     for (let window = 0; window < this.windowCount; window++) {
       windows.push(this.rings.pairsOf(words[at + WINDOWS + window], this.newestOf(slot, window)));
     }
     return {
       origin: words[at + ORIGIN],
-      lastSeq: pool.floats[at / 2 + LAST_SEQ_F64],
+      lastSeq: floats[at / 2 + LAST_SEQ_F64],
       eventCount: pool.eventCountOf(slot),
       weightPositiveHi: pool.positiveHiOf(slot),
-      weightPositiveLo: pool.floats[at / 2 + POSITIVE_LO_F64],
+      weightPositiveLo: floats[at / 2 + POSITIVE_LO_F64],
       weightNegativeHi: pool.negativeHiOf(slot),
       weightNegativeLo: pool.negativeLoOf(slot),
-      score: pool.floats[at / 2 + SCORE_F64],
+      score: floats[at / 2 + SCORE_F64],
       anchorHi: words[at + ANCHOR_HI],
       anchorLo: words[at + ANCHOR_LO],
       wallHi: words[at + WALL_HI],
@@ -295,16 +304,8 @@ export class ScoreColumn {
   }
 
   private setHead(entity: number, slot: number): void {
-    let heads = this.heads;
-    if (heads === null || entity >= heads.length) {
-      const grown = new Uint32Array(this.index.capacity);
-      if (heads !== null) {
-        grown.set(heads);
-        this.barrier.copies?.freeze(this.headSection);
-      }
-      this.heads = heads = grown;
-    }
+    const page = this.heads.ensure(entity);
     this.barrier.copies?.touch(this.headSection, entity);
-    heads[entity] = slot + 1;
+    page[entity & this.headMask] = slot + 1;
   }
 }

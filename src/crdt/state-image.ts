@@ -1,6 +1,7 @@
 // A state's binary image: the typed arrays of state-arrays.ts dumped raw, plus the origin logs,
 // so a shard with millions of entities is snapshotted at memory speed, in pieces, while the
 // node keeps folding into the same state on the same thread. Read back by image-loader.ts.
+// A section is its records end to end, whatever pages (pages.ts) hold them in memory.
 // Invariant: the image describes the state exactly as it was at beginImage(): scalars are
 // taken then, origin logs copied then (O(origins + buffered events), bounded by
 // maxPendingEvents), and the arrays are read through copy-on-write (copy-on-write.ts). So
@@ -143,7 +144,7 @@ export class StateImageStream implements ImageStream {
       });
       pendingEvents += seqs.length;
     }
-    this.copies = new SectionCopies(arrays.sections());
+    this.copies = new SectionCopies(arrays.sections(), arrays.meter);
     arrays.barrier.copies = this.copies;
     const originsBytes = origins.length * ORIGIN_ROW_BYTES + pendingEvents * PENDING_ROW_BYTES;
     const sections = this.copies.sections;

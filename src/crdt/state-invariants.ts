@@ -42,11 +42,9 @@ export function checkStateArrays(arrays: StateArrays): number[] {
   const cellCounts: number[] = [];
   for (const column of arrays.columnList) {
     let cells = 0;
-    const heads = column.heads;
-    if (heads !== null) {
-      const end = Math.min(entities, heads.length);
-      for (let entity = 0; entity < end; entity++) {
-        const head = heads[entity];
+    if (column.heads.list.length > 0) {
+      for (let entity = 0; entity < entities; entity++) {
+        const head = column.headOf(entity) + 1;
         if (head === 0) continue;
         cells++;
         hasContent[entity] = USED;
@@ -56,13 +54,12 @@ export function checkStateArrays(arrays: StateArrays): number[] {
           if (slot >= pool.count) fail(chainPath(column, entity, slot), `a chain points past the ${pool.count} contributions`);
           if (slotSeen[slot] === USED) fail(chainPath(column, entity, slot), 'a contribution sits in two chains, or a chain loops');
           slotSeen[slot] = USED;
-          const at = slot * pool.strideWords;
-          const origin = pool.words[at + ORIGIN];
+          const origin = pool.word(slot, ORIGIN);
           if (origin <= previousOrigin) fail(chainPath(column, entity, slot), 'origins must ascend along a chain');
           previousOrigin = origin;
           const problem = contributionProblem(column, pool, rings, slot, narrowSeen, wideSeen);
           if (problem !== undefined) fail(chainPath(column, entity, slot), problem);
-          slot = pool.words[at + NEXT] - 1;
+          slot = pool.word(slot, NEXT) - 1;
         }
       }
     }
@@ -88,9 +85,9 @@ export function assertStateArrays(arrays: StateArrays): void {
   arrays.columnList.forEach((column, ordinal) => {
     if (column.cellCount !== cellCounts[ordinal]) throw new Error(`invariant violated: column ${ordinal} counts ${column.cellCount} cells, holds ${cellCounts[ordinal]}`);
   });
-  const keys = arrays.index.keys;
-  for (let entity = 0; entity < arrays.index.count; entity++) {
-    if (arrays.index.find(keys[entity * 2], keys[entity * 2 + 1]) !== entity) throw new Error(`invariant violated: the index does not find entity ${entity}`);
+  const index = arrays.index;
+  for (let entity = 0; entity < index.count; entity++) {
+    if (index.find(index.hiOf(entity), index.loOf(entity)) !== entity) throw new Error(`invariant violated: the index does not find entity ${entity}`);
   }
 }
 
@@ -103,9 +100,9 @@ function contributionProblem(
   narrowSeen: Uint8Array,
   wideSeen: Uint8Array,
 ): string | undefined {
-  const at = slot * pool.strideWords;
-  const words = pool.words;
-  const floats = pool.floats;
+  const at = pool.offsetOf(slot);
+  const words = pool.wordsOf(slot);
+  const floats = pool.floatsOf(slot);
   const lastSeq = floats[at / 2 + LAST_SEQ_F64];
   if (!Number.isSafeInteger(lastSeq) || lastSeq < 1) return 'lastSeq must be a safe integer ≥ 1';
   const eventCount = pool.eventCountOf(slot);
@@ -137,10 +134,11 @@ function contributionProblem(
     if (ring >= seen.length) return `window ${window}: ring ${ring} is past the pool`;
     if (seen[ring] !== 0) return `window ${window}: ring ${ring} is used twice`;
     seen[ring] = USED;
-    const counts = isWide ? rings.wide : rings.narrow;
+    const counts = rings.countsOf(isWide, ring);
+    const base = rings.baseOf(isWide, ring);
     const newestIndex = ringIndex(newest, bucketCount);
     for (let index = 0; index < bucketCount; index++) {
-      const count = counts[ring * bucketCount + index];
+      const count = counts[base + index];
       const bucket = newest - ((newestIndex - index + bucketCount) % bucketCount);
       if (!Number.isSafeInteger(count) || count < 0 || count > eventCount) return `window ${window}: a ring count must be from 0 to the event count`;
       if (bucket < 0 && count !== 0) return `window ${window}: a bucket before time 0 must be empty`;
@@ -159,7 +157,6 @@ function areLimbs(lo: number, hi: number): boolean {
 
 /** Follows both free lists: each ring on one must be unused and listed once; no ring may leak. */
 function checkFreeRings(rings: RingPool, narrowSeen: Uint8Array, wideSeen: Uint8Array): void {
-  const bucketCount = rings.bucketCount;
   for (const [isWide, head, seen] of [
     [false, rings.narrowFree, narrowSeen],
     [true, rings.wideFree, wideSeen],
@@ -171,7 +168,7 @@ function checkFreeRings(rings: RingPool, narrowSeen: Uint8Array, wideSeen: Uint8
       if (!Number.isInteger(link) || ring < 0 || ring >= seen.length) fail(`${what} free list`, `link ${link} is out of range`);
       if (seen[ring] !== 0) fail(`${what} free list`, `ring ${ring} is in use or listed twice`);
       seen[ring] = USED;
-      link = isWide ? rings.wide[ring * bucketCount] : rings.narrow[ring * bucketCount];
+      link = rings.countsOf(isWide, ring)[rings.baseOf(isWide, ring)];
     }
     for (let ring = 0; ring < seen.length; ring++) {
       if (seen[ring] !== USED) fail(`${what} ring ${ring}`, 'a ring is neither used nor free');
@@ -182,11 +179,9 @@ function checkFreeRings(rings: RingPool, narrowSeen: Uint8Array, wideSeen: Uint8
 function checkFlags(arrays: StateArrays, hasContent: Uint8Array): void {
   const flags = arrays.flags;
   const seen = new Uint8Array(flags.count);
-  const refs = flags.refs;
-  if (refs !== null) {
-    const end = Math.min(arrays.index.count, refs.length);
-    for (let entity = 0; entity < end; entity++) {
-      const ref = refs[entity];
+  if (flags.refs.list.length > 0) {
+    for (let entity = 0; entity < arrays.index.count; entity++) {
+      const ref = flags.refs.get(entity);
       if (ref === 0) continue;
       const record = ref - 1;
       const path = `flagRefs[${entity}]`;
@@ -196,11 +191,11 @@ function checkFlags(arrays: StateArrays, hasContent: Uint8Array): void {
       hasContent[entity] = USED;
       let isAnySet = false;
       for (let flag = 0; flag < flags.flagCount; flag++) {
-        const at = record * flags.recordWords + flag * FLAG_WORDS;
-        const state = flags.records[at];
+        const at = flag * FLAG_WORDS;
+        const state = flags.word(record, at);
         if (state > FLAG_TRUE) fail(path, `flag ${flag} has state ${state}`);
         if (state === 0) {
-          for (let word = 1; word < FLAG_WORDS; word++) if (flags.records[at + word] !== 0) fail(path, `flag ${flag} is unset but not zero`);
+          for (let word = 1; word < FLAG_WORDS; word++) if (flags.word(record, at + word) !== 0) fail(path, `flag ${flag} is unset but not zero`);
         } else isAnySet = true;
       }
       if (!isAnySet) fail(path, 'a flag record must hold a set flag');

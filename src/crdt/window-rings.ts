@@ -18,13 +18,15 @@
 //         1  0  ring                  narrow ring: narrow[ring·B …] holds B u32 counts
 //         1  1  ring                  wide ring: wide[ring·B …] holds B float64 counts
 //
-//   pools (imaged: Section.NARROW_RINGS, Section.WIDE_RINGS; one record = one ring)
-//   narrow  Uint32Array   ring r at [r·B, (r+1)·B)
-//   wide    Float64Array  likewise
+//   pools (imaged: Section.NARROW_RINGS, Section.WIDE_RINGS; one record = one ring), in pages
+//   (pages.ts: growth adds a page of rings, never copies the pool)
+//   narrow  Pages<Uint32Array>   ring r: B counters in page r >>> shift at (r & mask)·B
+//   wide    Pages<Float64Array>  likewise
 //   A freed ring is zero except its first counter, which links the free list (next ring + 1,
 //   0 at the end); narrowFree / wideFree hold the head + 1.
 
 import { Section, type WriteBarrier } from './copy-on-write.ts';
+import { GrowthMeter, Pages } from './pages.ts';
 import type { WordHash } from './word-hash.ts';
 
 export const RING_FLAG = 0x8000_0000;
@@ -33,7 +35,6 @@ export const TWO_FLAG = 0x4000_0000;
 const WIDE_FLAG = 0x4000_0000;
 const INDEX_MASK = 0x3fff_ffff;
 const U32_MAX = 0xffff_ffff;
-const INITIAL_RINGS = 16;
 
 /** bucket mod B for a non-negative integer bucket, exact (the quotient is exact below 2^53). */
 export function ringIndex(bucket: number, bucketCount: number): number {
@@ -64,15 +65,15 @@ export class RingPool {
   private readonly c0Max: number;
   private readonly c0Shift: number;
   private readonly c0Scale: number;
-  narrow: Uint32Array;
+  readonly narrow: Pages<Uint32Array>;
   narrowCount = 0;
   narrowFree = 0;
-  wide: Float64Array;
+  readonly wide: Pages<Float64Array>;
   wideCount = 0;
   wideFree = 0;
   private readonly barrier: WriteBarrier;
 
-  constructor(bucketCount: number, barrier: WriteBarrier, source?: RingPool) {
+  constructor(bucketCount: number, barrier: WriteBarrier, meter = new GrowthMeter(), source?: RingPool) {
     this.bucketCount = bucketCount;
     this.barrier = barrier;
     this.offsetBits = bucketCount <= 2 ? 1 : Math.ceil(Math.log2(bucketCount));
@@ -82,27 +83,32 @@ export class RingPool {
     this.c0Shift = this.offsetBits + c1Bits;
     this.offsetScale = 2 ** this.offsetBits;
     this.c0Scale = 2 ** this.c0Shift;
-    if (source === undefined) {
-      this.narrow = new Uint32Array(INITIAL_RINGS * bucketCount);
-      this.wide = new Float64Array(0);
-    } else {
-      this.narrow = source.narrow.slice();
+    this.narrow = new Pages(Uint32Array, bucketCount, meter, source?.narrow);
+    this.wide = new Pages(Float64Array, bucketCount, meter, source?.wide);
+    if (source !== undefined) {
       this.narrowCount = source.narrowCount;
       this.narrowFree = source.narrowFree;
-      this.wide = source.wide.slice();
       this.wideCount = source.wideCount;
       this.wideFree = source.wideFree;
     }
   }
 
-  /** Takes loaded pools (state-image.ts); the caller validated them. */
-  adopt(narrow: Uint32Array, narrowCount: number, narrowFree: number, wide: Float64Array, wideCount: number, wideFree: number): void {
-    this.narrow = narrow;
+  /** Takes the counts of rings loaded into the pages (image-loader.ts); the caller validated them. */
+  adopt(narrowCount: number, narrowFree: number, wideCount: number, wideFree: number): void {
     this.narrowCount = narrowCount;
     this.narrowFree = narrowFree;
-    this.wide = wide;
     this.wideCount = wideCount;
     this.wideFree = wideFree;
+  }
+
+  /** The page holding a ring's counters (a ring in use always has one). */
+  countsOf(isWide: boolean, ring: number): Uint32Array | Float64Array {
+    return isWide ? (this.wide.list[ring >>> this.wide.shift] as Float64Array) : (this.narrow.list[ring >>> this.narrow.shift] as Uint32Array);
+  }
+
+  /** Where a ring's counters start in its page. */
+  baseOf(isWide: boolean, ring: number): number {
+    return isWide ? this.wide.offsetOf(ring) : this.narrow.offsetOf(ring);
   }
 
   // ---- one window ----
@@ -127,8 +133,8 @@ export class RingPool {
         return 1;
       }
       this.touch(isWide, ring);
-      const counts = isWide ? this.wide : this.narrow;
-      const base = ring * bucketCount;
+      const counts = this.countsOf(isWide, ring);
+      const base = this.baseOf(isWide, ring);
       // (newest + step) mod B without a float modulo (a libc call in V8).
       let index = ringIndex(newest, bucketCount);
       for (let step = newest; step < bucket; step++) {
@@ -140,17 +146,15 @@ export class RingPool {
     }
     if (bucket <= newest - bucketCount) return word;
     this.touch(isWide, ring);
-    const at = ring * bucketCount + ringIndex(bucket, bucketCount);
-    if (isWide) {
-      this.wide[at]++;
-      return word;
-    }
-    if (this.narrow[at] !== U32_MAX) {
-      this.narrow[at]++;
+    const counts = this.countsOf(isWide, ring);
+    const at = this.baseOf(isWide, ring) + ringIndex(bucket, bucketCount);
+    if (isWide || counts[at] !== U32_MAX) {
+      counts[at]++;
       return word;
     }
     const wideWord = this.widen(ring);
-    this.wide[(wideWord & INDEX_MASK) * bucketCount + ringIndex(bucket, bucketCount)]++;
+    const wideRing = wideWord & INDEX_MASK;
+    this.countsOf(true, wideRing)[this.baseOf(true, wideRing) + ringIndex(bucket, bucketCount)]++;
     return wideWord;
   }
 
@@ -220,8 +224,9 @@ export class RingPool {
     if (word < RING_FLAG) {
       return bucket === newest ? this.newestCount(word) : bucket === newest - this.secondOffset(word) ? this.secondCount(word) : 0;
     }
-    const at = (word & INDEX_MASK) * this.bucketCount + ringIndex(bucket, this.bucketCount);
-    return (word & WIDE_FLAG) !== 0 ? this.wide[at] : this.narrow[at];
+    const isWide = (word & WIDE_FLAG) !== 0;
+    const ring = word & INDEX_MASK;
+    return this.countsOf(isWide, ring)[this.baseOf(isWide, ring) + ringIndex(bucket, this.bucketCount)];
   }
 
   /** Events in buckets (queryBucket − B, queryBucket] (score-column.ts countAt). */
@@ -268,8 +273,8 @@ export class RingPool {
     let isWide = false;
     for (let at = 1; at < pairs.length; at += 2) if (pairs[at] > U32_MAX) isWide = true;
     const word = this.ringFor(previous, isWide);
-    const counts = isWide ? this.wide : this.narrow;
-    const base = (word & INDEX_MASK) * this.bucketCount;
+    const counts = this.countsOf(isWide, word & INDEX_MASK);
+    const base = this.baseOf(isWide, word & INDEX_MASK);
     for (let at = 0; at < pairs.length; at += 2) counts[base + ringIndex(pairs[at], this.bucketCount)] = pairs[at + 1];
     return word;
   }
@@ -282,10 +287,11 @@ export class RingPool {
     }
     const isWide = (word & WIDE_FLAG) !== 0;
     const mine = this.ringFor(previous, isWide);
-    const from = (word & INDEX_MASK) * this.bucketCount;
-    const to = (mine & INDEX_MASK) * this.bucketCount;
-    if (isWide) for (let index = 0; index < this.bucketCount; index++) this.wide[to + index] = source.wide[from + index];
-    else for (let index = 0; index < this.bucketCount; index++) this.narrow[to + index] = source.narrow[from + index];
+    const sourceCounts = source.countsOf(isWide, word & INDEX_MASK);
+    const from = source.baseOf(isWide, word & INDEX_MASK);
+    const counts = this.countsOf(isWide, mine & INDEX_MASK);
+    const to = this.baseOf(isWide, mine & INDEX_MASK);
+    for (let index = 0; index < this.bucketCount; index++) counts[to + index] = sourceCounts[from + index];
     return mine;
   }
 
@@ -318,8 +324,9 @@ export class RingPool {
       }
       return;
     }
-    const counts = (word & WIDE_FLAG) !== 0 ? this.wide : this.narrow;
-    const base = (word & INDEX_MASK) * bucketCount;
+    const isWide = (word & WIDE_FLAG) !== 0;
+    const counts = this.countsOf(isWide, word & INDEX_MASK);
+    const base = this.baseOf(isWide, word & INDEX_MASK);
     for (let index = 0; index < bucketCount; index++) {
       const count = counts[base + index];
       if (count !== 0) {
@@ -333,16 +340,16 @@ export class RingPool {
   release(word: number): void {
     if (word < RING_FLAG) return;
     const ring = word & INDEX_MASK;
-    const bucketCount = this.bucketCount;
-    if ((word & WIDE_FLAG) !== 0) {
-      this.touch(true, ring);
-      this.wide.fill(0, ring * bucketCount, (ring + 1) * bucketCount);
-      this.wide[ring * bucketCount] = this.wideFree;
+    const isWide = (word & WIDE_FLAG) !== 0;
+    const counts = this.countsOf(isWide, ring);
+    const base = this.baseOf(isWide, ring);
+    this.touch(isWide, ring);
+    counts.fill(0, base, base + this.bucketCount);
+    if (isWide) {
+      counts[base] = this.wideFree;
       this.wideFree = ring + 1;
     } else {
-      this.touch(false, ring);
-      this.narrow.fill(0, ring * bucketCount, (ring + 1) * bucketCount);
-      this.narrow[ring * bucketCount] = this.narrowFree;
+      counts[base] = this.narrowFree;
       this.narrowFree = ring + 1;
     }
   }
@@ -353,18 +360,21 @@ export class RingPool {
   private toRing(inlineWord: number, newest: number): number {
     const { c0, c1, offset } = this.inline(inlineWord);
     const word = this.allocate(false);
-    const base = (word & INDEX_MASK) * this.bucketCount;
-    this.narrow[base + ringIndex(newest, this.bucketCount)] = c0;
-    if (c1 > 0) this.narrow[base + ringIndex(newest - offset, this.bucketCount)] = c1;
+    const counts = this.countsOf(false, word & INDEX_MASK);
+    const base = this.baseOf(false, word & INDEX_MASK);
+    counts[base + ringIndex(newest, this.bucketCount)] = c0;
+    if (c1 > 0) counts[base + ringIndex(newest - offset, this.bucketCount)] = c1;
     return word;
   }
 
   /** Moves a narrow ring whose count is about to pass u32 max into a wide ring. */
   private widen(ring: number): number {
     const word = this.allocate(true);
-    const from = ring * this.bucketCount;
-    const to = (word & INDEX_MASK) * this.bucketCount;
-    for (let index = 0; index < this.bucketCount; index++) this.wide[to + index] = this.narrow[from + index];
+    const narrow = this.countsOf(false, ring);
+    const from = this.baseOf(false, ring);
+    const wide = this.countsOf(true, word & INDEX_MASK);
+    const to = this.baseOf(true, word & INDEX_MASK);
+    for (let index = 0; index < this.bucketCount; index++) wide[to + index] = narrow[from + index];
     this.release((RING_FLAG | ring) >>> 0);
     return word;
   }
@@ -373,8 +383,9 @@ export class RingPool {
   private ringFor(previous: number, isWide: boolean): number {
     if (previous >= RING_FLAG && ((previous & WIDE_FLAG) !== 0) === isWide) {
       const ring = previous & INDEX_MASK;
+      const base = this.baseOf(isWide, ring);
       this.touch(isWide, ring);
-      (isWide ? this.wide : this.narrow).fill(0, ring * this.bucketCount, (ring + 1) * this.bucketCount);
+      this.countsOf(isWide, ring).fill(0, base, base + this.bucketCount);
       return previous;
     }
     this.release(previous);
@@ -383,39 +394,24 @@ export class RingPool {
 
   /** A zeroed ring from the free list or the end of the pool, as a ring word. */
   private allocate(isWide: boolean): number {
-    const bucketCount = this.bucketCount;
     let ring: number;
-    if (isWide) {
-      if (this.wideFree !== 0) {
-        ring = this.wideFree - 1;
-        this.touch(true, ring);
-        this.wideFree = this.wide[ring * bucketCount];
-        this.wide[ring * bucketCount] = 0;
-      } else {
-        ring = this.wideCount++;
-        if (ring * bucketCount >= this.wide.length) this.wide = this.grow(this.wide, new Float64Array(Math.max(INITIAL_RINGS, ring * 2) * bucketCount), Section.WIDE_RINGS);
-        this.touch(true, ring);
-      }
-      return (RING_FLAG | WIDE_FLAG | ring) >>> 0;
-    }
-    if (this.narrowFree !== 0) {
-      ring = this.narrowFree - 1;
-      this.touch(false, ring);
-      this.narrowFree = this.narrow[ring * bucketCount];
-      this.narrow[ring * bucketCount] = 0;
+    const free = isWide ? this.wideFree : this.narrowFree;
+    if (free !== 0) {
+      ring = free - 1;
+      const counts = this.countsOf(isWide, ring);
+      const base = this.baseOf(isWide, ring);
+      this.touch(isWide, ring);
+      if (isWide) this.wideFree = counts[base];
+      else this.narrowFree = counts[base];
+      counts[base] = 0;
     } else {
-      ring = this.narrowCount++;
-      if (ring * bucketCount >= this.narrow.length) this.narrow = this.grow(this.narrow, new Uint32Array(Math.max(INITIAL_RINGS, ring * 2) * bucketCount), Section.NARROW_RINGS);
-      this.touch(false, ring);
+      ring = isWide ? this.wideCount++ : this.narrowCount++;
+      if (ring > INDEX_MASK) throw new Error(`invariant violated: more than ${INDEX_MASK + 1} window rings`);
+      if (isWide) this.wide.ensure(ring);
+      else this.narrow.ensure(ring);
+      this.touch(isWide, ring);
     }
-    if (ring > INDEX_MASK) throw new Error(`invariant violated: more than ${INDEX_MASK + 1} window rings`);
-    return (RING_FLAG | ring) >>> 0;
-  }
-
-  private grow<T extends Uint32Array | Float64Array>(old: T, fresh: T, section: number): T {
-    fresh.set(old as never);
-    this.barrier.copies?.freeze(section);
-    return fresh;
+    return ((isWide ? RING_FLAG | WIDE_FLAG : RING_FLAG) | ring) >>> 0;
   }
 
   private touch(isWide: boolean, ring: number): void {

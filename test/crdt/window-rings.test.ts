@@ -72,9 +72,10 @@ function forceRing(pool: RingPool, pairs: number[]): number {
   const newest = pairs[pairs.length - 2];
   const word = pool.fold(pool.fold(1, newest, newest - 1), newest, newest - 2);
   assert.ok(word >= RING_FLAG);
-  const base = (word & 0x3fff_ffff) * BUCKETS;
-  pool.narrow.fill(0, base, base + BUCKETS);
-  for (let at = 0; at < pairs.length; at += 2) pool.narrow[base + (pairs[at] % BUCKETS)] = pairs[at + 1];
+  const counts = pool.countsOf(false, word & 0x3fff_ffff);
+  const base = pool.baseOf(false, word & 0x3fff_ffff);
+  counts.fill(0, base, base + BUCKETS);
+  for (let at = 0; at < pairs.length; at += 2) counts[base + (pairs[at] % BUCKETS)] = pairs[at + 1];
   return word;
 }
 
