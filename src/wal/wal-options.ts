@@ -72,7 +72,7 @@ export function resolveOptions(options: WalOptions): ResolvedOptions {
     segmentBytes: options.segmentBytes ?? 16 << 20,
     batchMaxEvents: options.batchMaxEvents ?? 1000,
     batchLingerMs: options.batchLingerMs ?? 0,
-    dedupWindowMs: options.dedupWindowMs ?? 60_000,
+    dedupWindowMs: options.dedupWindowMs ?? 0,
     dedupMaxEvents: options.dedupMaxEvents ?? 1 << 20,
     fsync: options.fsync ?? 'full',
     syncIntervalMs: options.syncIntervalMs ?? 100,

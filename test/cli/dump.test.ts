@@ -108,7 +108,7 @@ test('dump - prints the intact prefix and exits 1 on damage', async () => {
 test('dump - --batches shows notes in hex; a notes-only batch prints no event line', async () => {
   const { dir, remove } = makeTempDir('dump');
   try {
-    const { wal } = await Wal.open({ dir, fsync: 'off', batchLingerMs: 0 });
+    const { wal } = await Wal.open({ dir, fsync: 'off', batchLingerMs: 0, dedupWindowMs: 60_000 });
     const event = (n: number) => ({ entityId: BigInt(n), signalType: 1, weight: 1, timestampNs: BigInt(n) });
     await wal.appendMany([event(1), event(2)], { note: () => Uint8Array.of(0xab, 0xcd) });
     assert.equal(await wal.appendMany([event(1)], { note: () => Uint8Array.of(0x01) }), [0]);

@@ -19,7 +19,7 @@ function options(dataDir: string, wal: ShardHostOptions['wal'] = {}): ShardHostO
   return {
     shard: 0,
     dataDir,
-    wal: { fsync: 'off', batchLingerMs: 0, ...wal },
+    wal: { fsync: 'off', batchLingerMs: 0, dedupWindowMs: 60_000, ...wal }, // the node's default window
     epoch: 0,
     schema,
     sessions: {},

@@ -316,7 +316,7 @@ test('shard-state - an empty snapshot at seq n starts empty and folds from n + 1
 
 test('shard-state - as a WAL state machine: a reopened WAL rebuilds the same state and sessions', async () => {
   await withTempDir(async (dir) => {
-    const options = { dir, shard: SHARD, fsync: 'off' as const, segmentBytes: 2048, batchMaxEvents: 8, batchLingerMs: 0 };
+    const options = { dir, shard: SHARD, fsync: 'off' as const, segmentBytes: 2048, batchMaxEvents: 8, batchLingerMs: 0, dedupWindowMs: 60_000 };
     const live = state();
     const { wal } = await Wal.open({ ...options, stateMachine: live });
     const calls: SignalEvent[][] = [];

@@ -52,7 +52,8 @@ async function diskBatches(dir: string): Promise<Array<{ fileName: string; offse
   return found;
 }
 
-const options = { batchMaxEvents: 4, batchLingerMs: 0, fsync: 'off' } as const;
+// Content dedup on (the WAL API's default is off): duplicates make the notes-only batches these tests need.
+const options = { batchMaxEvents: 4, batchLingerMs: 0, fsync: 'off', dedupWindowMs: 60_000 } as const;
 
 test('notes - a note reaches live apply, onPersisted, readBatches and replay after reopen', async () => {
   const dir = tempDir();

@@ -8,7 +8,8 @@ import { Wal, nodeFileIo, type FileIo } from '../../src/wal/index.ts';
 import { makeEvent, rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
 
 // 96 (head) + 3 × 106 (2-event batches) = 414 ≤ 420: three batches a segment.
-const options = { batchMaxEvents: 4, batchLingerMs: 0, fsync: 'off', segmentBytes: 420 } as const;
+// Content dedup on (the WAL API's default is off): a duplicate makes a notes-only batch.
+const options = { batchMaxEvents: 4, batchLingerMs: 0, fsync: 'off', segmentBytes: 420, dedupWindowMs: 60_000 } as const;
 
 /** Ten 2-event batches sealed one second apart; returns their timestamps (batch i holds seqs 2i+1, 2i+2). */
 async function writeTenBatches(wal: Wal, clock: ManualClock): Promise<bigint[]> {

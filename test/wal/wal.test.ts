@@ -54,6 +54,21 @@ test('wal - a duplicate inside the window gets seq 0 and one copy is on disk', a
   }
 });
 
+test('wal - content dedup is off unless dedupWindowMs is configured: equal events each get a seq, also after a restart', async () => {
+  await withTempDir(async (dir) => {
+    const { wal } = await Wal.open({ dir, batchLingerMs: 0 });
+    const view = makeEvent(5);
+    assert.equal(await wal.appendMany([view, view, view]), [1, 2, 3]);
+    assert.is(await wal.append(view), 4);
+    await wal.close();
+    const reopened = await Wal.open({ dir, batchLingerMs: 0 });
+    assert.is(reopened.replayed.length, 4);
+    assert.is(reopened.recovery.dedupRebuilt, 0, 'no window to rebuild');
+    assert.is(await reopened.wal.append(view), 5);
+    await reopened.wal.close();
+  });
+});
+
 test('wal - dedup: false writes every event, is neither checked nor remembered, and stays so after a restart', async () => {
   const dir = tempDir();
   try {
@@ -489,7 +504,7 @@ test('wal - a throwing hook answers the durable callers, keeps the books right a
 
 test('wal - a dedup generation of one event still dedups', async () => {
   await withTempDir(async (dir) => {
-    const { wal } = await Wal.open({ dir, dedupMaxEvents: 1, batchLingerMs: 0 });
+    const { wal } = await Wal.open({ dir, dedupWindowMs: 60_000, dedupMaxEvents: 1, batchLingerMs: 0 });
     assert.is(await wal.append(makeEvent(1)), 1);
     assert.is(await wal.append(makeEvent(1)), 0);
     await wal.close();
