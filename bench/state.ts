@@ -9,8 +9,14 @@
 //   restart G  a shard of 1 M entities with G GiB of log built in-process (fsync off, the WAL
 //              with the node's shard state and its snapshot policy), then a timed reopen: the
 //              newest snapshot + the log after it.
+//   snapshot   ack latency while a large snapshot is written: a shard of --snapshot-entities
+//              (default 600 k) entities × 2 signal types (a ~100 MB snapshot), the WAL with
+//              the node's shard state, fsync full, paced appendMany(100) at 100 k events/s
+//              against existing entities; p50/p99 from each call's scheduled time (a stalled
+//              event loop counts) with no snapshot running, then while snapshots are written
+//              back to back. Ratio: p99 during / p99 without (target ≤ 2).
 // Flags: --entities a,b (default 1000000,5000000), --log-gib a,b (default 1,4), --quick
-// (100k entities, 0.25 GiB), --only=ingest,restart. Progress goes to stderr.
+// (100k entities, 0.25 GiB), --only=ingest,restart,snapshot. Progress goes to stderr.
 
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
@@ -20,6 +26,8 @@ import { join } from 'node:path';
 import { createConsumer, createProducer } from '../src/client/index.ts';
 import { defaultSignalSchema } from '../src/crdt/index.ts';
 import { ShardHost } from '../src/node/shard-host.ts';
+import { ShardState } from '../src/node/shard-state.ts';
+import { Wal } from '../src/wal/index.ts';
 import { NatsTransport } from '../src/transport/nats.ts';
 import { startNatsServer } from '../src/transport/nats-server-process.ts';
 import { NodeProcess } from '../test/support/node-process.ts';
@@ -205,6 +213,130 @@ async function restart(report: BenchReport, logGiB: number, entities: number): P
   }
 }
 
+const PACED_CALL_EVENTS = 100;
+const PACED_CALLS_PER_SECOND = 1000;
+
+interface PacedResult {
+  calls: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+/**
+ * Paced appendMany(100) at 100 k events/s for `durationMs` over entities 1..entities (existing:
+ * no growth). Latency runs from each call's scheduled time to its ack, so a call the event loop
+ * could not send on time counts its delay. `isCounted` (checked when a call is scheduled) picks
+ * the calls that enter the result.
+ */
+async function paced(wal: Wal, entities: number, durationMs: number, isCounted: () => boolean): Promise<PacedResult> {
+  const latencies: number[] = [];
+  const pending = new Set<Promise<void>>();
+  const baseNs = BigInt(Date.now()) * 1_000_000n;
+  const startMs = performance.now();
+  const intervalMs = 1000 / PACED_CALLS_PER_SECOND;
+  let call = 0;
+  let seed = 12345;
+  while (performance.now() - startMs < durationMs) {
+    const dueMs = startMs + call * intervalMs;
+    const waitMs = dueMs - performance.now();
+    if (waitMs > 0.5) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    const bytes = new Uint8Array(PACED_CALL_EVENTS * EVENT_BYTES);
+    const view = new DataView(bytes.buffer);
+    for (let slot = 0; slot < PACED_CALL_EVENTS; slot++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      const at = slot * EVENT_BYTES;
+      view.setUint32(at, (seed % entities) + 1, true);
+      view.setUint8(at + 8, 1);
+      view.setFloat32(at + 9, 1, true);
+      view.setBigUint64(at + 13, baseNs + BigInt(call * PACED_CALL_EVENTS + slot) * 1000n, true);
+    }
+    const counted = isCounted();
+    const sent = wal.appendMany(bytes, { dedup: false }).then(() => {
+      if (counted) latencies.push(performance.now() - dueMs);
+      pending.delete(sent);
+    });
+    pending.add(sent);
+    call++;
+    if (pending.size > 10_000) throw new Error('paced: more than 10,000 calls outstanding; the WAL cannot keep up');
+  }
+  await Promise.all(pending);
+  latencies.sort((a, b) => a - b);
+  return { calls: latencies.length, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), maxMs: latencies[latencies.length - 1] ?? 0 };
+}
+
+async function snapshotImpact(report: BenchReport, entities: number): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'tidelog-bench-snapshot-'));
+  const schema = defaultSignalSchema();
+  const open = async (fsync: 'off' | 'full') => {
+    const state = new ShardState({ shard: 0, schema, sessions: {} });
+    // Snapshots only when asked: the baseline must not overlap one the policy started.
+    const { wal } = await Wal.open({ dir, shard: 0, fsync, stateMachine: state, snapshotMinLogBytes: Number.MAX_SAFE_INTEGER, dedupWindowMs: 0 });
+    return wal;
+  };
+  try {
+    const build = await open('off');
+    const baseNs = BigInt(Date.now()) * 1_000_000n - 3_600_000_000_000n;
+    const batches = Math.ceil((2 * entities) / BATCH_EVENTS);
+    for (let index = 0; index < batches; index += SENDERS) {
+      const calls: Array<Promise<unknown>> = [];
+      for (let call = index; call < Math.min(batches, index + SENDERS); call++) calls.push(build.appendMany(ingestBatch(call, entities, baseNs), { dedup: false }));
+      await Promise.all(calls);
+      if (index % (SENDERS * 200) === 0) progress(`snapshot: built ${index * BATCH_EVENTS} of ${batches * BATCH_EVENTS} events`);
+    }
+    await build.takeSnapshot();
+    await build.close();
+    spawnSync('sync');
+    const wal = await open('full');
+    try {
+      const first = await wal.takeSnapshot();
+      const snapshotBytes = first?.bytes ?? 0;
+      progress(`snapshot: ${entities.toLocaleString('en-US')} entities, snapshot ${Math.round(snapshotBytes / 2 ** 20)} MiB; paced baseline`);
+      await paced(wal, entities, 2000, () => false); // warm-up
+      const baseline = await paced(wal, entities, 15_000, () => true);
+      progress(`snapshot: baseline p99 ${baseline.p99Ms.toFixed(2)} ms; now with snapshots written back to back`);
+      let isSnapshotting = true;
+      let snapshots = 0;
+      let snapshotMs = 0;
+      const writer = (async () => {
+        while (isSnapshotting) {
+          const startMs = performance.now();
+          await wal.takeSnapshot();
+          snapshotMs += performance.now() - startMs;
+          snapshots++;
+        }
+      })();
+      const during = await paced(wal, entities, 15_000, () => wal.stats().snapshots.isRunning);
+      isSnapshotting = false;
+      await writer;
+      const ratio = baseline.p99Ms === 0 ? 0 : during.p99Ms / baseline.p99Ms;
+      report.rows.push(
+        {
+          name: `snapshot: ack p99, paced 100 k events/s, no snapshot (${(entities / 1e6).toString()} M entities)`,
+          value: baseline.p99Ms,
+          unit: 'ms',
+          note: `p50 ${baseline.p50Ms.toFixed(2)} ms, max ${baseline.maxMs.toFixed(2)} ms over ${baseline.calls} calls of ${PACED_CALL_EVENTS} events; fsync full`,
+        },
+        {
+          name: `snapshot: ack p99 while a ${Math.round(snapshotBytes / 1e6)} MB snapshot is written`,
+          value: during.p99Ms,
+          unit: 'ms',
+          note: `p50 ${during.p50Ms.toFixed(2)} ms, max ${during.maxMs.toFixed(2)} ms over ${during.calls} calls; ${snapshots} snapshots, ${Math.round(snapshotMs / Math.max(1, snapshots))} ms each, longest slice ${wal.stats().snapshots.lastLongestSliceMs.toFixed(1)} ms`,
+        },
+      );
+      report.ratios[`ack p99 during a ${Math.round(snapshotBytes / 1e6)} MB snapshot / without (target ≤ 2)`] = ratio;
+    } finally {
+      await wal.close();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   const isQuick = argv.includes('--quick');
   const only = argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length).split(',');
@@ -215,5 +347,6 @@ export async function main(argv: string[]): Promise<void> {
   const report = newReport('state', { entities: entitiesList, logGiB: logList, restartEntities, senders: SENDERS, batchEvents: BATCH_EVENTS });
   if (runs('ingest')) for (const entities of entitiesList) await ingest(report, entities);
   if (runs('restart')) for (const logGiB of logList) await restart(report, logGiB, restartEntities);
+  if (runs('snapshot')) await snapshotImpact(report, listArg(argv, 'snapshot-entities', [isQuick ? 200_000 : 600_000])[0]);
   printReport(report);
 }

@@ -88,6 +88,11 @@ export const nodeConfigSchema = z.strictObject({
         .default(1)
         .describe('A state snapshot once the log since the last one passes this × its size (snapshot writes ≤ 1/ratio of the log, replay after a restart ≤ ratio × state); 0: never.'),
       snapshotMinLogBytes: z.int().min(0).default(64 << 20).describe('…and at least this many bytes of log.'),
+      snapshotMaxBytesPerSecond: z
+        .int()
+        .min(0)
+        .default(64 << 20)
+        .describe('Cap on the rate a snapshot is written at, so acks barely notice it (0: none).'),
     })
     .prefault({})
     .describe("The WAL's options (src/wal/wal.ts); the defaults are the WAL's."),

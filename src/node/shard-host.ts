@@ -33,6 +33,7 @@ export type WalSettings = Pick<
   | 'maxPendingEvents'
   | 'snapshotLogRatio'
   | 'snapshotMinLogBytes'
+  | 'snapshotMaxBytesPerSecond'
   | 'retention'
 >;
 

@@ -156,7 +156,7 @@ export class SnapshotFileWriter {
       await io.unlink(join(dir, `${fileName}.tmp`)).catch(() => undefined);
       throw error;
     }
-    return new SnapshotFileWriter(io, dir, fileName, file, header, chunkBytes, options.isSynced, options.syncEveryBytes ?? 32 << 20);
+    return new SnapshotFileWriter(io, dir, fileName, file, header, chunkBytes, options.isSynced, options.syncEveryBytes ?? 1 << 20);
   }
 
   /** Total bytes written so far (header and chunk framing included). */

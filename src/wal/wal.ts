@@ -156,7 +156,7 @@ export class Wal implements WriterLane {
         syncLog: () => this.runTask((segmentFiles) => segmentFiles.sync()),
         onPublished: () => this.applyRetention(),
       },
-      { logRatio: options.snapshotLogRatio, minLogBytes: options.snapshotMinLogBytes, keep: options.snapshotsKept },
+      { logRatio: options.snapshotLogRatio, minLogBytes: options.snapshotMinLogBytes, keep: options.snapshotsKept, maxBytesPerSecond: options.snapshotMaxBytesPerSecond },
       opened.snapshots,
       opened.logBytesAfterSnapshot,
     );

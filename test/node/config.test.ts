@@ -58,6 +58,7 @@ test('config - defaults: a single router, namespace tidelog, the WAL defaults, t
     maxPendingEvents: 1_000_000,
     snapshotLogRatio: 1,
     snapshotMinLogBytes: 64 << 20,
+    snapshotMaxBytesPerSecond: 64 << 20,
   });
   assert.equal(config.retention, { maxAgeMs: 0, maxBytes: 0 }, 'retention is off unless configured');
   assert.equal(config.limits, { maxRequestEvents: 32_768, maxRequestBytes: 1 << 20, maxSessions: 100_000, maxRunsPerSession: 64 });

@@ -226,6 +226,28 @@ test('state-machine - memory does not grow with segments: 200 rotations with a 1
   }
 });
 
+test('state-machine - a snapshot is written no faster than snapshotMaxBytesPerSecond; a bad cap is BAD_REQUEST', async () => {
+  const dir = tempDir();
+  try {
+    const state = new Uint8Array(3 << 20).fill(9);
+    const machine: WalStateMachine = { restore: () => undefined, apply: () => undefined, snapshot: () => state };
+    const rate = 8 << 20;
+    const { wal } = await Wal.open({ dir, ...options, fsync: 'off', stateMachine: machine, snapshotMinLogBytes: Number.MAX_SAFE_INTEGER, snapshotMaxBytesPerSecond: rate });
+    await wal.appendMany([makeEvent(1)]);
+    const startMs = performance.now();
+    const record = await wal.takeSnapshot();
+    const elapsedMs = performance.now() - startMs;
+    assert.ok(record !== null && record.bytes > 3 << 20, 'the snapshot holds the state');
+    // Three 1 MiB pieces at 8 MiB/s: the pacing waits until 3/8 s have passed (a lower bound only).
+    assert.ok(elapsedMs >= 350, `a 3 MiB snapshot at 8 MiB/s took ${elapsedMs.toFixed(0)} ms`);
+    await wal.close();
+    const error = await rejection(() => Wal.open({ dir, ...options, stateMachine: machine, snapshotMaxBytesPerSecond: -1 }));
+    assert.is(error.code, 'BAD_REQUEST');
+  } finally {
+    removeDir(dir);
+  }
+});
+
 test('state-machine - the persisted hook reports each durable batch in order', async () => {
   const dir = tempDir();
   try {
