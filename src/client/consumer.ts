@@ -5,6 +5,7 @@
 // next page) and closes the transport only if this consumer opened it; open tails are
 // bounded (maxTails, OVERLOADED past it).
 
+import { setMaxListeners } from 'node:events';
 import { TidelogError } from '../errors.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import { decodeReply, encodeMessage } from '../transport/codec.ts';
@@ -68,6 +69,9 @@ export class Consumer {
     namespace: string,
     options: ConsumerOptions,
   ) {
+    // Every call in flight listens on the close signal and stops listening when it settles
+    // (retry.ts abortable): many concurrent state() or read() calls are not a leak.
+    setMaxListeners(0, this.closeController.signal);
     const clock = options.clock ?? systemClock;
     this.subjects = subjectsOf(namespace);
     this.context = {

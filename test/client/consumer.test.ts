@@ -84,6 +84,26 @@ test('consumer - state, info, status and seek ask the cluster', async () => {
   await expectRejection(consumer.info(), 'CLOSED');
 });
 
+test('consumer - 200 state() calls at once: every one answered, no listener-leak warning', async () => {
+  const { node, consumer } = await setup();
+  const events = eventsForShard(node.router, 1, 1);
+  node.appendDirect(1, events);
+  const warnings: Error[] = [];
+  const onWarning = (warning: Error): void => {
+    warnings.push(warning);
+  };
+  process.on('warning', onWarning);
+  try {
+    const replies = await Promise.all(Array.from({ length: 200 }, () => consumer.state(events[0].entityId, [1])));
+    assert.ok(replies.every((reply) => reply.shard === 1 && reply.signals[0].count === 1));
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+    assert.equal(warnings.map((warning) => warning.name).filter((name) => name === 'MaxListenersExceededWarning'), []);
+  } finally {
+    process.off('warning', onWarning);
+    await consumer.close();
+  }
+});
+
 test('consumer - status is [] when no node answers', async () => {
   const consumer = await createConsumer({ transport: new InProcessTransport(), namespace: 'nobody' });
   // Nothing subscribes, so nothing can answer within any window: a short one is safe here.
