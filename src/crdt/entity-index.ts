@@ -18,8 +18,9 @@
 //   both done               → `next` becomes the table
 //
 // A resize begins at the insert that passes 1/2 full (C/2 + 1 entities), and the table is
-// < 0.62 full when it ends (16 units per insert, a slot scanned 1 and an entity moved 1: phase 1's C slots and C/2 entities take
-// at most 1.5·C/15 inserts, phase 2 then moves 15 net per insert).
+// < 0.62 full when it ends (16 units per insert, a slot scanned 1 and an entity moved 1:
+// phase 1's C slots and C/2 entities take at most 1.5·C/15 inserts, phase 2 then moves 15 net
+// per insert).
 // The table is not imaged: a loaded image rebuilds it from the keys.
 //
 //   keys    Pages<Uint32Array>  [hi, lo] per entity     imaged (Section.ENTITY_KEYS)
