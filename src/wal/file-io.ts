@@ -87,6 +87,42 @@ export async function readWhole(io: FileIo, path: string): Promise<Uint8Array> {
   }
 }
 
+/** Suffix of a file being deleted in steps (deleteGradually); a leftover one is removed on open. */
+export const DELETING_SUFFIX = '.deleting';
+const DELETE_STEP_BYTES = 4 << 20;
+const DELETE_STEP_PAUSE_MS = 10;
+
+/**
+ * Deletes `dir/name` without holding the disk: renamed to `name.deleting` (so a crash midway
+ * never leaves a short file under its real name; the open removes leftovers), truncated from
+ * the end 4 MiB at a time with a pause between, then unlinked. On ext4 mounted with `discard`
+ * one unlink of a large file trims all of it in one journal commit, and every fdatasync waits
+ * behind it: measured (npm run bench -- state --only=snapshot), deleting each old 100 MB
+ * snapshot at once put ack p99 at 4.2× the p99 without snapshots, against 1.8× with no deletes.
+ * ENOENT: already gone (a retry after a partial failure finishes). The caller syncs the dir.
+ */
+export async function deleteGradually(io: FileIo, dir: string, name: string): Promise<void> {
+  const path = join(dir, name);
+  const deleting = `${path}${DELETING_SUFFIX}`;
+  try {
+    await io.rename(path, deleting);
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') throw cause;
+    if (!(await io.exists(deleting))) return;
+  }
+  const file = await io.open(deleting, 'readwrite');
+  try {
+    for (let size = await file.size(); size > DELETE_STEP_BYTES; ) {
+      size -= DELETE_STEP_BYTES;
+      await file.truncate(size);
+      await new Promise((resolve) => setTimeout(resolve, DELETE_STEP_PAUSE_MS));
+    }
+  } finally {
+    await file.close();
+  }
+  await io.unlink(deleting);
+}
+
 /** Writes a small file atomically: tmp → fsync → rename → fsync(dir). */
 export async function writeFileAtomic(io: FileIo, dir: string, name: string, bytes: Uint8Array): Promise<void> {
   const tmpPath = join(dir, `${name}.tmp`);

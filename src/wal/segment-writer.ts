@@ -6,7 +6,7 @@
 
 import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
-import { writeFully, type FileIo, type WalFile } from './file-io.ts';
+import { deleteGradually, writeFully, type FileIo, type WalFile } from './file-io.ts';
 import { FlushMetrics, recordUs } from './flush-metrics.ts';
 import { segmentFileName } from './segment-name.ts';
 
@@ -163,13 +163,7 @@ export class SegmentWriter {
       if (fileName === this.segment?.fileName) {
         throw new Error(`invariant violated: asked to remove the open segment ${fileName}`);
       }
-      try {
-        await this.io.unlink(join(this.dir, fileName));
-      } catch (cause) {
-        if ((cause as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') {
-          await this.wrap('IO_ERROR', () => Promise.reject(cause), fileName);
-        }
-      }
+      await this.wrap('IO_ERROR', () => deleteGradually(this.io, this.dir, fileName), fileName);
       onRemoved(fileName);
     }
     if (fileNames.length > 0 && this.fsyncMode !== 'off') await this.wrap('IO_ERROR', () => this.io.syncDir(this.dir));

@@ -16,10 +16,9 @@
 //        ─► piece → checksum → write … ─► ('normal': sync the log) ─► fdatasync, rename, fsync dir
 //        ─► publish (the newest snapshot), delete all but the newest `keep` files
 
-import { join } from 'node:path';
 import type { Clock } from '../clock.ts';
 import { TidelogError } from '../errors.ts';
-import type { FileIo } from './file-io.ts';
+import { deleteGradually, type FileIo } from './file-io.ts';
 import type { FsyncMode } from './segment-writer.ts';
 import { SNAPSHOT_CHUNK_BYTES, SnapshotFileWriter, type SnapshotMeta } from './snapshot-file.ts';
 import type { SnapshotStream } from './state-machine.ts';
@@ -229,11 +228,7 @@ export class Snapshotter {
     let removed = false;
     while (this.files.length > this.policy.keep) {
       const oldest = this.files[0];
-      try {
-        await this.host.io.unlink(join(this.host.dir, oldest.fileName));
-      } catch (cause) {
-        if ((cause as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') throw cause;
-      }
+      await deleteGradually(this.host.io, this.host.dir, oldest.fileName);
       this.files.shift();
       removed = true;
     }

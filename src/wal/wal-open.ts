@@ -19,7 +19,7 @@ import { EVENT_BYTES, decodeEventAt, type SignalEvent } from '../event.ts';
 import { BATCH_HEADER_BYTES } from './batch-format.ts';
 import { readCheckpointFile } from './checkpoint-file.ts';
 import type { DedupWindow } from './dedup.ts';
-import type { FileIo } from './file-io.ts';
+import { DELETING_SUFFIX, type FileIo } from './file-io.ts';
 import { recoverShard, setAsideFile, type ListedSegment, type RecoveredSegment, type RecoveryReport } from './recovery.ts';
 import { encodeMarkerRecord, readLegacySnapshot } from './segment-head.ts';
 import { SegmentIndex } from './segment-index.ts';
@@ -417,7 +417,9 @@ async function removeLeftovers(io: FileIo, dir: string, shard: number): Promise<
   for (const name of await io.readdir(dir)) {
     const isSegmentTmp = name.startsWith(segmentPrefix) && name.endsWith('.seg.tmp');
     const isSnapshotTmp = name.startsWith(snapshotPrefix) && name.endsWith('.snap.tmp');
-    if (isSegmentTmp || isSnapshotTmp || name === checkpointTmp) await io.unlink(join(dir, name));
+    // A file deleteGradually was cutting down when the process stopped: already dropped.
+    const isDeleting = (name.startsWith(segmentPrefix) || name.startsWith(snapshotPrefix)) && name.endsWith(DELETING_SUFFIX);
+    if (isSegmentTmp || isSnapshotTmp || isDeleting || name === checkpointTmp) await io.unlink(join(dir, name));
   }
 }
 
