@@ -76,6 +76,8 @@ export class Snapshotter {
   private lastError: string | null = null;
   private lastDurationMs = 0;
   private lastLongestSliceMs = 0;
+  /** Log bytes made durable while the last published snapshot was written. */
+  private lastLogBytesDuring = 0;
   private isClosed = false;
 
   constructor(
@@ -115,9 +117,20 @@ export class Snapshotter {
   shouldStart(): boolean {
     if (this.running !== null || this.isClosed) return false;
     if (this.retryAtMs > 0 && this.host.clock.nowMs() < this.retryAtMs) return false;
+    return this.policy.logRatio > 0 && this.logBytesSince >= this.threshold();
+  }
+
+  /**
+   * Log bytes after which the next snapshot starts. A restart replays the log from where the
+   * newest *published* snapshot began: what the policy waited for plus what was written while
+   * the next one was being written. So the wait is ratio × size less what the last snapshot saw
+   * written during it, to keep replay near ratio × size; never under half of ratio × size, so
+   * snapshot writes stay ≤ 2 / ratio of the log's bytes whatever the write takes.
+   */
+  private threshold(): number {
     const newest = this.files[this.files.length - 1]?.bytes ?? 0;
-    const threshold = Math.max(this.policy.minLogBytes, this.policy.logRatio * newest);
-    return this.policy.logRatio > 0 && this.logBytesSince >= threshold;
+    const target = this.policy.logRatio * newest;
+    return Math.max(this.policy.minLogBytes, target - Math.min(this.lastLogBytesDuring, target / 2));
   }
 
   /**
@@ -131,6 +144,7 @@ export class Snapshotter {
     const running = { stream, writer: null as SnapshotFileWriter | null, done: Promise.resolve(), isCancelled: false };
     running.done = this.pump(running, meta).then(
       () => {
+        this.lastLogBytesDuring = this.logBytesSince;
         this.backoffMs = FIRST_BACKOFF_MS;
         this.retryAtMs = 0;
       },

@@ -374,7 +374,7 @@ test('faults - truncateBefore after a failed unlink can be retried', async () =>
     const acked = await appendAcked(wal, chunks(0, Array.from({ length: 15 }, () => 4)));
     assert.is(wal.stats().segments.length, 5);
     // Removing the first three segments: the second unlink fails.
-    io.inject({ op: 'unlink', path: SEGMENT, skip: 1, times: 1 });
+    io.inject({ op: 'unlink', path: /\.seg\.deleting$/, skip: 1, times: 1 }); // deleted in steps: renamed aside, then unlinked
     await wal.checkpoint(36);
     await expectCode(wal.truncateBefore(37), 'IO_ERROR');
     assert.is(wal.failed, null, 'a failed removal does not stop the lane');

@@ -12,6 +12,7 @@ import { BatchKind, Wal, encodeBatch, segmentFileName, type StoredBatch, type Wa
 import { encodeCheckpointRecord } from '../../src/wal/checkpoint-file.ts';
 import { EVENT_BYTES, encodeEvents } from '../../src/event.ts';
 import { collect, makeEvent, rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
+import { until } from '../support/waits.ts';
 
 /** Sums entity ids and counts events; its snapshot is "lastSeq,count,sum". */
 class SumMachine implements WalStateMachine {
@@ -243,6 +244,36 @@ test('state-machine - a snapshot is written no faster than snapshotMaxBytesPerSe
     await wal.close();
     const error = await rejection(() => Wal.open({ dir, ...options, stateMachine: machine, snapshotMaxBytesPerSecond: -1 }));
     assert.is(error.code, 'BAD_REQUEST');
+  } finally {
+    removeDir(dir);
+  }
+});
+
+// Replay after a restart starts where the newest published snapshot began, so log written
+// while a snapshot is written counts toward the next one's wait.
+test('state-machine - the next snapshot starts earlier by the log written during the last one', async () => {
+  const dir = tempDir();
+  try {
+    const state = new Uint8Array(2 << 20).fill(5);
+    const machine: WalStateMachine = { restore: () => undefined, apply: () => undefined, snapshot: () => state };
+    // 2 MiB at 2 MiB/s: the snapshot takes at least a second (the pacing's lower bound).
+    const { wal } = await Wal.open({ dir, segmentBytes: 4 << 20, batchLingerMs: 0, fsync: 'off', stateMachine: machine, snapshotMinLogBytes: 0, snapshotLogRatio: 1, snapshotMaxBytesPerSecond: 2 << 20 });
+    const packed = (call: number): Uint8Array => encodeEvents(Array.from({ length: 1000 }, (_, index) => makeEvent(call * 1000 + index)));
+    const first = wal.takeSnapshot();
+    await until(() => wal.stats().snapshots.isRunning, 'the first snapshot to start');
+    let call = 0;
+    while (wal.stats().snapshots.logBytesSince < 1 << 20) {
+      assert.ok(wal.stats().snapshots.isRunning, 'the log is written while the snapshot runs');
+      await wal.appendMany(packed(call++), { dedup: false });
+    }
+    const record = await first;
+    const since = wal.stats().snapshots.logBytesSince;
+    assert.ok(record !== null && record.bytes > 2 << 20 && since >= 1 << 20 && since < record.bytes, `${since} log bytes since, snapshot ${record?.bytes} B`);
+    // Waiting for ratio × size (2 MiB) would start nothing here; the policy waits for 2 MiB less
+    // the ~1 MiB written during the last snapshot, so the next flush starts one.
+    await wal.appendMany(packed(call++), { dedup: false });
+    await until(() => wal.stats().snapshots.taken === 2, () => `a second snapshot (${JSON.stringify(wal.stats().snapshots)})`);
+    await wal.close();
   } finally {
     removeDir(dir);
   }
