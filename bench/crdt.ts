@@ -1,7 +1,7 @@
 // `npm run bench -- crdt`: how fast replicas fold and merge CRDT signal state, and how many
 // bytes reconciliation exchanges as a function of the divergence (not of the state size).
 //   apply      events/s into CrdtSignalState from packed 1000-event batches (target ≥ 2 M/s),
-//              for a skewed (Zipf s = 1 over 1 M entities) and a uniform (100 k entities) mix
+//              for a skewed (Zipf s = 1 over 1 M entities) and two uniform (100 k, 1 M entities) mixes
 //   merge      join of two 100 k-entity states (half the entities shared)
 //   reconcile  bytes exchanged vs number of differing entities, at two state sizes
 //   transfer   a fresh replica synced from a 1 M-entity one in messages of at most 4 MiB
@@ -70,6 +70,8 @@ function benchApply(report: BenchReport, schema: SignalSchema, isQuick: boolean)
   const workloads: { name: string; pickEntity: (random: () => number) => number }[] = [
     { name: 'zipf(1.0) over 1M entities', pickEntity: zipfPicker(1_000_000, 1.0) },
     { name: 'uniform over 100k entities', pickEntity: (random) => Math.floor(random() * 100_000) },
+    // Every event a random one of 1 M entities: the state does not fit in the caches.
+    { name: 'uniform over 1M entities', pickEntity: (random) => Math.floor(random() * 1_000_000) },
   ];
   for (const workload of workloads) {
     const bytes = makeEvents(applyEvents, scoreIds, workload.pickEntity, 42);
