@@ -31,7 +31,7 @@ import { Wal } from '../src/wal/index.ts';
 import { NatsTransport } from '../src/transport/nats.ts';
 import { startNatsServer } from '../src/transport/nats-server-process.ts';
 import { NodeProcess } from '../test/support/node-process.ts';
-import { newReport, printReport, type BenchReport } from './report.ts';
+import { newReport, percentile, printReport, type BenchReport } from './report.ts';
 
 const EVENT_BYTES = 21;
 const BATCH_EVENTS = 1000;
@@ -223,10 +223,6 @@ interface PacedResult {
   maxMs: number;
 }
 
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
 /**
  * Paced appendMany(100) at 100 k events/s for `durationMs` over entities 1..entities (existing:
  * no growth). Latency runs from each call's scheduled time to its ack, so a call the event loop
@@ -265,8 +261,7 @@ async function paced(wal: Wal, entities: number, durationMs: number, isCounted: 
     if (pending.size > 10_000) throw new Error('paced: more than 10,000 calls outstanding; the WAL cannot keep up');
   }
   await Promise.all(pending);
-  latencies.sort((a, b) => a - b);
-  return { calls: latencies.length, p50Ms: quantile(latencies, 0.5), p99Ms: quantile(latencies, 0.99), maxMs: latencies[latencies.length - 1] ?? 0 };
+  return { calls: latencies.length, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: Math.max(0, ...latencies) };
 }
 
 async function snapshotImpact(report: BenchReport, entities: number): Promise<void> {
