@@ -16,11 +16,9 @@
 //              event a new entity), in a fresh child process: growth must not stall the fold
 // Flags: --quick (smaller runs, for a smoke check); --only=apply,merge,snapshot,reconcile,
 // transfer,image,memory,growth (comma-separated phases; default all).
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { mulberry32 } from '../test/crdt/replica-simulation.ts';
 import { CrdtSignalState, defaultSignalSchema, encodePlan, Hlc, ImageLoader, ReconciliationEngine, type SignalSchema } from '../src/crdt/index.ts';
-import { newReport, printReport, type BenchReport } from './report.ts';
+import { newReport, printReport, runBenchChild, type BenchReport } from './report.ts';
 
 const EVENT_BYTES = 21;
 const BATCH_EVENTS = 1000;
@@ -534,19 +532,7 @@ function memoryChild(entities: number): void {
 
 /** Runs memoryChild in a fresh process (so nothing else this run allocated is counted). */
 function measureMemory(entities: number): MemoryResult {
-  return runChild<MemoryResult>(['--expose-gc'], `--memory-child=${entities}`);
-}
-
-/** Runs this benchmark in a fresh process with `childFlag`; returns the JSON it printed last. */
-function runChild<T>(nodeFlags: string[], childFlag: string): T {
-  const child = spawnSync(
-    process.execPath,
-    [...nodeFlags, '--max-old-space-size=16384', '--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url)), 'crdt', childFlag],
-    { encoding: 'utf8', maxBuffer: 1 << 20 },
-  );
-  if (child.status !== 0) throw new Error(`the child ${childFlag} failed: ${child.stderr}`);
-  const lines = child.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]) as T;
+  return runBenchChild<MemoryResult>('crdt', ['--expose-gc'], `--memory-child=${entities}`);
 }
 
 // ---- growth: the longest fold while the state grows ----
@@ -575,7 +561,7 @@ interface GrowthResult {
  */
 function benchGrowth(report: BenchReport, isQuick: boolean): void {
   for (const entities of isQuick ? [200_000] : [1_000_000, 5_000_000]) {
-    const result = runChild<GrowthResult>([], `--growth-child=${entities}`);
+    const result = runBenchChild<GrowthResult>('crdt', [], `--growth-child=${entities}`);
     report.rows.push({
       name: `longest applyPacked(1000) while growing to ${entities} entities`,
       value: result.longestMs,

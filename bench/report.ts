@@ -1,6 +1,9 @@
 // Shared benchmark output: every benchmark prints one JSON document (machine-readable, for
 // comparing runs) and then a table (for people). Ratios are computed inside one run only.
 
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
 export interface BenchRow {
   name: string;
   value: number;
@@ -58,4 +61,22 @@ export function percentile(sample: number[], p: number): number {
   sample.sort((a, b) => a - b);
   const rank = Math.min(sample.length - 1, Math.max(0, Math.ceil((p / 100) * sample.length) - 1));
   return sample[rank];
+}
+
+/**
+ * Runs `npm run bench -- <bench> <childFlag>` in a fresh process (so nothing else this run
+ * allocated is counted) and returns the JSON it printed last; also the child's wall time,
+ * process start included.
+ */
+export function runBenchChild<T>(bench: string, nodeFlags: string[], childFlag: string): T & { childWallMs: number } {
+  const startMs = performance.now();
+  const child = spawnSync(
+    process.execPath,
+    [...nodeFlags, '--max-old-space-size=16384', '--import', 'tsx', fileURLToPath(new URL('./main.ts', import.meta.url)), bench, childFlag],
+    { encoding: 'utf8', maxBuffer: 1 << 20 },
+  );
+  const childWallMs = performance.now() - startMs;
+  if (child.status !== 0) throw new Error(`the child ${childFlag} failed: ${child.stderr}`);
+  const lines = child.stdout.trim().split('\n');
+  return { ...(JSON.parse(lines[lines.length - 1]) as T), childWallMs };
 }
