@@ -20,6 +20,8 @@ export const ErrorCodes = [
   'DECODE_FAILED', // bytes that should hold an encoded value do not
   'OUT_OF_RANGE', // a seq below what the log still retains, or beyond what it has
   'HOOK_FAILED', // a caller-supplied callback (state machine, onPersisted) threw; the lane stops
+  'TRUNCATED', // an append not yet committed was cut from the log (a deposed leader's suffix); retry it
+  'FENCED', // an epoch older than one this replica has recorded: a newer leader exists
   // wire and node (docs/PROTOCOL.md)
   'UNSUPPORTED_VERSION', // a message carries a protocol version this node does not speak
   'REQUEST_TOO_LARGE', // a request exceeds the node's maxRequestEvents / maxRequestBytes

@@ -1,7 +1,8 @@
 // One shard served by this node: its WAL (writer + flush-worker actors inside), the state
 // folded from it (CRDT signal state + producer sessions), the newest batches in memory, and
 // the live feed. Invariant: everything that leaves this file — an ack, a feed message, a
-// read page, a state answer — describes events that are durable.
+// read page, a state answer — describes events that are committed (standalone: durable here;
+// with replication: durable on a quorum, docs/REPLICATION.md).
 //
 //   append(packed, session?) ─► sessions.begin ─► wal.appendMany(packed, { note })
 //                                                       │ group durable
@@ -99,7 +100,7 @@ export class ShardHost {
       ...(options.io === undefined ? {} : { io: options.io }),
     });
     const host = new ShardHost(options.shard, options.epoch, wal, state, options, recovery);
-    state.onBatch = (batch) => host.batchDurable(batch);
+    state.onBatch = (batch) => host.batchCommitted(batch);
     return host;
   }
 
@@ -237,8 +238,8 @@ export class ShardHost {
     this.feedWantedUntilMs = performance.now() + FEED_INTEREST_MS;
   }
 
-  /** Called from ShardState.apply while the group is being made durable (before acks). */
-  private batchDurable(stored: StoredBatch): void {
+  /** Called from ShardState.apply as a batch is committed (before its acks). */
+  private batchCommitted(stored: StoredBatch): void {
     if (stored.count === 0) return;
     this.hwmSeq = stored.firstSeq + stored.count - 1;
     // `stored.events` is valid during the call only: one copy serves memory and the feed.

@@ -2,12 +2,15 @@
 // It holds exactly one record in batch format v2 (batch-format.ts) of kind checkpoint, whose
 // firstSeq is seq + 1 and whose payload is an optional snapshot, so the same checksum code
 // guards it. Written tmp → fsync → rename → fsync(dir): a reader sees the old file or the new.
+// The replica file (replica-SSSSS.bin) is one record of the same kind: its leaderEpoch is the
+// highest epoch the replica has seen (it refuses older ones, across restarts) and its
+// firstSeq − 1 a seq known committed when it was written; no payload.
 
 import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
 import { BATCH_HEADER_BYTES, BatchKind, encodeBatch } from './batch-format.ts';
 import { readWhole, writeFileAtomic, type FileIo } from './file-io.ts';
-import { checkpointFileName } from './segment-name.ts';
+import { checkpointFileName, replicaFileName } from './segment-name.ts';
 import { readRecord } from './segment-scan.ts';
 
 export interface CheckpointFile {
@@ -52,4 +55,36 @@ export async function readCheckpointFile(io: FileIo, dir: string, shard: number)
     timestampNs: header.timestampNs,
     snapshot: bytes.slice(BATCH_HEADER_BYTES, BATCH_HEADER_BYTES + header.payloadBytes),
   };
+}
+
+export interface ReplicaFile {
+  /** The highest epoch this replica has seen. */
+  epoch: number;
+  /** A seq known committed when the file was written (a lower bound of the commit point). */
+  committedSeq: number;
+}
+
+export async function writeReplicaFile(io: FileIo, dir: string, shard: number, replica: ReplicaFile, timestampNs: bigint): Promise<void> {
+  const record = encodeBatch(
+    { kind: BatchKind.Checkpoint, shardId: shard, count: 0, leaderEpoch: replica.epoch, firstSeq: replica.committedSeq + 1, timestampNs },
+    new Uint8Array(0),
+  );
+  await writeFileAtomic(io, dir, replicaFileName(shard), record);
+}
+
+/** The shard's replica file, or null when it has none. A damaged file is CHECKPOINT_DAMAGED. */
+export async function readReplicaFile(io: FileIo, dir: string, shard: number): Promise<ReplicaFile | null> {
+  const path = join(dir, replicaFileName(shard));
+  if (!(await io.exists(path))) return null;
+  const bytes = await readWhole(io, path);
+  const record = readRecord(bytes, 0);
+  const fail = (reason: string): never => {
+    throw new TidelogError('CHECKPOINT_DAMAGED', `${path} at offset 0: ${reason}`, { details: { file: path, offset: 0 } });
+  };
+  if (!record.ok) return fail(record.reason);
+  const header = record.header;
+  if (header.kind !== BatchKind.Checkpoint || header.payloadBytes !== 0) fail('not a replica record');
+  if (header.shardId !== shard) fail(`replica file of shard ${header.shardId}, expected ${shard}`);
+  if (BATCH_HEADER_BYTES !== bytes.byteLength) fail('trailing bytes after the replica record');
+  return { epoch: header.leaderEpoch, committedSeq: header.firstSeq - 1 };
 }

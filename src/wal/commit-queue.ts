@@ -77,6 +77,10 @@ export class CommitGroup {
   skipsDedup = false;
   /** Bytes the notes section takes (length prefixes included). */
   notesBytes = 0;
+  /** The segment file the batch was written to (set once durable). */
+  segment = '';
+  /** The leader epoch the batch was sealed with. */
+  epoch = 0;
 
   constructor(
     readonly firstSeq: number,
@@ -124,6 +128,8 @@ export class CommitQueue {
   private openGroup: CommitGroup | null = null;
   private readonly sealedGroups: CommitGroup[] = [];
   private inFlight: CommitGroup[] = [];
+  /** Durable groups whose callers wait for the commit point (external commit only), in seq order. */
+  private readonly durableGroups: CommitGroup[] = [];
   private pendingEvents = 0;
   private pendingNoteBytes = 0;
   /** Set while a note callback runs: it must not append (its group is being completed). */
@@ -140,6 +146,8 @@ export class CommitQueue {
   private readonly standardBufferBytes: number;
   private failure: Error | null = null;
   isClosing = false;
+  /** While set (a truncation runs), appends are refused with it. */
+  refusal: Error | null = null;
   /** Called when work appears that an idle or lingering writer must know about. */
   onWork: (sealed: boolean) => void = () => undefined;
   /** Called when a note callback broke the queue's invariants; the owner must fail the lane. */
@@ -213,6 +221,7 @@ export class CommitQueue {
   enqueue(packed: Uint8Array, count: number, note?: NoteCallback, skipsDedup = false): Promise<number[]> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.isClosing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closing'));
+    if (this.refusal !== null) return Promise.reject(this.refusal);
     if (this.isInNoteCallback) throw new Error('invariant violated: a note callback appended to the WAL');
     if (count === 0) return Promise.resolve([]);
     if (this.pendingEvents + count > this.options.maxPendingEvents) {
@@ -363,7 +372,7 @@ export class CommitQueue {
         kind: BatchKind.Events,
         shardId: this.options.shard,
         count: group.count,
-        leaderEpoch: this.options.leaderEpoch,
+        leaderEpoch: (group.epoch = this.options.leaderEpoch),
         firstSeq: group.firstSeq,
         payloadBytes: group.count * EVENT_BYTES + notesBytes,
         notesBytes,
@@ -392,10 +401,35 @@ export class CommitQueue {
     return this.inFlight;
   }
 
-  /** The in-flight groups are durable: resolve every caller whose last part they held. */
-  complete(groups: readonly CommitGroup[]): void {
+  /**
+   * The in-flight groups are durable. `isCommitted` (standalone: durable is committed): resolve
+   * every caller whose last part they held now; otherwise they wait in `awaitingCommit` until
+   * `settleCommitted` (replication: the HWM passed them).
+   */
+  complete(groups: readonly CommitGroup[], isCommitted = true): void {
     if (groups !== this.inFlight) throw new Error('invariant violated: completed groups that are not in flight');
     this.inFlight = [];
+    if (isCommitted) this.settle(groups);
+    else this.durableGroups.push(...groups);
+  }
+
+  /** Groups sealed from now on carry `epoch` (the WAL recorded it first). */
+  setLeaderEpoch(epoch: number): void {
+    this.options.leaderEpoch = epoch;
+  }
+
+  /** Durable groups waiting for the commit point, oldest first. */
+  get awaitingCommit(): readonly CommitGroup[] {
+    return this.durableGroups;
+  }
+
+  /** The oldest `count` durable groups are committed: resolve their callers. */
+  settleCommitted(count: number): void {
+    if (count < 0 || count > this.durableGroups.length) throw new Error(`invariant violated: settleCommitted(${count})`);
+    this.settle(this.durableGroups.splice(0, count));
+  }
+
+  private settle(groups: readonly CommitGroup[]): void {
     for (const group of groups) {
       this.pendingEvents -= group.submitted;
       this.pendingNoteBytes -= group.notesBytes;
@@ -407,10 +441,39 @@ export class CommitQueue {
     }
   }
 
+  /**
+   * Cuts everything after `seq` (truncateAfter): the groups not yet written and the durable
+   * groups that end past `seq` leave the queue and their callers are rejected with `error`;
+   * the next seq handed out is seq + 1. Groups in flight are left alone: the caller refuses
+   * appends, waits for the flush, and calls this again.
+   */
+  cutAfter(seq: number, error: Error, nowMs: number): void {
+    let keep = 0;
+    while (keep < this.durableGroups.length && this.durableGroups[keep].lastSeq <= seq) keep++;
+    const dropped = [...this.durableGroups.splice(keep), ...this.sealedGroups.splice(0), ...(this.openGroup === null ? [] : [this.openGroup])];
+    this.openGroup = null;
+    const rejected = new Set<Waiter>();
+    for (const group of dropped) {
+      this.pendingEvents -= group.submitted;
+      this.pendingNoteBytes -= group.notesBytes;
+      for (const waiter of group.waiters) {
+        if (rejected.has(waiter)) continue;
+        rejected.add(waiter);
+        waiter.reject(error);
+      }
+    }
+    // A waiter with a part in a kept group and a part in a dropped one was rejected above; the
+    // kept group's settling later is then a no-op on a settled promise.
+    this.nextSeq = seq + 1;
+    // Events the window remembers may have been cut: a resend of one must be written again.
+    this.dedup.forgetAll(nowMs);
+  }
+
   /** The lane failed: reject everything pending and everything that comes later. */
   fail(error: Error): void {
     this.failure ??= error;
-    const groups = [...this.inFlight, ...this.sealedGroups, this.openGroup].filter((g): g is CommitGroup => g !== null);
+    const groups = [...this.durableGroups, ...this.inFlight, ...this.sealedGroups, this.openGroup].filter((g): g is CommitGroup => g !== null);
+    this.durableGroups.length = 0;
     this.inFlight = [];
     this.sealedGroups.length = 0;
     this.openGroup = null;

@@ -185,6 +185,13 @@ export class DedupWindow {
     return this.current.count + this.previous.count;
   }
 
+  /** Forgets everything (the log was cut: remembered events may no longer be in it). */
+  forgetAll(nowMs: number): void {
+    this.current = new ContentSet(this.options.maxEventsPerGeneration);
+    this.previous = new ContentSet(this.options.maxEventsPerGeneration);
+    this.generationStartMs = nowMs;
+  }
+
   /** Swaps generations if the window elapsed; call once per batch, not per event. */
   tick(nowMs: number): void {
     if (this.isEnabled && nowMs - this.generationStartMs >= this.options.windowMs) this.swap(nowMs);

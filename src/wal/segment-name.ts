@@ -35,6 +35,11 @@ export function checkpointFileName(shard: number): string {
   return `checkpoint-${pad(shard, 5)}.bin`;
 }
 
+/** The replica file: the highest epoch this replica has seen, and a seq known committed. */
+export function replicaFileName(shard: number): string {
+  return `replica-${pad(shard, 5)}.bin`;
+}
+
 export interface SegmentName {
   shard: number;
   firstSeq: number;

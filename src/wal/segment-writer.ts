@@ -169,6 +169,36 @@ export class SegmentWriter {
     if (fileNames.length > 0 && this.fsyncMode !== 'off') await this.wrap('IO_ERROR', () => this.io.syncDir(this.dir));
   }
 
+  /**
+   * Truncation of an uncommitted suffix: removes the `later` segments (newest first, so a crash
+   * midway leaves a log whose segments still follow each other), then cuts `segment` to
+   * `length` bytes, syncs it, and continues writing there. `segment` is the open segment or
+   * an earlier one.
+   */
+  async cutBack(segment: OpenSegment, length: number, later: readonly string[]): Promise<void> {
+    if (this.file !== null && later.includes(this.segment?.fileName ?? '')) {
+      const open = this.file;
+      this.file = null;
+      this.segment = null;
+      await open.close().catch(() => undefined);
+    }
+    for (const fileName of [...later].reverse()) {
+      await this.wrap('IO_ERROR', () => deleteGradually(this.io, this.dir, fileName), fileName);
+    }
+    if (later.length > 0 && this.fsyncMode !== 'off') await this.wrap('FSYNC_FAILED', () => this.io.syncDir(this.dir));
+    if (this.segment?.fileName !== segment.fileName) {
+      const previous = this.file;
+      this.file = await this.wrap('IO_ERROR', () => this.io.open(join(this.dir, segment.fileName), 'readwrite'), segment.fileName);
+      this.segment = segment;
+      if (previous !== null) await previous.close().catch(() => undefined);
+    }
+    const file = this.requireFile();
+    await this.wrap('WRITE_FAILED', () => file.truncate(length), segment.fileName);
+    if (this.fsyncMode !== 'off') await this.wrap('FSYNC_FAILED', () => file.datasync(), segment.fileName);
+    this.metrics.writtenOffset = length;
+    this.metrics.syncedOffset = length;
+  }
+
   async close(): Promise<void> {
     const file = this.file;
     if (file === null) return;

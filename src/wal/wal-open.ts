@@ -23,7 +23,7 @@ import { DELETING_SUFFIX, type FileIo } from './file-io.ts';
 import { recoverShard, setAsideFile, type ListedSegment, type RecoveredSegment, type RecoveryReport } from './recovery.ts';
 import { encodeMarkerRecord, readLegacySnapshot } from './segment-head.ts';
 import { SegmentIndex } from './segment-index.ts';
-import { checkpointFileName, listShardSnapshots, segmentFileName, snapshotFileName, type SnapshotName } from './segment-name.ts';
+import { checkpointFileName, listShardSnapshots, replicaFileName, segmentFileName, snapshotFileName, type SnapshotName } from './segment-name.ts';
 import { SegmentWriter, type FsyncMode } from './segment-writer.ts';
 import { readSnapshotFile, type SnapshotMeta } from './snapshot-file.ts';
 import type { WalStateMachine } from './state-machine.ts';
@@ -39,6 +39,9 @@ export interface OpenSettings {
   replay: boolean;
   leaderEpoch: number;
   dedupWindowMs: number;
+  /** 'external': fold the log only up to committedSeq (or the snapshot restored). */
+  commit: 'durable' | 'external';
+  committedSeq: number;
   stateMachine?: WalStateMachine;
   onRecoveryProgress?: (done: number, total: number) => void;
 }
@@ -97,6 +100,15 @@ export interface OpenedLog {
   snapshots: SnapshotRecord[];
   /** Bytes of log after the restore point (the snapshot policy's "log since the last snapshot"). */
   logBytesAfterSnapshot: number;
+  /**
+   * The state machine holds the log up to here (external commit: up to the committed seq it
+   * was told; the durable batches after it are folded once commitTo reaches them).
+   */
+  appliedSeq: number;
+  /** Notes-only batches at appliedSeq + 1 already folded. */
+  notesBatchesAfter: number;
+  /** The newest leader epoch among the batches scanned and the last segment's head. */
+  newestEpoch: number;
   replayed: SignalEvent[];
   recovery: WalRecovery;
   files: SegmentWriter;
@@ -128,6 +140,12 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
   let notesToSkip = 0;
   let newestSealNs = 0n;
   let logBytesAfterSnapshot = 0;
+  // External commit: only the log up to the committed seq the owner knows is folded now.
+  const isExternal = settings.commit === 'external';
+  let isApplying = true;
+  let appliedSeq = 0;
+  let notesApplied = 0;
+  let newestEpoch = 0;
 
   const phasesMs = { restore: 0, scan: 0, syncClosed: 0 };
   const openStartMs = performance.now();
@@ -138,6 +156,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       phasesMs.restore = performance.now() - restoreStartMs;
       restored = chosen.point;
       notesToSkip = chosen.notesBatchesAfter;
+      notesApplied = chosen.notesBatchesAfter;
     }
     let start = settings.replay || stateMachine !== undefined ? restored.seq + 1 : Number.MAX_SAFE_INTEGER;
     if (dedup.isEnabled) start = Math.min(start, dedupStartSeq(listed, dedupCutoffNs));
@@ -156,6 +175,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       const { header, offset } = batch;
       const payloadStart = offset + BATCH_HEADER_BYTES;
       if (header.timestampNs > newestSealNs) newestSealNs = header.timestampNs;
+      if (header.leaderEpoch > newestEpoch) newestEpoch = header.leaderEpoch;
       if (header.count > 0 && !header.skipsDedup && dedup.isEnabled && header.timestampNs >= dedupCutoffNs) {
         tail.push(bytes, payloadStart, header.count);
       }
@@ -168,7 +188,11 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       } else isAfter = header.firstSeq > restored.seq;
       if (!isAfter) return;
       logBytesAfterSnapshot += BATCH_HEADER_BYTES + header.payloadBytes;
-      if (stateMachine !== undefined) {
+      if (isApplying && isExternal && lastSeq > Math.max(settings.committedSeq, restored.seq)) isApplying = false;
+      if (stateMachine !== undefined && isApplying) {
+        if (header.count > 0) notesApplied = 0;
+        else notesApplied++;
+        appliedSeq = Math.max(appliedSeq, lastSeq);
         stateMachine.apply({
           firstSeq: header.firstSeq,
           count: header.count,
@@ -276,7 +300,12 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
     damagedSnapshots,
     phasesMs,
   };
-  return { segments: infos, lastSeq, checkpointSeq, newestSealNs, snapshots, logBytesAfterSnapshot, replayed, recovery, files };
+  // Folded: up to the last batch applied (or the state restored); without a state machine the
+  // whole log counts as folded, as nothing is.
+  if (stateMachine === undefined) appliedSeq = isExternal ? Math.min(settings.committedSeq, lastSeq) : lastSeq;
+  else appliedSeq = Math.min(lastSeq, Math.max(appliedSeq, restored.seq));
+  if (appliedSeq < lastSeq && !isExternal) throw new Error(`invariant violated: the open folded to ${appliedSeq} of ${lastSeq}`);
+  return { segments: infos, lastSeq, checkpointSeq, newestSealNs, snapshots, logBytesAfterSnapshot, appliedSeq, notesBatchesAfter: notesApplied, newestEpoch, replayed, recovery, files };
 }
 
 function toRetained(segment: RecoveredSegment): RetainedSegment {
@@ -414,12 +443,13 @@ async function removeLeftovers(io: FileIo, dir: string, shard: number): Promise<
   const segmentPrefix = segmentFileName(shard, 1).slice(0, 10);
   const snapshotPrefix = snapshotFileName(shard, 1).slice(0, 11);
   const checkpointTmp = `${checkpointFileName(shard)}.tmp`;
+  const replicaTmp = `${replicaFileName(shard)}.tmp`;
   for (const name of await io.readdir(dir)) {
     const isSegmentTmp = name.startsWith(segmentPrefix) && name.endsWith('.seg.tmp');
     const isSnapshotTmp = name.startsWith(snapshotPrefix) && name.endsWith('.snap.tmp');
     // A file deleteGradually was cutting down when the process stopped: already dropped.
     const isDeleting = (name.startsWith(segmentPrefix) || name.startsWith(snapshotPrefix)) && name.endsWith(DELETING_SUFFIX);
-    if (isSegmentTmp || isSnapshotTmp || isDeleting || name === checkpointTmp) await io.unlink(join(dir, name));
+    if (isSegmentTmp || isSnapshotTmp || isDeleting || name === checkpointTmp || name === replicaTmp) await io.unlink(join(dir, name));
   }
 }
 

@@ -62,15 +62,35 @@ export interface WalOptions {
   snapshotMaxBytesPerSecond?: number;
   /** Delete whole old segments behind a snapshot (or the checkpoint); default: keep everything. */
   retention?: Partial<RetentionPolicy>;
+  /**
+   * Each batch once it is committed (folded into the state machine, callers about to be
+   * answered). Standalone, a batch is committed once durable.
+   */
   onPersisted?: (info: PersistedInfo) => void;
+  /**
+   * Who moves the commit point. 'durable' (default; one node): a batch is committed once it is
+   * durable here. 'external' (replication): the owner calls commitTo(hwm) as a quorum of
+   * replicas makes batches durable; appendMany resolves, the state machine folds, onPersisted
+   * runs and snapshots describe the log only up to it. Durable batches past it wait (they
+   * count in maxPendingEvents) or are cut by truncateAfter.
+   */
+  commit?: 'durable' | 'external';
+  /**
+   * 'external' only: a seq its owner knows to be committed (it kept it from an earlier run;
+   * never above the truth). On open the state machine folds the log up to it (or up to the
+   * snapshot restored, if later); what follows waits for commitTo.
+   */
+  committedSeq?: number;
+  /** Each batch once it is durable here, before it is committed (the replication shipper's feed). */
+  onDurable?: (info: PersistedInfo) => void;
   /** Progress of the recovery scan on open: segments verified so far of `total`. */
   onRecoveryProgress?: (done: number, total: number) => void;
   io?: FileIo;
   clock?: Clock;
 }
 
-export type ResolvedOptions = Required<Omit<WalOptions, 'stateMachine' | 'onPersisted' | 'onRecoveryProgress' | 'retention'>> &
-  Pick<WalOptions, 'stateMachine' | 'onPersisted' | 'onRecoveryProgress'> & { retention: RetentionPolicy };
+export type ResolvedOptions = Required<Omit<WalOptions, 'stateMachine' | 'onPersisted' | 'onDurable' | 'onRecoveryProgress' | 'retention'>> &
+  Pick<WalOptions, 'stateMachine' | 'onPersisted' | 'onDurable' | 'onRecoveryProgress'> & { retention: RetentionPolicy };
 
 export function resolveOptions(options: WalOptions): ResolvedOptions {
   const resolved: ResolvedOptions = {
@@ -94,6 +114,9 @@ export function resolveOptions(options: WalOptions): ResolvedOptions {
     snapshotMaxBytesPerSecond: options.snapshotMaxBytesPerSecond ?? 64 << 20,
     retention: { maxAgeMs: options.retention?.maxAgeMs ?? 0, maxBytes: options.retention?.maxBytes ?? 0 },
     onPersisted: options.onPersisted,
+    commit: options.commit ?? 'durable',
+    committedSeq: options.committedSeq ?? 0,
+    onDurable: options.onDurable,
     onRecoveryProgress: options.onRecoveryProgress,
     io: options.io ?? nodeFileIo,
     clock: options.clock ?? systemClock,
@@ -123,5 +146,8 @@ export function resolveOptions(options: WalOptions): ResolvedOptions {
   if (!Number.isFinite(resolved.dedupWindowMs) || resolved.dedupWindowMs < 0) bad('dedupWindowMs must be >= 0');
   if (!['full', 'normal', 'off'].includes(resolved.fsync)) bad(`fsync must be 'full', 'normal' or 'off'`);
   if (!Number.isSafeInteger(resolved.leaderEpoch) || resolved.leaderEpoch < 0) bad('leaderEpoch must be a u53');
+  if (resolved.commit !== 'durable' && resolved.commit !== 'external') bad(`commit must be 'durable' or 'external'`);
+  if (!Number.isSafeInteger(resolved.committedSeq) || resolved.committedSeq < 0) bad('committedSeq must be a u53');
+  if (resolved.commit === 'durable' && options.committedSeq !== undefined) bad(`committedSeq needs commit: 'external'`);
   return resolved;
 }

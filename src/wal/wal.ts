@@ -26,22 +26,22 @@ import { deferred } from '../deferred.ts';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { writerMachine, type WriterActor, type WriterLane } from '../actors/writer.ts';
 import type { FlushRequest } from '../actors/flush-worker.ts';
-import { NO_NOTES } from './batch-format.ts';
-import { writeCheckpointFile } from './checkpoint-file.ts';
+import { BATCH_HEADER_BYTES, NO_NOTES, notesSectionBytes } from './batch-format.ts';
+import { readReplicaFile, writeCheckpointFile, writeReplicaFile } from './checkpoint-file.ts';
 import { initChecksum } from './checksum.ts';
-import { CommitQueue, type NoteCallback } from './commit-queue.ts';
+import { CommitQueue, type CommitGroup, type NoteCallback } from './commit-queue.ts';
 import { DedupWindow } from './dedup.ts';
 import { EVENT_BYTES, decodeEventAt, encodeEvents, validatePacked, type SignalEvent } from '../event.ts';
 import { recordUs, type FlushMetricsSnapshot } from './flush-metrics.ts';
 import { DirectoryLock } from './lock.ts';
-import { buildSegmentIndex, firstSeqAtTimeIn, readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
+import { buildSegmentIndex, firstSeqAtTimeIn, readBatches, scanHeaders, type SegmentInfo, type StoredBatch } from './reader.ts';
 import { newestBatchBoundNs, segmentsToRelease } from './retention.ts';
 import { encodeMarkerRecord } from './segment-head.ts';
 import { SegmentIndex } from './segment-index.ts';
-import { checkpointFileName, segmentFileName } from './segment-name.ts';
+import { checkpointFileName, replicaFileName, segmentFileName } from './segment-name.ts';
 import { SegmentWriter } from './segment-writer.ts';
 import { Snapshotter, type SnapshotterStats } from './snapshotter.ts';
-import { resolveOptions, type ResolvedOptions, type WalOptions } from './wal-options.ts';
+import { resolveOptions, type PersistedInfo, type ResolvedOptions, type WalOptions } from './wal-options.ts';
 import { openLog, type RetainedSegment, type SnapshotRecord, type WalRecovery } from './wal-open.ts';
 
 export type { WalOptions, PersistedInfo } from './wal-options.ts';
@@ -88,6 +88,18 @@ export interface WalStats {
   retention: { maxAgeMs: number; maxBytes: number; segmentsDeleted: number; bytesDeleted: number };
 }
 
+/** Where truncateAfter cuts the log (found before anything changes). */
+interface LogCut {
+  segment: RetainedSegment;
+  /** Byte offset of the first batch that goes. */
+  offset: number;
+  /** The segment's index over the batches it keeps. */
+  index: SegmentIndex;
+  lastKept: number;
+  newestBatchNs: bigint;
+  newestDedupNs: bigint;
+}
+
 /** Upper bound on one flush's write, so one fdatasync never carries an unbounded backlog. */
 const MAX_FLUSH_BYTES = 8 << 20;
 const MAX_U64 = (1n << 64n) - 1n;
@@ -104,9 +116,20 @@ export class Wal implements WriterLane {
   private readonly segmentList: RetainedSegment[];
   private readonly snapshotter: Snapshotter;
   private lastDurableSeq: number;
+  /** Committed and folded into the state machine (standalone: the same as lastDurableSeq). */
+  private appliedSeq: number;
+  /** The highest seq the owner said is committed (external commit); appliedSeq follows it. */
+  private commitTarget: number;
+  /**
+   * External commit after a restart: durable batches up to here are on disk only (not in the
+   * queue); commitTo folds them from the segments before anything newer.
+   */
+  private diskBacklogSeq: number;
+  /** Commit work in order: folding from disk is asynchronous. */
+  private commitChain: Promise<void> = Promise.resolve();
   private checkpointSeq: number;
-  /** Notes-only batches applied at lastDurableSeq + 1 (a snapshot records how many it holds). */
-  private notesBatchesAfter = 0;
+  /** Notes-only batches applied at appliedSeq + 1 (a snapshot records how many it holds). */
+  private notesBatchesAfter: number;
   private failure: Error | null = null;
   private readonly closed: Promise<void>;
   private markClosed: () => void = () => undefined;
@@ -124,7 +147,16 @@ export class Wal implements WriterLane {
   private constructor(
     private readonly options: ResolvedOptions,
     private readonly lock: DirectoryLock,
-    opened: { segments: RetainedSegment[]; lastSeq: number; checkpointSeq: number; newestSealNs: bigint; snapshots: SnapshotRecord[]; logBytesAfterSnapshot: number },
+    opened: {
+      segments: RetainedSegment[];
+      lastSeq: number;
+      checkpointSeq: number;
+      newestSealNs: bigint;
+      snapshots: SnapshotRecord[];
+      logBytesAfterSnapshot: number;
+      appliedSeq: number;
+      notesBatchesAfter: number;
+    },
     dedup: DedupWindow,
     files: SegmentWriter,
   ) {
@@ -132,6 +164,10 @@ export class Wal implements WriterLane {
     this.nowNs = () => options.clock.nowNs();
     this.segmentList = opened.segments;
     this.lastDurableSeq = opened.lastSeq;
+    this.appliedSeq = opened.appliedSeq;
+    this.commitTarget = opened.appliedSeq;
+    this.diskBacklogSeq = opened.appliedSeq < opened.lastSeq ? opened.lastSeq : 0;
+    this.notesBatchesAfter = opened.notesBatchesAfter;
     this.checkpointSeq = opened.checkpointSeq;
     this.files = files;
     this.queue = new CommitQueue(
@@ -210,9 +246,30 @@ export class Wal implements WriterLane {
     let files: SegmentWriter | null = null;
     try {
       const dedup = new DedupWindow({ windowMs: resolved.dedupWindowMs, maxEventsPerGeneration: resolved.dedupMaxEvents }, clock.nowMs());
+      // The highest epoch recorded here: a caller that names an older one is fenced; one that
+      // names none continues with it. The committed seq kept there helps an external commit.
+      const replica = await readReplicaFile(io, dir, shard);
+      if (replica !== null) {
+        if (options.leaderEpoch !== undefined && options.leaderEpoch < replica.epoch) throw fencedOpen(shard, options.leaderEpoch, replica.epoch);
+        resolved.leaderEpoch = Math.max(resolved.leaderEpoch, replica.epoch);
+        if (resolved.commit === 'external') resolved.committedSeq = Math.max(resolved.committedSeq, replica.committedSeq);
+      }
       const opened = await openLog(resolved, dedup, resolved.dedupMaxEvents);
+      if (opened.newestEpoch > resolved.leaderEpoch) {
+        if (options.leaderEpoch !== undefined) throw fencedOpen(shard, options.leaderEpoch, opened.newestEpoch);
+        resolved.leaderEpoch = opened.newestEpoch;
+      }
       files = opened.files;
       const wal = new Wal(resolved, lock, opened, dedup, opened.files);
+      // An epoch newer than the one recorded is recorded before anything is sealed with it.
+      if (resolved.leaderEpoch > (replica?.epoch ?? 0)) {
+        try {
+          await wal.writeReplica(resolved.leaderEpoch);
+        } catch (error) {
+          await wal.close().catch(() => undefined);
+          throw error;
+        }
+      }
       return { wal, replayed: opened.replayed, recovery: opened.recovery };
     } catch (error) {
       await files?.abandon();
@@ -233,6 +290,119 @@ export class Wal implements WriterLane {
   /** Same as lastSeq: the highest seq acknowledged (durable under fsync 'full'). */
   get durableSeq(): number {
     return this.lastDurableSeq;
+  }
+
+  /**
+   * Highest seq committed and folded into the state machine: appendMany has resolved up to
+   * here. Standalone ('durable' commit) the same as durableSeq.
+   */
+  get committedSeq(): number {
+    return this.appliedSeq;
+  }
+
+  /**
+   * External commit: everything up to `seq` is committed (durable on a quorum). Folds and
+   * answers the durable batches up to min(seq, durableSeq) in order; batches made durable
+   * later fold as they arrive, up to `seq`. Never moves back (a lower seq is ignored).
+   * Resolves once the batches durable now and ≤ seq are folded.
+   */
+  commitTo(seq: number): Promise<void> {
+    if (this.options.commit !== 'external') return Promise.reject(new TidelogError('BAD_REQUEST', `commitTo needs commit: 'external'`));
+    if (!Number.isSafeInteger(seq) || seq < 0) return Promise.reject(new TidelogError('BAD_REQUEST', `commitTo(${seq}): seq must be a u53`));
+    if (seq > this.commitTarget) this.commitTarget = seq;
+    return this.advanceCommit();
+  }
+
+  /**
+   * Cuts the log after `seq`: the suffix a replica wrote as (or for) a leader that was deposed
+   * before a quorum had it. Every batch ending past `seq` leaves the segments (synced before
+   * this resolves); appends waiting for those batches, or not yet written, reject with
+   * TRUNCATED, and so do appends made while the cut runs; the next seq handed out is seq + 1.
+   * External commit only; `seq` must be ≥ the commit point and end a batch. Resolves with the
+   * number of events removed.
+   */
+  truncateAfter(seq: number): Promise<number> {
+    if (this.options.commit !== 'external') return Promise.reject(new TidelogError('BAD_REQUEST', `truncateAfter needs commit: 'external'`));
+    if (!Number.isSafeInteger(seq) || seq < 0) return Promise.reject(new TidelogError('BAD_REQUEST', `truncateAfter(${seq}): seq must be a u53`));
+    if (seq < this.commitTarget) {
+      return Promise.reject(
+        new TidelogError('BAD_REQUEST', `truncateAfter(${seq}): seqs up to ${this.commitTarget} are committed and never cut`, {
+          details: { seq, committedSeq: this.commitTarget },
+        }),
+      );
+    }
+    const refusal = new TidelogError('TRUNCATED', `shard ${this.options.shard}: the log was cut after seq ${seq} before this append was committed`, {
+      details: { shard: this.options.shard, seq },
+    });
+    // Appends made from now on are refused: they would take seqs the cut hands out again.
+    this.queue.refusal ??= refusal;
+    const run = this.commitChain.then(async () => {
+      try {
+        if (this.failure) throw this.failure;
+        if (seq >= this.queue.nextSequence - 1) return 0; // nothing was handed out past seq
+        if (seq > this.lastDurableSeq) {
+          throw new TidelogError('BAD_REQUEST', `truncateAfter(${seq}): the log is durable only up to ${this.lastDurableSeq}; cut at or below it`, {
+            details: { seq, durableSeq: this.lastDurableSeq },
+          });
+        }
+        // Found (and checked) before anything changes: a refused cut leaves everything as it was.
+        const cut = await this.findCut(seq);
+        // Drop what is not yet written; the flush in flight (if any) ends before the task below
+        // runs (the flush worker runs one operation at a time), and its groups go then.
+        this.queue.cutAfter(seq, refusal, this.options.clock.nowMs());
+        let removed = 0;
+        await this.runTask(async (files) => {
+          removed = await this.applyCut(files, cut);
+          this.queue.cutAfter(seq, refusal, this.options.clock.nowMs());
+        });
+        return removed;
+      } finally {
+        if (this.queue.refusal === refusal) this.queue.refusal = null;
+      }
+    });
+    this.commitChain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** The highest epoch this replica has recorded; new batches are sealed with it. */
+  get epoch(): number {
+    return this.options.leaderEpoch;
+  }
+
+  /**
+   * Records `epoch` as the highest this replica has seen (the replica file, synced) before it
+   * takes effect: batches sealed afterwards carry it, and after a restart nothing older is
+   * accepted (Wal.open with an older leaderEpoch is FENCED). An older epoch is FENCED; the
+   * same one is a no-op.
+   */
+  setEpoch(epoch: number): Promise<void> {
+    if (!Number.isSafeInteger(epoch) || epoch < 0 || epoch > 0xffff_ffff) {
+      return Promise.reject(new TidelogError('BAD_REQUEST', `setEpoch(${epoch}): an epoch is a u32`));
+    }
+    return this.runTask(async () => {
+      // Checked inside the flush worker, so concurrent calls are ordered and never move back.
+      if (epoch < this.options.leaderEpoch) {
+        throw new TidelogError('FENCED', `shard ${this.options.shard}: epoch ${epoch} is older than ${this.options.leaderEpoch}, which this replica recorded`, {
+          details: { shard: this.options.shard, epoch, recordedEpoch: this.options.leaderEpoch },
+        });
+      }
+      if (epoch === this.options.leaderEpoch) return;
+      await this.writeReplica(epoch);
+      this.options.leaderEpoch = epoch;
+      this.queue.setLeaderEpoch(epoch);
+    });
+  }
+
+  private async writeReplica(epoch: number): Promise<void> {
+    const { io, dir, shard } = this.options;
+    try {
+      await writeReplicaFile(io, dir, shard, { epoch, committedSeq: this.appliedSeq }, this.nowNs());
+    } catch (error) {
+      throw asTidelogError(error, join(dir, replicaFileName(shard)));
+    }
   }
 
   /** Lowest retained seq; lastSeq + 1 when the retained log holds no event. */
@@ -469,9 +639,18 @@ export class Wal implements WriterLane {
       if (this.syncTimer) clearInterval(this.syncTimer);
       if (this.retentionTimer) clearInterval(this.retentionTimer);
       await this.snapshotter.close();
+      // External commit: keep the commit point for the next open (a lower bound is all it claims).
+      if (this.options.commit === 'external' && this.failure === null && this.appliedSeq > 0) {
+        await this.runTask(() => this.writeReplica(this.options.leaderEpoch), true).catch(() => undefined);
+      }
       this.writer.send({ type: 'CLOSE_REQUESTED' });
       await this.closed;
       this.writer.stop();
+      // Durable batches the commit point never reached: their callers learn they were not
+      // committed (after a restart the owner's commitTo may still commit them).
+      if (this.queue.awaitingCommit.length > 0) {
+        this.queue.fail(new TidelogError('CLOSED', `shard ${this.options.shard}: closed before seqs after ${this.appliedSeq} were committed`));
+      }
       await this.lock.release();
       if (!hadFailed && this.failure !== null) throw this.failure;
     })();
@@ -565,6 +744,7 @@ export class Wal implements WriterLane {
     let flushedBytes = 0;
     for (const group of groups) {
       if (group.sealed === null) continue;
+      group.segment = open.fileName;
       open.index?.add(group.firstSeq, open.bytes);
       open.lastSeq = group.lastSeq;
       open.bytes += group.sealed.byteLength;
@@ -572,45 +752,133 @@ export class Wal implements WriterLane {
       if (group.count > 0 && group.timestampNs > open.newestBatchNs) open.newestBatchNs = group.timestampNs;
       if (group.count > 0 && !group.skipsDedup && group.timestampNs > open.newestDedupNs) open.newestDedupNs = group.timestampNs;
       this.lastDurableSeq = group.lastSeq;
-      this.notesBatchesAfter = group.count > 0 ? 0 : this.notesBatchesAfter + 1;
       recordUs(this.files.metrics.commitLatency, group.sealedAtNs, nowNs);
     }
-    const { stateMachine, onPersisted, shard, leaderEpoch } = this.options;
+    const { onDurable } = this.options;
+    if (onDurable !== undefined) {
+      try {
+        for (const group of groups) {
+          if (group.sealed !== null) onDurable(this.persistedInfo({ ...group, lastSeq: group.lastSeq, bytes: group.sealed.byteLength, notes: group.notes ?? NO_NOTES }, open.fileName));
+        }
+      } catch (cause) {
+        this.hookFailed(this.options.commit === 'external' ? null : groups, cause);
+        return;
+      }
+    }
+    this.snapshotter.recordLog(flushedBytes);
+    if (this.options.commit === 'external') {
+      this.queue.complete(groups, false);
+      void this.advanceCommit();
+    } else {
+      this.commitTarget = this.lastDurableSeq;
+      if (!this.applyGroups(groups)) return;
+      this.queue.complete(groups);
+      this.afterCommit();
+    }
+    if (rotate !== null) void this.applyRetention();
+  }
+
+  /** A hook threw: the batches are durable, so their callers are answered; then the lane stops. */
+  private hookFailed(groups: readonly CommitGroup[] | null, cause: unknown): void {
+    // Before the writer looks for more work, since the state machine may now be behind.
+    if (groups !== null) this.queue.complete(groups);
+    const error = new TidelogError('HOOK_FAILED', `shard ${this.options.shard}: a state machine, onDurable or onPersisted hook threw`, { cause });
+    this.laneFailed(error);
+    this.writer.send({ type: 'FLUSH_FAILED', error });
+  }
+
+  private persistedInfo(batch: { firstSeq: number; lastSeq: number; count: number; bytes: number; notes: readonly Uint8Array[] }, segment: string): PersistedInfo {
+    return {
+      shard: this.options.shard,
+      firstSeq: batch.firstSeq,
+      lastSeq: batch.lastSeq,
+      events: batch.count,
+      bytes: batch.bytes,
+      segment,
+      notes: batch.notes,
+    };
+  }
+
+  /** Folds committed groups (in seq order) and runs onPersisted; false when a hook threw (the lane failed). */
+  private applyGroups(groups: readonly CommitGroup[]): boolean {
+    const { onPersisted } = this.options;
     try {
       for (const group of groups) {
         if (group.sealed === null) continue;
-        stateMachine?.apply({
+        this.applyBatch({
           firstSeq: group.firstSeq,
           count: group.count,
           events: group.events,
           timestampNs: group.timestampNs,
-          leaderEpoch,
+          leaderEpoch: group.epoch,
           notes: group.notes ?? NO_NOTES,
         });
-        onPersisted?.({
-          shard,
-          firstSeq: group.firstSeq,
-          lastSeq: group.lastSeq,
-          events: group.count,
-          bytes: group.sealed.byteLength,
-          segment: open.fileName,
-          notes: group.notes ?? NO_NOTES,
-        });
+        onPersisted?.(this.persistedInfo({ ...group, lastSeq: group.lastSeq, bytes: group.sealed.byteLength, notes: group.notes ?? NO_NOTES }, group.segment));
       }
     } catch (cause) {
-      // The batches are durable, so their callers are answered; then the lane stops at once
-      // (before the writer looks for more work), since the state machine may now be behind.
-      this.queue.complete(groups);
-      const error = new TidelogError('HOOK_FAILED', `shard ${shard}: a state machine or onPersisted hook threw`, { cause });
-      this.laneFailed(error);
-      this.writer.send({ type: 'FLUSH_FAILED', error });
+      this.hookFailed(this.options.commit === 'external' ? null : groups, cause);
+      return false;
+    }
+    return true;
+  }
+
+  private applyBatch(batch: StoredBatch): void {
+    this.options.stateMachine?.apply(batch);
+    const lastSeq = batch.firstSeq + batch.count - 1;
+    if (batch.count > 0) {
+      this.appliedSeq = lastSeq;
+      this.notesBatchesAfter = 0;
+    } else this.notesBatchesAfter++;
+  }
+
+  /** At a batch boundary with every committed batch applied: the one moment a snapshot may begin. */
+  private afterCommit(): void {
+    if (this.options.stateMachine !== undefined && this.snapshotter.shouldStart()) void this.startSnapshot();
+  }
+
+  /**
+   * External commit: folds what is durable and ≤ commitTarget, in order — first batches on disk
+   * only (after a restart), then the durable groups in memory — and answers their callers.
+   */
+  private advanceCommit(): Promise<void> {
+    this.commitChain = this.commitChain.then(async () => {
+      if (this.failure !== null) return;
+      if (this.diskBacklogSeq > this.appliedSeq && this.commitTarget > this.appliedSeq) await this.foldFromDisk();
+      if (this.failure !== null || this.diskBacklogSeq > this.appliedSeq) return;
+      const awaiting = this.queue.awaitingCommit;
+      let count = 0;
+      while (count < awaiting.length && awaiting[count].lastSeq <= this.commitTarget) count++;
+      if (count === 0) return;
+      const groups = awaiting.slice(0, count);
+      if (!this.applyGroups(groups)) return;
+      this.queue.settleCommitted(count);
+      this.afterCommit();
+    });
+    return this.commitChain;
+  }
+
+  /** Folds the durable batches on disk only (found on open past the committed seq) up to commitTarget. */
+  private async foldFromDisk(): Promise<void> {
+    const toSeq = Math.min(this.commitTarget, this.diskBacklogSeq);
+    let notesToSkip = this.notesBatchesAfter;
+    try {
+      for await (const batch of this.readBatches({ fromSeq: this.appliedSeq + 1, toSeq })) {
+        const lastSeq = batch.firstSeq + batch.count - 1;
+        if (lastSeq > toSeq) break; // a batch that ends past the commit point waits whole
+        if (batch.count === 0 && batch.firstSeq === this.appliedSeq + 1 && notesToSkip > 0) {
+          notesToSkip--;
+          continue;
+        }
+        if (batch.count > 0 && lastSeq <= this.appliedSeq) continue;
+        this.applyBatch(batch);
+        this.options.onPersisted?.(this.persistedInfo({ ...batch, lastSeq, bytes: BATCH_HEADER_BYTES + batch.events.byteLength + notesSectionBytes(batch.notes), notes: batch.notes }, this.segmentList[this.segmentIndexAt(batch.firstSeq)].fileName));
+      }
+    } catch (cause) {
+      this.hookFailed(null, cause);
       return;
     }
-    this.queue.complete(groups);
-    this.snapshotter.recordLog(flushedBytes);
-    // At a batch boundary with every durable batch applied: the one moment a snapshot may begin.
-    if (stateMachine !== undefined && this.snapshotter.shouldStart()) void this.startSnapshot();
-    if (rotate !== null) void this.applyRetention();
+    if (this.appliedSeq >= this.diskBacklogSeq) this.diskBacklogSeq = 0;
+    this.afterCommit();
   }
 
   laneFailed(error: Error): void {
@@ -631,7 +899,7 @@ export class Wal implements WriterLane {
     const stream = stateMachine.beginSnapshot?.() ?? wholeBytesStream(stateMachine.snapshot());
     return this.snapshotter.start(stream, {
       shard: this.options.shard,
-      seq: this.lastDurableSeq,
+      seq: this.appliedSeq,
       notesBatchesAfter: this.notesBatchesAfter,
       leaderEpoch: this.options.leaderEpoch,
       timestampNs: this.nowNs(),
@@ -690,9 +958,76 @@ export class Wal implements WriterLane {
     return (retained.index ?? new SegmentIndex(segment.headBytes)).find(fromSeq);
   }
 
-  private runTask(run: (files: SegmentWriter) => Promise<void>): Promise<void> {
+  /**
+   * Where truncateAfter(seq) cuts: the segment holding the first batch that ends past `seq`,
+   * the offset of that batch, and what the segment keeps. BAD_REQUEST when `seq` is inside a batch.
+   */
+  private async findCut(seq: number): Promise<LogCut> {
+    const { io, dir } = this.options;
+    let at = this.segmentList.length - 1;
+    while (at > 0 && this.segmentList[at].firstSeq > seq + 1) at--;
+    const segment = this.segmentList[at];
+    const cut: LogCut = {
+      segment,
+      offset: segment.bytes,
+      index: new SegmentIndex(segment.headBytes),
+      lastKept: segment.firstSeq - 1,
+      newestBatchNs: -1n,
+      newestDedupNs: -1n,
+    };
+    await scanHeaders(io, dir, toSegmentInfo(segment), (header, offset) => {
+      const lastSeq = header.firstSeq + header.count - 1;
+      if (lastSeq > seq) {
+        if (header.firstSeq <= seq) {
+          throw new TidelogError('BAD_REQUEST', `truncateAfter(${seq}): seq ${seq} is inside the batch of seqs ${header.firstSeq}..${lastSeq}`, {
+            details: { seq, batchFirstSeq: header.firstSeq, batchLastSeq: lastSeq },
+          });
+        }
+        cut.offset = offset;
+        return false;
+      }
+      cut.index.add(header.firstSeq, offset);
+      cut.lastKept = lastSeq;
+      if (header.count > 0 && header.timestampNs > cut.newestBatchNs) cut.newestBatchNs = header.timestampNs;
+      if (header.count > 0 && !header.skipsDedup && header.timestampNs > cut.newestDedupNs) cut.newestDedupNs = header.timestampNs;
+      return true;
+    });
+    return cut;
+  }
+
+  /**
+   * truncateAfter's file work, inside the flush worker: removes the segments after the cut
+   * one, cuts that one, and brings the segment list and durable seq in line. Returns the
+   * events removed.
+   */
+  private async applyCut(files: SegmentWriter, cut: LogCut): Promise<number> {
+    const at = this.segmentList.indexOf(cut.segment);
+    if (at < 0) throw new Error(`invariant violated: the segment to cut (${cut.segment.fileName}) left the list`);
+    const later = this.segmentList.slice(at + 1);
+    const lastBefore = this.lastDurableSeq;
+    await files.cutBack({ fileName: cut.segment.fileName, firstSeq: cut.segment.firstSeq }, cut.offset, later.map((each) => each.fileName));
+    this.segmentList.splice(at + 1);
+    for (const gone of [cut.segment, ...later]) {
+      const where = this.lazyIndexed.indexOf(gone);
+      if (where >= 0) this.lazyIndexed.splice(where, 1);
+    }
+    Object.assign(cut.segment, {
+      bytes: cut.offset,
+      lastSeq: cut.lastKept,
+      index: cut.index,
+      newestBatchNs: cut.newestBatchNs,
+      newestDedupNs: cut.newestDedupNs,
+      isNewestKnown: true,
+    });
+    this.lastDurableSeq = Math.min(this.lastDurableSeq, cut.lastKept);
+    if (this.diskBacklogSeq > cut.lastKept) this.diskBacklogSeq = cut.lastKept > this.appliedSeq ? cut.lastKept : 0;
+    return Math.max(0, lastBefore - this.lastDurableSeq);
+  }
+
+  /** Runs `run` in the flush worker, between flushes; `isClosing`: close() itself asks. */
+  private runTask(run: (files: SegmentWriter) => Promise<void>, isClosing = false): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.closing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closed'));
+    if (this.closing && !isClosing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closed'));
     const { promise, resolve, reject } = deferred<void>();
     this.writer.send({ type: 'WORKER_OP', op: { type: 'TASK', run, resolve, reject } });
     return promise;
@@ -745,6 +1080,12 @@ function checkAppendOptions(options: AppendOptions, count: number): { note: Note
   if (typeof note !== 'function') throw new TidelogError('BAD_REQUEST', 'appendMany options.note must be a function');
   if (count === 0) throw new TidelogError('BAD_REQUEST', 'appendMany: a note needs at least one event to describe');
   return { note: note as NoteCallback, skipsDedup: dedup === false };
+}
+
+function fencedOpen(shard: number, epoch: number, recordedEpoch: number): TidelogError {
+  return new TidelogError('FENCED', `shard ${shard}: epoch ${epoch} is older than ${recordedEpoch}, which this replica recorded`, {
+    details: { shard, epoch, recordedEpoch },
+  });
 }
 
 /** File-system errors leave tidelog as TidelogError IO_ERROR, the cause kept. */
