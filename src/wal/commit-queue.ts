@@ -25,6 +25,7 @@ import { TidelogError } from '../errors.ts';
 import {
   BATCH_HEADER_BYTES,
   BatchKind,
+  type BatchHeader,
   MAX_NOTE_BYTES,
   NOTE_LENGTH_BYTES,
   sealBatch,
@@ -81,6 +82,8 @@ export class CommitGroup {
   segment = '';
   /** The leader epoch the batch was sealed with. */
   epoch = 0;
+  /** A batch sealed elsewhere (appendSealed): its caller is answered once durable, not at commit. */
+  durableWaiter: { resolve: () => void; reject: (error: Error) => void } | null = null;
 
   constructor(
     readonly firstSeq: number,
@@ -290,6 +293,46 @@ export class CommitQueue {
   }
 
   /** Runs the call's note callback and puts its bytes in the open group (the last part's). */
+  /**
+   * Queues a batch sealed elsewhere (a follower appends its leader's batches verbatim): a copy
+   * of `sealed` is written as it is, after anything queued before it. The caller checked it
+   * (header, checksum, shard, epoch) and that it starts at `nextSequence`. Resolves once the
+   * batch is durable here; its commit comes later, like any batch's.
+   */
+  enqueueSealed(sealed: Uint8Array, header: BatchHeader, notes: Uint8Array[]): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.isClosing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closing'));
+    if (this.refusal !== null) return Promise.reject(this.refusal);
+    if (header.firstSeq !== this.nextSeq) throw new Error(`invariant violated: a sealed batch at ${header.firstSeq}, next seq ${this.nextSeq}`);
+    if (this.pendingEvents + header.count > this.options.maxPendingEvents || this.pendingNoteBytes + header.notesBytes > MAX_PENDING_NOTE_BYTES) {
+      return Promise.reject(
+        new TidelogError('OVERLOADED', `shard ${this.options.shard}: ${this.pendingEvents} events pending, limit ${this.options.maxPendingEvents}`, {
+          details: { shard: this.options.shard, pending: this.pendingEvents, limit: this.options.maxPendingEvents },
+        }),
+      );
+    }
+    this.seal();
+    const group = new CommitGroup(header.firstSeq, sealed.slice());
+    group.sealed = group.buffer;
+    group.count = header.count;
+    group.submitted = header.count;
+    group.timestampNs = header.timestampNs;
+    group.sealedAtNs = this.clock.nowNs();
+    group.epoch = header.leaderEpoch;
+    group.skipsDedup = header.skipsDedup;
+    group.notes = notes.length > 0 ? notes : null;
+    group.notesBytes = header.notesBytes;
+    const { promise, resolve, reject } = deferred<void>();
+    group.durableWaiter = { resolve: () => resolve(), reject };
+    this.nextSeq += header.count;
+    this.pendingEvents += header.count;
+    this.pendingNoteBytes += header.notesBytes;
+    if (header.timestampNs > this.lastSealNs) this.lastSealNs = header.timestampNs;
+    this.sealedGroups.push(group);
+    this.onWork(true);
+    return promise;
+  }
+
   private attachNote(note: NoteCallback, waiter: Waiter, promise: Promise<number[]>): void {
     const group = this.openGroup;
     if (group === null) throw new Error('invariant violated: no open group for a note');
@@ -409,6 +452,7 @@ export class CommitQueue {
   complete(groups: readonly CommitGroup[], isCommitted = true): void {
     if (groups !== this.inFlight) throw new Error('invariant violated: completed groups that are not in flight');
     this.inFlight = [];
+    for (const group of groups) group.durableWaiter?.resolve();
     if (isCommitted) this.settle(groups);
     else this.durableGroups.push(...groups);
   }
@@ -456,6 +500,7 @@ export class CommitQueue {
     for (const group of dropped) {
       this.pendingEvents -= group.submitted;
       this.pendingNoteBytes -= group.notesBytes;
+      group.durableWaiter?.reject(error);
       for (const waiter of group.waiters) {
         if (rejected.has(waiter)) continue;
         rejected.add(waiter);
@@ -479,6 +524,7 @@ export class CommitQueue {
     this.openGroup = null;
     const rejected = new Set<Waiter>();
     for (const group of groups) {
+      group.durableWaiter?.reject(this.failure);
       for (const waiter of group.waiters) {
         if (!rejected.has(waiter)) {
           rejected.add(waiter);

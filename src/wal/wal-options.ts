@@ -19,6 +19,11 @@ export interface PersistedInfo {
   segment: string;
   /** The batch's notes (valid during the call only); empty when none. */
   notes: readonly Uint8Array[];
+  /**
+   * onDurable only: the sealed batch as written (header included; valid during the call only):
+   * what a shipper sends and a follower's appendSealed takes.
+   */
+  sealed?: Uint8Array;
 }
 
 export interface WalOptions {

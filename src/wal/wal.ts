@@ -26,7 +26,7 @@ import { deferred } from '../deferred.ts';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { writerMachine, type WriterActor, type WriterLane } from '../actors/writer.ts';
 import type { FlushRequest } from '../actors/flush-worker.ts';
-import { BATCH_HEADER_BYTES, NO_NOTES, notesSectionBytes } from './batch-format.ts';
+import { BATCH_HEADER_BYTES, BatchKind, NO_NOTES, notesSectionBytes, readBatchHeader, readNotes, verifyBatch, type BatchHeader } from './batch-format.ts';
 import { readReplicaFile, writeCheckpointFile, writeReplicaFile } from './checkpoint-file.ts';
 import { initChecksum } from './checksum.ts';
 import { CommitQueue, type CommitGroup, type NoteCallback } from './commit-queue.ts';
@@ -98,6 +98,8 @@ interface LogCut {
   lastKept: number;
   newestBatchNs: bigint;
   newestDedupNs: bigint;
+  /** Newest epoch among the kept batches of the segment (0 when it keeps none). */
+  newestEpoch: number;
 }
 
 /** Upper bound on one flush's write, so one fdatasync never carries an unbounded backlog. */
@@ -125,6 +127,8 @@ export class Wal implements WriterLane {
    * queue); commitTo folds them from the segments before anything newer.
    */
   private diskBacklogSeq: number;
+  /** Epoch of the newest batch queued or in the log: a sealed batch may not go below it. */
+  private newestBatchEpoch: number;
   /** Commit work in order: folding from disk is asynchronous. */
   private commitChain: Promise<void> = Promise.resolve();
   private checkpointSeq: number;
@@ -156,6 +160,7 @@ export class Wal implements WriterLane {
       logBytesAfterSnapshot: number;
       appliedSeq: number;
       notesBatchesAfter: number;
+      newestEpoch: number;
     },
     dedup: DedupWindow,
     files: SegmentWriter,
@@ -168,6 +173,7 @@ export class Wal implements WriterLane {
     this.commitTarget = opened.appliedSeq;
     this.diskBacklogSeq = opened.appliedSeq < opened.lastSeq ? opened.lastSeq : 0;
     this.notesBatchesAfter = opened.notesBatchesAfter;
+    this.newestBatchEpoch = opened.newestEpoch;
     this.checkpointSeq = opened.checkpointSeq;
     this.files = files;
     this.queue = new CommitQueue(
@@ -379,8 +385,8 @@ export class Wal implements WriterLane {
    * same one is a no-op.
    */
   setEpoch(epoch: number): Promise<void> {
-    if (!Number.isSafeInteger(epoch) || epoch < 0 || epoch > 0xffff_ffff) {
-      return Promise.reject(new TidelogError('BAD_REQUEST', `setEpoch(${epoch}): an epoch is a u32`));
+    if (!Number.isSafeInteger(epoch) || epoch < 0) {
+      return Promise.reject(new TidelogError('BAD_REQUEST', `setEpoch(${epoch}): an epoch is a u53`));
     }
     return this.runTask(async () => {
       // Checked inside the flush worker, so concurrent calls are ordered and never move back.
@@ -443,8 +449,62 @@ export class Wal implements WriterLane {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (count > 0 && this.options.leaderEpoch > this.newestBatchEpoch) this.newestBatchEpoch = this.options.leaderEpoch;
     // Outside the try: a broken note callback is a programming error; it throws (and the lane fails).
     return this.queue.enqueue(packed, count, note, skipsDedup);
+  }
+
+  /**
+   * A follower's append: a batch its leader sealed, written verbatim (same bytes, seqs, epoch
+   * and checksum; no seqs of its own, no content dedup). It must be one whole events batch of
+   * this shard whose checksum verifies, start at the next seq (else SEQUENCE_GAP, details:
+   * `expectedSeq`), and carry an epoch no newer than the one recorded here (setEpoch first)
+   * and no older than the log's newest batch. Resolves once the batch is durable here (what a
+   * follower acknowledges); it is committed, folded and passed to onPersisted at commitTo.
+   */
+  appendSealed(batch: Uint8Array): Promise<void> {
+    try {
+      const { header, notes } = this.checkSealed(batch);
+      this.newestBatchEpoch = header.leaderEpoch;
+      return this.queue.enqueueSealed(batch, header, notes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private checkSealed(batch: unknown): { header: BatchHeader; notes: Uint8Array[] } {
+    const bad = (reason: string, details: Record<string, unknown> = {}): never => {
+      throw new TidelogError('BAD_REQUEST', `appendSealed: ${reason}`, { details });
+    };
+    if (this.options.commit !== 'external') bad(`a sealed batch needs commit: 'external'`);
+    if (!(batch instanceof Uint8Array)) return bad('the batch must be a Uint8Array');
+    const parsed = readBatchHeader(batch, 0);
+    if (!parsed.ok) return bad(`not a batch (${parsed.problem})`);
+    const { header } = parsed;
+    if (header.kind !== BatchKind.Events) bad('not an events batch');
+    if (header.shardId !== this.options.shard) bad(`a batch of shard ${header.shardId}, this is shard ${this.options.shard}`);
+    if (BATCH_HEADER_BYTES + header.payloadBytes !== batch.byteLength) bad(`${batch.byteLength} bytes for a batch of ${BATCH_HEADER_BYTES + header.payloadBytes}`);
+    if (!verifyBatch(batch, 0, header.payloadBytes)) {
+      throw new TidelogError('CHECKSUM_MISMATCH', `appendSealed: the batch at seq ${header.firstSeq} fails its checksum`, { details: { firstSeq: header.firstSeq } });
+    }
+    if (header.leaderEpoch > this.options.leaderEpoch) {
+      bad(`a batch of epoch ${header.leaderEpoch}, newer than ${this.options.leaderEpoch} recorded here (setEpoch first)`, { epoch: header.leaderEpoch });
+    }
+    if (header.leaderEpoch < this.newestBatchEpoch) {
+      throw new TidelogError('FENCED', `appendSealed: a batch of epoch ${header.leaderEpoch} after one of epoch ${this.newestBatchEpoch}`, {
+        details: { epoch: header.leaderEpoch, newestEpoch: this.newestBatchEpoch },
+      });
+    }
+    const expectedSeq = this.queue.nextSequence;
+    if (header.firstSeq !== expectedSeq) {
+      throw new TidelogError('SEQUENCE_GAP', `appendSealed: a batch at seq ${header.firstSeq}, the log continues at ${expectedSeq}`, {
+        details: { firstSeq: header.firstSeq, expectedSeq },
+      });
+    }
+    const eventsEnd = BATCH_HEADER_BYTES + header.count * EVENT_BYTES;
+    const notes = header.notesBytes > 0 ? readNotes(batch, eventsEnd, header.notesBytes) : [];
+    if (notes === null) return bad('the notes section does not parse');
+    return { header, notes: notes.map((note) => note.slice()) };
   }
 
   /** Records that everything up to `seq` is materialised; replay resumes strictly after it. */
@@ -758,7 +818,9 @@ export class Wal implements WriterLane {
     if (onDurable !== undefined) {
       try {
         for (const group of groups) {
-          if (group.sealed !== null) onDurable(this.persistedInfo({ ...group, lastSeq: group.lastSeq, bytes: group.sealed.byteLength, notes: group.notes ?? NO_NOTES }, open.fileName));
+          if (group.sealed === null) continue;
+          const info = this.persistedInfo({ ...group, lastSeq: group.lastSeq, bytes: group.sealed.byteLength, notes: group.notes ?? NO_NOTES }, open.fileName);
+          onDurable({ ...info, sealed: group.sealed });
         }
       } catch (cause) {
         this.hookFailed(this.options.commit === 'external' ? null : groups, cause);
@@ -974,6 +1036,7 @@ export class Wal implements WriterLane {
       lastKept: segment.firstSeq - 1,
       newestBatchNs: -1n,
       newestDedupNs: -1n,
+      newestEpoch: 0,
     };
     await scanHeaders(io, dir, toSegmentInfo(segment), (header, offset) => {
       const lastSeq = header.firstSeq + header.count - 1;
@@ -988,6 +1051,7 @@ export class Wal implements WriterLane {
       }
       cut.index.add(header.firstSeq, offset);
       cut.lastKept = lastSeq;
+      if (header.leaderEpoch > cut.newestEpoch) cut.newestEpoch = header.leaderEpoch;
       if (header.count > 0 && header.timestampNs > cut.newestBatchNs) cut.newestBatchNs = header.timestampNs;
       if (header.count > 0 && !header.skipsDedup && header.timestampNs > cut.newestDedupNs) cut.newestDedupNs = header.timestampNs;
       return true;
@@ -1020,6 +1084,9 @@ export class Wal implements WriterLane {
       isNewestKnown: true,
     });
     this.lastDurableSeq = Math.min(this.lastDurableSeq, cut.lastKept);
+    // The cut batches may have carried a newer epoch; what the log keeps decides now (a segment
+    // that keeps no batch allows any epoch up to the recorded one).
+    this.newestBatchEpoch = cut.newestEpoch;
     if (this.diskBacklogSeq > cut.lastKept) this.diskBacklogSeq = cut.lastKept > this.appliedSeq ? cut.lastKept : 0;
     return Math.max(0, lastBefore - this.lastDurableSeq);
   }

@@ -279,4 +279,71 @@ test('commit-point - a damaged replica file is CHECKPOINT_DAMAGED naming it', as
   }
 });
 
+test('commit-point - a follower appends its leader\'s sealed batches verbatim; gaps, damage, other shards and stale epochs are refused', async () => {
+  const leaderDir = tempDir();
+  const followerDir = tempDir();
+  const otherDir = tempDir();
+  try {
+    const shipped: Uint8Array[] = [];
+    const { wal: leader } = await Wal.open({ dir: leaderDir, ...options, leaderEpoch: 2, onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
+    const followerMachine = new SumMachine();
+    const { wal: follower } = await Wal.open({ dir: followerDir, ...options, leaderEpoch: 2, stateMachine: followerMachine });
+    const calls: Array<Promise<number[]>> = [];
+    for (let id = 1; id <= 9; id += 3) calls.push((await appendDurable(leader, [id, id + 1, id + 2])).call);
+    assert.is(shipped.length, 3);
+
+    // Refusals first: each leaves the follower's log as it was.
+    assert.is((await rejection(() => follower.appendSealed(shipped[1]))).code, 'SEQUENCE_GAP', 'a gap: seq 4 where 1 is next');
+    const damaged = shipped[0].slice();
+    damaged[damaged.byteLength - 1] ^= 0x40;
+    assert.is((await rejection(() => follower.appendSealed(damaged))).code, 'CHECKSUM_MISMATCH');
+    assert.is((await rejection(() => follower.appendSealed(shipped[0].subarray(0, 70)))).code, 'BAD_REQUEST', 'a torn batch');
+    const otherShard = await Wal.open({ dir: otherDir, ...options, shard: 1 });
+    assert.is((await rejection(() => otherShard.wal.appendSealed(shipped[0]))).code, 'BAD_REQUEST', 'a batch of another shard');
+    await otherShard.wal.close();
+    const behind = await Wal.open({ dir: otherDir, ...options, leaderEpoch: 1 });
+    assert.match((await rejection(() => behind.wal.appendSealed(shipped[0]))).message, /setEpoch first/, 'an epoch not recorded here yet');
+    await behind.wal.close();
+    assert.is(follower.durableSeq, 0);
+
+    for (const batch of shipped) await follower.appendSealed(batch);
+    assert.is(follower.durableSeq, 9, 'appendSealed resolves once durable');
+    assert.is(follower.committedSeq, 0, 'and nothing is folded before the commit point');
+    assert.is(followerMachine.count, 0);
+    await follower.commitTo(9);
+    assert.is(followerMachine.count, 9);
+    await leader.commitTo(9);
+    await Promise.all(calls);
+
+    // Byte for byte the leader's batches, seqs and epoch included.
+    const leaderBatches = await collect(leader.readBatches({ fromSeq: 1 }));
+    const followerBatches = await collect(follower.readBatches({ fromSeq: 1 }));
+    assert.equal(
+      followerBatches.map((batch) => [batch.firstSeq, batch.count, batch.leaderEpoch, batch.timestampNs, Array.from(batch.events)]),
+      leaderBatches.map((batch) => [batch.firstSeq, batch.count, batch.leaderEpoch, batch.timestampNs, Array.from(batch.events)]),
+    );
+
+    // After the leader moves to epoch 3, a batch of epoch 2 can no longer follow one of epoch 3.
+    await leader.setEpoch(3);
+    const newer = (await appendDurable(leader, [10])).call;
+    await follower.setEpoch(3);
+    await follower.appendSealed(shipped[3]);
+    const stale = shipped[0].slice();
+    assert.is((await rejection(() => follower.appendSealed(stale))).code, 'FENCED');
+    await leader.commitTo(10);
+    await follower.commitTo(10);
+    await newer;
+    await leader.close();
+    await follower.close();
+    const reopened = await Wal.open({ dir: followerDir, ...options, stateMachine: new SumMachine() });
+    assert.is(reopened.wal.durableSeq, 10);
+    assert.is(reopened.wal.committedSeq, 10);
+    await reopened.wal.close();
+  } finally {
+    removeDir(leaderDir);
+    removeDir(followerDir);
+    removeDir(otherDir);
+  }
+});
+
 test.run();
