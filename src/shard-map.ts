@@ -4,7 +4,7 @@
 // maps to exactly one shard of `shards` (range: the ranges tile 0..2^64-1 with no gap or
 // overlap), and the mapping of a spec never changes.
 //
-// Strategies (RouterSpec in src/transport/messages.ts):
+// Strategies (RouterSpec below; the shard map on the wire, docs/PROTOCOL.md):
 //   single          every entity → shard 0
 //   hash(n)         shard = murmur3_x86_32(entityId as 8 bytes little-endian, seed 0) mod n
 //   range(ranges)   shard = the range with from ≤ entityId ≤ to (inclusive u64 bounds)
@@ -19,7 +19,6 @@
 import { TidelogError } from './errors.ts';
 import { EVENT_BYTES } from './event.ts';
 import { finalMix, mixWord } from './murmur.ts';
-import type { RouterSpec } from './transport/messages.ts';
 
 /** Shard ids are u16 (the wire's route table is one u16 per event). */
 export const MAX_SHARD_ID = 0xffff;
@@ -44,6 +43,12 @@ export function entityHash(lo: number, hi: number): number {
 }
 
 type Strategy = 'single' | 'hash' | 'range';
+
+/** A router as config and the wire describe it (InfoReply.router). */
+export type RouterSpec =
+  | { strategy: 'single' }
+  | { strategy: 'hash'; shards: number }
+  | { strategy: 'range'; ranges: Array<{ shard: number; from: string; to: string }> };
 
 export class ShardRouter {
   /** Shard ids, ascending, unique. */

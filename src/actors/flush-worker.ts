@@ -18,13 +18,38 @@
 
 import { assign, fromCallback, sendTo, setup } from 'xstate';
 import { TidelogError } from '../errors.ts';
-import type { CommitGroup } from '../wal/commit-queue.ts';
-import { recordUs } from '../wal/flush-metrics.ts';
-import type { SegmentWriter } from '../wal/segment-writer.ts';
+
+// The worker is generic over what it writes: it declares what it needs of a batch and of the
+// lane's files, and src/wal (which composes the actors behind Wal.open) provides them. So
+// src/actors imports nothing from src/wal.
+
+/** What the flush worker needs of a batch. */
+export interface FlushGroup {
+  /** The sealed batch (header + payload); null for a group of only duplicates (nothing to write). */
+  readonly sealed: Uint8Array | null;
+  /** When it was sealed (for the queue-wait metric). */
+  readonly sealedAtNs: bigint;
+}
+
+/** The lane's files as the flush worker uses them (src/wal's SegmentWriter). */
+export interface LaneFiles {
+  /** Starts a new segment at firstSeq opened by headRecord (the old one synced first). */
+  rotate(firstSeq: number, headRecord: Uint8Array): Promise<void>;
+  /** One write of the bytes, then one fdatasync if asked. */
+  append(bytes: Uint8Array, shouldSync: boolean): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+  /** Closes without syncing (the lane failed). */
+  abandon(): Promise<void>;
+  /** A flush is about to be written: its first batch was sealed at sealedAtNs. */
+  noteQueueWait(sealedAtNs: bigint): void;
+  /** A flush of `batches` batches and `events` events was written. */
+  noteWritten(batches: number, events: number): void;
+}
 
 export interface FlushRequest {
   /** Batches in seq order; a group of only duplicates has no bytes but still settles here. */
-  groups: CommitGroup[];
+  groups: readonly FlushGroup[];
   /** The sealed batches back to back: one write. */
   bytes: Uint8Array;
   events: number;
@@ -36,7 +61,8 @@ export interface FlushRequest {
 export type FlushWorkerOp =
   | { type: 'FLUSH'; request: FlushRequest }
   | { type: 'SYNC' }
-  | { type: 'TASK'; run: (files: SegmentWriter) => Promise<void>; resolve: () => void; reject: (error: Error) => void }
+  /** Work on the lane's files between flushes (the task closes over the files it needs). */
+  | { type: 'TASK'; run: () => Promise<void>; resolve: () => void; reject: (error: Error) => void }
   /** isAbandoned: the lane failed, so close without syncing (a failed fsync is never retried). */
   | { type: 'CLOSE'; isAbandoned?: boolean };
 
@@ -47,7 +73,7 @@ export type FlushWorkerReport =
   | { type: 'WORKER_CLOSED' };
 
 export interface FlushWorkerInput {
-  files: SegmentWriter;
+  files: LaneFiles;
   report: (event: FlushWorkerReport) => void;
   nowNs: () => bigint;
   /** Bound on queued operations; the writer keeps at most one FLUSH in flight. */
@@ -67,10 +93,11 @@ async function execute(input: { context: FlushWorkerContext; op: FlushWorkerOp }
       const { groups, bytes, rotate, shouldSync } = op.request;
       if (bytes.byteLength === 0) return op; // every event was a duplicate: nothing to write
       if (rotate !== null) await files.rotate(rotate.firstSeq, rotate.headRecord);
-      recordUs(files.metrics.queueWait, groups[0].sealedAtNs, context.nowNs());
+      files.noteQueueWait(groups[0].sealedAtNs);
       await files.append(bytes, shouldSync);
-      for (const group of groups) if (group.sealed !== null) files.metrics.batches++;
-      files.metrics.events += op.request.events;
+      let batches = 0;
+      for (const group of groups) if (group.sealed !== null) batches++;
+      files.noteWritten(batches, op.request.events);
       return op;
     }
     case 'SYNC':
@@ -78,7 +105,7 @@ async function execute(input: { context: FlushWorkerContext; op: FlushWorkerOp }
       return op;
     case 'TASK':
       try {
-        await op.run(files);
+        await op.run();
         op.resolve();
       } catch (error) {
         op.reject(error instanceof Error ? error : new Error(String(error)));

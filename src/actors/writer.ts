@@ -18,14 +18,22 @@
 
 import { and, sendTo, setup, type ActorRefFrom } from 'xstate';
 import { TidelogError } from '../errors.ts';
-import type { CommitQueue } from '../wal/commit-queue.ts';
-import type { SegmentWriter } from '../wal/segment-writer.ts';
-import { flushWorkerMachine, type FlushRequest, type FlushWorkerOp, type FlushWorkerReport } from './flush-worker.ts';
+import { flushWorkerMachine, type FlushRequest, type FlushWorkerOp, type FlushWorkerReport, type LaneFiles } from './flush-worker.ts';
+
+/** What the writer reads of the lane's queue to decide when to flush (src/wal's CommitQueue). */
+export interface WriterQueue {
+  /** A full group is sealed and waiting. */
+  readonly hasSealedGroup: boolean;
+  /** A group is still open (it may wait for company). */
+  readonly hasOpenGroup: boolean;
+  readonly hasWork: boolean;
+  readonly isClosing: boolean;
+}
 
 /** What the writer needs from the lane that owns it (implemented by Wal). */
 export interface WriterLane {
-  readonly queue: CommitQueue;
-  readonly files: SegmentWriter;
+  readonly queue: WriterQueue;
+  readonly files: LaneFiles;
   readonly batchLingerMs: number;
   readonly nowNs: () => bigint;
   /** Takes what is queued (as much as fits the segment) and decides rotation and sync. */

@@ -11,6 +11,8 @@
 // - acks carry seqs as runs: [seq, length, seq, length, …] in event order, where a run with
 //   seq 0 is `length` duplicates (content dedup: not written again).
 
+import type { RouterSpec } from '../shard-map.ts';
+
 export const PROTOCOL_VERSION = 1;
 
 /**
@@ -171,10 +173,9 @@ export interface InfoRequest {
   t: 'info';
 }
 
-export type RouterSpec =
-  | { strategy: 'single' }
-  | { strategy: 'hash'; shards: number }
-  | { strategy: 'range'; ranges: Array<{ shard: number; from: string; to: string }> };
+// The shard map on the wire is the router's own description (src/shard-map.ts owns the type,
+// so the top of src/ depends on no folder).
+export type { RouterSpec };
 
 export interface InfoReply {
   v: 1;

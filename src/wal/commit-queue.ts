@@ -462,6 +462,11 @@ export class CommitQueue {
     this.options.leaderEpoch = epoch;
   }
 
+  /** The groups of the flush in flight (empty when none). */
+  get inFlightGroups(): CommitGroup[] {
+    return this.inFlight;
+  }
+
   /** Durable groups waiting for the commit point, oldest first. */
   get awaitingCommit(): readonly CommitGroup[] {
     return this.durableGroups;

@@ -121,6 +121,17 @@ export class SegmentWriter {
     if (shouldSync) await this.sync();
   }
 
+  /** A flush is about to be written: its first batch was sealed at sealedAtNs (queue-wait metric). */
+  noteQueueWait(sealedAtNs: bigint): void {
+    recordUs(this.metrics.queueWait, sealedAtNs, this.nowNs());
+  }
+
+  /** A flush of `batches` batches and `events` events was written. */
+  noteWritten(batches: number, events: number): void {
+    this.metrics.batches += batches;
+    this.metrics.events += events;
+  }
+
   /** writeFully, synchronously; a failure is WRITE_FAILED as in the async path. */
   private writeNow(writeSync: (bytes: Uint8Array, position: number) => number, bytes: Uint8Array): void {
     let done = 0;

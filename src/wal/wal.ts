@@ -781,7 +781,10 @@ export class Wal implements WriterLane {
   }
 
   groupDurable(request: FlushRequest): void {
-    const { groups, rotate } = request;
+    // The worker sees batches as FlushGroups; the queue knows them as the groups in flight.
+    const groups = this.queue.inFlightGroups;
+    if (groups.length !== request.groups.length) throw new Error('invariant violated: the flush persisted is not the one in flight');
+    const { rotate } = request;
     // Bookkeeping first, for every batch of the flush: it is all durable, whatever a hook does.
     if (rotate !== null) {
       const headBytes = rotate.headRecord.byteLength;
@@ -1096,7 +1099,7 @@ export class Wal implements WriterLane {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing && !isClosing) return Promise.reject(new TidelogError('CLOSED', 'the WAL is closed'));
     const { promise, resolve, reject } = deferred<void>();
-    this.writer.send({ type: 'WORKER_OP', op: { type: 'TASK', run, resolve, reject } });
+    this.writer.send({ type: 'WORKER_OP', op: { type: 'TASK', run: () => run(this.files), resolve, reject } });
     return promise;
   }
 }
