@@ -49,6 +49,8 @@ export interface StoredBatch {
   leaderEpoch: number;
   /** Opaque notes written atomically with these events, in append order; empty when none. */
   notes: readonly Uint8Array[];
+  /** The batch as stored, header included (when read from a segment): what appendSealed takes. */
+  sealed?: Uint8Array;
 }
 
 function unreadable(path: string, cause: unknown): TidelogError {
@@ -130,6 +132,7 @@ export async function* readBatches(
             timestampNs: header.timestampNs,
             leaderEpoch: header.leaderEpoch,
             notes: record.notes,
+            sealed: buffer.subarray(at, at + recordBytes),
           };
         }
         offset += recordBytes;

@@ -606,12 +606,15 @@ export class Wal implements WriterLane {
 
   /**
    * Committed batches (packed) holding seqs from `fromSeq`; the first may start earlier.
-   * Notes-only batches come when fromSeq ≤ their firstSeq ≤ toSeq + 1 (see reader.ts). The
-   * first segment is entered through its sparse index: a page costs O(page), not O(segment).
+   * `uncommitted: true` goes on to the durable end (a shipper's catch-up; external commit).
+   * Each carries its stored bytes in `sealed`. Notes-only batches come when fromSeq ≤ their
+   * firstSeq ≤ toSeq + 1 (see reader.ts). The first segment is entered through its sparse
+   * index: a page costs O(page), not O(segment).
    */
-  readBatches(options: { fromSeq?: number; toSeq?: number } = {}): AsyncGenerator<StoredBatch> {
+  readBatches(options: { fromSeq?: number; toSeq?: number; uncommitted?: boolean } = {}): AsyncGenerator<StoredBatch> {
     const fromSeq = options.fromSeq ?? 1;
-    const toSeq = Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, this.lastDurableSeq);
+    const end = options.uncommitted === true ? this.lastDurableSeq : this.appliedSeq;
+    const toSeq = Math.min(options.toSeq ?? Number.MAX_SAFE_INTEGER, end);
     const oldest = this.segmentList[0]?.firstSeq ?? 1;
     if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new TidelogError('BAD_REQUEST', `fromSeq must be >= 1`);
     if (fromSeq < oldest && fromSeq <= toSeq) {
@@ -927,7 +930,7 @@ export class Wal implements WriterLane {
     const toSeq = Math.min(this.commitTarget, this.diskBacklogSeq);
     let notesToSkip = this.notesBatchesAfter;
     try {
-      for await (const batch of this.readBatches({ fromSeq: this.appliedSeq + 1, toSeq })) {
+      for await (const batch of this.readBatches({ fromSeq: this.appliedSeq + 1, toSeq, uncommitted: true })) {
         const lastSeq = batch.firstSeq + batch.count - 1;
         if (lastSeq > toSeq) break; // a batch that ends past the commit point waits whole
         if (batch.count === 0 && batch.firstSeq === this.appliedSeq + 1 && notesToSkip > 0) {

@@ -346,4 +346,42 @@ test('commit-point - a follower appends its leader\'s sealed batches verbatim; g
   }
 });
 
+test('commit-point - readers see committed batches only; a catch-up reads the durable rest, sealed bytes included, for appendSealed', async () => {
+  const leaderDir = tempDir();
+  const followerDir = tempDir();
+  try {
+    const { wal: leader } = await Wal.open({ dir: leaderDir, ...options });
+    const calls: Array<Promise<number[]>> = [];
+    for (let id = 1; id <= 12; id += 2) calls.push((await appendDurable(leader, [id, id + 1])).call);
+    await leader.commitTo(6);
+    assert.equal(
+      (await collect(leader.read({ fromSeq: 1 }))).map((entry) => entry.seq),
+      [1, 2, 3, 4, 5, 6],
+      'read() stops at the commit point',
+    );
+    const durable = await collect(leader.readBatches({ fromSeq: 1, uncommitted: true }));
+    assert.equal(
+      durable.map((batch) => batch.firstSeq),
+      [1, 3, 5, 7, 9, 11],
+    );
+    // A follower that starts empty catches up from the leader's segments (several of them).
+    assert.ok(leader.segments().length >= 2);
+    const { wal: follower } = await Wal.open({ dir: followerDir, ...options });
+    for (const batch of durable) await follower.appendSealed(batch.sealed ?? new Uint8Array(0));
+    assert.is(follower.durableSeq, 12);
+    await follower.commitTo(12);
+    await leader.commitTo(12);
+    await Promise.all(calls);
+    assert.equal(
+      (await collect(follower.read({ fromSeq: 1 }))).map((entry) => Number(entry.event.entityId)),
+      Array.from({ length: 12 }, (_, index) => index + 1),
+    );
+    await leader.close();
+    await follower.close();
+  } finally {
+    removeDir(leaderDir);
+    removeDir(followerDir);
+  }
+});
+
 test.run();
