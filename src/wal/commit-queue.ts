@@ -491,18 +491,38 @@ export class CommitQueue {
   }
 
   /**
-   * Cuts everything after `seq` (truncateAfter): the groups not yet written and the durable
-   * groups that end past `seq` leave the queue and their callers are rejected with `error`;
-   * the next seq handed out is seq + 1. Groups in flight are left alone: the caller refuses
-   * appends, waits for the flush, and calls this again.
+   * truncateAfter, first step: the groups not yet written (sealed or open) leave the queue and
+   * their callers are rejected with `error`; they never reach the log. The flush in flight
+   * is left alone.
    */
-  cutAfter(seq: number, error: Error, nowMs: number): void {
+  dropUnwritten(error: Error): void {
+    const dropped = [...this.sealedGroups.splice(0), ...(this.openGroup === null ? [] : [this.openGroup])];
+    this.openGroup = null;
+    this.rejectGroups(dropped, error);
+  }
+
+  /**
+   * truncateAfter, once the cut is on disk: the durable groups that end past `seq` leave the
+   * queue, their callers are rejected with `error`, and the next seq handed out is seq + 1.
+   * A call with parts on both sides of the cut is rejected although its first part stays (a
+   * call with a note, as every session append, is never split, so this is session-less only).
+   */
+  cutDurableAfter(seq: number, error: Error, nowMs: number): void {
+    if (this.inFlight.length > 0 || this.sealedGroups.length > 0 || this.openGroup !== null) {
+      throw new Error('invariant violated: a cut with groups still queued or in flight');
+    }
     let keep = 0;
     while (keep < this.durableGroups.length && this.durableGroups[keep].lastSeq <= seq) keep++;
-    const dropped = [...this.durableGroups.splice(keep), ...this.sealedGroups.splice(0), ...(this.openGroup === null ? [] : [this.openGroup])];
-    this.openGroup = null;
+    this.rejectGroups(this.durableGroups.splice(keep), error);
+    this.nextSeq = seq + 1;
+    // Events the window remembers may have been cut: a resend of one must be written again.
+    // (Committed ones are forgotten too: a session-less retry of one is then written twice.)
+    this.dedup.forgetAll(nowMs);
+  }
+
+  private rejectGroups(groups: readonly CommitGroup[], error: Error): void {
     const rejected = new Set<Waiter>();
-    for (const group of dropped) {
+    for (const group of groups) {
       this.pendingEvents -= group.submitted;
       this.pendingNoteBytes -= group.notesBytes;
       group.durableWaiter?.reject(error);
@@ -512,11 +532,6 @@ export class CommitQueue {
         waiter.reject(error);
       }
     }
-    // A waiter with a part in a kept group and a part in a dropped one was rejected above; the
-    // kept group's settling later is then a no-op on a settled promise.
-    this.nextSeq = seq + 1;
-    // Events the window remembers may have been cut: a resend of one must be written again.
-    this.dedup.forgetAll(nowMs);
   }
 
   /** The lane failed: reject everything pending and everything that comes later. */

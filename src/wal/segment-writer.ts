@@ -195,8 +195,9 @@ export class SegmentWriter {
     }
     for (const fileName of [...later].reverse()) {
       await this.wrap('IO_ERROR', () => deleteGradually(this.io, this.dir, fileName), fileName);
+      // One directory sync per removal: the file system keeps no order between unsynced unlinks.
+      if (this.fsyncMode !== 'off') await this.wrap('FSYNC_FAILED', () => this.io.syncDir(this.dir));
     }
-    if (later.length > 0 && this.fsyncMode !== 'off') await this.wrap('FSYNC_FAILED', () => this.io.syncDir(this.dir));
     if (this.segment?.fileName !== segment.fileName) {
       const previous = this.file;
       this.file = await this.wrap('IO_ERROR', () => this.io.open(join(this.dir, segment.fileName), 'readwrite'), segment.fileName);

@@ -107,8 +107,10 @@ export interface OpenedLog {
   appliedSeq: number;
   /** Notes-only batches at appliedSeq + 1 already folded. */
   notesBatchesAfter: number;
-  /** The newest leader epoch among the batches scanned and the last segment's head. */
+  /** The newest leader epoch among the batches scanned. */
   newestEpoch: number;
+  /** Notes-only batches after the log's last event batch (scanned ones). */
+  trailingNotes: number;
   replayed: SignalEvent[];
   recovery: WalRecovery;
   files: SegmentWriter;
@@ -146,6 +148,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
   let appliedSeq = 0;
   let notesApplied = 0;
   let newestEpoch = 0;
+  let trailingNotes = 0;
 
   const phasesMs = { restore: 0, scan: 0, syncClosed: 0 };
   const openStartMs = performance.now();
@@ -176,6 +179,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       const payloadStart = offset + BATCH_HEADER_BYTES;
       if (header.timestampNs > newestSealNs) newestSealNs = header.timestampNs;
       if (header.leaderEpoch > newestEpoch) newestEpoch = header.leaderEpoch;
+      trailingNotes = header.count > 0 ? 0 : trailingNotes + 1;
       if (header.count > 0 && !header.skipsDedup && dedup.isEnabled && header.timestampNs >= dedupCutoffNs) {
         tail.push(bytes, payloadStart, header.count);
       }
@@ -189,7 +193,10 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       if (!isAfter) return;
       logBytesAfterSnapshot += BATCH_HEADER_BYTES + header.payloadBytes;
       if (isApplying && isExternal && lastSeq > Math.max(settings.committedSeq, restored.seq)) isApplying = false;
-      if (stateMachine !== undefined && isApplying) {
+      // External commit: what follows the committed seq is neither folded nor replayed here;
+      // it is folded (and reported to onPersisted) when commitTo reaches it.
+      if (!isApplying) return;
+      if (stateMachine !== undefined) {
         if (header.count > 0) notesApplied = 0;
         else notesApplied++;
         appliedSeq = Math.max(appliedSeq, lastSeq);
@@ -305,7 +312,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
   if (stateMachine === undefined) appliedSeq = isExternal ? Math.min(settings.committedSeq, lastSeq) : lastSeq;
   else appliedSeq = Math.min(lastSeq, Math.max(appliedSeq, restored.seq));
   if (appliedSeq < lastSeq && !isExternal) throw new Error(`invariant violated: the open folded to ${appliedSeq} of ${lastSeq}`);
-  return { segments: infos, lastSeq, checkpointSeq, newestSealNs, snapshots, logBytesAfterSnapshot, appliedSeq, notesBatchesAfter: notesApplied, newestEpoch, replayed, recovery, files };
+  return { segments: infos, lastSeq, checkpointSeq, newestSealNs, snapshots, logBytesAfterSnapshot, appliedSeq, notesBatchesAfter: notesApplied, newestEpoch, trailingNotes, replayed, recovery, files };
 }
 
 function toRetained(segment: RecoveredSegment): RetainedSegment {

@@ -127,6 +127,8 @@ export class Wal implements WriterLane {
    * queue); commitTo folds them from the segments before anything newer.
    */
   private diskBacklogSeq: number;
+  /** Notes-only batches on disk at open right after diskBacklogSeq (the backlog's too). */
+  private diskBacklogNotes: number;
   /** Epoch of the newest batch queued or in the log: a sealed batch may not go below it. */
   private newestBatchEpoch: number;
   /** Commit work in order: folding from disk is asynchronous. */
@@ -161,6 +163,7 @@ export class Wal implements WriterLane {
       appliedSeq: number;
       notesBatchesAfter: number;
       newestEpoch: number;
+      trailingNotes: number;
     },
     dedup: DedupWindow,
     files: SegmentWriter,
@@ -172,6 +175,7 @@ export class Wal implements WriterLane {
     this.appliedSeq = opened.appliedSeq;
     this.commitTarget = opened.appliedSeq;
     this.diskBacklogSeq = opened.appliedSeq < opened.lastSeq ? opened.lastSeq : 0;
+    this.diskBacklogNotes = this.diskBacklogSeq > 0 ? opened.trailingNotes : 0;
     this.notesBatchesAfter = opened.notesBatchesAfter;
     this.newestBatchEpoch = opened.newestEpoch;
     this.checkpointSeq = opened.checkpointSeq;
@@ -261,6 +265,7 @@ export class Wal implements WriterLane {
         if (resolved.commit === 'external') resolved.committedSeq = Math.max(resolved.committedSeq, replica.committedSeq);
       }
       const opened = await openLog(resolved, dedup, resolved.dedupMaxEvents);
+      files = opened.files;
       if (opened.newestEpoch > resolved.leaderEpoch) {
         if (options.leaderEpoch !== undefined) throw fencedOpen(shard, options.leaderEpoch, opened.newestEpoch);
         resolved.leaderEpoch = opened.newestEpoch;
@@ -345,21 +350,44 @@ export class Wal implements WriterLane {
     const run = this.commitChain.then(async () => {
       try {
         if (this.failure) throw this.failure;
+        // Checked again in turn: a commitTo made after this call was queued moved the commit
+        // point meanwhile, and a committed seq is never cut.
+        const committed = Math.max(this.commitTarget, this.appliedSeq);
+        if (seq < committed) {
+          throw new TidelogError('BAD_REQUEST', `truncateAfter(${seq}): seqs up to ${committed} are committed and never cut`, {
+            details: { seq, committedSeq: committed },
+          });
+        }
         if (seq >= this.queue.nextSequence - 1) return 0; // nothing was handed out past seq
         if (seq > this.lastDurableSeq) {
           throw new TidelogError('BAD_REQUEST', `truncateAfter(${seq}): the log is durable only up to ${this.lastDurableSeq}; cut at or below it`, {
             details: { seq, durableSeq: this.lastDurableSeq },
           });
         }
+        const oldest = this.segmentList[0]?.firstSeq ?? 1;
+        if (seq + 1 < oldest) {
+          throw new TidelogError('BAD_REQUEST', `truncateAfter(${seq}): the log starts at ${oldest}`, { details: { seq, oldestSeq: oldest } });
+        }
         // Found (and checked) before anything changes: a refused cut leaves everything as it was.
         const cut = await this.findCut(seq);
-        // Drop what is not yet written; the flush in flight (if any) ends before the task below
-        // runs (the flush worker runs one operation at a time), and its groups go then.
-        this.queue.cutAfter(seq, refusal, this.options.clock.nowMs());
+        if (cut.lastKept !== seq) throw new Error(`invariant violated: a cut after ${seq} keeps the log to ${cut.lastKept}`);
+        // What is not yet written goes now (it never reaches the log); the flush in flight, if
+        // any, ends before the task below runs (the flush worker runs one operation at a time).
+        this.queue.dropUnwritten(refusal);
         let removed = 0;
         await this.runTask(async (files) => {
-          removed = await this.applyCut(files, cut);
-          this.queue.cutAfter(seq, refusal, this.options.clock.nowMs());
+          try {
+            removed = await this.applyCut(files, cut);
+          } catch (error) {
+            // Files may be half cut (segments removed, the cut segment not): fail-stop, as for
+            // a failed flush; the next open repairs what a crash would have left.
+            const failure = error instanceof TidelogError ? error : asTidelogError(error, this.options.dir);
+            this.laneFailed(failure);
+            this.writer.send({ type: 'FLUSH_FAILED', error: failure });
+            throw failure;
+          }
+          // Only now, with the cut on disk, are the callers of the cut batches told.
+          this.queue.cutDurableAfter(seq, refusal, this.options.clock.nowMs());
         });
         return removed;
       } finally {
@@ -509,8 +537,10 @@ export class Wal implements WriterLane {
 
   /** Records that everything up to `seq` is materialised; replay resumes strictly after it. */
   async checkpoint(seq: number, snapshot: Uint8Array = new Uint8Array(0)): Promise<void> {
-    if (!Number.isSafeInteger(seq) || seq < 0 || seq > this.durableSeq) {
-      throw new TidelogError('OUT_OF_RANGE', `checkpoint(${seq}): seq must be 0..${this.durableSeq} (durable)`);
+    // External commit: only what is committed may be materialised elsewhere (it is never cut).
+    const limit = this.options.commit === 'external' ? this.appliedSeq : this.durableSeq;
+    if (!Number.isSafeInteger(seq) || seq < 0 || seq > limit) {
+      throw new TidelogError('OUT_OF_RANGE', `checkpoint(${seq}): seq must be 0..${limit} (${this.options.commit === 'external' ? 'committed' : 'durable'})`);
     }
     if (!(snapshot instanceof Uint8Array)) throw new TidelogError('BAD_REQUEST', 'checkpoint snapshot must be a Uint8Array');
     const copy = snapshot.slice(); // the caller may reuse its buffer before the task runs
@@ -702,6 +732,8 @@ export class Wal implements WriterLane {
       if (this.syncTimer) clearInterval(this.syncTimer);
       if (this.retentionTimer) clearInterval(this.retentionTimer);
       await this.snapshotter.close();
+      // Commit work under way (a fold from disk stops at its next batch) and cuts finish first.
+      await this.commitChain;
       // External commit: keep the commit point for the next open (a lower bound is all it claims).
       if (this.options.commit === 'external' && this.failure === null && this.appliedSeq > 0) {
         await this.runTask(() => this.writeReplica(this.options.leaderEpoch), true).catch(() => undefined);
@@ -929,13 +961,21 @@ export class Wal implements WriterLane {
   private async foldFromDisk(): Promise<void> {
     const toSeq = Math.min(this.commitTarget, this.diskBacklogSeq);
     let notesToSkip = this.notesBatchesAfter;
+    // Notes-only batches right after the backlog's last event: only those on disk at open are
+    // the backlog's; any later one is a group in memory, folded from there.
+    let backlogNotesLeft = this.diskBacklogNotes;
     try {
       for await (const batch of this.readBatches({ fromSeq: this.appliedSeq + 1, toSeq, uncommitted: true })) {
+        if (this.closing !== null) return;
         const lastSeq = batch.firstSeq + batch.count - 1;
         if (lastSeq > toSeq) break; // a batch that ends past the commit point waits whole
         if (batch.count === 0 && batch.firstSeq === this.appliedSeq + 1 && notesToSkip > 0) {
           notesToSkip--;
           continue;
+        }
+        if (batch.count === 0 && batch.firstSeq === this.diskBacklogSeq + 1) {
+          if (backlogNotesLeft === 0) break;
+          backlogNotesLeft--;
         }
         if (batch.count > 0 && lastSeq <= this.appliedSeq) continue;
         this.applyBatch(batch);
@@ -945,7 +985,10 @@ export class Wal implements WriterLane {
       this.hookFailed(null, cause);
       return;
     }
-    if (this.appliedSeq >= this.diskBacklogSeq) this.diskBacklogSeq = 0;
+    if (this.appliedSeq >= this.diskBacklogSeq && toSeq >= this.diskBacklogSeq) {
+      this.diskBacklogSeq = 0;
+      this.diskBacklogNotes = 0;
+    }
     this.afterCommit();
   }
 
