@@ -56,6 +56,8 @@ export interface FlushRequest {
   /** Start a new segment at this seq, opened by this head record (a marker), before writing. */
   rotate: { firstSeq: number; headRecord: Uint8Array } | null;
   shouldSync: boolean;
+  /** Work that must be durable before these batches are written (a failure fails the flush). */
+  prelude: (() => Promise<void>) | null;
 }
 
 export type FlushWorkerOp =
@@ -92,6 +94,7 @@ async function execute(input: { context: FlushWorkerContext; op: FlushWorkerOp }
     case 'FLUSH': {
       const { groups, bytes, rotate, shouldSync } = op.request;
       if (bytes.byteLength === 0) return op; // every event was a duplicate: nothing to write
+      if (op.request.prelude !== null) await op.request.prelude();
       if (rotate !== null) await files.rotate(rotate.firstSeq, rotate.headRecord);
       files.noteQueueWait(groups[0].sealedAtNs);
       await files.append(bytes, shouldSync);

@@ -3,8 +3,9 @@
 // firstSeq is seq + 1 and whose payload is an optional snapshot, so the same checksum code
 // guards it. Written tmp → fsync → rename → fsync(dir): a reader sees the old file or the new.
 // The replica file (replica-SSSSS.bin) is one record of the same kind: its leaderEpoch is the
-// highest epoch the replica has seen (it refuses older ones, across restarts) and its
-// firstSeq − 1 a seq known committed when it was written; no payload.
+// highest epoch the replica has seen (it refuses older ones, across restarts), its firstSeq − 1
+// a seq known committed when it was written, and its payload where each epoch's part of the
+// log begins: n × (epoch u64, first seq u64), epochs ascending (docs/FORMAT.md).
 
 import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
@@ -57,17 +58,33 @@ export async function readCheckpointFile(io: FileIo, dir: string, shard: number)
   };
 }
 
+export interface EpochStart {
+  epoch: number;
+  /** The first seq of the log written under `epoch`. */
+  firstSeq: number;
+}
+
 export interface ReplicaFile {
   /** The highest epoch this replica has seen. */
   epoch: number;
   /** A seq known committed when the file was written (a lower bound of the commit point). */
   committedSeq: number;
+  /** Where each epoch's part of the log begins, epochs ascending. */
+  epochStarts: readonly EpochStart[];
 }
 
+const EPOCH_START_BYTES = 16;
+
 export async function writeReplicaFile(io: FileIo, dir: string, shard: number, replica: ReplicaFile, timestampNs: bigint): Promise<void> {
+  const payload = new Uint8Array(replica.epochStarts.length * EPOCH_START_BYTES);
+  const view = new DataView(payload.buffer);
+  replica.epochStarts.forEach((start, index) => {
+    view.setBigUint64(index * EPOCH_START_BYTES, BigInt(start.epoch), true);
+    view.setBigUint64(index * EPOCH_START_BYTES + 8, BigInt(start.firstSeq), true);
+  });
   const record = encodeBatch(
     { kind: BatchKind.Checkpoint, shardId: shard, count: 0, leaderEpoch: replica.epoch, firstSeq: replica.committedSeq + 1, timestampNs },
-    new Uint8Array(0),
+    payload,
   );
   await writeFileAtomic(io, dir, replicaFileName(shard), record);
 }
@@ -83,8 +100,19 @@ export async function readReplicaFile(io: FileIo, dir: string, shard: number): P
   };
   if (!record.ok) return fail(record.reason);
   const header = record.header;
-  if (header.kind !== BatchKind.Checkpoint || header.payloadBytes !== 0) fail('not a replica record');
+  if (header.kind !== BatchKind.Checkpoint || header.payloadBytes % EPOCH_START_BYTES !== 0) fail('not a replica record');
   if (header.shardId !== shard) fail(`replica file of shard ${header.shardId}, expected ${shard}`);
-  if (BATCH_HEADER_BYTES !== bytes.byteLength) fail('trailing bytes after the replica record');
-  return { epoch: header.leaderEpoch, committedSeq: header.firstSeq - 1 };
+  if (BATCH_HEADER_BYTES + header.payloadBytes !== bytes.byteLength) fail('trailing bytes after the replica record');
+  const view = new DataView(bytes.buffer, bytes.byteOffset + BATCH_HEADER_BYTES, header.payloadBytes);
+  const epochStarts: EpochStart[] = [];
+  for (let at = 0; at < header.payloadBytes; at += EPOCH_START_BYTES) {
+    const epoch = Number(view.getBigUint64(at, true));
+    const firstSeq = Number(view.getBigUint64(at + 8, true));
+    const previous = epochStarts[epochStarts.length - 1];
+    if (!Number.isSafeInteger(epoch) || !Number.isSafeInteger(firstSeq) || firstSeq < 1) fail('an impossible epoch start');
+    if (previous !== undefined && (epoch <= previous.epoch || firstSeq < previous.firstSeq)) fail('epoch starts out of order');
+    if (epoch > header.leaderEpoch) fail(`an epoch start of epoch ${epoch}, above the recorded epoch ${header.leaderEpoch}`);
+    epochStarts.push({ epoch, firstSeq });
+  }
+  return { epoch: header.leaderEpoch, committedSeq: header.firstSeq - 1, epochStarts };
 }

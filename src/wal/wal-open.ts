@@ -111,6 +111,8 @@ export interface OpenedLog {
   newestEpoch: number;
   /** Notes-only batches after the log's last event batch (scanned ones). */
   trailingNotes: number;
+  /** Where the scanned batches' epochs go up: (epoch, first seq) each time one does. */
+  scannedEpochStarts: Array<{ epoch: number; firstSeq: number }>;
   replayed: SignalEvent[];
   recovery: WalRecovery;
   files: SegmentWriter;
@@ -149,6 +151,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
   let notesApplied = 0;
   let newestEpoch = 0;
   let trailingNotes = 0;
+  const scannedEpochStarts: Array<{ epoch: number; firstSeq: number }> = [];
 
   const phasesMs = { restore: 0, scan: 0, syncClosed: 0 };
   const openStartMs = performance.now();
@@ -179,6 +182,8 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
       const payloadStart = offset + BATCH_HEADER_BYTES;
       if (header.timestampNs > newestSealNs) newestSealNs = header.timestampNs;
       if (header.leaderEpoch > newestEpoch) newestEpoch = header.leaderEpoch;
+      const lastStart = scannedEpochStarts[scannedEpochStarts.length - 1];
+      if (lastStart === undefined || header.leaderEpoch > lastStart.epoch) scannedEpochStarts.push({ epoch: header.leaderEpoch, firstSeq: header.firstSeq });
       trailingNotes = header.count > 0 ? 0 : trailingNotes + 1;
       if (header.count > 0 && !header.skipsDedup && dedup.isEnabled && header.timestampNs >= dedupCutoffNs) {
         tail.push(bytes, payloadStart, header.count);
@@ -312,7 +317,7 @@ export async function openLog(settings: OpenSettings, dedup: DedupWindow, dedupM
   if (stateMachine === undefined) appliedSeq = isExternal ? Math.min(settings.committedSeq, lastSeq) : lastSeq;
   else appliedSeq = Math.min(lastSeq, Math.max(appliedSeq, restored.seq));
   if (appliedSeq < lastSeq && !isExternal) throw new Error(`invariant violated: the open folded to ${appliedSeq} of ${lastSeq}`);
-  return { segments: infos, lastSeq, checkpointSeq, newestSealNs, snapshots, logBytesAfterSnapshot, appliedSeq, notesBatchesAfter: notesApplied, newestEpoch, trailingNotes, replayed, recovery, files };
+  return { segments: infos, lastSeq, checkpointSeq, newestSealNs, snapshots, logBytesAfterSnapshot, appliedSeq, notesBatchesAfter: notesApplied, newestEpoch, trailingNotes, scannedEpochStarts, replayed, recovery, files };
 }
 
 function toRetained(segment: RecoveredSegment): RetainedSegment {

@@ -27,7 +27,7 @@ import { TidelogError, isTidelogError } from '../errors.ts';
 import { writerMachine, type WriterActor, type WriterLane } from '../actors/writer.ts';
 import type { FlushRequest } from '../actors/flush-worker.ts';
 import { BATCH_HEADER_BYTES, BatchKind, NO_NOTES, notesSectionBytes, readBatchHeader, readNotes, verifyBatch, type BatchHeader } from './batch-format.ts';
-import { readReplicaFile, writeCheckpointFile, writeReplicaFile } from './checkpoint-file.ts';
+import { readReplicaFile, writeCheckpointFile, writeReplicaFile, type EpochStart } from './checkpoint-file.ts';
 import { initChecksum } from './checksum.ts';
 import { CommitQueue, type CommitGroup, type NoteCallback } from './commit-queue.ts';
 import { DedupWindow } from './dedup.ts';
@@ -129,6 +129,8 @@ export class Wal implements WriterLane {
   private diskBacklogSeq: number;
   /** Notes-only batches on disk at open right after diskBacklogSeq (the backlog's too). */
   private diskBacklogNotes: number;
+  /** Where each epoch's part of the log begins (epochs ascending), as the replica file keeps it. */
+  private readonly epochStartList: EpochStart[];
   /** Epoch of the newest batch queued or in the log: a sealed batch may not go below it. */
   private newestBatchEpoch: number;
   /** Commit work in order: folding from disk is asynchronous. */
@@ -164,6 +166,7 @@ export class Wal implements WriterLane {
       notesBatchesAfter: number;
       newestEpoch: number;
       trailingNotes: number;
+      epochStarts: EpochStart[];
     },
     dedup: DedupWindow,
     files: SegmentWriter,
@@ -178,6 +181,7 @@ export class Wal implements WriterLane {
     this.diskBacklogNotes = this.diskBacklogSeq > 0 ? opened.trailingNotes : 0;
     this.notesBatchesAfter = opened.notesBatchesAfter;
     this.newestBatchEpoch = opened.newestEpoch;
+    this.epochStartList = opened.epochStarts;
     this.checkpointSeq = opened.checkpointSeq;
     this.files = files;
     this.queue = new CommitQueue(
@@ -271,7 +275,8 @@ export class Wal implements WriterLane {
         resolved.leaderEpoch = opened.newestEpoch;
       }
       files = opened.files;
-      const wal = new Wal(resolved, lock, opened, dedup, opened.files);
+      const epochStarts = mergeEpochStarts(replica?.epochStarts ?? [], opened.scannedEpochStarts, opened.lastSeq);
+      const wal = new Wal(resolved, lock, { ...opened, epochStarts }, dedup, opened.files);
       // An epoch newer than the one recorded is recorded before anything is sealed with it.
       if (resolved.leaderEpoch > (replica?.epoch ?? 0)) {
         try {
@@ -401,6 +406,24 @@ export class Wal implements WriterLane {
     return run;
   }
 
+  /** Where each epoch's part of the log begins, epochs ascending (a copy). */
+  epochStarts(): EpochStart[] {
+    return this.epochStartList.map((start) => ({ ...start }));
+  }
+
+  /**
+   * The divergence search's question (Kafka's KIP-101/KIP-279): the largest epoch ≤ `epoch`
+   * this log has batches of, and the last seq it holds of that epoch (for the newest epoch, the
+   * durable end). null when the log has no batch of an epoch ≤ `epoch`.
+   */
+  epochEnd(epoch: number): { epoch: number; endSeq: number } | null {
+    let at = this.epochStartList.length - 1;
+    while (at >= 0 && this.epochStartList[at].epoch > epoch) at--;
+    if (at < 0) return null;
+    const next = this.epochStartList[at + 1];
+    return { epoch: this.epochStartList[at].epoch, endSeq: (next === undefined ? this.lastDurableSeq + 1 : next.firstSeq) - 1 };
+  }
+
   /** The highest epoch this replica has recorded; new batches are sealed with it. */
   get epoch(): number {
     return this.options.leaderEpoch;
@@ -433,7 +456,7 @@ export class Wal implements WriterLane {
   private async writeReplica(epoch: number): Promise<void> {
     const { io, dir, shard } = this.options;
     try {
-      await writeReplicaFile(io, dir, shard, { epoch, committedSeq: this.appliedSeq }, this.nowNs());
+      await writeReplicaFile(io, dir, shard, { epoch, committedSeq: this.appliedSeq, epochStarts: this.epochStartList }, this.nowNs());
     } catch (error) {
       throw asTidelogError(error, join(dir, replicaFileName(shard)));
     }
@@ -812,7 +835,17 @@ export class Wal implements WriterLane {
       }
       bytes = this.flushBuffer.subarray(0, total);
     }
-    return { groups, bytes, events, rotate, shouldSync: this.options.fsync === 'full' };
+    // A batch that opens an epoch in this log: its start is recorded (the replica file) before
+    // the batch is written, so the log never holds an epoch its replica file does not place.
+    let opensEpoch = false;
+    for (const group of groups) {
+      const last = this.epochStartList[this.epochStartList.length - 1];
+      if (group.sealed === null || (last !== undefined && group.epoch <= last.epoch)) continue;
+      this.epochStartList.push({ epoch: group.epoch, firstSeq: last === undefined && group.epoch === 0 ? 1 : group.firstSeq });
+      opensEpoch ||= group.epoch > 0 || this.options.commit === 'external';
+    }
+    const prelude = opensEpoch ? (): Promise<void> => this.writeReplica(this.options.leaderEpoch) : null;
+    return { groups, bytes, events, rotate, shouldSync: this.options.fsync === 'full', prelude };
   }
 
   groupDurable(request: FlushRequest): void {
@@ -1136,6 +1169,13 @@ export class Wal implements WriterLane {
     // The cut batches may have carried a newer epoch; what the log keeps decides now (a segment
     // that keeps no batch allows any epoch up to the recorded one).
     this.newestBatchEpoch = cut.newestEpoch;
+    // Epochs whose every batch was cut start nowhere now.
+    const keptStarts = this.epochStartList.filter((start) => start.firstSeq <= cut.lastKept);
+    if (keptStarts.length < this.epochStartList.length) {
+      this.epochStartList.splice(0, this.epochStartList.length, ...keptStarts);
+      this.newestBatchEpoch = Math.max(this.newestBatchEpoch, keptStarts[keptStarts.length - 1]?.epoch ?? 0);
+      await this.writeReplica(this.options.leaderEpoch);
+    }
     if (this.diskBacklogSeq > cut.lastKept) this.diskBacklogSeq = cut.lastKept > this.appliedSeq ? cut.lastKept : 0;
     return Math.max(0, lastBefore - this.lastDurableSeq);
   }
@@ -1196,6 +1236,21 @@ function checkAppendOptions(options: AppendOptions, count: number): { note: Note
   if (typeof note !== 'function') throw new TidelogError('BAD_REQUEST', 'appendMany options.note must be a function');
   if (count === 0) throw new TidelogError('BAD_REQUEST', 'appendMany: a note needs at least one event to describe');
   return { note: note as NoteCallback, skipsDedup: dedup === false };
+}
+
+/**
+ * The epoch starts a replica begins with: the replica file's (those inside the log), then any
+ * newer epoch the scan after the snapshot met (a batch written just before a crash, or a log
+ * older than epoch starts). Epoch 0 with nothing before it starts at seq 1.
+ */
+function mergeEpochStarts(recorded: readonly EpochStart[], scanned: readonly EpochStart[], lastSeq: number): EpochStart[] {
+  const starts = recorded.filter((start) => start.firstSeq <= lastSeq + 1).map((start) => ({ ...start }));
+  for (const start of scanned) {
+    const last = starts[starts.length - 1];
+    if (last !== undefined && (start.epoch <= last.epoch || start.firstSeq < last.firstSeq)) continue;
+    starts.push({ epoch: start.epoch, firstSeq: last === undefined && start.epoch === 0 ? 1 : start.firstSeq });
+  }
+  return starts;
 }
 
 function fencedOpen(shard: number, epoch: number, recordedEpoch: number): TidelogError {

@@ -384,4 +384,78 @@ test('commit-point - readers see committed batches only; a catch-up reads the du
   }
 });
 
+test('commit-point - epoch starts: where each epoch begins is recorded before its first batch; epochEnd answers the divergence search, after a restart, on a follower and after a cut', async () => {
+  const leaderDir = tempDir();
+  const followerDir = tempDir();
+  try {
+    const shipped: Uint8Array[] = [];
+    const { wal: leader } = await Wal.open({ dir: leaderDir, ...options, onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
+    const calls: Array<Promise<number[]>> = [];
+    for (let id = 1; id <= 4; id++) calls.push((await appendDurable(leader, [id])).call); // epoch 0: 1..4
+    await leader.setEpoch(2);
+    assert.equal(leader.epochStarts(), [{ epoch: 0, firstSeq: 1 }], 'setEpoch alone starts nothing in the log');
+    for (let id = 5; id <= 7; id++) calls.push((await appendDurable(leader, [id])).call); // epoch 2: 5..7
+    await leader.setEpoch(5);
+    for (let id = 8; id <= 9; id++) calls.push((await appendDurable(leader, [id])).call); // epoch 5: 8..9
+    const starts = [
+      { epoch: 0, firstSeq: 1 },
+      { epoch: 2, firstSeq: 5 },
+      { epoch: 5, firstSeq: 8 },
+    ];
+    assert.equal(leader.epochStarts(), starts);
+    assert.equal(leader.epochEnd(0), { epoch: 0, endSeq: 4 });
+    assert.equal(leader.epochEnd(1), { epoch: 0, endSeq: 4 }, 'an epoch this log never wrote: the one before it');
+    assert.equal(leader.epochEnd(3), { epoch: 2, endSeq: 7 });
+    assert.equal(leader.epochEnd(5), { epoch: 5, endSeq: 9 }, 'the newest epoch ends at the durable end');
+    assert.equal(leader.epochEnd(9), { epoch: 5, endSeq: 9 });
+    await leader.commitTo(9);
+    await Promise.all(calls);
+    await leader.close();
+    const reopened = await Wal.open({ dir: leaderDir, ...options });
+    assert.equal(reopened.wal.epochStarts(), starts, 'kept across a restart');
+    await reopened.wal.close();
+
+    // A follower gets the same starts from the batches it appends verbatim.
+    const { wal: follower } = await Wal.open({ dir: followerDir, ...options, leaderEpoch: 5 });
+    for (const batch of shipped) await follower.appendSealed(batch);
+    assert.equal(follower.epochStarts(), starts);
+    assert.equal(follower.epochEnd(2), { epoch: 2, endSeq: 7 });
+    // A cut into epoch 2 drops epoch 5's start; the log then continues.
+    await follower.commitTo(5);
+    assert.is(await follower.truncateAfter(6), 3);
+    assert.equal(follower.epochStarts(), starts.slice(0, 2));
+    assert.equal(follower.epochEnd(9), { epoch: 2, endSeq: 6 });
+    await follower.close();
+    const followerAgain = await Wal.open({ dir: followerDir, ...options });
+    assert.equal(followerAgain.wal.epochStarts(), starts.slice(0, 2), 'the cut starts stay cut after a restart');
+    await followerAgain.wal.close();
+  } finally {
+    removeDir(leaderDir);
+    removeDir(followerDir);
+  }
+});
+
+test('commit-point - an epoch start that cannot be recorded stops the lane before the batch is written', async () => {
+  const dir = tempDir();
+  try {
+    const io = new FaultyFileIo();
+    const { wal } = await Wal.open({ dir, ...options, io });
+    const first = (await appendDurable(wal, [1])).call;
+    await wal.setEpoch(3);
+    io.inject({ op: 'rename', path: /replica-00000\.bin\.tmp -> /, times: 1 });
+    const error = await rejection(() => wal.appendMany([makeEvent(2)]));
+    assert.is(error.code, 'IO_ERROR');
+    assert.ok(wal.failed !== null, 'fail-stop');
+    assert.is(wal.durableSeq, 1, 'the batch of the new epoch was never written');
+    await Promise.allSettled([first, wal.close()]);
+    const reopened = await Wal.open({ dir, ...options });
+    assert.is(reopened.wal.durableSeq, 1);
+    assert.equal(reopened.wal.epochStarts(), [{ epoch: 0, firstSeq: 1 }]);
+    assert.is(reopened.wal.epoch, 3);
+    await reopened.wal.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
 test.run();
