@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { MAX_NOTE_BYTES, Wal, type FileIo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
 import { seqsToRuns } from '../transport/codec.ts';
 import { FEED_INTEREST_MS, MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
@@ -54,6 +54,14 @@ export interface ShardHostOptions {
   salvage?: boolean;
   /** The file system (tests inject EIO/ENOSPC here); default the real one. */
   io?: FileIo;
+  /**
+   * Replication (docs/REPLICATION.md): 'external' keeps durable and committed apart — the owner
+   * moves the commit point (commitTo), and acks, the state, reads and the feed follow it.
+   * Default 'durable' (one node: committed once durable here).
+   */
+  commit?: 'durable' | 'external';
+  /** Each batch once durable here, with its sealed bytes (what a shipper sends). */
+  onDurable?: (info: PersistedInfo) => void;
 }
 
 export interface AppendOutcome {
@@ -69,6 +77,8 @@ export const MAX_READ_EVENTS = 32_768;
 const READ_BATCH_OVERHEAD_BYTES = 48;
 
 export class ShardHost {
+  /** What this replica does for the shard now (the shard machine sets it; standalone: leader). */
+  role: 'leader' | 'follower' = 'leader';
   private readonly recent: RecentBatches;
   private hwmSeq: number;
   /** The feed is published until then (performance.now() ms): a tail announced itself. */
@@ -76,7 +86,6 @@ export class ShardHost {
 
   private constructor(
     readonly shard: number,
-    readonly epoch: number,
     private readonly wal: Wal,
     readonly state: ShardState,
     private readonly options: ShardHostOptions,
@@ -94,12 +103,14 @@ export class ShardHost {
       dir: join(options.dataDir, 'wal'),
       shard: options.shard,
       leaderEpoch: options.epoch,
+      commit: options.commit ?? 'durable',
+      ...(options.onDurable === undefined ? {} : { onDurable: options.onDurable }),
       stateMachine: state,
       salvage: options.salvage ?? false,
       onRecoveryProgress: options.onRecoveryProgress,
       ...(options.io === undefined ? {} : { io: options.io }),
     });
-    const host = new ShardHost(options.shard, options.epoch, wal, state, options, recovery);
+    const host = new ShardHost(options.shard, wal, state, options, recovery);
     state.onBatch = (batch) => host.batchCommitted(batch);
     return host;
   }
@@ -154,6 +165,59 @@ export class ShardHost {
     }
   }
 
+  /** The highest epoch this replica has recorded (batches it seals carry it). */
+  get epoch(): number {
+    return this.wal.epoch;
+  }
+
+  // ── replication (commit: 'external'; docs/REPLICATION.md) ───────────────────────────────
+
+  /** Highest seq durable here (committed or not). */
+  get durableSeq(): number {
+    return this.wal.durableSeq;
+  }
+
+  /** The commit point moved to `hwm`: acks, the CRDT fold, reads and the feed follow it. */
+  commitTo(hwm: number): Promise<void> {
+    return this.wal.commitTo(hwm);
+  }
+
+  /** Cuts the uncommitted suffix after `seq` (a deposed leader's); see Wal.truncateAfter. */
+  truncateAfter(seq: number): Promise<number> {
+    return this.wal.truncateAfter(seq);
+  }
+
+  /** Records `epoch` durably before this replica takes part in it; an older one is FENCED. */
+  setEpoch(epoch: number): Promise<void> {
+    return this.wal.setEpoch(epoch);
+  }
+
+  /** A follower's append of its leader's sealed batch, verbatim; resolves once durable here. */
+  appendSealed(batch: Uint8Array): Promise<void> {
+    return this.wal.appendSealed(batch);
+  }
+
+  /** The divergence search: the largest epoch ≤ `epoch` in this log and its last seq here. */
+  epochEnd(epoch: number): { epoch: number; endSeq: number } | null {
+    return this.wal.epochEnd(epoch);
+  }
+
+  /**
+   * Catch-up for a follower: the sealed batches from `fromSeq` (the first may start earlier)
+   * to the durable end, committed or not, at most `maxBytes` of them (always at least one).
+   */
+  async readSealed(fromSeq: number, maxBytes: number): Promise<Uint8Array[]> {
+    const batches: Uint8Array[] = [];
+    let bytes = 0;
+    for await (const stored of this.wal.readBatches({ fromSeq, uncommitted: true })) {
+      if (stored.sealed === undefined) continue;
+      if (batches.length > 0 && bytes + stored.sealed.byteLength > maxBytes) break;
+      batches.push(stored.sealed.slice());
+      bytes += stored.sealed.byteLength;
+    }
+    return batches;
+  }
+
   /** Durable events from fromSeq: memory when recent enough, else the segments on disk. */
   async read(fromSeq: number, maxEvents: number): Promise<{ batches: ReadBatch[]; hwm: number; firstSeq: number }> {
     const hwm = this.hwmSeq;
@@ -206,8 +270,8 @@ export class ShardHost {
     const newest = stats.snapshots.files[stats.snapshots.files.length - 1];
     return {
       shard: this.shard,
-      role: 'leader',
-      epoch: this.epoch,
+      role: this.role,
+      epoch: this.wal.epoch,
       lastSeq: stats.nextSeq - 1,
       hwm: this.hwmSeq,
       checkpointSeq: stats.checkpointSeq,
