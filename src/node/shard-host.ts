@@ -172,6 +172,11 @@ export class ShardHost {
 
   // ── replication (commit: 'external'; docs/REPLICATION.md) ───────────────────────────────
 
+  /** Highest seq committed (and folded) here. */
+  get committedSeq(): number {
+    return this.wal.committedSeq;
+  }
+
   /** Highest seq durable here (committed or not). */
   get durableSeq(): number {
     return this.wal.durableSeq;
@@ -192,9 +197,36 @@ export class ShardHost {
     return this.wal.setEpoch(epoch);
   }
 
+  /** The newest epoch whose leader confirmed this log (see Wal.confirmedEpoch). */
+  get confirmedEpoch(): number {
+    return this.wal.confirmedEpoch;
+  }
+
+  /** Records that the leader of `epoch` confirmed this log. */
+  confirmEpoch(epoch: number): Promise<void> {
+    return this.wal.confirmEpoch(epoch);
+  }
+
+  /**
+   * Starts leading at `epoch` (claimed already): records it and confirms its own log. The
+   * shard machine takes appends only once the commit point has reached the durable end it had
+   * here (the shipper gets a quorum to match it): then the session store and the state hold
+   * every batch that could have been acknowledged before.
+   */
+  async lead(epoch: number): Promise<void> {
+    await this.wal.setEpoch(epoch);
+    await this.wal.confirmEpoch(epoch);
+    this.role = 'leader';
+  }
+
   /** A follower's append of its leader's sealed batch, verbatim; resolves once durable here. */
   appendSealed(batch: Uint8Array): Promise<void> {
     return this.wal.appendSealed(batch);
+  }
+
+  /** The epoch of the batch holding `seq` here (-1: none); seq 0 has epoch 0. */
+  epochAt(seq: number): number {
+    return this.wal.epochAt(seq);
   }
 
   /** The divergence search: the largest epoch ≤ `epoch` in this log and its last seq here. */

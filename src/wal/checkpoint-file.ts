@@ -4,8 +4,9 @@
 // guards it. Written tmp → fsync → rename → fsync(dir): a reader sees the old file or the new.
 // The replica file (replica-SSSSS.bin) is one record of the same kind: its leaderEpoch is the
 // highest epoch the replica has seen (it refuses older ones, across restarts), its firstSeq − 1
-// a seq known committed when it was written, and its payload where each epoch's part of the
-// log begins: n × (epoch u64, first seq u64), epochs ascending (docs/FORMAT.md).
+// a seq known committed when it was written, and its payload the epoch its log was last
+// confirmed in (u64) followed by where each epoch's part of the log begins: n × (epoch u64,
+// first seq u64), epochs ascending (docs/FORMAT.md).
 
 import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
@@ -69,18 +70,26 @@ export interface ReplicaFile {
   epoch: number;
   /** A seq known committed when the file was written (a lower bound of the commit point). */
   committedSeq: number;
+  /**
+   * The newest epoch whose leader confirmed this log (its prefix matched the leader's and
+   * anything after it was cut): Viewstamped Replication's "last normal view". A new leader is
+   * chosen by (confirmedEpoch, durable end).
+   */
+  confirmedEpoch: number;
   /** Where each epoch's part of the log begins, epochs ascending. */
   epochStarts: readonly EpochStart[];
 }
 
 const EPOCH_START_BYTES = 16;
+const CONFIRMED_BYTES = 8;
 
 export async function writeReplicaFile(io: FileIo, dir: string, shard: number, replica: ReplicaFile, timestampNs: bigint): Promise<void> {
-  const payload = new Uint8Array(replica.epochStarts.length * EPOCH_START_BYTES);
+  const payload = new Uint8Array(CONFIRMED_BYTES + replica.epochStarts.length * EPOCH_START_BYTES);
   const view = new DataView(payload.buffer);
+  view.setBigUint64(0, BigInt(replica.confirmedEpoch), true);
   replica.epochStarts.forEach((start, index) => {
-    view.setBigUint64(index * EPOCH_START_BYTES, BigInt(start.epoch), true);
-    view.setBigUint64(index * EPOCH_START_BYTES + 8, BigInt(start.firstSeq), true);
+    view.setBigUint64(CONFIRMED_BYTES + index * EPOCH_START_BYTES, BigInt(start.epoch), true);
+    view.setBigUint64(CONFIRMED_BYTES + index * EPOCH_START_BYTES + 8, BigInt(start.firstSeq), true);
   });
   const record = encodeBatch(
     { kind: BatchKind.Checkpoint, shardId: shard, count: 0, leaderEpoch: replica.epoch, firstSeq: replica.committedSeq + 1, timestampNs },
@@ -100,12 +109,16 @@ export async function readReplicaFile(io: FileIo, dir: string, shard: number): P
   };
   if (!record.ok) return fail(record.reason);
   const header = record.header;
-  if (header.kind !== BatchKind.Checkpoint || header.payloadBytes % EPOCH_START_BYTES !== 0) fail('not a replica record');
+  if (header.kind !== BatchKind.Checkpoint || header.payloadBytes < CONFIRMED_BYTES || (header.payloadBytes - CONFIRMED_BYTES) % EPOCH_START_BYTES !== 0) {
+    fail('not a replica record');
+  }
   if (header.shardId !== shard) fail(`replica file of shard ${header.shardId}, expected ${shard}`);
   if (BATCH_HEADER_BYTES + header.payloadBytes !== bytes.byteLength) fail('trailing bytes after the replica record');
   const view = new DataView(bytes.buffer, bytes.byteOffset + BATCH_HEADER_BYTES, header.payloadBytes);
+  const confirmedEpoch = Number(view.getBigUint64(0, true));
+  if (!Number.isSafeInteger(confirmedEpoch) || confirmedEpoch > header.leaderEpoch) fail(`confirmed epoch ${confirmedEpoch} above the recorded epoch ${header.leaderEpoch}`);
   const epochStarts: EpochStart[] = [];
-  for (let at = 0; at < header.payloadBytes; at += EPOCH_START_BYTES) {
+  for (let at = CONFIRMED_BYTES; at < header.payloadBytes; at += EPOCH_START_BYTES) {
     const epoch = Number(view.getBigUint64(at, true));
     const firstSeq = Number(view.getBigUint64(at + 8, true));
     const previous = epochStarts[epochStarts.length - 1];
@@ -114,5 +127,5 @@ export async function readReplicaFile(io: FileIo, dir: string, shard: number): P
     if (epoch > header.leaderEpoch) fail(`an epoch start of epoch ${epoch}, above the recorded epoch ${header.leaderEpoch}`);
     epochStarts.push({ epoch, firstSeq });
   }
-  return { epoch: header.leaderEpoch, committedSeq: header.firstSeq - 1, epochStarts };
+  return { epoch: header.leaderEpoch, committedSeq: header.firstSeq - 1, confirmedEpoch, epochStarts };
 }

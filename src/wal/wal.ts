@@ -129,10 +129,14 @@ export class Wal implements WriterLane {
   private diskBacklogSeq: number;
   /** Notes-only batches on disk at open right after diskBacklogSeq (the backlog's too). */
   private diskBacklogNotes: number;
+  /** The newest epoch whose leader confirmed this log (VR's last normal view); see confirmEpoch. */
+  private confirmed: number;
   /** Where each epoch's part of the log begins (epochs ascending), as the replica file keeps it. */
   private readonly epochStartList: EpochStart[];
   /** Epoch of the newest batch queued or in the log: a sealed batch may not go below it. */
   private newestBatchEpoch: number;
+  /** Counts cuts begun (truncateAfter): a read of uncommitted batches stops at a new one. */
+  private cutGeneration = 0;
   /** Commit work in order: folding from disk is asynchronous. */
   private commitChain: Promise<void> = Promise.resolve();
   private checkpointSeq: number;
@@ -167,6 +171,7 @@ export class Wal implements WriterLane {
       newestEpoch: number;
       trailingNotes: number;
       epochStarts: EpochStart[];
+      confirmedEpoch: number;
     },
     dedup: DedupWindow,
     files: SegmentWriter,
@@ -182,6 +187,7 @@ export class Wal implements WriterLane {
     this.notesBatchesAfter = opened.notesBatchesAfter;
     this.newestBatchEpoch = opened.newestEpoch;
     this.epochStartList = opened.epochStarts;
+    this.confirmed = Math.max(opened.confirmedEpoch, opened.epochStarts[opened.epochStarts.length - 1]?.epoch ?? 0);
     this.checkpointSeq = opened.checkpointSeq;
     this.files = files;
     this.queue = new CommitQueue(
@@ -276,7 +282,7 @@ export class Wal implements WriterLane {
       }
       files = opened.files;
       const epochStarts = mergeEpochStarts(replica?.epochStarts ?? [], opened.scannedEpochStarts, opened.lastSeq);
-      const wal = new Wal(resolved, lock, { ...opened, epochStarts }, dedup, opened.files);
+      const wal = new Wal(resolved, lock, { ...opened, epochStarts, confirmedEpoch: replica?.confirmedEpoch ?? 0 }, dedup, opened.files);
       // An epoch newer than the one recorded is recorded before anything is sealed with it.
       if (resolved.leaderEpoch > (replica?.epoch ?? 0)) {
         try {
@@ -424,6 +430,49 @@ export class Wal implements WriterLane {
     return { epoch: this.epochStartList[at].epoch, endSeq: (next === undefined ? this.lastDurableSeq + 1 : next.firstSeq) - 1 };
   }
 
+  /**
+   * The epoch of the batch holding `seq` in this log (Raft's log-matching check: a batch is
+   * identified by its seq and epoch); -1 for a seq before every epoch start or past the end.
+   * Seq 0 (before the log) has epoch 0.
+   */
+  epochAt(seq: number): number {
+    if (seq === 0) return 0;
+    if (seq > this.lastDurableSeq) return -1;
+    let at = this.epochStartList.length - 1;
+    while (at >= 0 && this.epochStartList[at].firstSeq > seq) at--;
+    return at < 0 ? -1 : this.epochStartList[at].epoch;
+  }
+
+  /**
+   * The newest epoch whose leader confirmed this log: its leader matched this log's prefix and
+   * everything after that prefix was cut, so the log is a prefix of that leader's
+   * (Viewstamped Replication's last normal view). A leader confirms its own log when it starts
+   * to lead. A new leader is chosen by (confirmedEpoch, durable end): a replica confirmed
+   * in a later epoch has every batch committed before it.
+   */
+  get confirmedEpoch(): number {
+    return this.confirmed;
+  }
+
+  /** Records (replica file, synced) that the leader of `epoch` confirmed this log; never goes back. */
+  confirmEpoch(epoch: number): Promise<void> {
+    if (!Number.isSafeInteger(epoch) || epoch < 0) return Promise.reject(new TidelogError('BAD_REQUEST', `confirmEpoch(${epoch})`));
+    return this.runTask(async () => {
+      if (epoch > this.options.leaderEpoch) {
+        throw new TidelogError('BAD_REQUEST', `confirmEpoch(${epoch}): epoch ${this.options.leaderEpoch} is the newest recorded (setEpoch first)`);
+      }
+      if (epoch <= this.confirmed) return;
+      const previous = this.confirmed;
+      this.confirmed = epoch;
+      try {
+        await this.writeReplica(this.options.leaderEpoch);
+      } catch (error) {
+        this.confirmed = previous;
+        throw error;
+      }
+    });
+  }
+
   /** The highest epoch this replica has recorded; new batches are sealed with it. */
   get epoch(): number {
     return this.options.leaderEpoch;
@@ -456,7 +505,7 @@ export class Wal implements WriterLane {
   private async writeReplica(epoch: number): Promise<void> {
     const { io, dir, shard } = this.options;
     try {
-      await writeReplicaFile(io, dir, shard, { epoch, committedSeq: this.appliedSeq, epochStarts: this.epochStartList }, this.nowNs());
+      await writeReplicaFile(io, dir, shard, { epoch, committedSeq: this.appliedSeq, confirmedEpoch: this.confirmed, epochStarts: this.epochStartList }, this.nowNs());
     } catch (error) {
       throw asTidelogError(error, join(dir, replicaFileName(shard)));
     }
@@ -679,7 +728,26 @@ export class Wal implements WriterLane {
     // segment holding fromSeq - 1 may end with a notes-only batch sitting at fromSeq.
     const first = this.segmentIndexAt(fromSeq - 1);
     const view = this.segmentList.slice(first).map(toSegmentInfo);
-    return readBatches(this.options.io, this.options.dir, view, fromSeq, toSeq, (segment) => this.startOffset(segment, fromSeq));
+    const batches = readBatches(this.options.io, this.options.dir, view, fromSeq, toSeq, (segment) => this.startOffset(segment, fromSeq));
+    if (options.uncommitted !== true) return batches; // a cut never reaches committed seqs
+    return this.untilCut(batches);
+  }
+
+  /**
+   * Stops a read of uncommitted batches where a cut (truncateAfter) began after the read took
+   * its view: the bytes past the cut are no longer the log (and the file may end sooner).
+   */
+  private async *untilCut(batches: AsyncGenerator<StoredBatch>): AsyncGenerator<StoredBatch> {
+    const generation = this.cutGeneration;
+    try {
+      for await (const batch of batches) {
+        if (this.cutGeneration !== generation) return;
+        yield batch;
+      }
+    } catch (error) {
+      if (this.cutGeneration !== generation) return;
+      throw error;
+    }
   }
 
   /**
@@ -1151,6 +1219,7 @@ export class Wal implements WriterLane {
     if (at < 0) throw new Error(`invariant violated: the segment to cut (${cut.segment.fileName}) left the list`);
     const later = this.segmentList.slice(at + 1);
     const lastBefore = this.lastDurableSeq;
+    this.cutGeneration++;
     await files.cutBack({ fileName: cut.segment.fileName, firstSeq: cut.segment.firstSeq }, cut.offset, later.map((each) => each.fileName));
     this.segmentList.splice(at + 1);
     for (const gone of [cut.segment, ...later]) {

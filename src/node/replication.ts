@@ -1,0 +1,264 @@
+// The replication data plane of one shard, transport-agnostic: a leader's Shipper streams
+// every durable batch to each follower and moves the commit point to what a quorum holds; a
+// follower's FollowerReplica checks each request against its log and appends verbatim. The
+// actors (src/actors) drive these over NATS and own the role and timers; batches never travel
+// one by one through a machine.
+//
+// Log matching (Raft's AppendEntries check, with Kafka's KIP-101 epoch ends to back up fast):
+//
+//   request { epoch, hwm, prevSeq, prevEpoch, batches }      prevSeq/prevEpoch: the batch
+//                                                             before the first one sent
+//   follower:  epoch < recorded            → fenced { epoch }
+//              prevSeq > durable end       → gap { expectedSeq }          (leader resends from there)
+//              epochAt(prevSeq) ≠ prevEpoch → diverged { seq, epoch }     (leader backs up)
+//              first match in this epoch → cut what follows prevSeq (never compared), and record
+//                                          that this epoch's leader confirmed the log (VR's last
+//                                          normal view: elections compare it, then the length)
+//              else each batch: already here with the same epoch → skip (a resend);
+//                               here with another epoch → cut the suffix from it, append;
+//                               not here → append (verbatim, fsynced)
+//              commit to min(hwm, matched) → ok { matchSeq }   matched: prevSeq + what was
+//                                                               sent (never a stale suffix)
+//   leader:    ok       → the follower's matchSeq; HWM = the quorum's (its own durable end
+//                         included); commitTo(HWM)
+//              gap      → resend from expectedSeq (from the segments)
+//              diverged → back up to min(seq, own end of that epoch) + 1
+//              fenced   → a newer leader exists: stop shipping (the shard machine steps down)
+
+import { TidelogError, isTidelogError } from '../errors.ts';
+import { readBatchHeader } from '../wal/batch-format.ts';
+
+export interface ReplicateRequest {
+  shard: number;
+  epoch: number;
+  leaderId: string;
+  /** The leader's commit point. */
+  hwm: number;
+  prevSeq: number;
+  prevEpoch: number;
+  /** Sealed batches, consecutive, the first starting at prevSeq + 1. Empty: a heartbeat. */
+  batches: Uint8Array[];
+}
+
+export type ReplicateReply =
+  /** matchSeq: the follower's log equals the leader's up to here, durable (prevSeq + what was sent). */
+  | { kind: 'ok'; matchSeq: number }
+  | { kind: 'gap'; expectedSeq: number }
+  | { kind: 'diverged'; seq: number; epoch: number }
+  | { kind: 'fenced'; epoch: number };
+
+/** The commit point of a replica set: the highest seq durable on a quorum (the leader counts). */
+export function quorumHwm(leaderDurable: number, followerDurable: readonly number[], replicationFactor: number): number {
+  const quorum = Math.floor(replicationFactor / 2) + 1;
+  const all = [leaderDurable, ...followerDurable].sort((a, b) => b - a);
+  return all[quorum - 1] ?? 0;
+}
+
+/** What a follower needs of its shard host. */
+export interface FollowerLog {
+  readonly epoch: number;
+  readonly confirmedEpoch: number;
+  readonly durableSeq: number;
+  confirmEpoch(epoch: number): Promise<void>;
+  setEpoch(epoch: number): Promise<void>;
+  appendSealed(batch: Uint8Array): Promise<void>;
+  truncateAfter(seq: number): Promise<number>;
+  commitTo(seq: number): Promise<void>;
+  epochAt(seq: number): number;
+}
+
+function batchRange(batch: Uint8Array): { firstSeq: number; lastSeq: number; epoch: number } {
+  const parsed = readBatchHeader(batch, 0);
+  if (!parsed.ok) throw new TidelogError('BAD_REQUEST', `replicate: not a batch (${parsed.problem})`);
+  return { firstSeq: parsed.header.firstSeq, lastSeq: parsed.header.firstSeq + parsed.header.count - 1, epoch: parsed.header.leaderEpoch };
+}
+
+/** A follower's side: one request at a time (the caller serialises them per shard). */
+export class FollowerReplica {
+  constructor(private readonly log: FollowerLog) {}
+
+  async handle(request: ReplicateRequest): Promise<ReplicateReply> {
+    const log = this.log;
+    if (request.epoch < log.epoch) return { kind: 'fenced', epoch: log.epoch };
+    // Recorded before anything of the new epoch is accepted, so a restart still refuses older ones.
+    if (request.epoch > log.epoch) await log.setEpoch(request.epoch);
+    if (request.prevSeq > log.durableSeq) return { kind: 'gap', expectedSeq: log.durableSeq + 1 };
+    const prevEpoch = log.epochAt(request.prevSeq);
+    if (prevEpoch !== request.prevEpoch) return { kind: 'diverged', seq: request.prevSeq, epoch: prevEpoch };
+    if (log.confirmedEpoch < request.epoch) {
+      // The first match with this epoch's leader: what follows the matched prefix was never
+      // compared with its log, so it goes; then the log is this leader's prefix, durably so
+      // (an election compares replicas by the epoch that confirmed them, then by length).
+      if (log.durableSeq > request.prevSeq) await log.truncateAfter(request.prevSeq);
+      await log.confirmEpoch(request.epoch);
+    }
+    // What this request proves equal to the leader's log: only up to here may be committed or
+    // reported (anything after may be a deposed leader's suffix, not yet compared).
+    let matched = request.prevSeq;
+    for (const batch of request.batches) {
+      const range = batchRange(batch);
+      if (range.firstSeq !== matched + 1) throw new TidelogError('BAD_REQUEST', `replicate: batches must follow seq ${matched}, got one at ${range.firstSeq}`);
+      if (range.lastSeq <= log.durableSeq) {
+        if (log.epochAt(range.firstSeq) === range.epoch && log.epochAt(range.lastSeq) === range.epoch) {
+          matched = range.lastSeq; // a resend
+          continue;
+        }
+        // Another leader's batch at these seqs: ours was never committed (the leader has the
+        // committed log), so it goes, with everything after it.
+        await log.truncateAfter(range.firstSeq - 1);
+      }
+      try {
+        await log.appendSealed(batch);
+      } catch (error) {
+        if (isTidelogError(error, 'SEQUENCE_GAP')) return { kind: 'gap', expectedSeq: log.durableSeq + 1 };
+        throw error;
+      }
+      matched = range.lastSeq;
+    }
+    await log.commitTo(Math.min(request.hwm, matched));
+    return { kind: 'ok', matchSeq: matched };
+  }
+}
+
+/** What a leader's shipper needs of its shard host. */
+export interface LeaderLog {
+  readonly epoch: number;
+  readonly durableSeq: number;
+  readonly committedSeq: number;
+  commitTo(seq: number): Promise<void>;
+  epochAt(seq: number): number;
+  epochEnd(epoch: number): { epoch: number; endSeq: number } | null;
+  /** Sealed batches from fromSeq to the durable end, at most maxBytes (at least one). */
+  readSealed(fromSeq: number, maxBytes: number): Promise<Uint8Array[]>;
+}
+
+/** One follower as the shipper sees it: how to reach it. */
+export interface FollowerLink {
+  readonly nodeId: string;
+  /** Sends one request and resolves with the reply; rejects on a timeout or transport error. */
+  send(request: ReplicateRequest): Promise<ReplicateReply>;
+}
+
+export interface ShipperOptions {
+  shard: number;
+  leaderId: string;
+  replicationFactor: number;
+  /** Bytes of batches one request carries at most (default 1 MiB). */
+  maxRequestBytes?: number;
+  /** Called once when a follower reports a newer epoch: this leader is deposed. */
+  onFenced?: (epoch: number) => void;
+  /** Called when a send fails (the shipper retries on the next pump). */
+  onSendError?: (nodeId: string, error: Error) => void;
+}
+
+interface FollowerState {
+  readonly link: FollowerLink;
+  /** The next seq to send. */
+  nextSeq: number;
+  /** Highest seq the follower reported durable in this epoch (0 until it did). */
+  matchSeq: number;
+  isSending: boolean;
+}
+
+/**
+ * A leader's side for one shard: one request in flight per follower (its window), batches
+ * read from the segments (the page cache serves the newest), the commit point moved as
+ * acknowledgements arrive. `pump()` after each durable batch and on a heartbeat timer.
+ */
+export class Shipper {
+  private readonly followers: FollowerState[];
+  private isFenced = false;
+  private readonly maxRequestBytes: number;
+
+  constructor(
+    private readonly log: LeaderLog,
+    links: readonly FollowerLink[],
+    private readonly options: ShipperOptions,
+  ) {
+    this.maxRequestBytes = options.maxRequestBytes ?? 1 << 20;
+    // Optimistic start (Raft's nextIndex): from the leader's end; gaps and divergence back up.
+    this.followers = links.map((link) => ({ link, nextSeq: log.durableSeq + 1, matchSeq: 0, isSending: false }));
+  }
+
+  /** Highest seq each follower holds durable, as far as this leader knows. */
+  matchSeqs(): Record<string, number> {
+    return Object.fromEntries(this.followers.map((follower) => [follower.link.nodeId, follower.matchSeq]));
+  }
+
+  get fenced(): boolean {
+    return this.isFenced;
+  }
+
+  /** Sends what each idle follower lacks (or a heartbeat); resolves when these rounds end. */
+  async pump(): Promise<void> {
+    this.advanceCommit();
+    await Promise.all(this.followers.map((follower) => this.sendRound(follower)));
+  }
+
+  private async sendRound(follower: FollowerState): Promise<void> {
+    if (follower.isSending || this.isFenced) return;
+    follower.isSending = true;
+    try {
+      // Rounds follow each other while the follower is behind and answers.
+      for (let rounds = 0; rounds < 64 && !this.isFenced; rounds++) {
+        const batches = follower.nextSeq <= this.log.durableSeq ? await this.log.readSealed(follower.nextSeq, this.maxRequestBytes) : [];
+        // The check is against the batch before the first one sent (which may start before nextSeq).
+        const prevSeq = batches.length === 0 ? follower.nextSeq - 1 : batchRange(batches[0]).firstSeq - 1;
+        const request: ReplicateRequest = {
+          shard: this.options.shard,
+          epoch: this.log.epoch,
+          leaderId: this.options.leaderId,
+          hwm: this.log.committedSeq,
+          prevSeq,
+          prevEpoch: this.log.epochAt(prevSeq),
+          batches,
+        };
+        const lastSent = batches.length === 0 ? prevSeq : batchRange(batches[batches.length - 1]).lastSeq;
+        const reply = await follower.link.send(request);
+        if (!this.onReply(follower, reply, lastSent)) return;
+        if (follower.nextSeq > this.log.durableSeq && follower.matchSeq >= this.log.durableSeq) return;
+      }
+    } catch (error) {
+      this.options.onSendError?.(follower.link.nodeId, error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      follower.isSending = false;
+    }
+  }
+
+  /** Applies a reply; false when this follower needs nothing more now. */
+  private onReply(follower: FollowerState, reply: ReplicateReply, lastSent: number): boolean {
+    switch (reply.kind) {
+      case 'ok':
+        follower.matchSeq = Math.max(follower.matchSeq, reply.matchSeq);
+        follower.nextSeq = Math.max(lastSent, reply.matchSeq) + 1;
+        this.advanceCommit();
+        return true;
+      case 'gap':
+        follower.nextSeq = reply.expectedSeq;
+        return true;
+      case 'diverged': {
+        // Back up to the end of the follower's epoch as this log has it (KIP-101), never past
+        // the seq that failed to match.
+        const end = reply.epoch < 0 ? null : this.log.epochEnd(reply.epoch);
+        const backTo = Math.min(reply.seq - 1, end === null ? reply.seq - 1 : end.endSeq);
+        follower.nextSeq = Math.max(1, backTo + 1);
+        return true;
+      }
+      case 'fenced':
+        if (!this.isFenced) {
+          this.isFenced = true;
+          this.options.onFenced?.(reply.epoch);
+        }
+        return false;
+    }
+  }
+
+  private advanceCommit(): void {
+    const hwm = quorumHwm(
+      this.log.durableSeq,
+      this.followers.map((follower) => follower.matchSeq),
+      this.options.replicationFactor,
+    );
+    if (hwm > this.log.committedSeq) void this.log.commitTo(hwm);
+  }
+}
