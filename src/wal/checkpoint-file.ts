@@ -10,7 +10,7 @@
 
 import { join } from 'node:path';
 import { TidelogError } from '../errors.ts';
-import { BATCH_HEADER_BYTES, BatchKind, encodeBatch } from './batch-format.ts';
+import { BATCH_HEADER_BYTES, BatchKind, encodeBatch, type BatchHeader } from './batch-format.ts';
 import { readWhole, writeFileAtomic, type FileIo } from './file-io.ts';
 import { checkpointFileName, replicaFileName } from './segment-name.ts';
 import { readRecord } from './segment-scan.ts';
@@ -40,15 +40,9 @@ export async function writeCheckpointFile(io: FileIo, dir: string, shard: number
 
 /** The shard's checkpoint, or null when it has none. A damaged file is CHECKPOINT_DAMAGED. */
 export async function readCheckpointFile(io: FileIo, dir: string, shard: number): Promise<CheckpointFile | null> {
-  const path = join(dir, checkpointFileName(shard));
-  if (!(await io.exists(path))) return null;
-  const bytes = await readWhole(io, path);
-  const record = readRecord(bytes, 0);
-  const fail = (reason: string): never => {
-    throw new TidelogError('CHECKPOINT_DAMAGED', `${path} at offset 0: ${reason}`, { details: { file: path, offset: 0 } });
-  };
-  if (!record.ok) return fail(record.reason);
-  const header = record.header;
+  const read = await readRecordFile(io, join(dir, checkpointFileName(shard)));
+  if (read === null) return null;
+  const { bytes, header, fail } = read;
   if (header.kind !== BatchKind.Checkpoint) fail('not a checkpoint record');
   if (header.shardId !== shard) fail(`checkpoint of shard ${header.shardId}, expected ${shard}`);
   if (BATCH_HEADER_BYTES + header.payloadBytes !== bytes.byteLength) fail('trailing bytes after the checkpoint record');
@@ -100,15 +94,9 @@ export async function writeReplicaFile(io: FileIo, dir: string, shard: number, r
 
 /** The shard's replica file, or null when it has none. A damaged file is CHECKPOINT_DAMAGED. */
 export async function readReplicaFile(io: FileIo, dir: string, shard: number): Promise<ReplicaFile | null> {
-  const path = join(dir, replicaFileName(shard));
-  if (!(await io.exists(path))) return null;
-  const bytes = await readWhole(io, path);
-  const record = readRecord(bytes, 0);
-  const fail = (reason: string): never => {
-    throw new TidelogError('CHECKPOINT_DAMAGED', `${path} at offset 0: ${reason}`, { details: { file: path, offset: 0 } });
-  };
-  if (!record.ok) return fail(record.reason);
-  const header = record.header;
+  const read = await readRecordFile(io, join(dir, replicaFileName(shard)));
+  if (read === null) return null;
+  const { bytes, header, fail } = read;
   if (header.kind !== BatchKind.Checkpoint || header.payloadBytes < CONFIRMED_BYTES || (header.payloadBytes - CONFIRMED_BYTES) % EPOCH_START_BYTES !== 0) {
     fail('not a replica record');
   }
@@ -128,4 +116,19 @@ export async function readReplicaFile(io: FileIo, dir: string, shard: number): P
     epochStarts.push({ epoch, firstSeq });
   }
   return { epoch: header.leaderEpoch, committedSeq: header.firstSeq - 1, confirmedEpoch, epochStarts };
+}
+
+/**
+ * A file of one verified record (the checkpoint and replica files): its bytes and header, and
+ * `fail`, which throws CHECKPOINT_DAMAGED naming the file; null when the file does not exist.
+ */
+async function readRecordFile(io: FileIo, path: string): Promise<{ bytes: Uint8Array; header: BatchHeader; fail: (reason: string) => never } | null> {
+  if (!(await io.exists(path))) return null;
+  const bytes = await readWhole(io, path);
+  const record = readRecord(bytes, 0);
+  const fail = (reason: string): never => {
+    throw new TidelogError('CHECKPOINT_DAMAGED', `${path} at offset 0: ${reason}`, { details: { file: path, offset: 0 } });
+  };
+  if (!record.ok) return fail(record.reason);
+  return { bytes, header: record.header, fail };
 }

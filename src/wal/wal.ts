@@ -42,7 +42,7 @@ import { checkpointFileName, replicaFileName, segmentFileName } from './segment-
 import { SegmentWriter } from './segment-writer.ts';
 import { Snapshotter, type SnapshotterStats } from './snapshotter.ts';
 import { resolveOptions, type PersistedInfo, type ResolvedOptions, type WalOptions } from './wal-options.ts';
-import { openLog, type RetainedSegment, type SnapshotRecord, type WalRecovery } from './wal-open.ts';
+import { openLog, type OpenedLog, type RetainedSegment, type SnapshotRecord, type WalRecovery } from './wal-open.ts';
 
 export type { WalOptions, PersistedInfo } from './wal-options.ts';
 export type { WalRecovery, SnapshotRecord, RestorePoint } from './wal-open.ts';
@@ -159,20 +159,7 @@ export class Wal implements WriterLane {
   private constructor(
     private readonly options: ResolvedOptions,
     private readonly lock: DirectoryLock,
-    opened: {
-      segments: RetainedSegment[];
-      lastSeq: number;
-      checkpointSeq: number;
-      newestSealNs: bigint;
-      snapshots: SnapshotRecord[];
-      logBytesAfterSnapshot: number;
-      appliedSeq: number;
-      notesBatchesAfter: number;
-      newestEpoch: number;
-      trailingNotes: number;
-      epochStarts: EpochStart[];
-      confirmedEpoch: number;
-    },
+    opened: Omit<OpenedLog, 'replayed' | 'recovery' | 'files' | 'scannedEpochStarts'> & { epochStarts: EpochStart[]; confirmedEpoch: number },
     dedup: DedupWindow,
     files: SegmentWriter,
   ) {

@@ -10,27 +10,16 @@
 // is a randomized test, not the deterministic simulation.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultSignalSchema } from '../../src/crdt/index.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { FollowerReplica, Shipper, quorumHwm, type FollowerLink, type ReplicateReply, type ReplicateRequest } from '../../src/node/replication.ts';
 import { ShardHost } from '../../src/node/shard-host.ts';
 import { mulberry32 } from '../crdt/replica-simulation.ts';
 import { removeDir, tempDir } from '../support/wal-fixtures.ts';
+import { openReplicaHost } from '../support/replica-host.ts';
 import { until, within } from '../support/waits.ts';
 
 function openHost(dir: string, onDurable?: () => void): Promise<ShardHost> {
-  return ShardHost.open({
-    shard: 0,
-    dataDir: dir,
-    wal: { fsync: 'off', batchLingerMs: 0 },
-    epoch: 1,
-    schema: defaultSignalSchema(),
-    sessions: {},
-    recentBytes: 1 << 20,
-    publishFeed: () => undefined,
-    commit: 'external',
-    ...(onDurable === undefined ? {} : { onDurable }),
-  });
+  return openReplicaHost(dir, { fsync: 'off', ...(onDurable === undefined ? {} : { onDurable }) });
 }
 
 function packed(first: number, count: number): Uint8Array {

@@ -4,28 +4,11 @@
 // original seqs (sessions ride in the batches); a deposed leader's suffix is cut.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultSignalSchema } from '../../src/crdt/index.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
-import { ShardHost, type ShardHostOptions } from '../../src/node/shard-host.ts';
 import type { SessionTag } from '../../src/transport/messages.ts';
-import type { PersistedInfo } from '../../src/wal/index.ts';
 import { removeDir, tempDir } from '../support/wal-fixtures.ts';
+import { openReplicaHost } from '../support/replica-host.ts';
 import { until } from '../support/waits.ts';
-
-function options(dataDir: string, onDurable?: (info: PersistedInfo) => void): ShardHostOptions {
-  return {
-    shard: 0,
-    dataDir,
-    wal: { fsync: 'full', batchLingerMs: 0 },
-    epoch: 1,
-    schema: defaultSignalSchema(),
-    sessions: {},
-    recentBytes: 1 << 20,
-    publishFeed: () => undefined,
-    commit: 'external',
-    ...(onDurable === undefined ? {} : { onDurable }),
-  };
-}
 
 function events(from: number, count: number): Uint8Array {
   const list: SignalEvent[] = [];
@@ -37,8 +20,8 @@ test('shard-host replication - quorum commit, the same state on both replicas, a
   const leaderDir = tempDir('leader');
   const followerDir = tempDir('follower');
   const shipped: Uint8Array[] = [];
-  const leader = await ShardHost.open(options(leaderDir, (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0))));
-  const follower = await ShardHost.open(options(followerDir));
+  const leader = await openReplicaHost(leaderDir, { fsync: 'full', onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
+  const follower = await openReplicaHost(followerDir, { fsync: 'full' });
   follower.role = 'follower';
   try {
     const tags: SessionTag[] = [1, 2, 3].map((requestSeq) => ({ producerId: 'producer-1', sessionEpoch: 1, requestSeq }));
@@ -89,7 +72,7 @@ test('shard-host replication - quorum commit, the same state on both replicas, a
 
 test('shard-host replication - a deposed leader cuts its uncommitted suffix: its callers are told, and state and reads never saw it', async () => {
   const dir = tempDir('deposed');
-  const host = await ShardHost.open(options(dir));
+  const host = await openReplicaHost(dir, { fsync: 'full' });
   try {
     const committed = host.append(events(1, 5), { producerId: 'p', sessionEpoch: 1, requestSeq: 1 });
     await until(() => host.durableSeq === 5, 'durable');
