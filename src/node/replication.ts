@@ -4,26 +4,30 @@
 // actors (src/actors) drive these over NATS and own the role and timers; batches never travel
 // one by one through a machine.
 //
-// Log matching (Raft's AppendEntries check, with Kafka's KIP-101 epoch ends to back up fast):
+// Log matching (Raft's AppendEntries check, with Kafka's KIP-101 epoch ends to back up fast)
+// and Viewstamped Replication's confirmation of a log by an epoch:
 //
-//   request { epoch, hwm, prevSeq, prevEpoch, batches }      prevSeq/prevEpoch: the batch
-//                                                             before the first one sent
+//   request { epoch, hwm, leadEnd, prevSeq, prevEpoch, batches }   prevSeq/prevEpoch: the batch
+//            before the first one sent; leadEnd: the leader's durable end when it began to lead
 //   follower:  epoch < recorded            → fenced { epoch }
+//              epoch > recorded            → record it (a replica leading an older epoch stops)
 //              prevSeq > durable end       → gap { expectedSeq }          (leader resends from there)
 //              epochAt(prevSeq) ≠ prevEpoch → diverged { seq, epoch }     (leader backs up)
-//              first match in this epoch → cut what follows prevSeq (never compared), and record
-//                                          that this epoch's leader confirmed the log (VR's last
-//                                          normal view: elections compare it, then the length)
-//              else each batch: already here with the same epoch → skip (a resend);
-//                               here with another epoch → cut the suffix from it, append;
-//                               not here → append (verbatim, fsynced)
-//              commit to min(hwm, matched) → ok { matchSeq }   matched: prevSeq + what was
-//                                                               sent (never a stale suffix)
-//   leader:    ok       → the follower's matchSeq; HWM = the quorum's (its own durable end
-//                         included); commitTo(HWM)
+//              not yet confirmed by epoch  → cut what follows prevSeq (never compared)
+//              each batch: already here with the same epoch → skip (a resend);
+//                          here with another epoch → cut the suffix from it, append;
+//                          not here → append (verbatim, fsynced)
+//              matched ≥ leadEnd           → record that the epoch confirmed this log
+//              commit to min(hwm, matched) → ok { matchSeq }   matched: prevSeq + what was sent
+//   leader:    ok       → the follower's matchSeq; it counts toward the commit point only once
+//                         ≥ leadEnd (the follower confirmed the epoch); commitTo(quorum's)
 //              gap      → resend from expectedSeq (from the segments)
 //              diverged → back up to min(seq, own end of that epoch) + 1
 //              fenced   → a newer leader exists: stop shipping (the shard machine steps down)
+// A shipper speaks for the epoch it started in and falls silent once its shard no longer leads
+// it. Elections compare (confirmedEpoch, durable end): a replica confirmed by epoch E holds the
+// leader's log to leadEnd, so everything committed before E; everything committed in E is on a
+// quorum of replicas confirmed by E, and among them the longest holds it.
 
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { readBatchHeader } from '../wal/batch-format.ts';
@@ -34,6 +38,11 @@ export interface ReplicateRequest {
   leaderId: string;
   /** The leader's commit point. */
   hwm: number;
+  /**
+   * The leader's durable end when it began to lead: a follower confirms the epoch only once
+   * it holds the leader's log up to here (then it holds everything committed before the epoch).
+   */
+  leadEnd: number;
   prevSeq: number;
   prevEpoch: number;
   /** Sealed batches, consecutive, the first starting at prevSeq + 1. Empty: a heartbeat. */
@@ -59,6 +68,10 @@ export interface FollowerLog {
   readonly epoch: number;
   readonly confirmedEpoch: number;
   readonly durableSeq: number;
+  /** The last seq handed out here (durable or not yet). */
+  readonly lastAssignedSeq: number;
+  /** Whether this replica leads its recorded epoch (then it takes no replication). */
+  readonly leading: boolean;
   confirmEpoch(epoch: number): Promise<void>;
   setEpoch(epoch: number): Promise<void>;
   appendSealed(batch: Uint8Array): Promise<void>;
@@ -80,18 +93,16 @@ export class FollowerReplica {
   async handle(request: ReplicateRequest): Promise<ReplicateReply> {
     const log = this.log;
     if (request.epoch < log.epoch) return { kind: 'fenced', epoch: log.epoch };
-    // Recorded before anything of the new epoch is accepted, so a restart still refuses older ones.
+    // Recorded before anything of the new epoch is accepted, so a restart still refuses older
+    // ones; a replica that led an older epoch stops taking local appends here.
     if (request.epoch > log.epoch) await log.setEpoch(request.epoch);
+    if (log.leading) throw new TidelogError('BAD_REQUEST', `replicate: ${request.leaderId} sends for epoch ${request.epoch}, which this replica leads`);
     if (request.prevSeq > log.durableSeq) return { kind: 'gap', expectedSeq: log.durableSeq + 1 };
     const prevEpoch = log.epochAt(request.prevSeq);
     if (prevEpoch !== request.prevEpoch) return { kind: 'diverged', seq: request.prevSeq, epoch: prevEpoch };
-    if (log.confirmedEpoch < request.epoch) {
-      // The first match with this epoch's leader: what follows the matched prefix was never
-      // compared with its log, so it goes; then the log is this leader's prefix, durably so
-      // (an election compares replicas by the epoch that confirmed them, then by length).
-      if (log.durableSeq > request.prevSeq) await log.truncateAfter(request.prevSeq);
-      await log.confirmEpoch(request.epoch);
-    }
+    // Until this epoch confirmed the log, what follows the matched prefix was never compared
+    // with its leader's log (a deposed leader's suffix, appends it had queued): it goes.
+    if (log.confirmedEpoch < request.epoch && log.lastAssignedSeq > request.prevSeq) await log.truncateAfter(request.prevSeq);
     // What this request proves equal to the leader's log: only up to here may be committed or
     // reported (anything after may be a deposed leader's suffix, not yet compared).
     let matched = request.prevSeq;
@@ -100,7 +111,7 @@ export class FollowerReplica {
       if (range.firstSeq !== matched + 1) throw new TidelogError('BAD_REQUEST', `replicate: batches must follow seq ${matched}, got one at ${range.firstSeq}`);
       if (range.lastSeq <= log.durableSeq) {
         if (log.epochAt(range.firstSeq) === range.epoch && log.epochAt(range.lastSeq) === range.epoch) {
-          matched = range.lastSeq; // a resend
+          matched = range.lastSeq; // a resend: (seq, epoch) names one batch
           continue;
         }
         // Another leader's batch at these seqs: ours was never committed (the leader has the
@@ -110,11 +121,17 @@ export class FollowerReplica {
       try {
         await log.appendSealed(batch);
       } catch (error) {
-        if (isTidelogError(error, 'SEQUENCE_GAP')) return { kind: 'gap', expectedSeq: log.durableSeq + 1 };
+        if (isTidelogError(error, 'SEQUENCE_GAP')) {
+          const expected = error.context.expectedSeq;
+          return { kind: 'gap', expectedSeq: typeof expected === 'number' ? expected : log.durableSeq + 1 };
+        }
         throw error;
       }
       matched = range.lastSeq;
     }
+    // The leader's log up to where it began to lead is here: the epoch confirms this log (an
+    // election then prefers it to any replica confirmed earlier).
+    if (log.confirmedEpoch < request.epoch && matched >= request.leadEnd) await log.confirmEpoch(request.epoch);
     await log.commitTo(Math.min(request.hwm, matched));
     return { kind: 'ok', matchSeq: matched };
   }
@@ -123,6 +140,8 @@ export class FollowerReplica {
 /** What a leader's shipper needs of its shard host. */
 export interface LeaderLog {
   readonly epoch: number;
+  /** Whether this replica still leads its recorded epoch. */
+  readonly leading: boolean;
   readonly durableSeq: number;
   readonly committedSeq: number;
   commitTo(seq: number): Promise<void>;
@@ -168,14 +187,22 @@ interface FollowerState {
 export class Shipper {
   private readonly followers: FollowerState[];
   private isFenced = false;
+  private isStopped = false;
   private readonly maxRequestBytes: number;
+  /** The epoch this shipper speaks for, fixed when it starts (after lead()). */
+  private readonly epoch: number;
+  /** The leader's durable end when it began to lead (see ReplicateRequest.leadEnd). */
+  private readonly leadEnd: number;
 
   constructor(
     private readonly log: LeaderLog,
     links: readonly FollowerLink[],
     private readonly options: ShipperOptions,
   ) {
+    if (!log.leading) throw new TidelogError('BAD_REQUEST', `shipper: the shard does not lead epoch ${log.epoch} (lead() first)`);
     this.maxRequestBytes = options.maxRequestBytes ?? 1 << 20;
+    this.epoch = log.epoch;
+    this.leadEnd = log.durableSeq;
     // Optimistic start (Raft's nextIndex): from the leader's end; gaps and divergence back up.
     this.followers = links.map((link) => ({ link, nextSeq: log.durableSeq + 1, matchSeq: 0, isSending: false }));
   }
@@ -189,6 +216,16 @@ export class Shipper {
     return this.isFenced;
   }
 
+  /** Ends shipping for good (the shard stepped down or closes); rounds under way stop. */
+  stop(): void {
+    this.isStopped = true;
+  }
+
+  /** Still the voice of its epoch: not stopped, not fenced, and the log still leads that epoch. */
+  private get isActive(): boolean {
+    return !this.isStopped && !this.isFenced && this.log.leading && this.log.epoch === this.epoch;
+  }
+
   /** Sends what each idle follower lacks (or a heartbeat); resolves when these rounds end. */
   async pump(): Promise<void> {
     this.advanceCommit();
@@ -196,26 +233,33 @@ export class Shipper {
   }
 
   private async sendRound(follower: FollowerState): Promise<void> {
-    if (follower.isSending || this.isFenced) return;
+    if (follower.isSending || !this.isActive) return;
     follower.isSending = true;
     try {
       // Rounds follow each other while the follower is behind and answers.
-      for (let rounds = 0; rounds < 64 && !this.isFenced; rounds++) {
+      for (let rounds = 0; rounds < 64 && this.isActive; rounds++) {
         const batches = follower.nextSeq <= this.log.durableSeq ? await this.log.readSealed(follower.nextSeq, this.maxRequestBytes) : [];
         // The check is against the batch before the first one sent (which may start before nextSeq).
         const prevSeq = batches.length === 0 ? follower.nextSeq - 1 : batchRange(batches[0]).firstSeq - 1;
         const request: ReplicateRequest = {
           shard: this.options.shard,
-          epoch: this.log.epoch,
+          epoch: this.epoch,
           leaderId: this.options.leaderId,
           hwm: this.log.committedSeq,
+          leadEnd: this.leadEnd,
           prevSeq,
           prevEpoch: this.log.epochAt(prevSeq),
           batches,
         };
         const lastSent = batches.length === 0 ? prevSeq : batchRange(batches[batches.length - 1]).lastSeq;
         const reply = await follower.link.send(request);
+        if (!this.isActive) return;
+        const nextBefore = follower.nextSeq;
+        const matchBefore = follower.matchSeq;
         if (!this.onReply(follower, reply, lastSent)) return;
+        // A reply that moved nothing (a gap or divergence answered the same way) waits for the
+        // next pump instead of spinning.
+        if (follower.nextSeq === nextBefore && follower.matchSeq === matchBefore && request.batches.length > 0) return;
         if (follower.nextSeq > this.log.durableSeq && follower.matchSeq >= this.log.durableSeq) return;
       }
     } catch (error) {
@@ -254,9 +298,12 @@ export class Shipper {
   }
 
   private advanceCommit(): void {
+    if (!this.isActive) return;
+    // A follower counts once it has confirmed this epoch (it holds the log to leadEnd): so the
+    // first commit of an epoch covers leadEnd on a quorum of replicas that confirmed it.
     const hwm = quorumHwm(
       this.log.durableSeq,
-      this.followers.map((follower) => follower.matchSeq),
+      this.followers.map((follower) => (follower.matchSeq >= this.leadEnd ? follower.matchSeq : 0)),
       this.options.replicationFactor,
     );
     if (hwm > this.log.committedSeq) void this.log.commitTo(hwm);

@@ -77,8 +77,6 @@ export const MAX_READ_EVENTS = 32_768;
 const READ_BATCH_OVERHEAD_BYTES = 48;
 
 export class ShardHost {
-  /** What this replica does for the shard now (the shard machine sets it; standalone: leader). */
-  role: 'leader' | 'follower' = 'leader';
   private readonly recent: RecentBatches;
   private hwmSeq: number;
   /** The feed is published until then (performance.now() ms): a tail announced itself. */
@@ -165,6 +163,11 @@ export class ShardHost {
     }
   }
 
+  /** What this replica does for the shard now: standalone always leads; a replica leads after lead(). */
+  get role(): 'leader' | 'follower' {
+    return this.wal.leading ? 'leader' : 'follower';
+  }
+
   /** The highest epoch this replica has recorded (batches it seals carry it). */
   get epoch(): number {
     return this.wal.epoch;
@@ -208,15 +211,24 @@ export class ShardHost {
   }
 
   /**
-   * Starts leading at `epoch` (claimed already): records it and confirms its own log. The
-   * shard machine takes appends only once the commit point has reached the durable end it had
-   * here (the shipper gets a quorum to match it): then the session store and the state hold
-   * every batch that could have been acknowledged before.
+   * Starts leading at `epoch` (claimed already): records it, confirms its own log in it, and
+   * takes appends from then on (NOT_LEADER before, and after a newer epoch is recorded). The
+   * shard machine opens the gate to producers only once the commit point has reached the
+   * durable end it had here: then the session store and the state hold every batch that could
+   * have been acknowledged before.
    */
-  async lead(epoch: number): Promise<void> {
-    await this.wal.setEpoch(epoch);
-    await this.wal.confirmEpoch(epoch);
-    this.role = 'leader';
+  lead(epoch: number): Promise<void> {
+    return this.wal.lead(epoch);
+  }
+
+  /** The last seq handed out here (written, being written, or queued). */
+  get lastAssignedSeq(): number {
+    return this.wal.lastAssignedSeq;
+  }
+
+  /** Whether this replica takes local appends (see lead). */
+  get leading(): boolean {
+    return this.wal.leading;
   }
 
   /** A follower's append of its leader's sealed batch, verbatim; resolves once durable here. */

@@ -135,6 +135,8 @@ export class Wal implements WriterLane {
   private readonly epochStartList: EpochStart[];
   /** Epoch of the newest batch queued or in the log: a sealed batch may not go below it. */
   private newestBatchEpoch: number;
+  /** Local appends are taken (standalone always; external commit between lead() and a newer epoch). */
+  private isLeading: boolean;
   /** Counts cuts begun (truncateAfter): a read of uncommitted batches stops at a new one. */
   private cutGeneration = 0;
   /** Commit work in order: folding from disk is asynchronous. */
@@ -172,9 +174,10 @@ export class Wal implements WriterLane {
     this.diskBacklogSeq = opened.appliedSeq < opened.lastSeq ? opened.lastSeq : 0;
     this.diskBacklogNotes = this.diskBacklogSeq > 0 ? opened.trailingNotes : 0;
     this.notesBatchesAfter = opened.notesBatchesAfter;
-    this.newestBatchEpoch = opened.newestEpoch;
+    this.newestBatchEpoch = Math.max(opened.newestEpoch, opened.epochStarts[opened.epochStarts.length - 1]?.epoch ?? 0);
     this.epochStartList = opened.epochStarts;
-    this.confirmed = Math.max(opened.confirmedEpoch, opened.epochStarts[opened.epochStarts.length - 1]?.epoch ?? 0);
+    this.confirmed = opened.confirmedEpoch;
+    this.isLeading = options.commit !== 'external';
     this.checkpointSeq = opened.checkpointSeq;
     this.files = files;
     this.queue = new CommitQueue(
@@ -483,9 +486,44 @@ export class Wal implements WriterLane {
         });
       }
       if (epoch === this.options.leaderEpoch) return;
+      // A newer epoch is someone else's until lead(): local appends not yet written go (they
+      // would otherwise be sealed with the new epoch, as if its leader had written them).
+      if (this.isLeading) {
+        this.isLeading = false;
+        this.queue.dropUnwritten(this.notLeading(epoch));
+      }
       await this.writeReplica(epoch);
       this.options.leaderEpoch = epoch;
       this.queue.setLeaderEpoch(epoch);
+    });
+  }
+
+  /**
+   * Starts leading at `epoch` (external commit; the caller won the epoch's claim): records the
+   * epoch, confirms this log in it, and takes local appends from then on. Until then, and after
+   * a newer epoch is recorded, appendMany is NOT_LEADER (standalone, a WAL always leads).
+   */
+  async lead(epoch: number): Promise<void> {
+    if (this.options.commit !== 'external') throw new TidelogError('BAD_REQUEST', `lead needs commit: 'external'`);
+    await this.setEpoch(epoch);
+    if (epoch !== this.options.leaderEpoch) throw new TidelogError('FENCED', `shard ${this.options.shard}: epoch ${epoch} is not the newest recorded`);
+    await this.confirmEpoch(epoch);
+    this.isLeading = true;
+  }
+
+  /** The last seq handed out (written, being written, or queued). */
+  get lastAssignedSeq(): number {
+    return this.queue.nextSequence - 1;
+  }
+
+  /** Whether local appends are taken (external commit: after lead(), until a newer epoch). */
+  get leading(): boolean {
+    return this.isLeading;
+  }
+
+  private notLeading(epoch: number): TidelogError {
+    return new TidelogError('NOT_LEADER', `shard ${this.options.shard}: this replica does not lead epoch ${epoch}`, {
+      details: { shard: this.options.shard, epoch },
     });
   }
 
@@ -536,6 +574,7 @@ export class Wal implements WriterLane {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (!this.isLeading) return Promise.reject(this.notLeading(this.options.leaderEpoch));
     if (count > 0 && this.options.leaderEpoch > this.newestBatchEpoch) this.newestBatchEpoch = this.options.leaderEpoch;
     // Outside the try: a broken note callback is a programming error; it throws (and the lane fails).
     return this.queue.enqueue(packed, count, note, skipsDedup);
@@ -564,6 +603,7 @@ export class Wal implements WriterLane {
       throw new TidelogError('BAD_REQUEST', `appendSealed: ${reason}`, { details });
     };
     if (this.options.commit !== 'external') bad(`a sealed batch needs commit: 'external'`);
+    if (this.isLeading) bad(`this replica leads epoch ${this.options.leaderEpoch}: it takes no sealed batches`);
     if (!(batch instanceof Uint8Array)) return bad('the batch must be a Uint8Array');
     const parsed = readBatchHeader(batch, 0);
     if (!parsed.ok) return bad(`not a batch (${parsed.problem})`);
@@ -894,8 +934,15 @@ export class Wal implements WriterLane {
     // the batch is written, so the log never holds an epoch its replica file does not place.
     let opensEpoch = false;
     for (const group of groups) {
+      if (group.sealed === null) continue;
+      // A start recorded for a batch that never reached the log (its write failed before a
+      // restart) sits at or after this batch: it is not the log's.
+      while (this.epochStartList.length > 0 && this.epochStartList[this.epochStartList.length - 1].firstSeq >= group.firstSeq && group.count > 0) {
+        this.epochStartList.pop();
+        opensEpoch = true;
+      }
       const last = this.epochStartList[this.epochStartList.length - 1];
-      if (group.sealed === null || (last !== undefined && group.epoch <= last.epoch)) continue;
+      if (last !== undefined && group.epoch <= last.epoch) continue;
       this.epochStartList.push({ epoch: group.epoch, firstSeq: last === undefined && group.epoch === 0 ? 1 : group.firstSeq });
       opensEpoch ||= group.epoch > 0 || this.options.commit === 'external';
     }
@@ -1229,9 +1276,11 @@ export class Wal implements WriterLane {
     const keptStarts = this.epochStartList.filter((start) => start.firstSeq <= cut.lastKept);
     if (keptStarts.length < this.epochStartList.length) {
       this.epochStartList.splice(0, this.epochStartList.length, ...keptStarts);
-      this.newestBatchEpoch = Math.max(this.newestBatchEpoch, keptStarts[keptStarts.length - 1]?.epoch ?? 0);
       await this.writeReplica(this.options.leaderEpoch);
     }
+    // The epoch floor for sealed batches: the newest epoch the kept log holds (its segment's
+    // batches may all be gone while an earlier segment's remain).
+    this.newestBatchEpoch = Math.max(this.newestBatchEpoch, keptStarts[keptStarts.length - 1]?.epoch ?? 0);
     if (this.diskBacklogSeq > cut.lastKept) this.diskBacklogSeq = cut.lastKept > this.appliedSeq ? cut.lastKept : 0;
     return Math.max(0, lastBefore - this.lastDurableSeq);
   }
@@ -1295,12 +1344,14 @@ function checkAppendOptions(options: AppendOptions, count: number): { note: Note
 }
 
 /**
- * The epoch starts a replica begins with: the replica file's (those inside the log), then any
+ * The epoch starts a replica begins with: the replica file's (those inside the log: a start
+ * past its last seq is a batch never written, or cut), then any
  * newer epoch the scan after the snapshot met (a batch written just before a crash, or a log
  * older than epoch starts). Epoch 0 with nothing before it starts at seq 1.
  */
 function mergeEpochStarts(recorded: readonly EpochStart[], scanned: readonly EpochStart[], lastSeq: number): EpochStart[] {
-  const starts = recorded.filter((start) => start.firstSeq <= lastSeq + 1).map((start) => ({ ...start }));
+  // A start past the log's last seq belongs to a batch that was never written (or was cut).
+  const starts = recorded.filter((start) => start.firstSeq <= lastSeq).map((start) => ({ ...start }));
   for (const start of scanned) {
     const last = starts[starts.length - 1];
     if (last !== undefined && (start.epoch <= last.epoch || start.firstSeq < last.firstSeq)) continue;

@@ -122,8 +122,7 @@ for (let seed = Number(process.env.REPLICATION_SEED_FROM ?? 1); seed <= SEEDS; s
     };
     const [a, b, c] = await Promise.all([openHost(dirs[0], pumpSoon), openHost(dirs[1], pumpSoon), openHost(dirs[2], pumpSoon)]);
     try {
-      b.role = 'follower';
-      c.role = 'follower';
+      await a.lead(1);
       const links = [
         lossyLink('b', new FollowerReplica(b), random, 0.2, () => up.has('b')),
         lossyLink('c', new FollowerReplica(c), random, 0.2, () => up.has('c')),
@@ -183,7 +182,6 @@ for (let seed = Number(process.env.REPLICATION_SEED_FROM ?? 1); seed <= SEEDS; s
       const otherId = next === b ? 'c' : 'b';
       await next.lead(2);
       const leadEnd = next.durableSeq;
-      a.role = 'follower';
       up.add('b');
       up.add('c');
       // The other follower stays unreachable at first: the quorum must come from the old leader,

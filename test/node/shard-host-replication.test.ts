@@ -22,9 +22,9 @@ test('shard-host replication - quorum commit, the same state on both replicas, a
   const shipped: Uint8Array[] = [];
   const leader = await openReplicaHost(leaderDir, { fsync: 'full', onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
   const follower = await openReplicaHost(followerDir, { fsync: 'full' });
-  follower.role = 'follower';
   try {
     const tags: SessionTag[] = [1, 2, 3].map((requestSeq) => ({ producerId: 'producer-1', sessionEpoch: 1, requestSeq }));
+    await leader.lead(1);
     const appends = tags.map((tag, index) => leader.append(events(index * 10 + 1, 10), tag));
     await until(() => leader.durableSeq === 30, 'the leader has 30 durable');
     assert.is(leader.hwm, 0, 'nothing is readable before a quorum has it');
@@ -51,8 +51,7 @@ test('shard-host replication - quorum commit, the same state on both replicas, a
     assert.is(page.batches.reduce((sum, batch) => sum + batch.events.byteLength / 21, 0), 30);
 
     // The leader is gone; the follower takes over at epoch 2. The producer retries request 3.
-    await follower.setEpoch(2);
-    follower.role = 'leader';
+    await follower.lead(2);
     const retry = follower.append(events(21, 10), tags[2]);
     const replayed = await retry;
     assert.equal([replayed.outcome, replayed.runs], ['replayed', [21, 10]], 'answered from the session the batches carried');
@@ -74,6 +73,7 @@ test('shard-host replication - a deposed leader cuts its uncommitted suffix: its
   const dir = tempDir('deposed');
   const host = await openReplicaHost(dir, { fsync: 'full' });
   try {
+    await host.lead(1);
     const committed = host.append(events(1, 5), { producerId: 'p', sessionEpoch: 1, requestSeq: 1 });
     await until(() => host.durableSeq === 5, 'durable');
     await host.commitTo(5);

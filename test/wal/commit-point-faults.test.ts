@@ -45,6 +45,7 @@ test('commit-point faults - a commitTo made after truncateAfter was called wins:
   try {
     const machine = new SumMachine();
     const { wal } = await Wal.open({ dir, ...options, stateMachine: machine });
+    await wal.lead(wal.epoch);
     const outcomes: Outcome[] = [];
     for (let id = 1; id <= 6; id++) await appendDurable(wal, [id], outcomes);
     const first = wal.commitTo(3);
@@ -67,6 +68,7 @@ for (const op of ['truncate', 'datasync', 'syncDir'] as const) {
     try {
       const io = new FaultyFileIo();
       const { wal } = await Wal.open({ dir, ...options, io, stateMachine: new SumMachine() });
+      await wal.lead(wal.epoch);
       for (let id = 1; id <= 12; id++) await appendDurable(wal, [id]);
       await wal.commitTo(2);
       const cutName = wal.segments()[0].fileName;
@@ -77,6 +79,7 @@ for (const op of ['truncate', 'datasync', 'syncDir'] as const) {
       assert.is((await rejection(() => wal.appendMany([makeEvent(99)]))).code, (wal.failed as { code?: string } | null)?.code);
       await wal.close().catch(() => undefined);
       const reopened = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+      await reopened.wal.lead(reopened.wal.epoch);
       const seqs = await durableSeqs(reopened.wal);
       assert.equal(seqs, Array.from({ length: reopened.wal.durableSeq }, (_, index) => index + 1), 'the log reopens gapless');
       assert.ok(reopened.wal.durableSeq >= 2, 'with everything committed');
@@ -91,6 +94,7 @@ test('commit-point faults - close() during a cut: callers of batches that stay a
   const dir = tempDir();
   try {
     const { wal } = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+    await wal.lead(wal.epoch);
     const outcomes: Outcome[] = [];
     for (let id = 1; id <= 8; id++) await appendDurable(wal, [id], outcomes);
     await wal.commitTo(2);
@@ -102,6 +106,7 @@ test('commit-point faults - close() during a cut: callers of batches that stay a
     const cutOutcome = await cut;
     await until(() => outcomes.every((outcome) => outcome.seqs !== undefined || outcome.code !== undefined), 'every call is answered');
     const reopened = await Wal.open({ dir, ...options, stateMachine: new SumMachine(), committedSeq: 2 });
+    await reopened.wal.lead(reopened.wal.epoch);
     const seqs = await durableSeqs(reopened.wal);
     await reopened.wal.close();
     outcomes.forEach((outcome, index) => {
@@ -117,11 +122,13 @@ test('commit-point faults - close() waits for a fold from disk to stop: nothing 
   const dir = tempDir();
   try {
     const first = await Wal.open({ dir, ...options });
+    await first.wal.lead(first.wal.epoch);
     for (let id = 1; id <= 400; id += 4) first.wal.appendMany([id, id + 1, id + 2, id + 3].map(makeEvent)).catch(() => undefined);
     await until(() => first.wal.durableSeq === 400, 'the log is durable');
     await first.wal.close();
     const persisted: number[] = [];
     const { wal } = await Wal.open({ dir, ...options, stateMachine: new SumMachine(), onPersisted: (info) => persisted.push(info.lastSeq) });
+    await wal.lead(wal.epoch);
     const commit = wal.commitTo(400);
     await new Promise((resolve) => setImmediate(resolve));
     await wal.close();
@@ -130,6 +137,7 @@ test('commit-point faults - close() waits for a fold from disk to stop: nothing 
     await new Promise((resolve) => setImmediate(resolve));
     assert.is(persisted.length, atClose, 'no fold after close() resolved');
     const again = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+    await again.wal.lead(again.wal.epoch);
     const lastFolded = persisted[persisted.length - 1] ?? 0;
     assert.ok(again.wal.committedSeq >= lastFolded, `the commit point reached is kept: ${again.wal.committedSeq}, folded to ${lastFolded}`);
     await again.wal.close();
@@ -154,10 +162,12 @@ test('commit-point faults - a notes-only batch written after a restart is folded
   const dir = tempDir();
   try {
     const first = await Wal.open({ dir, ...options, dedupWindowMs: 60_000, stateMachine: new NotesMachine() });
+    await first.wal.lead(first.wal.epoch);
     for (let id = 1; id <= 5; id++) await appendDurable(first.wal, [id]);
     await first.wal.close(); // nothing committed
     const machine = new NotesMachine();
     const { wal } = await Wal.open({ dir, ...options, dedupWindowMs: 60_000, stateMachine: machine });
+    await wal.lead(wal.epoch);
     assert.is(wal.durableSeq, 5);
     // A resend of event 1 with a note: a duplicate (the window was rebuilt), so a notes-only batch at 6.
     const retry = wal.appendMany([makeEvent(1)], { note: () => new TextEncoder().encode('N') });
@@ -176,11 +186,13 @@ test('commit-point faults - a restart replays only committed events; a checkpoin
   const dir = tempDir();
   try {
     const { wal } = await Wal.open({ dir, ...options });
+    await wal.lead(wal.epoch);
     for (let id = 1; id <= 5; id++) await appendDurable(wal, [id]);
     await wal.commitTo(2);
     assert.is((await rejection(() => wal.checkpoint(4))).code, 'OUT_OF_RANGE', 'what is materialised elsewhere must be committed');
     await wal.close();
     const reopened = await Wal.open({ dir, ...options });
+    await reopened.wal.lead(reopened.wal.epoch);
     assert.is(reopened.wal.committedSeq, 2);
     assert.equal(
       reopened.replayed.map((event) => Number(event.entityId)),
@@ -192,6 +204,7 @@ test('commit-point faults - a restart replays only committed events; a checkpoin
     );
     await reopened.wal.close();
     const withState = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+    await withState.wal.lead(withState.wal.epoch);
     assert.equal(withState.replayed, [], 'with a state machine nothing is replayed');
     await withState.wal.close();
   } finally {
@@ -203,6 +216,7 @@ test('commit-point faults - an open FENCED by the log\'s newest epoch leaves no 
   const dir = tempDir();
   try {
     const { wal } = await Wal.open({ dir, ...options, leaderEpoch: 5 });
+    await wal.lead(wal.epoch);
     await appendDurable(wal, [1]);
     await wal.commitTo(1);
     await wal.close();

@@ -51,6 +51,7 @@ test('commit-point - durable is not committed: callers, state and onPersisted wa
       onDurable: (info: PersistedInfo) => durable.push(info.lastSeq),
       onPersisted: (info: PersistedInfo) => persisted.push(info.lastSeq),
     });
+    await wal.lead(wal.epoch);
     const first = track((await appendDurable(wal, [1, 2, 3])).call);
     const second = track((await appendDurable(wal, [4, 5])).call);
     assert.is(wal.durableSeq, 5);
@@ -92,6 +93,7 @@ test('commit-point - snapshots describe committed state only; a restart folds up
   try {
     const machine = new SumMachine();
     const { wal } = await Wal.open({ dir, ...options, stateMachine: machine });
+    await wal.lead(wal.epoch);
     const calls: Array<Promise<number[]>> = [];
     for (let id = 1; id <= 10; id++) calls.push((await appendDurable(wal, [id])).call);
     await wal.commitTo(6);
@@ -105,6 +107,7 @@ test('commit-point - snapshots describe committed state only; a restart folds up
     const again = new SumMachine();
     const persisted: number[] = [];
     const reopened = await Wal.open({ dir, ...options, stateMachine: again, committedSeq: 8, onPersisted: (info) => persisted.push(info.lastSeq) });
+    await reopened.wal.lead(reopened.wal.epoch);
     assert.is(reopened.wal.durableSeq, 10);
     assert.is(reopened.wal.committedSeq, 8, 'the log after the snapshot is folded up to the committed seq given');
     assert.is(again.lastSeq, 8);
@@ -129,6 +132,7 @@ test('commit-point - truncateAfter cuts the uncommitted suffix across segments; 
   try {
     const machine = new SumMachine();
     const { wal } = await Wal.open({ dir, ...options, stateMachine: machine });
+    await wal.lead(wal.epoch);
     const calls: Array<Promise<number[]>> = [];
     // 1-event batches of 85 bytes: 512-byte segments hold 4 after their head, so 20 batches span 5 segments.
     for (let id = 1; id <= 20; id++) calls.push((await appendDurable(wal, [id])).call);
@@ -163,6 +167,7 @@ test('commit-point - truncateAfter cuts the uncommitted suffix across segments; 
     await wal.close();
 
     const reopened = await Wal.open({ dir, ...options, stateMachine: new SumMachine(), committedSeq: 8 });
+    await reopened.wal.lead(reopened.wal.epoch);
     assert.is(reopened.wal.durableSeq, 8, 'the cut is on disk');
     const read = await collect(reopened.wal.read({ fromSeq: 1 }));
     assert.equal(
@@ -179,6 +184,7 @@ test('commit-point - a cut inside a batch is refused; the durable-only mode refu
   const dir = tempDir();
   try {
     const { wal } = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+    await wal.lead(wal.epoch);
     const { call } = await appendDurable(wal, [1, 2, 3]);
     const error = await rejection(() => wal.truncateAfter(1));
     assert.is(error.code, 'BAD_REQUEST');
@@ -203,6 +209,7 @@ test('commit-point - the cut is durable before truncateAfter resolves: later seg
   try {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, ...options, io, stateMachine: new SumMachine() });
+    await wal.lead(wal.epoch);
     const calls: Array<Promise<number[]>> = [];
     for (let id = 1; id <= 12; id++) calls.push((await appendDurable(wal, [id])).call);
     await wal.commitTo(2);
@@ -231,9 +238,10 @@ test('commit-point - setEpoch records the epoch before batches carry it; an olde
   const dir = tempDir();
   try {
     const { wal } = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+    await wal.lead(wal.epoch);
     assert.is(wal.epoch, 0);
     const first = (await appendDurable(wal, [1])).call;
-    await wal.setEpoch(3);
+    await wal.lead(3);
     assert.is(wal.epoch, 3);
     await wal.setEpoch(3); // the same epoch: nothing to do
     assert.is((await rejection(() => wal.setEpoch(2))).code, 'FENCED');
@@ -247,6 +255,7 @@ test('commit-point - setEpoch records the epoch before batches carry it; an olde
     assert.ok(readdirSync(dir).includes('replica-00000.bin'));
 
     const reopened = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
+    await reopened.wal.lead(reopened.wal.epoch);
     assert.is(reopened.wal.epoch, 3, 'a restart continues with the recorded epoch');
     assert.is(reopened.wal.committedSeq, 2, 'and with the commit point kept at close');
     await reopened.wal.close();
@@ -254,6 +263,7 @@ test('commit-point - setEpoch records the epoch before batches carry it; an olde
     assert.is(fenced.code, 'FENCED');
     assert.match(fenced.message, /epoch 2 is older than 3/);
     const newer = await Wal.open({ dir, ...options, leaderEpoch: 5 });
+    await newer.wal.lead(newer.wal.epoch);
     assert.is(newer.wal.epoch, 5);
     await newer.wal.close();
     assert.is((await rejection(() => Wal.open({ dir, ...options, leaderEpoch: 4 }))).code, 'FENCED', 'an epoch opened with is recorded too');
@@ -266,6 +276,7 @@ test('commit-point - a damaged replica file is CHECKPOINT_DAMAGED naming it', as
   const dir = tempDir();
   try {
     const { wal } = await Wal.open({ dir, ...options, leaderEpoch: 2 });
+    await wal.lead(wal.epoch);
     await wal.close();
     const path = join(dir, 'replica-00000.bin');
     const bytes = readFileSync(path);
@@ -286,6 +297,7 @@ test('commit-point - a follower appends its leader\'s sealed batches verbatim; g
   try {
     const shipped: Uint8Array[] = [];
     const { wal: leader } = await Wal.open({ dir: leaderDir, ...options, leaderEpoch: 2, onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
+    await leader.lead(leader.epoch);
     const followerMachine = new SumMachine();
     const { wal: follower } = await Wal.open({ dir: followerDir, ...options, leaderEpoch: 2, stateMachine: followerMachine });
     const calls: Array<Promise<number[]>> = [];
@@ -324,7 +336,7 @@ test('commit-point - a follower appends its leader\'s sealed batches verbatim; g
     );
 
     // After the leader moves to epoch 3, a batch of epoch 2 can no longer follow one of epoch 3.
-    await leader.setEpoch(3);
+    await leader.lead(3);
     const newer = (await appendDurable(leader, [10])).call;
     await follower.setEpoch(3);
     await follower.appendSealed(shipped[3]);
@@ -336,6 +348,7 @@ test('commit-point - a follower appends its leader\'s sealed batches verbatim; g
     await leader.close();
     await follower.close();
     const reopened = await Wal.open({ dir: followerDir, ...options, stateMachine: new SumMachine() });
+    await reopened.wal.lead(reopened.wal.epoch);
     assert.is(reopened.wal.durableSeq, 10);
     assert.is(reopened.wal.committedSeq, 10);
     await reopened.wal.close();
@@ -351,6 +364,7 @@ test('commit-point - readers see committed batches only; a catch-up reads the du
   const followerDir = tempDir();
   try {
     const { wal: leader } = await Wal.open({ dir: leaderDir, ...options });
+    await leader.lead(leader.epoch);
     const calls: Array<Promise<number[]>> = [];
     for (let id = 1; id <= 12; id += 2) calls.push((await appendDurable(leader, [id, id + 1])).call);
     await leader.commitTo(6);
@@ -390,12 +404,13 @@ test('commit-point - epoch starts: where each epoch begins is recorded before it
   try {
     const shipped: Uint8Array[] = [];
     const { wal: leader } = await Wal.open({ dir: leaderDir, ...options, onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
+    await leader.lead(leader.epoch);
     const calls: Array<Promise<number[]>> = [];
     for (let id = 1; id <= 4; id++) calls.push((await appendDurable(leader, [id])).call); // epoch 0: 1..4
-    await leader.setEpoch(2);
+    await leader.lead(2);
     assert.equal(leader.epochStarts(), [{ epoch: 0, firstSeq: 1 }], 'setEpoch alone starts nothing in the log');
     for (let id = 5; id <= 7; id++) calls.push((await appendDurable(leader, [id])).call); // epoch 2: 5..7
-    await leader.setEpoch(5);
+    await leader.lead(5);
     for (let id = 8; id <= 9; id++) calls.push((await appendDurable(leader, [id])).call); // epoch 5: 8..9
     const starts = [
       { epoch: 0, firstSeq: 1 },
@@ -412,6 +427,7 @@ test('commit-point - epoch starts: where each epoch begins is recorded before it
     await Promise.all(calls);
     await leader.close();
     const reopened = await Wal.open({ dir: leaderDir, ...options });
+    await reopened.wal.lead(reopened.wal.epoch);
     assert.equal(reopened.wal.epochStarts(), starts, 'kept across a restart');
     await reopened.wal.close();
 
@@ -440,8 +456,9 @@ test('commit-point - an epoch start that cannot be recorded stops the lane befor
   try {
     const io = new FaultyFileIo();
     const { wal } = await Wal.open({ dir, ...options, io });
+    await wal.lead(wal.epoch);
     const first = (await appendDurable(wal, [1])).call;
-    await wal.setEpoch(3);
+    await wal.lead(3);
     io.inject({ op: 'rename', path: /replica-00000\.bin\.tmp -> /, times: 1 });
     const error = await rejection(() => wal.appendMany([makeEvent(2)]));
     assert.is(error.code, 'IO_ERROR');
@@ -449,6 +466,7 @@ test('commit-point - an epoch start that cannot be recorded stops the lane befor
     assert.is(wal.durableSeq, 1, 'the batch of the new epoch was never written');
     await Promise.allSettled([first, wal.close()]);
     const reopened = await Wal.open({ dir, ...options });
+    await reopened.wal.lead(reopened.wal.epoch);
     assert.is(reopened.wal.durableSeq, 1);
     assert.equal(reopened.wal.epochStarts(), [{ epoch: 0, firstSeq: 1 }]);
     assert.is(reopened.wal.epoch, 3);

@@ -1,0 +1,175 @@
+// The replication protocol's sharp edges, each found by an adversarial review and failing
+// before its fix: a follower confirms an epoch only once it holds the leader's log to where it
+// began to lead (so an election by (confirmedEpoch, length) never picks a replica that lacks a
+// committed batch); a deposed leader's shipper falls silent and commits nothing; a deposed
+// leader's queued appends are dropped, never sealed with the new epoch; a cut keeps the
+// log's epoch floor.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultSignalSchema } from '../../src/crdt/index.ts';
+import { encodeEvents, type SignalEvent } from '../../src/event.ts';
+import { FollowerReplica, Shipper, type FollowerLink, type ReplicateReply, type ReplicateRequest } from '../../src/node/replication.ts';
+import { ShardHost } from '../../src/node/shard-host.ts';
+import { openReplicaHost } from '../support/replica-host.ts';
+import { rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
+import { until } from '../support/waits.ts';
+
+function packed(first: number, count: number): Uint8Array {
+  const events: SignalEvent[] = [];
+  for (let index = 0; index < count; index++) events.push({ entityId: BigInt(first + index), signalType: 1, weight: 1, timestampNs: 1_700_000_000_000_000_000n + BigInt(first + index) });
+  return encodeEvents(events);
+}
+
+/** A link that delivers while `allowed` says so and counts what it delivered. */
+function link(nodeId: string, follower: FollowerReplica, allowed: (request: ReplicateRequest) => boolean): FollowerLink & { delivered: number } {
+  const result = {
+    nodeId,
+    delivered: 0,
+    async send(request: ReplicateRequest): Promise<ReplicateReply> {
+      if (!allowed(request)) throw new Error(`${nodeId}: unreachable`);
+      result.delivered++;
+      return follower.handle(request);
+    },
+  };
+  return result;
+}
+
+async function withHosts(names: string[], run: (hosts: ShardHost[]) => Promise<void>, options: { fsync: 'full' | 'off'; batchLingerMs?: number; segmentBytes?: number } = { fsync: 'full' }): Promise<void> {
+  const dirs = names.map((name) => tempDir(`repl-fault-${name}`));
+  const hosts = await Promise.all(
+    dirs.map((dir) =>
+      options.batchLingerMs === undefined && options.segmentBytes === undefined
+        ? openReplicaHost(dir, { fsync: options.fsync })
+        : ShardHost.open({
+            shard: 0,
+            dataDir: dir,
+            wal: { fsync: options.fsync, batchLingerMs: options.batchLingerMs ?? 0, ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }) },
+            epoch: 1,
+            schema: defaultSignalSchema(),
+            sessions: {},
+            recentBytes: 1 << 20,
+            publishFeed: () => undefined,
+            commit: 'external',
+          }),
+    ),
+  );
+  try {
+    await run(hosts);
+  } finally {
+    await Promise.all(hosts.map((host) => host.close().catch(() => undefined)));
+    for (const dir of dirs) removeDir(dir);
+  }
+}
+
+test('replication faults - a partial catch-up does not confirm the epoch: the election prefers the replica holding every acknowledged batch', async () => {
+  await withHosts(['a', 'b', 'c'], async ([a, b, c]) => {
+    // Epoch 1: a leads, c is down; two requests committed on {a, b}.
+    await a.lead(1);
+    const s1 = new Shipper(a, [link('b', new FollowerReplica(b), () => true), link('c', new FollowerReplica(c), () => false)], { shard: 0, leaderId: 'a', replicationFactor: 3 });
+    for (const [first, requestSeq] of [
+      [1, 1],
+      [6, 2],
+    ]) {
+      const call = a.append(packed(first, 5), { producerId: 'p', sessionEpoch: 1, requestSeq });
+      await until(() => a.durableSeq === first + 4, 'durable on a');
+      await s1.pump();
+      await call;
+    }
+    assert.is(a.committedSeq, 10);
+    // Epoch 2: b leads and gets one batch (1–5) to c, one per request, then is gone.
+    await b.lead(2);
+    let delivered = 0;
+    const s2 = new Shipper(b, [link('c', new FollowerReplica(c), (request) => request.batches.length === 0 || delivered++ === 0), link('a', new FollowerReplica(a), () => false)], {
+      shard: 0,
+      leaderId: 'b',
+      replicationFactor: 3,
+      maxRequestBytes: 1,
+    });
+    await s2.pump();
+    assert.is(c.durableSeq, 5, 'c holds 1–5 only');
+    assert.ok(c.confirmedEpoch < 2, 'a prefix short of where b began to lead (10) does not confirm epoch 2');
+    // The majority {a, c} picks by (confirmedEpoch, durable end): a, which holds 6–10.
+    const key = (host: ShardHost): [number, number] => [host.confirmedEpoch, host.durableSeq];
+    const [ka, kc] = [key(a), key(c)];
+    assert.ok(ka[0] > kc[0] || (ka[0] === kc[0] && ka[1] > kc[1]), `a ${JSON.stringify(ka)} wins over c ${JSON.stringify(kc)}`);
+  });
+});
+
+test('replication faults - a deposed leader\'s shipper falls silent, commits nothing, and the deposed leader takes no appends', async () => {
+  await withHosts(['a', 'b', 'c'], async ([a, b, c]) => {
+    await a.lead(1);
+    const toB = link('b', new FollowerReplica(b), () => false);
+    const toC = link('c', new FollowerReplica(c), () => true);
+    const s1 = new Shipper(a, [toB, toC], { shard: 0, leaderId: 'a', replicationFactor: 3 });
+    const orphan = a.append(packed(1, 5), { producerId: 'p', sessionEpoch: 1, requestSeq: 1 }).then(
+      () => 'acked',
+      (error: { code?: string }) => error.code ?? 'error',
+    );
+    await until(() => a.durableSeq === 5, 'the orphan is durable on a only');
+    // b leads epoch 2 (majority {b, c}) and reaches a: a records epoch 2 and stops leading.
+    await b.lead(2);
+    const s2 = new Shipper(b, [link('a', new FollowerReplica(a), () => true), link('c', new FollowerReplica(c), () => true)], { shard: 0, leaderId: 'b', replicationFactor: 3 });
+    await s2.pump();
+    assert.is(a.epoch, 2);
+    assert.not.ok(a.leading);
+    const sentBefore = toC.delivered;
+    await s1.pump();
+    assert.is(toC.delivered, sentBefore, 'the old shipper sends nothing any more');
+    assert.is(await orphan, 'TRUNCATED', 'the orphan was cut by b\'s first match, never acknowledged');
+    assert.is(a.committedSeq, 0);
+    assert.is((await rejection(() => a.append(packed(9, 1), { producerId: 'q', sessionEpoch: 1, requestSeq: 1 }))).code, 'NOT_LEADER');
+    assert.throws(() => new Shipper(a, [], { shard: 0, leaderId: 'a', replicationFactor: 3 }), /does not lead/);
+  });
+});
+
+test('replication faults - appends a deposed leader had queued are dropped when it learns the new epoch, never sealed with it', async () => {
+  await withHosts(
+    ['a'],
+    async ([a]) => {
+      await a.lead(1);
+      const queued = a.append(packed(1, 5), { producerId: 'p', sessionEpoch: 1, requestSeq: 1 }).then(
+        () => 'acked',
+        (error: { code?: string }) => error.code ?? 'error',
+      );
+      await a.setEpoch(2); // another replica leads epoch 2; the group was still lingering
+      assert.is(await queued, 'NOT_LEADER');
+      await new Promise((resolve) => setTimeout(resolve, 400)); // past the linger
+      assert.is(a.durableSeq, 0, 'nothing was written, under either epoch');
+    },
+    { fsync: 'full', batchLingerMs: 300 },
+  );
+});
+
+test('replication faults - a cut at a segment boundary keeps the epoch floor: an older epoch\'s batch is still refused after it', async () => {
+  await withHosts(
+    ['l1', 'l2', 'f'],
+    async ([l1, l2, f]) => {
+      await l1.lead(1);
+      const append = async (host: ShardHost, first: number, requestSeq: number): Promise<void> => {
+        const to = host.durableSeq + 5;
+        host.append(packed(first, 5), { producerId: `p${host.epoch}`, sessionEpoch: 1, requestSeq }).catch(() => undefined);
+        await until(() => host.durableSeq === to, 'durable');
+      };
+      await append(l1, 1, 1); // 1–5, epoch 1
+      await append(l1, 100, 2); // 6–10, epoch 1
+      await append(l1, 200, 3); // 11–15, epoch 1
+      const e1 = await l1.readSealed(1, 1 << 20);
+      await l2.appendSealed(e1[0]);
+      await l2.lead(2);
+      await append(l2, 300, 1); // 6–10, epoch 2
+      await append(l2, 400, 2); // 11–15, epoch 2
+      const e2 = await l2.readSealed(6, 1 << 20);
+      await f.appendSealed(e1[0]);
+      await f.setEpoch(2);
+      await f.appendSealed(e2[0]);
+      await f.appendSealed(e2[1]);
+      await f.truncateAfter(10);
+      const refused = await rejection(() => f.appendSealed(e1[2])); // epoch 1 at 11, after epoch 2 at 6–10
+      assert.is(refused.code, 'FENCED');
+      assert.is(f.epochAt(10), 2);
+    },
+    { fsync: 'off', segmentBytes: 200 },
+  );
+});
+
+test.run();
