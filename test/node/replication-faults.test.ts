@@ -6,11 +6,10 @@
 // log's epoch floor.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultSignalSchema } from '../../src/crdt/index.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { FollowerReplica, Shipper, type FollowerLink, type ReplicateReply, type ReplicateRequest } from '../../src/node/replication.ts';
 import { ShardHost } from '../../src/node/shard-host.ts';
-import { openReplicaHost } from '../support/replica-host.ts';
+import { openReplicaHost, type ReplicaHostOptions } from '../support/replica-host.ts';
 import { rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
 import { until } from '../support/waits.ts';
 
@@ -34,25 +33,9 @@ function link(nodeId: string, follower: FollowerReplica, allowed: (request: Repl
   return result;
 }
 
-async function withHosts(names: string[], run: (hosts: ShardHost[]) => Promise<void>, options: { fsync: 'full' | 'off'; batchLingerMs?: number; segmentBytes?: number } = { fsync: 'full' }): Promise<void> {
+async function withHosts(names: string[], run: (hosts: ShardHost[]) => Promise<void>, options: ReplicaHostOptions = { fsync: 'full' }): Promise<void> {
   const dirs = names.map((name) => tempDir(`repl-fault-${name}`));
-  const hosts = await Promise.all(
-    dirs.map((dir) =>
-      options.batchLingerMs === undefined && options.segmentBytes === undefined
-        ? openReplicaHost(dir, { fsync: options.fsync })
-        : ShardHost.open({
-            shard: 0,
-            dataDir: dir,
-            wal: { fsync: options.fsync, batchLingerMs: options.batchLingerMs ?? 0, ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }) },
-            epoch: 1,
-            schema: defaultSignalSchema(),
-            sessions: {},
-            recentBytes: 1 << 20,
-            publishFeed: () => undefined,
-            commit: 'external',
-          }),
-    ),
-  );
+  const hosts = await Promise.all(dirs.map((dir) => openReplicaHost(dir, options)));
   try {
     await run(hosts);
   } finally {

@@ -4,11 +4,19 @@ import { defaultSignalSchema } from '../../src/crdt/index.ts';
 import { ShardHost } from '../../src/node/shard-host.ts';
 import type { PersistedInfo } from '../../src/wal/index.ts';
 
-export function openReplicaHost(dataDir: string, options: { fsync: 'full' | 'off'; onDurable?: (info: PersistedInfo) => void }): Promise<ShardHost> {
+export interface ReplicaHostOptions {
+  fsync: 'full' | 'off';
+  onDurable?: (info: PersistedInfo) => void;
+  /** Default 0: a batch is flushed at once. */
+  batchLingerMs?: number;
+  segmentBytes?: number;
+}
+
+export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): Promise<ShardHost> {
   return ShardHost.open({
     shard: 0,
     dataDir,
-    wal: { fsync: options.fsync, batchLingerMs: 0 },
+    wal: { fsync: options.fsync, batchLingerMs: options.batchLingerMs ?? 0, ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }) },
     epoch: 1,
     schema: defaultSignalSchema(),
     sessions: {},

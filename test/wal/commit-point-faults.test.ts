@@ -14,6 +14,13 @@ import { until } from '../support/waits.ts';
 
 const options = { segmentBytes: 512, batchMaxEvents: 4, batchLingerMs: 0, commit: 'external' as const };
 
+/** Wal.open, then lead() at the epoch it opened with: a WAL that takes local appends. */
+async function openLeading(walOptions: Parameters<typeof Wal.open>[0]): Promise<Awaited<ReturnType<typeof Wal.open>>> {
+  const opened = await Wal.open(walOptions);
+  await opened.wal.lead(opened.wal.epoch);
+  return opened;
+}
+
 interface Outcome {
   seqs?: number[];
   code?: string;
@@ -44,8 +51,7 @@ test('commit-point faults - a commitTo made after truncateAfter was called wins:
   const dir = tempDir();
   try {
     const machine = new SumMachine();
-    const { wal } = await Wal.open({ dir, ...options, stateMachine: machine });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, stateMachine: machine });
     const outcomes: Outcome[] = [];
     for (let id = 1; id <= 6; id++) await appendDurable(wal, [id], outcomes);
     const first = wal.commitTo(3);
@@ -67,8 +73,7 @@ for (const op of ['truncate', 'datasync', 'syncDir'] as const) {
     const dir = tempDir();
     try {
       const io = new FaultyFileIo();
-      const { wal } = await Wal.open({ dir, ...options, io, stateMachine: new SumMachine() });
-      await wal.lead(wal.epoch);
+      const { wal } = await openLeading({ dir, ...options, io, stateMachine: new SumMachine() });
       for (let id = 1; id <= 12; id++) await appendDurable(wal, [id]);
       await wal.commitTo(2);
       const cutName = wal.segments()[0].fileName;
@@ -93,8 +98,7 @@ for (const op of ['truncate', 'datasync', 'syncDir'] as const) {
 test('commit-point faults - close() during a cut: callers of batches that stay are told CLOSED, never TRUNCATED', async () => {
   const dir = tempDir();
   try {
-    const { wal } = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, stateMachine: new SumMachine() });
     const outcomes: Outcome[] = [];
     for (let id = 1; id <= 8; id++) await appendDurable(wal, [id], outcomes);
     await wal.commitTo(2);
@@ -127,8 +131,7 @@ test('commit-point faults - close() waits for a fold from disk to stop: nothing 
     await until(() => first.wal.durableSeq === 400, 'the log is durable');
     await first.wal.close();
     const persisted: number[] = [];
-    const { wal } = await Wal.open({ dir, ...options, stateMachine: new SumMachine(), onPersisted: (info) => persisted.push(info.lastSeq) });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, stateMachine: new SumMachine(), onPersisted: (info) => persisted.push(info.lastSeq) });
     const commit = wal.commitTo(400);
     await new Promise((resolve) => setImmediate(resolve));
     await wal.close();
@@ -166,8 +169,7 @@ test('commit-point faults - a notes-only batch written after a restart is folded
     for (let id = 1; id <= 5; id++) await appendDurable(first.wal, [id]);
     await first.wal.close(); // nothing committed
     const machine = new NotesMachine();
-    const { wal } = await Wal.open({ dir, ...options, dedupWindowMs: 60_000, stateMachine: machine });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, dedupWindowMs: 60_000, stateMachine: machine });
     assert.is(wal.durableSeq, 5);
     // A resend of event 1 with a note: a duplicate (the window was rebuilt), so a notes-only batch at 6.
     const retry = wal.appendMany([makeEvent(1)], { note: () => new TextEncoder().encode('N') });
@@ -185,8 +187,7 @@ test('commit-point faults - a notes-only batch written after a restart is folded
 test('commit-point faults - a restart replays only committed events; a checkpoint may not pass the commit point', async () => {
   const dir = tempDir();
   try {
-    const { wal } = await Wal.open({ dir, ...options });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options });
     for (let id = 1; id <= 5; id++) await appendDurable(wal, [id]);
     await wal.commitTo(2);
     assert.is((await rejection(() => wal.checkpoint(4))).code, 'OUT_OF_RANGE', 'what is materialised elsewhere must be committed');
@@ -215,8 +216,7 @@ test('commit-point faults - a restart replays only committed events; a checkpoin
 test('commit-point faults - an open FENCED by the log\'s newest epoch leaves no descriptor open', async () => {
   const dir = tempDir();
   try {
-    const { wal } = await Wal.open({ dir, ...options, leaderEpoch: 5 });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, leaderEpoch: 5 });
     await appendDurable(wal, [1]);
     await wal.commitTo(1);
     await wal.close();

@@ -13,6 +13,13 @@ import { until } from '../support/waits.ts';
 
 const options = { segmentBytes: 512, batchMaxEvents: 4, batchLingerMs: 0, commit: 'external' as const };
 
+/** Wal.open, then lead() at the epoch it opened with: a WAL that takes local appends. */
+async function openLeading(walOptions: Parameters<typeof Wal.open>[0]): Promise<Awaited<ReturnType<typeof Wal.open>>> {
+  const opened = await Wal.open(walOptions);
+  await opened.wal.lead(opened.wal.epoch);
+  return opened;
+}
+
 /** Settles `promise` into a flag so a test can ask whether it resolved yet. */
 function track<T>(promise: Promise<T>): { settled: () => boolean; value: () => T | undefined } {
   let isSettled = false;
@@ -92,8 +99,7 @@ test('commit-point - snapshots describe committed state only; a restart folds up
   const dir = tempDir();
   try {
     const machine = new SumMachine();
-    const { wal } = await Wal.open({ dir, ...options, stateMachine: machine });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, stateMachine: machine });
     const calls: Array<Promise<number[]>> = [];
     for (let id = 1; id <= 10; id++) calls.push((await appendDurable(wal, [id])).call);
     await wal.commitTo(6);
@@ -131,8 +137,7 @@ test('commit-point - truncateAfter cuts the uncommitted suffix across segments; 
   const dir = tempDir();
   try {
     const machine = new SumMachine();
-    const { wal } = await Wal.open({ dir, ...options, stateMachine: machine });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, stateMachine: machine });
     const calls: Array<Promise<number[]>> = [];
     // 1-event batches of 85 bytes: 512-byte segments hold 4 after their head, so 20 batches span 5 segments.
     for (let id = 1; id <= 20; id++) calls.push((await appendDurable(wal, [id])).call);
@@ -183,8 +188,7 @@ test('commit-point - truncateAfter cuts the uncommitted suffix across segments; 
 test('commit-point - a cut inside a batch is refused; the durable-only mode refuses commitTo and truncateAfter', async () => {
   const dir = tempDir();
   try {
-    const { wal } = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, stateMachine: new SumMachine() });
     const { call } = await appendDurable(wal, [1, 2, 3]);
     const error = await rejection(() => wal.truncateAfter(1));
     assert.is(error.code, 'BAD_REQUEST');
@@ -208,8 +212,7 @@ test('commit-point - the cut is durable before truncateAfter resolves: later seg
   const dir = tempDir();
   try {
     const io = new FaultyFileIo();
-    const { wal } = await Wal.open({ dir, ...options, io, stateMachine: new SumMachine() });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, io, stateMachine: new SumMachine() });
     const calls: Array<Promise<number[]>> = [];
     for (let id = 1; id <= 12; id++) calls.push((await appendDurable(wal, [id])).call);
     await wal.commitTo(2);
@@ -237,8 +240,7 @@ test('commit-point - the cut is durable before truncateAfter resolves: later seg
 test('commit-point - setEpoch records the epoch before batches carry it; an older one is FENCED, now and after a restart', async () => {
   const dir = tempDir();
   try {
-    const { wal } = await Wal.open({ dir, ...options, stateMachine: new SumMachine() });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, stateMachine: new SumMachine() });
     assert.is(wal.epoch, 0);
     const first = (await appendDurable(wal, [1])).call;
     await wal.lead(3);
@@ -275,8 +277,7 @@ test('commit-point - setEpoch records the epoch before batches carry it; an olde
 test('commit-point - a damaged replica file is CHECKPOINT_DAMAGED naming it', async () => {
   const dir = tempDir();
   try {
-    const { wal } = await Wal.open({ dir, ...options, leaderEpoch: 2 });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, leaderEpoch: 2 });
     await wal.close();
     const path = join(dir, 'replica-00000.bin');
     const bytes = readFileSync(path);
@@ -296,8 +297,7 @@ test('commit-point - a follower appends its leader\'s sealed batches verbatim; g
   const otherDir = tempDir();
   try {
     const shipped: Uint8Array[] = [];
-    const { wal: leader } = await Wal.open({ dir: leaderDir, ...options, leaderEpoch: 2, onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
-    await leader.lead(leader.epoch);
+    const { wal: leader } = await openLeading({ dir: leaderDir, ...options, leaderEpoch: 2, onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
     const followerMachine = new SumMachine();
     const { wal: follower } = await Wal.open({ dir: followerDir, ...options, leaderEpoch: 2, stateMachine: followerMachine });
     const calls: Array<Promise<number[]>> = [];
@@ -363,8 +363,7 @@ test('commit-point - readers see committed batches only; a catch-up reads the du
   const leaderDir = tempDir();
   const followerDir = tempDir();
   try {
-    const { wal: leader } = await Wal.open({ dir: leaderDir, ...options });
-    await leader.lead(leader.epoch);
+    const { wal: leader } = await openLeading({ dir: leaderDir, ...options });
     const calls: Array<Promise<number[]>> = [];
     for (let id = 1; id <= 12; id += 2) calls.push((await appendDurable(leader, [id, id + 1])).call);
     await leader.commitTo(6);
@@ -403,8 +402,7 @@ test('commit-point - epoch starts: where each epoch begins is recorded before it
   const followerDir = tempDir();
   try {
     const shipped: Uint8Array[] = [];
-    const { wal: leader } = await Wal.open({ dir: leaderDir, ...options, onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
-    await leader.lead(leader.epoch);
+    const { wal: leader } = await openLeading({ dir: leaderDir, ...options, onDurable: (info) => shipped.push(info.sealed?.slice() ?? new Uint8Array(0)) });
     const calls: Array<Promise<number[]>> = [];
     for (let id = 1; id <= 4; id++) calls.push((await appendDurable(leader, [id])).call); // epoch 0: 1..4
     await leader.lead(2);
@@ -455,8 +453,7 @@ test('commit-point - an epoch start that cannot be recorded stops the lane befor
   const dir = tempDir();
   try {
     const io = new FaultyFileIo();
-    const { wal } = await Wal.open({ dir, ...options, io });
-    await wal.lead(wal.epoch);
+    const { wal } = await openLeading({ dir, ...options, io });
     const first = (await appendDurable(wal, [1])).call;
     await wal.lead(3);
     io.inject({ op: 'rename', path: /replica-00000\.bin\.tmp -> /, times: 1 });
