@@ -12,6 +12,7 @@ import { ShardHost } from '../../src/node/shard-host.ts';
 import { openReplicaHost, type ReplicaHostOptions } from '../support/replica-host.ts';
 import { rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
 import { until } from '../support/waits.ts';
+import { FaultyFileIo } from '../support/faulty-file-io.ts';
 
 function packed(first: number, count: number): Uint8Array {
   const events: SignalEvent[] = [];
@@ -153,6 +154,51 @@ test('replication faults - a cut at a segment boundary keeps the epoch floor: an
     },
     { fsync: 'off', segmentBytes: 200 },
   );
+});
+
+test('replication faults - an epoch start recorded for a batch whose write failed is dropped on reopen: a later older-epoch batch there reads as its own epoch', async () => {
+  const dirs = ['a', 'f', 'c'].map((name) => tempDir(`repl-fault-${name}`));
+  const faulty = new FaultyFileIo();
+  const a = await openReplicaHost(dirs[0], { fsync: 'full' });
+  const c = await openReplicaHost(dirs[2], { fsync: 'full' });
+  let f = await openReplicaHost(dirs[1], { fsync: 'full', io: faulty });
+  try {
+    // Epoch 1: a commits 1–5 on {a, f, c}, then writes 6–10 that nobody else gets yet.
+    await a.lead(1);
+    const s1 = new Shipper(a, [link('f', new FollowerReplica(f), () => true), link('c', new FollowerReplica(c), () => true)], { shard: 0, leaderId: 'a', replicationFactor: 3 });
+    const first = a.append(packed(1, 5), { producerId: 'p', sessionEpoch: 1, requestSeq: 1 });
+    await until(() => a.durableSeq === 5, 'durable');
+    await s1.pump();
+    await first;
+    a.append(packed(100, 5), { producerId: 'p', sessionEpoch: 1, requestSeq: 2 }).catch(() => undefined);
+    await until(() => a.durableSeq === 10, 'a holds 6–10');
+    // Epoch 2: c leads and writes 6–8; f records the start {2, 6}, then its segment write fails.
+    await c.lead(2);
+    c.append(packed(500, 3), { producerId: 'q', sessionEpoch: 1, requestSeq: 1 }).catch(() => undefined);
+    await until(() => c.durableSeq === 8, 'c holds 6–8');
+    faulty.inject({ op: 'write', path: /\.seg$/ });
+    await new Shipper(c, [link('f', new FollowerReplica(f), () => true)], { shard: 0, leaderId: 'c', replicationFactor: 3 }).pump();
+    assert.ok(f.failure !== null, 'the write failed: fail-stop');
+    await f.close().catch(() => undefined);
+    f = await openReplicaHost(dirs[1], { fsync: 'full', epoch: 2 });
+    assert.is(f.durableSeq, 5);
+    assert.is(f.epochAt(5), 1);
+    assert.equal(f.epochEnd(2), { epoch: 1, endSeq: 5 }, 'no epoch-2 start without an epoch-2 batch');
+    // Epoch 3: a leads (its quorum elsewhere) and ships its epoch-1 batch 6–10 to f.
+    await a.lead(3);
+    await a.commitTo(10);
+    const s3 = new Shipper(a, [link('f', new FollowerReplica(f), () => true)], { shard: 0, leaderId: 'a', replicationFactor: 3 });
+    await s3.pump();
+    assert.is(f.durableSeq, 10);
+    assert.is(f.epochAt(10), 1, 'f says what a says about 6–10');
+    a.append(packed(900, 2), { producerId: 'r', sessionEpoch: 1, requestSeq: 1 }).catch(() => undefined);
+    await until(() => a.durableSeq === 12, 'a writes on in epoch 3');
+    await s3.pump();
+    assert.is(f.durableSeq, 12, 'and f keeps following');
+  } finally {
+    await Promise.all([a, f, c].map((host) => host.close().catch(() => undefined)));
+    for (const dir of dirs) removeDir(dir);
+  }
 });
 
 test.run();

@@ -2,7 +2,7 @@
 // (the test moves the commit point), batches flushed at once.
 import { defaultSignalSchema } from '../../src/crdt/index.ts';
 import { ShardHost } from '../../src/node/shard-host.ts';
-import type { PersistedInfo } from '../../src/wal/index.ts';
+import type { FileIo, PersistedInfo } from '../../src/wal/index.ts';
 
 export interface ReplicaHostOptions {
   fsync: 'full' | 'off';
@@ -10,6 +10,10 @@ export interface ReplicaHostOptions {
   /** Default 0: a batch is flushed at once. */
   batchLingerMs?: number;
   segmentBytes?: number;
+  /** Leader epoch the shard opens with (default 1). */
+  epoch?: number;
+  /** The file system (tests inject faults here). */
+  io?: FileIo;
 }
 
 export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): Promise<ShardHost> {
@@ -17,12 +21,13 @@ export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): P
     shard: 0,
     dataDir,
     wal: { fsync: options.fsync, batchLingerMs: options.batchLingerMs ?? 0, ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }) },
-    epoch: 1,
+    epoch: options.epoch ?? 1,
     schema: defaultSignalSchema(),
     sessions: {},
     recentBytes: 1 << 20,
     publishFeed: () => undefined,
     commit: 'external',
     ...(options.onDurable === undefined ? {} : { onDurable: options.onDurable }),
+    ...(options.io === undefined ? {} : { io: options.io }),
   });
 }
