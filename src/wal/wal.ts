@@ -26,7 +26,7 @@ import { deferred } from '../deferred.ts';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { writerMachine, type WriterActor, type WriterLane } from '../actors/writer.ts';
 import type { FlushRequest } from '../actors/flush-worker.ts';
-import { BATCH_HEADER_BYTES, BatchKind, NO_NOTES, notesSectionBytes, readBatchHeader, readNotes, verifyBatch, type BatchHeader } from './batch-format.ts';
+import { BATCH_HEADER_BYTES, BatchKind, NO_NOTES, readBatchHeader, readNotes, verifyBatch, type BatchHeader } from './batch-format.ts';
 import { readReplicaFile, writeCheckpointFile, writeReplicaFile, type EpochStart } from './checkpoint-file.ts';
 import { initChecksum } from './checksum.ts';
 import { CommitQueue, type CommitGroup, type NoteCallback } from './commit-queue.ts';
@@ -992,8 +992,7 @@ export class Wal implements WriterLane {
       try {
         for (const group of groups) {
           if (group.sealed === null) continue;
-          const info = this.persistedInfo({ ...group, lastSeq: group.lastSeq, bytes: group.sealed.byteLength, notes: group.notes ?? NO_NOTES }, open.fileName);
-          onDurable({ ...info, sealed: group.sealed });
+          onDurable({ ...this.groupInfo(group, group.sealed), sealed: group.sealed });
         }
       } catch (cause) {
         this.hookFailed(this.options.commit === 'external' ? null : groups, cause);
@@ -1022,6 +1021,11 @@ export class Wal implements WriterLane {
     this.writer.send({ type: 'FLUSH_FAILED', error });
   }
 
+  /** A written group as the hooks see it (the segment it went to is set once durable). */
+  private groupInfo(group: CommitGroup, sealed: Uint8Array): PersistedInfo {
+    return this.persistedInfo({ firstSeq: group.firstSeq, lastSeq: group.lastSeq, count: group.count, bytes: sealed.byteLength, notes: group.notes ?? NO_NOTES }, group.segment);
+  }
+
   private persistedInfo(batch: { firstSeq: number; lastSeq: number; count: number; bytes: number; notes: readonly Uint8Array[] }, segment: string): PersistedInfo {
     return {
       shard: this.options.shard,
@@ -1048,7 +1052,7 @@ export class Wal implements WriterLane {
           leaderEpoch: group.epoch,
           notes: group.notes ?? NO_NOTES,
         });
-        onPersisted?.(this.persistedInfo({ ...group, lastSeq: group.lastSeq, bytes: group.sealed.byteLength, notes: group.notes ?? NO_NOTES }, group.segment));
+        onPersisted?.(this.groupInfo(group, group.sealed));
       }
     } catch (cause) {
       this.hookFailed(this.options.commit === 'external' ? null : groups, cause);
@@ -1114,7 +1118,8 @@ export class Wal implements WriterLane {
         }
         if (batch.count > 0 && lastSeq <= this.appliedSeq) continue;
         this.applyBatch(batch);
-        this.options.onPersisted?.(this.persistedInfo({ ...batch, lastSeq, bytes: BATCH_HEADER_BYTES + batch.events.byteLength + notesSectionBytes(batch.notes), notes: batch.notes }, this.segmentList[this.segmentIndexAt(batch.firstSeq)].fileName));
+        const segment = this.segmentList[this.segmentIndexAt(batch.firstSeq)].fileName;
+        this.options.onPersisted?.(this.persistedInfo({ ...batch, lastSeq, bytes: batch.sealed?.byteLength ?? 0 }, segment));
       }
     } catch (cause) {
       this.hookFailed(null, cause);

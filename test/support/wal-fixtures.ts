@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SignalEvent } from '../../src/wal/index.ts';
+import { Wal, type SignalEvent, type WalOpenResult, type WalOptions } from '../../src/wal/index.ts';
 
 export function tempDir(label = 'wal'): string {
   return mkdtempSync(join(tmpdir(), `tidelog-${label}-`));
@@ -51,4 +51,11 @@ export async function rejection(run: () => Promise<unknown>): Promise<Error & { 
     return error as Error & { code?: string };
   }
   throw new Error('expected a rejection, but the call resolved');
+}
+
+/** Wal.open, then lead() at the epoch it opened with: an external-commit WAL that takes local appends. */
+export async function openLeading(options: WalOptions): Promise<WalOpenResult> {
+  const opened = await Wal.open(options);
+  await opened.wal.lead(opened.wal.epoch);
+  return opened;
 }

@@ -6,19 +6,12 @@ import * as assert from 'uvu/assert';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Wal, type PersistedInfo } from '../../src/wal/index.ts';
-import { collect, makeEvent, rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
+import { collect, makeEvent, openLeading, rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
 import { SumMachine } from '../support/sum-machine.ts';
 import { FaultyFileIo } from '../support/faulty-file-io.ts';
 import { until } from '../support/waits.ts';
 
 const options = { segmentBytes: 512, batchMaxEvents: 4, batchLingerMs: 0, commit: 'external' as const };
-
-/** Wal.open, then lead() at the epoch it opened with: a WAL that takes local appends. */
-async function openLeading(walOptions: Parameters<typeof Wal.open>[0]): Promise<Awaited<ReturnType<typeof Wal.open>>> {
-  const opened = await Wal.open(walOptions);
-  await opened.wal.lead(opened.wal.epoch);
-  return opened;
-}
 
 /** Settles `promise` into a flag so a test can ask whether it resolved yet. */
 function track<T>(promise: Promise<T>): { settled: () => boolean; value: () => T | undefined } {
