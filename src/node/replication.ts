@@ -30,35 +30,14 @@
 // quorum of replicas confirmed by E, and among them the longest holds it.
 
 import { TidelogError, isTidelogError } from '../errors.ts';
+import type { ReplicateReply, ReplicateRequest } from '../transport/replication-codec.ts';
 import { readBatchHeader } from '../wal/batch-format.ts';
 
-export interface ReplicateRequest {
-  shard: number;
-  epoch: number;
-  leaderId: string;
-  /** The leader's commit point. */
-  hwm: number;
-  /**
-   * The leader's durable end when it began to lead: a follower confirms the epoch only once
-   * it holds the leader's log up to here (then it holds everything committed before the epoch).
-   */
-  leadEnd: number;
-  prevSeq: number;
-  prevEpoch: number;
-  /** Sealed batches, consecutive, the first starting at prevSeq + 1. Empty: a heartbeat. */
-  batches: Uint8Array[];
-}
-
-export type ReplicateReply =
-  /** matchSeq: the follower's log equals the leader's up to here, durable (prevSeq + what was sent). */
-  | { kind: 'ok'; matchSeq: number }
-  | { kind: 'gap'; expectedSeq: number }
-  | { kind: 'diverged'; seq: number; epoch: number }
-  | { kind: 'fenced'; epoch: number };
+export type { ReplicateReply, ReplicateRequest };
 
 /** The commit point of a replica set: the highest seq durable on a quorum (the leader counts). */
-export function quorumHwm(leaderDurable: number, followerDurable: readonly number[], replicationFactor: number): number {
-  const quorum = Math.floor(replicationFactor / 2) + 1;
+export function quorumHwm(leaderDurable: number, followerDurable: readonly number[], replicationFactor: number, required = Math.floor(replicationFactor / 2) + 1): number {
+  const quorum = required;
   const all = [leaderDurable, ...followerDurable].sort((a, b) => b - a);
   return all[quorum - 1] ?? 0;
 }
@@ -162,12 +141,16 @@ export interface ShipperOptions {
   shard: number;
   leaderId: string;
   replicationFactor: number;
+  /** Replicas (the leader included) that must hold a batch durable before it commits; default a majority (acks: 'all' sets R). */
+  requiredReplicas?: number;
   /** Bytes of batches one request carries at most (default 1 MiB). */
   maxRequestBytes?: number;
   /** Called once when a follower reports a newer epoch: this leader is deposed. */
   onFenced?: (epoch: number) => void;
   /** Called when a send fails (the shipper retries on the next pump). */
   onSendError?: (nodeId: string, error: Error) => void;
+  /** Monotonic milliseconds (default performance.now): when followers last answered. */
+  nowMs?: () => number;
 }
 
 interface FollowerState {
@@ -177,6 +160,8 @@ interface FollowerState {
   /** Highest seq the follower reported durable in this epoch (0 until it did). */
   matchSeq: number;
   isSending: boolean;
+  /** When the follower last answered this epoch's leader (not fenced), monotonic ms. */
+  lastReplyMs: number;
 }
 
 /**
@@ -204,7 +189,30 @@ export class Shipper {
     this.epoch = log.epoch;
     this.leadEnd = log.durableSeq;
     // Optimistic start (Raft's nextIndex): from the leader's end; gaps and divergence back up.
-    this.followers = links.map((link) => ({ link, nextSeq: log.durableSeq + 1, matchSeq: 0, isSending: false }));
+    const startedMs = this.nowMs();
+    this.followers = links.map((link) => ({ link, nextSeq: log.durableSeq + 1, matchSeq: 0, isSending: false, lastReplyMs: startedMs }));
+  }
+
+  private nowMs(): number {
+    return this.options.nowMs === undefined ? performance.now() : this.options.nowMs();
+  }
+
+  /**
+   * How long ago a quorum (this leader and enough followers) last heard from each other: the
+   * age of the (quorum − 1)th most recent follower answer. Past the leader timeout the leader
+   * steps down: it can commit nothing, and a newer leader may exist.
+   */
+  quorumContactAgeMs(): number {
+    const needed = Math.floor(this.options.replicationFactor / 2);
+    if (needed === 0) return 0;
+    const times = this.followers.map((follower) => follower.lastReplyMs).sort((a, b) => b - a);
+    const time = times[needed - 1];
+    return time === undefined ? Infinity : this.nowMs() - time;
+  }
+
+  /** The durable end this epoch's leader had when it began: the commit point must reach it before producers are served. */
+  get leadEndSeq(): number {
+    return this.leadEnd;
   }
 
   /** Highest seq each follower holds durable, as far as this leader knows. */
@@ -271,6 +279,7 @@ export class Shipper {
 
   /** Applies a reply; false when this follower needs nothing more now. */
   private onReply(follower: FollowerState, reply: ReplicateReply, lastSent: number): boolean {
+    if (reply.kind !== 'fenced') follower.lastReplyMs = this.nowMs();
     switch (reply.kind) {
       case 'ok':
         follower.matchSeq = Math.max(follower.matchSeq, reply.matchSeq);
@@ -305,6 +314,7 @@ export class Shipper {
       this.log.durableSeq,
       this.followers.map((follower) => (follower.matchSeq >= this.leadEnd ? follower.matchSeq : 0)),
       this.options.replicationFactor,
+      this.options.requiredReplicas,
     );
     if (hwm > this.log.committedSeq) void this.log.commitTo(hwm);
   }

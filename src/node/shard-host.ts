@@ -42,8 +42,11 @@ export interface ShardHostOptions {
   shard: number;
   dataDir: string;
   wal: WalSettings;
-  /** Leader epoch stamped on every batch (0: standalone, no lease). */
-  epoch: number;
+  /**
+   * Leader epoch stamped on every batch (0: standalone, no lease). Undefined: the highest one
+   * this replica recorded (a replicated shard reopening).
+   */
+  epoch?: number;
   schema: SignalSchema;
   sessions: SessionLimits;
   /** Bytes of newest batches kept in memory for readers near the head. */
@@ -100,7 +103,7 @@ export class ShardHost {
       ...options.wal,
       dir: join(options.dataDir, 'wal'),
       shard: options.shard,
-      leaderEpoch: options.epoch,
+      ...(options.epoch === undefined ? {} : { leaderEpoch: options.epoch }),
       commit: options.commit ?? 'durable',
       ...(options.onDurable === undefined ? {} : { onDurable: options.onDurable }),
       stateMachine: state,

@@ -206,7 +206,7 @@ export function decodeFeed(bytes: Uint8Array): FeedMessage {
   };
 }
 
-function remoteError(root: Fields): TidelogError {
+export function remoteError(root: Fields): TidelogError {
   const code = root.string('code');
   const message = root.string('message');
   const details = root.has('details') ? root.map('details').record : {};

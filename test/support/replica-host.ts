@@ -10,8 +10,8 @@ export interface ReplicaHostOptions {
   /** Default 0: a batch is flushed at once. */
   batchLingerMs?: number;
   segmentBytes?: number;
-  /** Leader epoch the shard opens with (default 1). */
-  epoch?: number;
+  /** Leader epoch the shard opens with (default 1; null: the one it recorded). */
+  epoch?: number | null;
   /** The file system (tests inject faults here). */
   io?: FileIo;
 }
@@ -21,7 +21,7 @@ export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): P
     shard: 0,
     dataDir,
     wal: { fsync: options.fsync, batchLingerMs: options.batchLingerMs ?? 0, ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }) },
-    epoch: options.epoch ?? 1,
+    ...(options.epoch === null ? {} : { epoch: options.epoch ?? 1 }),
     schema: defaultSignalSchema(),
     sessions: {},
     recentBytes: 1 << 20,

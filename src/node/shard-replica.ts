@@ -1,0 +1,188 @@
+// One replicated shard on this node: its host, the replica server that answers leaders and
+// candidates, the shard machine (src/actors/shard.ts) that decides the role, and — while this
+// replica leads — the shipper. The node wires one per shard of its replica sets; the
+// simulation wires them over its own network, store and clock.
+//
+// Invariant: producers are served (phase `serving`) only while this replica leads its
+// recorded epoch and the commit point has reached the durable end it had when it began to
+// lead, so the session store and the state hold everything that was ever acknowledged.
+
+import { createActor } from 'xstate';
+import { createShardMachine, type CampaignResult, type Leadership, type ShardActor, type ShardPhase } from '../actors/shard.ts';
+import type { EpochStore } from '../cluster/epoch-store.ts';
+import { ReplicaServer, campaign, type PeerNet, type ReplicaLog } from './election.ts';
+import { Shipper } from './replication.ts';
+
+export interface ReplicaTimers {
+  /** Calls `tick` every `ms` until the returned function is called. */
+  every(ms: number, tick: () => void): () => void;
+  /** What xstate's delayed transitions use (a simulated clock in the simulation). */
+  clock: { setTimeout(fn: (...args: unknown[]) => void, ms: number): unknown; clearTimeout(id: unknown): void };
+  /** Monotonic milliseconds. */
+  nowMs(): number;
+}
+
+export const realTimers: ReplicaTimers = {
+  every: (ms, tick) => {
+    const timer = setInterval(tick, ms);
+    timer.unref?.();
+    return () => clearInterval(timer);
+  },
+  clock: {
+    setTimeout: (fn, ms) => setTimeout(fn, ms),
+    clearTimeout: (id) => clearTimeout(id as NodeJS.Timeout),
+  },
+  nowMs: () => performance.now(),
+};
+
+export interface ShardReplicaOptions {
+  shard: number;
+  nodeId: string;
+  /** Every replica of the shard, this node included. */
+  replicas: readonly string[];
+  /** 'quorum': a majority holds a batch durable before it commits; 'all': every replica. */
+  acks: 'quorum' | 'all';
+  log: ReplicaLog;
+  store: EpochStore;
+  net: PeerNet;
+  leaderTimeoutMs: number;
+  heartbeatMs: number;
+  timers?: ReplicaTimers;
+  random?: () => number;
+  /** Most bytes of batches one replicate request carries. */
+  maxRequestBytes?: number;
+  onChange?: (change: ReplicaStatus & { reason?: string }) => void;
+  onStep?: (step: string, fields: Record<string, unknown>) => void;
+}
+
+export interface ReplicaStatus {
+  phase: ShardPhase;
+  epoch: number;
+  leaderId: string | null;
+  /** Leader only: the highest seq each follower holds durable, as far as it knows. */
+  followers?: Record<string, number>;
+}
+
+export class ShardReplica {
+  readonly server: ReplicaServer;
+  private readonly actor: ShardActor;
+  private shipper: Shipper | null = null;
+  private current: ReplicaStatus;
+  private readonly peers: string[];
+
+  constructor(private readonly options: ShardReplicaOptions) {
+    const { log, shard, nodeId } = options;
+    this.peers = options.replicas.filter((replica) => replica !== nodeId);
+    this.current = { phase: 'following', epoch: log.epoch, leaderId: null };
+    this.server = new ReplicaServer(shard, log, {
+      onLeaderContact: (epoch, leaderId) => this.actor.send({ type: 'LEADER_CONTACT', epoch, leaderId }),
+      onPrepared: (epoch, candidateId) => this.actor.send({ type: 'PREPARED', epoch, candidateId }),
+    });
+    const timers = options.timers ?? realTimers;
+    const machine = createShardMachine();
+    this.actor = createActor(machine, {
+      clock: timers.clock as never,
+      input: {
+        epoch: log.epoch,
+        services: {
+          shard,
+          nodeId,
+          leaderTimeoutMs: options.leaderTimeoutMs,
+          heartbeatMs: options.heartbeatMs,
+          random: options.random ?? Math.random,
+          every: timers.every,
+          campaign: () => this.campaign(),
+          startLeading: (epoch) => this.startLeading(epoch, timers),
+          onChange: (change) => {
+            this.current = { phase: change.phase, epoch: Math.max(change.epoch, log.epoch), leaderId: change.leaderId };
+            options.onChange?.({ ...this.status(), ...(change.reason === undefined ? {} : { reason: change.reason }) });
+          },
+        },
+      },
+    });
+  }
+
+  start(): void {
+    this.actor.start();
+  }
+
+  get phase(): ShardPhase {
+    return this.current.phase;
+  }
+
+  /** Producers may append here now. */
+  get serving(): boolean {
+    return this.current.phase === 'serving' && this.options.log.leading;
+  }
+
+  get leaderId(): string | null {
+    return this.current.leaderId;
+  }
+
+  status(): ReplicaStatus {
+    const status: ReplicaStatus = { ...this.current, epoch: this.options.log.epoch };
+    if (this.shipper !== null) status.followers = this.shipper.matchSeqs();
+    return status;
+  }
+
+  /** A batch became durable here: ship it now (the leader streams; no polling). */
+  onDurable(): void {
+    if (this.shipper !== null) void this.shipper.pump();
+  }
+
+  /** The host's lane failed: this replica stops taking part. */
+  fail(error: Error): void {
+    this.actor.send({ type: 'FAILED', error });
+  }
+
+  stop(): void {
+    this.actor.send({ type: 'STOP' });
+    this.shipper?.stop();
+    this.shipper = null;
+    this.actor.stop();
+  }
+
+  private campaign(): Promise<CampaignResult> {
+    return campaign({
+      shard: this.options.shard,
+      nodeId: this.options.nodeId,
+      peers: this.peers,
+      replicationFactor: this.options.replicas.length,
+      log: this.options.log,
+      server: this.server,
+      store: this.options.store,
+      net: this.options.net,
+      onStep: this.options.onStep,
+    });
+  }
+
+  private startLeading(epoch: number, timers: ReplicaTimers): Leadership {
+    const { log, net, shard, nodeId } = this.options;
+    const shipper = new Shipper(
+      log,
+      this.peers.map((peer) => ({ nodeId: peer, send: (request) => net.replicate(peer, request) })),
+      {
+        shard,
+        leaderId: nodeId,
+        replicationFactor: this.options.replicas.length,
+        ...(this.options.acks === 'all' ? { requiredReplicas: this.options.replicas.length } : {}),
+        ...(this.options.maxRequestBytes === undefined ? {} : { maxRequestBytes: this.options.maxRequestBytes }),
+        nowMs: timers.nowMs,
+      },
+    );
+    this.shipper = shipper;
+    void shipper.pump();
+    return {
+      tick: () => {
+        if (shipper.fenced || !log.leading || log.epoch !== epoch) return 'step-down';
+        if (shipper.quorumContactAgeMs() > this.options.leaderTimeoutMs) return 'step-down';
+        void shipper.pump();
+        return log.committedSeq >= shipper.leadEndSeq ? 'serving' : 'preparing';
+      },
+      stop: () => {
+        shipper.stop();
+        if (this.shipper === shipper) this.shipper = null;
+      },
+    };
+  }
+}

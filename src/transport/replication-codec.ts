@@ -1,0 +1,194 @@
+// The messages replicas of one shard send each other (docs/PROTOCOL.md, "Replication"), their
+// subjects and their msgpack encoding. Invariant, as for codec.ts: a decoder returns a message
+// whose every field has its documented type and range, or throws DECODE_FAILED /
+// UNSUPPORTED_VERSION; sealed batches come back as views of the input (the WAL checks them).
+//
+//   {ns}.repl.{shard}.{node}.append   leader → follower   ReplicateRequest → ReplicateReply
+//   {ns}.repl.{shard}.{node}.prepare  candidate → replica PrepareRequest   → PrepareReply
+//   {ns}.repl.{shard}.{node}.fetch    candidate → replica FetchRequest     → FetchReply
+//
+// A request names the node it is for in its subject, so no queue group is involved: only
+// that node's shard replica answers; a node that does not hold the shard leaves nothing
+// subscribed there and the sender sees NO_RESPONDERS.
+
+import { TidelogError } from '../errors.ts';
+import { remoteError } from './codec.ts';
+import { PROTOCOL_VERSION } from './messages.ts';
+import { U53_MAX, openMessage, packWire, type Fields } from './wire-fields.ts';
+
+export interface ReplicateRequest {
+  shard: number;
+  epoch: number;
+  leaderId: string;
+  /** The leader's commit point. */
+  hwm: number;
+  /**
+   * The leader's durable end when it began to lead: a follower confirms the epoch only once
+   * it holds the leader's log up to here (then it holds everything committed before the epoch).
+   */
+  leadEnd: number;
+  prevSeq: number;
+  prevEpoch: number;
+  /** Sealed batches, consecutive, the first starting at prevSeq + 1. Empty: a heartbeat. */
+  batches: Uint8Array[];
+}
+
+export type ReplicateReply =
+  /** matchSeq: the follower's log equals the leader's up to here, durable (prevSeq + what was sent). */
+  | { kind: 'ok'; matchSeq: number }
+  | { kind: 'gap'; expectedSeq: number }
+  | { kind: 'diverged'; seq: number; epoch: number }
+  | { kind: 'fenced'; epoch: number };
+
+/** A candidate that claimed `epoch` asks a replica to record it and tell its log's end. */
+export interface PrepareRequest {
+  shard: number;
+  epoch: number;
+  candidateId: string;
+}
+
+export type PrepareReply =
+  | { kind: 'ok'; confirmedEpoch: number; durableSeq: number; committedSeq: number }
+  | { kind: 'fenced'; epoch: number };
+
+/** A candidate of `epoch` reads the log of a replica more advanced than itself. */
+export interface FetchRequest {
+  shard: number;
+  epoch: number;
+  fromSeq: number;
+  maxBytes: number;
+  /** When set: also tell where this epoch (or the largest before it) ends in your log. */
+  epochEndOf?: number;
+}
+
+export type FetchReply =
+  | {
+      kind: 'ok';
+      /** Sealed batches from the one holding fromSeq, up to the durable end. */
+      batches: Uint8Array[];
+      /** The epoch of the batch before the first one sent (0 for seq 0). */
+      prevEpoch: number;
+      durableSeq: number;
+      committedSeq: number;
+      /** The end of epochEndOf's epoch here (-1: no such epoch). */
+      epochEndSeq?: number;
+    }
+  | { kind: 'fenced'; epoch: number };
+
+export type ReplicationKind = 'append' | 'prepare' | 'fetch';
+
+export function replicationSubject(namespace: string, shard: number, nodeId: string, kind: ReplicationKind): string {
+  return `${namespace}.repl.${shard}.${nodeId}.${kind}`;
+}
+
+/** Most batches one replicate or fetch message carries. */
+const MAX_BATCHES = 65_536;
+
+export function encodeReplicate(request: ReplicateRequest): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'replicate', ...request }, 'replicate');
+}
+
+export function decodeReplicate(bytes: Uint8Array): ReplicateRequest {
+  const fields = openMessage(bytes, 'replicate', 'DECODE_FAILED');
+  return {
+    shard: fields.integer('shard', 0, 65535),
+    epoch: seq(fields, 'epoch'),
+    leaderId: fields.string('leaderId'),
+    hwm: seq(fields, 'hwm'),
+    leadEnd: seq(fields, 'leadEnd'),
+    prevSeq: seq(fields, 'prevSeq'),
+    prevEpoch: fields.integer('prevEpoch', -1, U53_MAX),
+    batches: bins(fields, 'batches'),
+  };
+}
+
+export function encodeReplicateReply(reply: ReplicateReply): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'replicated', ...reply }, 'replicated');
+}
+
+export function decodeReplicateReply(bytes: Uint8Array): ReplicateReply {
+  const fields = openReply(bytes, 'replicated');
+  const kind = fields.oneOf('kind', ['ok', 'gap', 'diverged', 'fenced'] as const);
+  switch (kind) {
+    case 'ok':
+      return { kind, matchSeq: seq(fields, 'matchSeq') };
+    case 'gap':
+      return { kind, expectedSeq: seq(fields, 'expectedSeq') };
+    case 'diverged':
+      return { kind, seq: seq(fields, 'seq'), epoch: fields.integer('epoch', -1, U53_MAX) };
+    case 'fenced':
+      return { kind, epoch: seq(fields, 'epoch') };
+  }
+}
+
+export function encodePrepare(request: PrepareRequest): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'prepare', ...request }, 'prepare');
+}
+
+export function decodePrepare(bytes: Uint8Array): PrepareRequest {
+  const fields = openMessage(bytes, 'prepare', 'DECODE_FAILED');
+  return { shard: fields.integer('shard', 0, 65535), epoch: seq(fields, 'epoch'), candidateId: fields.string('candidateId') };
+}
+
+export function encodePrepareReply(reply: PrepareReply): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'prepared', ...reply }, 'prepared');
+}
+
+export function decodePrepareReply(bytes: Uint8Array): PrepareReply {
+  const fields = openReply(bytes, 'prepared');
+  const kind = fields.oneOf('kind', ['ok', 'fenced'] as const);
+  if (kind === 'fenced') return { kind, epoch: seq(fields, 'epoch') };
+  return { kind, confirmedEpoch: seq(fields, 'confirmedEpoch'), durableSeq: seq(fields, 'durableSeq'), committedSeq: seq(fields, 'committedSeq') };
+}
+
+export function encodeFetch(request: FetchRequest): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'fetch', ...request }, 'fetch');
+}
+
+export function decodeFetch(bytes: Uint8Array): FetchRequest {
+  const fields = openMessage(bytes, 'fetch', 'DECODE_FAILED');
+  return {
+    shard: fields.integer('shard', 0, 65535),
+    epoch: seq(fields, 'epoch'),
+    fromSeq: fields.integer('fromSeq', 1, U53_MAX),
+    maxBytes: fields.integer('maxBytes', 1, 64 << 20),
+    ...(fields.has('epochEndOf') ? { epochEndOf: seq(fields, 'epochEndOf') } : {}),
+  };
+}
+
+export function encodeFetchReply(reply: FetchReply): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'fetched', ...reply }, 'fetched');
+}
+
+export function decodeFetchReply(bytes: Uint8Array): FetchReply {
+  const fields = openReply(bytes, 'fetched');
+  const kind = fields.oneOf('kind', ['ok', 'fenced'] as const);
+  if (kind === 'fenced') return { kind, epoch: seq(fields, 'epoch') };
+  return {
+    kind,
+    batches: bins(fields, 'batches'),
+    prevEpoch: fields.integer('prevEpoch', -1, U53_MAX),
+    durableSeq: seq(fields, 'durableSeq'),
+    committedSeq: seq(fields, 'committedSeq'),
+    ...(fields.has('epochEndSeq') ? { epochEndSeq: fields.integer('epochEndSeq', -1, U53_MAX) } : {}),
+  };
+}
+
+/** A reply of `type`, or the ErrorReply the replica sent instead, thrown as its TidelogError. */
+function openReply(bytes: Uint8Array, type: string): Fields {
+  const fields = openMessage(bytes, type, 'DECODE_FAILED', 'error');
+  if (fields.get('t') === 'error') throw remoteError(fields);
+  return fields;
+}
+
+function seq(fields: Fields, name: string): number {
+  return fields.integer(name, 0, U53_MAX);
+}
+
+function bins(fields: Fields, name: string): Uint8Array[] {
+  const items = fields.array(name, MAX_BATCHES);
+  return items.map((item, index) => {
+    if (!fields.isBin(item)) throw new TidelogError('DECODE_FAILED', `${name}[${index}] must be a bin`, { details: { field: `${name}[${index}]` } });
+    return item;
+  });
+}

@@ -1,0 +1,99 @@
+// Three ShardReplicas of one shard in one process (real hosts, in-memory network, real
+// timers with short timeouts): one is elected and serves; acks wait for a quorum; when the
+// leader is stopped or cut off another takes over with every acknowledged event, and a
+// producer's retry there is answered with the original seqs; a cut-off leader stops
+// serving and its unacknowledged suffix is cut when it rejoins.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { encodeEvents, type SignalEvent } from '../../src/event.ts';
+import type { SessionTag } from '../../src/transport/messages.ts';
+import { ReplicaGroup, type GroupMember } from '../support/replica-group.ts';
+import { until, within } from '../support/waits.ts';
+
+function events(from: number, count: number): Uint8Array {
+  const list: SignalEvent[] = [];
+  for (let index = 0; index < count; index++) list.push({ entityId: BigInt(from + index), signalType: 1, weight: 1, timestampNs: 1_700_000_000_000_000_000n + BigInt(from + index) });
+  return encodeEvents(list);
+}
+
+async function leaderOf(group: ReplicaGroup, except?: GroupMember): Promise<GroupMember> {
+  await until(() => group.serving().filter((member) => member !== except).length === 1, () => `one serving leader (phases: ${group.members.map((m) => `${m.nodeId}=${m.replica?.phase ?? 'down'}@${m.host?.epoch ?? '-'}`).join(' ')})`);
+  return group.serving().filter((member) => member !== except)[0];
+}
+
+test('shard replicas - one leader is elected, acks wait for a quorum, every replica folds the same committed log', async () => {
+  const group = new ReplicaGroup({ nodes: 3 });
+  try {
+    await group.start();
+    const leader = await leaderOf(group);
+    const acks = await within(Promise.all([1, 2, 3].map((index) => leader.host!.append(events(index * 100, 50)))), 'three appends acked');
+    assert.equal(acks.map((ack) => ack.runs[1]), [50, 50, 50]);
+    const last = leader.host!.committedSeq;
+    assert.ok(last >= 150, `committed ${last}`);
+    for (const member of group.members) {
+      await until(() => member.host!.committedSeq === last, `${member.nodeId} commits to ${last}`);
+      assert.equal(member.host!.query(101n, [1]), leader.host!.query(101n, [1]), `${member.nodeId} folded the same state`);
+      assert.is(member.host!.epoch, leader.host!.epoch);
+    }
+    assert.is(group.serving().length, 1, 'exactly one replica serves');
+  } finally {
+    await group.close();
+  }
+});
+
+test('shard replicas - the leader stops: another takes over with every acked event, a retry gets its original seqs', async () => {
+  const group = new ReplicaGroup({ nodes: 3 });
+  try {
+    await group.start();
+    const first = await leaderOf(group);
+    const tags: SessionTag[] = [1, 2].map((requestSeq) => ({ producerId: 'p', sessionEpoch: 1, requestSeq }));
+    const acked = await Promise.all(tags.map((tag, index) => first.host!.append(events(index * 10 + 1, 10), tag)));
+    const firstEpoch = first.host!.epoch;
+    await group.stopMember(first);
+    const second = await leaderOf(group, first);
+    assert.ok(second.host!.epoch > firstEpoch, 'a newer epoch');
+    const retried = await second.host!.append(events(11, 10), tags[1]);
+    assert.equal([retried.outcome, retried.runs], ['replayed', acked[1].runs], 'the retry is answered with its original seqs');
+    const more = await within(second.host!.append(events(21, 10), { producerId: 'p', sessionEpoch: 1, requestSeq: 3 }), 'an append on the new leader');
+    assert.is(more.outcome, 'new');
+    // The old leader comes back as a follower and catches up.
+    await group.startMember(first);
+    await until(() => first.host!.committedSeq === second.host!.committedSeq && first.host!.committedSeq >= 30, 'the old leader catches up');
+    assert.is(first.replica!.serving, false);
+    assert.equal(first.host!.query(25n, [1]), second.host!.query(25n, [1]));
+  } finally {
+    await group.close();
+  }
+});
+
+test('shard replicas - a leader cut off from both followers stops serving; its unacked suffix is cut when it rejoins', async () => {
+  const group = new ReplicaGroup({ nodes: 3 });
+  try {
+    await group.start();
+    const old = await leaderOf(group);
+    await old.host!.append(events(1, 10));
+    const committedBefore = old.host!.committedSeq;
+    group.net.isolate(old.nodeId, group.ids);
+    // Written and durable on the cut-off leader, never on a quorum: never acknowledged.
+    let orphanSettled: string | null = null;
+    old.host!.append(events(1000, 5)).then(
+      () => (orphanSettled = 'acked'),
+      (error: Error) => (orphanSettled = (error as { code?: string }).code ?? error.message),
+    );
+    await until(() => old.host!.durableSeq > committedBefore, 'the orphan append is durable on the old leader');
+    const fresh = await leaderOf(group, old);
+    await until(() => old.replica!.serving === false, 'the cut-off leader stops serving');
+    const acked = await fresh.host!.append(events(2000, 7));
+    assert.is(acked.runs[0], committedBefore + 1, 'the new leader writes after the committed prefix');
+    group.net.heal();
+    await until(() => old.host!.committedSeq === fresh.host!.committedSeq, 'the old leader follows the new one');
+    await until(() => orphanSettled !== null, 'the orphan append is answered');
+    assert.is(orphanSettled, 'TRUNCATED', 'the orphan was never acknowledged, and is cut');
+    assert.is(old.host!.query(1000n, [1])[0]?.count ?? 0, 0, 'the orphan is not in the old leader\'s state');
+    assert.is(old.host!.query(2000n, [1])[0]?.count, 1);
+  } finally {
+    await group.close();
+  }
+});
+
+test.run();
