@@ -22,6 +22,8 @@ import { createShardRouterMachine, type ShardRouterActor } from './shard-router.
 export interface NodeServices<Host> {
   nodeId: string;
   router: ShardRouter;
+  /** The shards this node holds (all of the map standalone; its replica sets in a cluster). */
+  shards: readonly number[];
   openShard(shard: number): Promise<Host>;
   /**
    * A shard could not open: true when the node should serve the others without it (damage in
@@ -53,7 +55,7 @@ export function createNodeMachine<Host>() {
         async ({ input }) => {
           // One at a time: recovery scans are disk-bound and a 2-core machine gains nothing
           // from interleaving them, while their progress reads better in order.
-          for (const shard of input.services.router.shards) {
+          for (const shard of input.services.shards) {
             let host: Host;
             try {
               host = await input.services.openShard(shard);
@@ -108,7 +110,7 @@ export function createNodeMachine<Host>() {
       id: 'router',
       systemId: 'router',
       src: 'shardRouter',
-      input: ({ context }) => ({ nodeId: context.services.nodeId, router: context.services.router }),
+      input: ({ context }) => ({ nodeId: context.services.nodeId, router: context.services.router, shards: context.services.shards }),
     },
     on: {
       SHARD_OPENED: { actions: ['rememberHost', 'tellRouterServing'] },

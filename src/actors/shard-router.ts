@@ -20,7 +20,8 @@ export type ShardRole = 'leader' | 'follower';
 
 export interface ShardEntry<Host> {
   shard: number;
-  nodeId: string;
+  /** The node that leads the shard (this one standalone); null while no leader is known. */
+  nodeId: string | null;
   epoch: number;
   role: ShardRole;
   /** The local host serving the shard; null when the shard is served elsewhere or not open. */
@@ -39,6 +40,8 @@ export type ShardRouterEvent<Host> =
   | { type: 'SHARD_SERVING'; shard: number; epoch: number; host: Host }
   | { type: 'SHARD_FAILED'; shard: number; error: Error }
   | { type: 'SHARD_CLOSED'; shard: number }
+  /** A replicated shard's role changed: who leads it, at which epoch (the registry of leaders). */
+  | { type: 'SHARD_ROLE'; shard: number; role: ShardRole; epoch: number; leaderId: string | null }
   | { type: 'STOP' };
 
 export function createShardRouterMachine<Host>() {
@@ -58,7 +61,7 @@ export function createShardRouterMachine<Host>() {
     types: {
       context: {} as ShardRouterContext<Host>,
       events: {} as ShardRouterEvent<Host>,
-      input: {} as { nodeId: string; router: ShardRouter },
+      input: {} as { nodeId: string; router: ShardRouter; shards: readonly number[] },
     },
     guards: {
       isEveryShardServing: ({ context }) => [...context.shards.values()].every((entry) => entry.host !== null && entry.failure === null),
@@ -78,6 +81,12 @@ export function createShardRouterMachine<Host>() {
           return withEntry(context.shards, event.shard, (entry) => ({ ...entry, failure: event.error }));
         },
       }),
+      markRole: assign({
+        shards: ({ context, event }) => {
+          if (event.type !== 'SHARD_ROLE') return context.shards;
+          return withEntry(context.shards, event.shard, (entry) => ({ ...entry, role: event.role, epoch: event.epoch, nodeId: event.leaderId }));
+        },
+      }),
       markClosed: assign({
         shards: ({ context, event }) => {
           if (event.type !== 'SHARD_CLOSED') return context.shards;
@@ -91,7 +100,7 @@ export function createShardRouterMachine<Host>() {
       nodeId: input.nodeId,
       router: input.router,
       shards: new Map(
-        input.router.shards.map((shard): [number, ShardEntry<Host>] => [
+        input.shards.map((shard): [number, ShardEntry<Host>] => [
           shard,
           { shard, nodeId: input.nodeId, epoch: 0, role: 'leader', host: null, failure: null },
         ]),
@@ -101,6 +110,7 @@ export function createShardRouterMachine<Host>() {
     on: {
       SHARD_FAILED: { target: '.degraded', actions: 'markFailed' },
       SHARD_CLOSED: { actions: 'markClosed' },
+      SHARD_ROLE: { actions: 'markRole' },
       STOP: '.stopped',
     },
     states: {

@@ -122,6 +122,30 @@ export const nodeConfigSchema = z.strictObject({
       host: z.string().min(1).default('127.0.0.1'),
     })
     .prefault({}),
+  cluster: z
+    .strictObject({
+      nodes: z
+        .array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1..64 of A-Z a-z 0-9 _ -'))
+        .max(64)
+        .default([])
+        .describe('The node ids of the cluster (static membership); empty: one standalone node that leads every shard.'),
+      replicationFactor: z.int().min(1).max(5).default(3).describe('Replicas of each shard (at most the number of nodes).'),
+      acks: z
+        .enum(['quorum', 'all'])
+        .default('quorum')
+        .describe("quorum: an append is acknowledged once fsynced on a majority of the shard's replicas; all: on every replica."),
+      leaderTimeoutMs: z.int().min(50).max(600_000).default(1500).describe('A follower that hears nothing from its leader this long (its own monotonic clock) starts an election; a leader that hears from no quorum this long steps down.'),
+      heartbeatMs: z.int().min(10).max(60_000).default(150).describe('How often a leader heartbeats its followers (and ships what they lack).'),
+      requestTimeoutMs: z.int().min(50).max(600_000).default(1000).describe('How long a replication request waits for its answer.'),
+      epochBucketReplicas: z
+        .int()
+        .min(1)
+        .max(5)
+        .default(3)
+        .describe('Replicas of the JetStream KV bucket that holds epoch claims: 3 on a 3-server NATS cluster (1 only on a single server, which then decides alone).'),
+    })
+    .prefault({})
+    .describe('Replication (docs/REPLICATION.md). The same on every node of a namespace, but for nodeId.'),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -200,8 +224,22 @@ export function loadConfig(options: LoadConfigOptions = {}): NodeConfig {
   const result = nodeConfigSchema.safeParse(merged);
   if (!result.success) throw configError(result.error.issues, sources);
   const config = result.data;
+  checkCluster(config, sources);
   if (config.signals === DEFAULT_SIGNALS && !sources.has('signals')) config.signals = DEFAULT_SIGNAL_SCHEMA_PATH;
   return config;
+}
+
+/** A cluster config names this node among its members and keeps R within them. */
+function checkCluster(config: NodeConfig, sources: Sources): void {
+  const { nodes, replicationFactor } = config.cluster;
+  if (nodes.length === 0) return;
+  const fail = (path: string, message: string): never => {
+    throw new TidelogError('CONFIG_INVALID', `${path}: ${message} (from ${sourceOf(path.split('.'), sources)})`, { details: { path, source: sourceOf(path.split('.'), sources) } });
+  };
+  if (new Set(nodes).size !== nodes.length) fail('cluster.nodes', 'lists a node id twice');
+  if (replicationFactor > nodes.length) fail('cluster.replicationFactor', `is ${replicationFactor}, but the cluster has ${nodes.length} nodes`);
+  if (config.nodeId === '') fail('nodeId', 'must be set in a cluster (one of cluster.nodes), and stay the same across restarts');
+  if (!nodes.includes(config.nodeId)) fail('nodeId', `"${config.nodeId}" is not one of cluster.nodes (${nodes.join(', ')}): a node outside the membership is refused`);
 }
 
 /** Every default (what config/default.json holds). */

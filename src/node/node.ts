@@ -10,11 +10,18 @@ import { lookup, type ShardRouterActor } from '../actors/shard-router.ts';
 import { loadSignalSchema, type SignalSchema } from '../crdt/index.ts';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { ShardRouter } from '../shard-map.ts';
-import { encodeMessage } from '../transport/codec.ts';
+import { decodeReply, encodeMessage } from '../transport/codec.ts';
 import { subjects as subjectsOf, type InfoReply, type ShardStatus, type StatusReply } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import type { FileIo } from '../wal/index.ts';
+import { replicaSet } from '../cluster/placement.ts';
+import type { EpochStore } from '../cluster/epoch-store.ts';
+import { KvEpochStore } from '../cluster/kv-epoch-store.ts';
+import { NatsTransport } from '../transport/nats.ts';
 import type { NodeConfig } from './config.ts';
+import { TransportPeerNet, serveReplica } from './replica-net.ts';
+import { ShardReplica, type ReplicaTimers } from './shard-replica.ts';
+import type { Endpoints } from './request-handlers.ts';
 import { NodeMetrics } from './metrics.ts';
 import { serveEndpoints } from './request-handlers.ts';
 import { ShardHost, failureFields } from './shard-host.ts';
@@ -32,6 +39,13 @@ export interface StartNodeOptions {
    * instead of leaving them stopped: `tidelog serve --salvage`.
    */
   salvage?: boolean;
+  /**
+   * A cluster's epoch store; default the namespace's JetStream KV bucket on the transport's
+   * NATS connection (an in-process transport needs one given: tests pass a MemoryEpochStore).
+   */
+  epochStore?: EpochStore;
+  /** Timers of the replicated shards (tests); default the real ones. */
+  replicaTimers?: ReplicaTimers;
 }
 
 /** Node-wide bound on requests being worked on at once (each also bounded by its shard). */
@@ -49,6 +63,7 @@ export class TidelogNode {
     readonly metrics: NodeMetrics,
     private readonly hosts: Map<number, ShardHost>,
     private readonly unopened: Map<number, Error>,
+    private readonly replicas: Map<number, ShardReplica>,
     /** Port of the /metrics endpoint; null when it is off. */
     readonly metricsPort: number | null,
     private readonly startedAtMs: number,
@@ -63,7 +78,12 @@ export class TidelogNode {
   }
 
   status(): StatusReply {
-    return nodeStatus(this.nodeId, this.startedAtMs, this.state, this.hosts, this.unopened);
+    return nodeStatus(this.nodeId, this.startedAtMs, this.state, this.hosts, this.unopened, this.replicas);
+  }
+
+  /** The replica of a replicated shard held here (undefined standalone or when not held). */
+  replica(shard: number): ShardReplica | undefined {
+    return this.replicas.get(shard);
   }
 
   /** Stops serving, lets what is queued become durable, closes every shard. Idempotent. */
@@ -86,15 +106,26 @@ function nodeStatus(
   state: string,
   hosts: ReadonlyMap<number, ShardHost>,
   unopened: ReadonlyMap<number, Error>,
+  replicas: ReadonlyMap<number, ShardReplica>,
 ): StatusReply {
   let sessions = 0;
   const shards = [...hosts.values()].map((host) => {
     sessions += host.state.sessions.size;
-    return host.status();
+    const status = host.status();
+    const replica = replicas.get(host.shard);
+    if (replica === undefined) return status;
+    const replicaStatus = replica.status();
+    status.phase = replicaStatus.phase;
+    status.role = replica.serving ? 'leader' : 'follower';
+    if (replicaStatus.leaderId !== null) status.leader = replicaStatus.leaderId;
+    if (replicaStatus.followers !== undefined) {
+      status.followers = Object.entries(replicaStatus.followers).map(([nodeId, matchSeq]) => ({ nodeId, matchSeq }));
+    }
+    return status;
   });
   for (const [shard, error] of unopened) shards.push(unopenedStatus(shard, error));
   shards.sort((a, b) => a.shard - b.shard);
-  return { v: 1, t: 'status', nodeId, uptimeMs: Date.now() - startedAtMs, state, sessions, shards };
+  return { v: 1, t: 'status', nodeId, pid: process.pid, uptimeMs: Date.now() - startedAtMs, state, sessions, shards };
 }
 
 /** A shard that could not open: nothing to report but the error and where it is. */
@@ -132,6 +163,16 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
   const schema = options.schema ?? loadSignalSchema(config.signals);
   const router = ShardRouter.fromSpec(config.router);
   const subjects = subjectsOf(config.namespace);
+  const cluster = config.cluster;
+  const clustered = cluster.nodes.length > 0;
+  const membership = { nodeIds: cluster.nodes, replicationFactor: cluster.replicationFactor };
+  const replicaSets = new Map<number, string[]>(clustered ? router.shards.map((shard) => [shard, replicaSet(shard, membership)]) : []);
+  const localShards = clustered ? router.shards.filter((shard) => replicaSets.get(shard)?.includes(nodeId) === true) : router.shards;
+  await refuseSecondNode(transport, subjects.status, nodeId, clustered);
+  const epochStore = clustered ? (options.epochStore ?? (await openEpochStore(transport, config))) : null;
+  const peerNet = new TransportPeerNet(transport, config.namespace, cluster.requestTimeoutMs);
+  const replicas = new Map<number, ShardReplica>();
+  let endpoints: Endpoints | null = null;
   const hosts = new Map<number, ShardHost>();
   const unopened = new Map<number, Error>();
   const metrics = new NodeMetrics(nodeId, () => [
@@ -196,17 +237,21 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
     input: {
       nodeId,
       router,
+      shards: localShards,
       openShard: async (shard) => {
         const startedMs = Date.now();
         const host = await ShardHost.open({
           shard,
           dataDir: config.dataDir,
           wal: { ...config.wal, retention: config.retention },
-          epoch: 0,
+          // A replica continues with the highest epoch it recorded; standalone leads epoch 0.
+          ...(clustered ? { commit: 'external' as const, onDurable: () => replicas.get(shard)?.onDurable() } : { epoch: 0 }),
           schema,
           sessions: { maxSessions: config.limits.maxSessions, maxRunsPerSession: config.limits.maxRunsPerSession },
           recentBytes: RECENT_BYTES_PER_SHARD,
           publishFeed: (message) => {
+            // A replicated shard's feed comes from its serving leader only (one copy per event).
+            if (clustered && replicas.get(shard)?.serving !== true) return;
             try {
               transport.publish(subjects.shardFeed(shard), encodeMessage(message));
             } catch (error) {
@@ -245,12 +290,17 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         return true;
       },
       closeShard: async (host) => {
+        replicas.get(host.shard)?.stop();
+        replicas.delete(host.shard);
         await host.close();
         hosts.delete(host.shard);
       },
-      serve: (routerActor: ShardRouterActor<ShardHost>) =>
-        serveEndpoints({
+      serve: (routerActor: ShardRouterActor<ShardHost>) => {
+        const served = serveEndpoints({
           transport,
+          shards: localShards,
+          clustered,
+          forwardTimeoutMs: cluster.requestTimeoutMs * 5,
           subjects,
           router,
           metrics,
@@ -266,6 +316,13 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
               throw new TidelogError('UNKNOWN_SHARD', `shard ${shard} is not in this node's shard map`, { details: { shard } });
             }
             const failure = entry.failure;
+            const replica = replicas.get(shard);
+            if (purpose === 'append' && replica !== undefined && !replica.serving && failure === null) {
+              const leader = replica.leaderId;
+              throw new TidelogError('NOT_LEADER', `shard ${shard} is led by ${leader ?? 'no node yet (an election is under way)'}, not ${nodeId}`, {
+                details: { shard, ...(leader === null || leader === nodeId ? {} : { leader }) },
+              });
+            }
             if (entry.host === null || (purpose === 'append' && failure !== null)) {
               if (failure instanceof TidelogError) throw failure;
               throw new TidelogError('CLOSED', `shard ${shard} is not serving`, { details: { shard }, cause: failure ?? undefined });
@@ -276,18 +333,64 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
             // The router keeps the failure (xstate handles the send synchronously): report once.
             if ((lookup(routerActor, shard)?.failure ?? null) !== null) return;
             logger.error({ err: error, shard }, 'shard failed: its lane is read-only until restart');
+            replicas.get(shard)?.fail(error);
+            endpoints?.setServing(shard, false);
             actor.send({ type: 'SHARD_FAILED', shard, error });
           },
           info: () => info,
           // Answered from the hosts, not `node`: requests can arrive before startNode returns.
-          status: () => nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened),
-        }),
+          status: () => nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas),
+        });
+        endpoints = served;
+        const stopReplication = clustered && epochStore !== null ? startReplicas(routerActor) : [];
+        return () => {
+          for (const stop of stopReplication) stop();
+          served.stop();
+          endpoints = null;
+        };
+      },
       onError: (error) => {
         fatal ??= error;
         logger.error({ err: error }, 'node error');
       },
     },
   });
+  /** Creates and starts the replica of every shard held here; returns what stops them. */
+  function startReplicas(routerActor: ShardRouterActor<ShardHost>): Array<() => void> {
+    const stops: Array<() => void> = [];
+    for (const [shard, host] of hosts) {
+      const set = replicaSets.get(shard) ?? [nodeId];
+      const rank = set.indexOf(nodeId);
+      const replica = new ShardReplica({
+        shard,
+        nodeId,
+        replicas: set,
+        acks: cluster.acks,
+        log: host,
+        store: epochStore!,
+        net: peerNet,
+        leaderTimeoutMs: cluster.leaderTimeoutMs,
+        heartbeatMs: cluster.heartbeatMs,
+        // The preferred replica (first of the set) tends to time out first: leaders spread over the nodes.
+        random: () => (rank + Math.random()) / set.length,
+        maxRequestBytes: 512 << 10,
+        ...(options.replicaTimers === undefined ? {} : { timers: options.replicaTimers }),
+        onChange: (change) => {
+          const serving = change.phase === 'serving';
+          routerActor.send({ type: 'SHARD_ROLE', shard, role: serving ? 'leader' : 'follower', epoch: change.epoch, leaderId: change.leaderId });
+          endpoints?.setServing(shard, serving);
+          logger.info({ shard, phase: change.phase, epoch: change.epoch, leader: change.leaderId, reason: change.reason }, 'shard role');
+        },
+        onStep: (step, fields) => logger.info({ shard, step, ...fields }, 'election'),
+      });
+      replicas.set(shard, replica);
+      stops.push(serveReplica(transport, config.namespace, nodeId, replica.server, logger));
+      if (host.failure === null) replica.start();
+      stops.push(() => replica.stop());
+    }
+    return stops;
+  }
+
   actor.subscribe({ error: (error) => logger.error({ err: error }, 'node actor crashed') });
   actor.start();
   const snapshot = await waitFor(actor, (state) => state.value === 'serving' || state.status === 'done', { timeout: Infinity });
@@ -306,7 +409,43 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       throw error;
     }
   }
-  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, metricsPort, startedAtMs);
+  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, replicas, metricsPort, startedAtMs);
   logger.info({ nodeId, namespace: config.namespace, shards: router.shards.length, metricsPort }, 'node serving');
   return node;
+}
+
+/**
+ * Refuses to start a node a running one already covers: standalone, any node answering on the
+ * namespace (two standalone nodes would each lead every shard at epoch 0 and split the log);
+ * in a cluster, a node already running with this node id.
+ */
+async function refuseSecondNode(transport: Transport, subject: string, nodeId: string, clustered: boolean): Promise<void> {
+  const replies = await transport.requestMany(subject, encodeMessage({ v: 1, t: 'status' }), { timeoutMs: 250 });
+  for (const bytes of replies) {
+    let other: StatusReply;
+    try {
+      other = decodeReply(bytes, 'status');
+    } catch {
+      continue;
+    }
+    if (clustered && other.nodeId !== nodeId) continue;
+    throw new TidelogError(
+      'CONFIG_INVALID',
+      clustered
+        ? `node id ${nodeId} is already running (pid ${other.pid ?? 'unknown'}): each node of a cluster runs once`
+        : `the namespace is already served by node ${other.nodeId} (pid ${other.pid ?? 'unknown'}); a second standalone node would split its shards' logs — stop it, or configure a cluster (cluster.nodes)`,
+      { details: { otherNodeId: other.nodeId, ...(other.pid === undefined ? {} : { otherPid: other.pid }) } },
+    );
+  }
+}
+
+async function openEpochStore(transport: Transport, config: NodeConfig): Promise<EpochStore> {
+  if (!(transport instanceof NatsTransport)) {
+    throw new TidelogError('CONFIG_INVALID', 'a cluster needs NATS (its epochs live in JetStream KV), or an epochStore given to startNode');
+  }
+  return KvEpochStore.open(transport.connection, {
+    namespace: config.namespace,
+    bucketReplicas: config.cluster.epochBucketReplicas,
+    timeoutMs: config.cluster.requestTimeoutMs * 5,
+  });
 }

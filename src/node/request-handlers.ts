@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { ShardRouter } from '../shard-map.ts';
-import { decodeRequest, encodeMessage, errorReply, routeOf } from '../transport/codec.ts';
+import { decodeReply, decodeRequest, encodeMessage, errorReply, routeOf } from '../transport/codec.ts';
 import type {
   AckPart,
   AppendReply,
@@ -41,6 +41,16 @@ export interface EndpointContext {
    * led; for appends also a failed lane — reads of a failed lane go on).
    */
   hostFor(shard: number, purpose: 'append' | 'read'): ShardHost;
+  /** The shards this node holds: their per-shard subjects are subscribed here. */
+  shards: readonly number[];
+  /**
+   * Replicated shards: `{ns}.shard.{n}.append` is subscribed only while this node serves as
+   * the shard's leader (setServing), so NATS routes producers to the leader; and the parts of
+   * an any-node append for shards led elsewhere are forwarded there. Standalone: false.
+   */
+  clustered: boolean;
+  /** How long a forwarded part may take (clustered only). */
+  forwardTimeoutMs?: number;
   /** A shard's lane failed under a request: the supervisor takes it out of service. */
   shardFailed(shard: number, error: Error): void;
   info(): InfoReply;
@@ -49,11 +59,20 @@ export interface EndpointContext {
 
 type Endpoint = 'append' | 'shard-append' | 'read' | 'seek' | 'state' | 'info' | 'status';
 
-/** Subscribes every endpoint; returns the function that unsubscribes them. */
-export function serveEndpoints(context: EndpointContext): () => void {
+export interface Endpoints {
+  /** Unsubscribes every endpoint. */
+  stop(): void;
+  /** Clustered: subscribes (or drops) the shard's append subject as this node starts (or stops) serving it. */
+  setServing(shard: number, serving: boolean): void;
+}
+
+/** Subscribes every endpoint. */
+export function serveEndpoints(context: EndpointContext): Endpoints {
   const { transport, subjects, router } = context;
   let inFlight = 0;
   const subscriptions: Subscription[] = [];
+  const appendSubscriptions = new Map<number, Subscription>();
+  let isStopped = false;
 
   const answer = (endpoint: Endpoint, message: TransportMessage, handle: () => Promise<Uint8Array> | Uint8Array): void => {
     const reply = message.reply;
@@ -101,7 +120,17 @@ export function serveEndpoints(context: EndpointContext): () => void {
     publishReply(reply, encodeMessage(wire));
   };
 
+  /** A part of an any-node append for a shard led elsewhere: its leader answers it. */
+  const forwardToShard = async (shard: number, packed: Uint8Array) => {
+    const bytes = await transport.request(subjects.shardAppend(shard), encodeMessage({ v: 1, t: 'append', shard, events: packed }), {
+      timeoutMs: context.forwardTimeoutMs ?? 5_000,
+    });
+    const reply = decodeReply(bytes, 'appended');
+    return { part: reply.parts[0], outcome: reply.outcome };
+  };
+
   const appendToShard = async (shard: number, packed: Uint8Array, request: Parameters<ShardHost['append']>[1]) => {
+    if (context.clustered && request === undefined && !appendSubscriptions.has(shard)) return forwardToShard(shard, packed);
     const host = context.hostFor(shard, 'append');
     const startedNs = process.hrtime.bigint();
     try {
@@ -139,19 +168,20 @@ export function serveEndpoints(context: EndpointContext): () => void {
     }),
   );
 
-  for (const shard of router.shards) {
-    subscribe(subjects.shardAppend(shard), subjects.shardQueue(shard), (message) =>
-      answer('shard-append', message, async () => {
-        const request = decodeRequest(message.data, 'append', context.limits);
-        checkSubjectShard(request.shard, shard);
-        checkEventsRouteTo(router, request.events, shard);
-        context.metrics.requestEvents.observe(request.events.byteLength / EVENT_BYTES);
-        const { part, outcome } = await appendToShard(shard, request.events, request.session);
-        context.metrics.requests.inc({ endpoint: 'shard-append', outcome });
-        const reply: AppendReply = { v: 1, t: 'appended', parts: [part], outcome };
-        return encodeMessage(reply);
-      }),
-    );
+  const shardAppendHandler = (shard: number) => (message: TransportMessage) =>
+    answer('shard-append', message, async () => {
+      const request = decodeRequest(message.data, 'append', context.limits);
+      checkSubjectShard(request.shard, shard);
+      checkEventsRouteTo(router, request.events, shard);
+      context.metrics.requestEvents.observe(request.events.byteLength / EVENT_BYTES);
+      const { part, outcome } = await appendToShard(shard, request.events, request.session);
+      context.metrics.requests.inc({ endpoint: 'shard-append', outcome });
+      const reply: AppendReply = { v: 1, t: 'appended', parts: [part], outcome };
+      return encodeMessage(reply);
+    });
+
+  for (const shard of context.shards) {
+    if (!context.clustered) subscribe(subjects.shardAppend(shard), subjects.shardQueue(shard), shardAppendHandler(shard));
     subscribe(subjects.shardRead(shard), subjects.shardQueue(shard), (message) =>
       answer('read', message, async () => {
         const request = decodeRequest(message.data, 'read', context.limits);
@@ -219,8 +249,22 @@ export function serveEndpoints(context: EndpointContext): () => void {
     }),
   );
 
-  return () => {
-    for (const subscription of subscriptions) subscription.unsubscribe();
+  return {
+    stop: () => {
+      isStopped = true;
+      for (const subscription of subscriptions) subscription.unsubscribe();
+      for (const subscription of appendSubscriptions.values()) subscription.unsubscribe();
+      appendSubscriptions.clear();
+    },
+    setServing: (shard, serving) => {
+      const existing = appendSubscriptions.get(shard);
+      if (serving && existing === undefined && !isStopped) {
+        appendSubscriptions.set(shard, transport.subscribe(subjects.shardAppend(shard), shardAppendHandler(shard), { queue: subjects.shardQueue(shard) }));
+      } else if (!serving && existing !== undefined) {
+        existing.unsubscribe();
+        appendSubscriptions.delete(shard);
+      }
+    },
   };
 }
 

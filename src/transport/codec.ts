@@ -276,6 +276,7 @@ const replyReaders: { [T in ReplyType]: (root: Fields) => ReplyOf<T> } = {
       v: PROTOCOL_VERSION,
       t: 'status',
       nodeId: root.string('nodeId'),
+      ...(root.has('pid') ? { pid: root.integer('pid', 0, U53_MAX) } : {}),
       uptimeMs: root.finite('uptimeMs', 0),
       state: root.string('state'),
       sessions: root.integer('sessions', 0, U53_MAX),
@@ -323,6 +324,16 @@ function shardStatus(fields: Fields): ShardStatus {
     ...(fields.has('failure') ? { failure: fields.string('failure') } : {}),
     ...(fields.has('failureMessage') ? { failureMessage: fields.string('failureMessage') } : {}),
     ...(fields.has('failureFile') ? { failureFile: fields.string('failureFile') } : {}),
+    ...(fields.has('phase') ? { phase: fields.string('phase') } : {}),
+    ...(fields.has('leader') ? { leader: fields.string('leader') } : {}),
+    ...(fields.has('followers')
+      ? {
+          followers: fields.array('followers', 16).map((item, index) => {
+            const follower = fields.at('followers', index, item).asMap();
+            return { nodeId: follower.string('nodeId'), matchSeq: follower.integer('matchSeq', 0, U53_MAX) };
+          }),
+        }
+      : {}),
   };
 }
 

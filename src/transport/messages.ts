@@ -222,12 +222,25 @@ export interface ShardStatus {
   failureMessage?: string;
   failureFile?: string;
   failureOffset?: number;
+  /** Replicated shards: following, electing, preparing (leads, not yet serving), serving, failed. */
+  phase?: string;
+  /** Replicated shards: the node that leads the shard as far as this replica knows. */
+  leader?: string;
+  /** The leader only: each follower's durable seq as last reported (its lag is hwm − matchSeq). */
+  followers?: FollowerStatus[];
+}
+
+export interface FollowerStatus {
+  nodeId: string;
+  matchSeq: number;
 }
 
 export interface StatusReply {
   v: 1;
   t: 'status';
   nodeId: string;
+  /** The node's process id (older nodes do not send it). */
+  pid?: number;
   uptimeMs: number;
   state: string;
   sessions: number;
