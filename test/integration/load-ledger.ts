@@ -13,6 +13,7 @@ export class LoadLedger {
   readonly shards = new Set<number>();
   sendErrors: Error[] = [];
   private counter = 0;
+  private readonly perShard = new Map<number, number>();
 
   constructor(private readonly shardCount: number) {
     for (let shard = 0; shard < shardCount; shard++) this.shards.add(shard);
@@ -39,6 +40,7 @@ export class LoadLedger {
             const key = `${ack.shard}:${ack.seq}`;
             assert.not.ok(this.acked.has(key), `seq ${key} acknowledged twice`);
             this.acked.set(key, hex(packed.subarray(index * EVENT_BYTES, (index + 1) * EVENT_BYTES)));
+            this.perShard.set(ack.shard, (this.perShard.get(ack.shard) ?? 0) + 1);
           });
         } catch (error) {
           this.sendErrors.push(error as Error);
@@ -53,6 +55,12 @@ export class LoadLedger {
   hasAcked(count: number): boolean {
     if (this.sendErrors.length > 0) throw this.sendErrors[0];
     return this.acked.size >= count;
+  }
+
+  /** Acknowledged events of one shard so far. */
+  ackedOn(shard: number): number {
+    if (this.sendErrors.length > 0) throw this.sendErrors[0];
+    return this.perShard.get(shard) ?? 0;
   }
 
   /** Reads every shard back: each acked seq holds its bytes, and no event appears twice. */

@@ -36,3 +36,17 @@ export async function until(condition: () => boolean, what: string | (() => stri
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
+
+/**
+ * Resolves once `probe()` resolves true, asking again after each answer (plus a short pause);
+ * rejects after waitMs. For conditions that take a request to observe (a cluster's status).
+ */
+export async function untilAsync(probe: () => Promise<boolean>, what: string | (() => string), waitMs = WAIT_MS, pauseMs = 50): Promise<void> {
+  const deadlineMs = performance.now() + waitMs;
+  while (!(await probe())) {
+    if (performance.now() > deadlineMs) {
+      throw new Error(`gave up waiting for ${typeof what === 'string' ? what : what()} after ${waitMs} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
+}
