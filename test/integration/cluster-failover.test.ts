@@ -5,8 +5,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createConsumer, createProducer } from '../../src/client/index.ts';
-import { TidelogCluster } from '../support/tidelog-cluster.ts';
-import { until } from '../support/waits.ts';
+import { TidelogCluster, shardOf } from '../support/tidelog-cluster.ts';
+import { until, untilAsync } from '../support/waits.ts';
 import { LoadLedger } from './load-ledger.ts';
 
 const test = suite('integration: cluster failover');
@@ -46,6 +46,77 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
     await consumer.close();
     await producer.close();
     process.stdout.write(`  failover (kill → next ack on that shard), ms: ${failoversMs.join(', ')}\n`);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+test('cluster failover - a leader paused past the leader timeout is replaced; resumed, it follows the new epoch and serves nothing', async () => {
+  const cluster = await TidelogCluster.start({ namespace: 'paused', shards: 1 });
+  try {
+    const old = await cluster.leaderOf(0);
+    const producer = await createProducer({ transport: cluster.transport, namespace: 'paused', producerId: 'pause-test', requestTimeoutMs: 1_000, sendTimeoutMs: 120_000, retryBackoffMs: 50 });
+    const ledger = new LoadLedger(1);
+    let isStopping = false;
+    const load = ledger.run(producer, 2, 100, () => isStopping);
+    await until(() => ledger.hasAcked(PROGRESS_EVENTS), 'progress before the pause', 120_000);
+    const paused = cluster.processes.get(old)!;
+    const oldEpoch = shardOf((await cluster.status()).find((status) => status.nodeId === old)!, 0)!.epoch;
+    paused.pause();
+    const fresh = await cluster.leaderOf(0, old);
+    const before = ledger.acked.size;
+    await until(() => ledger.hasAcked(before + PROGRESS_EVENTS), 'acks from the new leader while the old one is paused', 120_000);
+    paused.resume();
+    let seen = '';
+    await untilAsync(
+      async () => {
+        const view = shardOf((await cluster.status()).find((status) => status.nodeId === old) ?? { shards: [] } as never, 0);
+        seen = JSON.stringify(view ?? null);
+        return view !== undefined && view.phase === 'following' && view.epoch > oldEpoch && view.leader === fresh;
+      },
+      () => `the resumed leader follows ${fresh} at a newer epoch (${seen})`,
+      60_000,
+    );
+    isStopping = true;
+    await load;
+    await producer.flush();
+    assert.equal(ledger.sendErrors, []);
+    await cluster.converged();
+    const consumer = await createConsumer({ transport: cluster.transport, namespace: 'paused' });
+    await ledger.verify(consumer);
+    await consumer.close();
+    await producer.close();
+  } finally {
+    await cluster.stop();
+  }
+});
+
+test('cluster failover - one nats-server stopped under load: the cluster carries on', async () => {
+  const cluster = await TidelogCluster.start({ namespace: 'natsdown', shards: 2 });
+  try {
+    await cluster.leaderOf(0);
+    await cluster.leaderOf(1);
+    const producer = await createProducer({ transport: cluster.transport, namespace: 'natsdown', producerId: 'natsdown-test', requestTimeoutMs: 1_000, sendTimeoutMs: 120_000, retryBackoffMs: 50 });
+    const ledger = new LoadLedger(2);
+    let isStopping = false;
+    const load = ledger.run(producer, 2, 100, () => isStopping);
+    await until(() => ledger.hasAcked(PROGRESS_EVENTS), 'progress before the stop', 120_000);
+    // The third server goes; node n3 (connected to it alone) is cut off from the cluster.
+    await cluster.nats.servers[2].stop();
+    for (const shard of [0, 1]) {
+      const before = ledger.ackedOn(shard);
+      await until(() => ledger.ackedOn(shard) > before + PROGRESS_EVENTS, () => `shard ${shard} acks with one nats-server down`, 120_000);
+    }
+    isStopping = true;
+    await load;
+    await producer.flush();
+    assert.equal(ledger.sendErrors, []);
+    await cluster.kill('n3');
+    await cluster.converged();
+    const consumer = await createConsumer({ transport: cluster.transport, namespace: 'natsdown' });
+    await ledger.verify(consumer);
+    await consumer.close();
+    await producer.close();
   } finally {
     await cluster.stop();
   }

@@ -89,6 +89,15 @@ export class NodeProcess {
     await this.exited;
   }
 
+  /** SIGSTOP: the process is frozen (no timers, no sockets served) until resume(). */
+  pause(): void {
+    this.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child.kill('SIGCONT');
+  }
+
   /** A new process on the same config and data directory. */
   restart(): Promise<NodeProcess> {
     return NodeProcess.start(this.options);
