@@ -123,15 +123,17 @@ export function createShardMachine() {
         entry: { type: 'report', params: { phase: 'following' } },
         initial: 'waiting',
         states: {
-          // Re-entered on every contact, which restarts the timer.
-          waiting: { after: { leaderTimeout: '#shard.electing' } },
-        },
-        on: {
-          LEADER_CONTACT: [
-            { guard: 'isNewContact', target: '.waiting', reenter: true, actions: ['noteContact', { type: 'report', params: { phase: 'following' } }] },
-            { target: '.waiting', reenter: true },
-          ],
-          PREPARED: { target: '.waiting', reenter: true, actions: 'noteContact' },
+          // A contact re-enters `waiting` (not `following`), which restarts the timer only.
+          waiting: {
+            after: { leaderTimeout: '#shard.electing' },
+            on: {
+              LEADER_CONTACT: [
+                { guard: 'isNewContact', target: 'waiting', reenter: true, actions: ['noteContact', { type: 'report', params: { phase: 'following' } }] },
+                { target: 'waiting', reenter: true },
+              ],
+              PREPARED: { target: 'waiting', reenter: true, actions: 'noteContact' },
+            },
+          },
         },
       },
       electing: {

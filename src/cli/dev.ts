@@ -65,7 +65,7 @@ export async function runDev(options: DevOptions): Promise<ExitCodeValue> {
     const producerTransport = await makeTransport('tidelog-dev-producer');
     cleanups.push(() => producerTransport.close());
     const producer = await createProducer({ transport: producerTransport, namespace: NAMESPACE, producerId: 'dev-demo' });
-    const load = await runLoad(producer, node, options);
+    const load = await runLoad(producer, () => node.status().shards.map((shard) => `${shard.shard}:${formatCount(shard.hwm)}`).join(' '), options);
     await producer.close();
     out();
     const check = await readBack(producerTransport, load);
@@ -105,7 +105,7 @@ async function startTransport(
   };
 }
 
-interface LoadResult {
+export interface LoadResult {
   acked: number;
   elapsedMs: number;
   /** Acked non-duplicate seqs per shard. */
@@ -115,7 +115,12 @@ interface LoadResult {
   latencyUsP99: number;
 }
 
-async function runLoad(producer: Producer, node: TidelogNode, options: DevOptions): Promise<LoadResult> {
+/** The demo producer's senders until options.seconds pass; `shardsText` feeds the live line. */
+export async function runLoad(
+  producer: Producer,
+  shardsText: () => string,
+  options: Pick<DevOptions, 'seconds' | 'senders' | 'batch'> & { abortSignal?: AbortSignal },
+): Promise<LoadResult> {
   const status = new StatusLine(process.stdout);
   const ackedPerShard = new Map<number, number>();
   const samples = new Map<string, Uint8Array>();
@@ -135,19 +140,15 @@ async function runLoad(producer: Producer, node: TidelogNode, options: DevOption
     lastTickAcked = acked;
     const window = latencies.slice(0, Math.min(latencyCount, LATENCY_RING)).sort();
     const p99 = window.length === 0 ? null : window[Math.min(window.length - 1, Math.floor(window.length * 0.99))];
-    const seqs = node
-      .status()
-      .shards.map((shard) => `${shard.shard}:${formatCount(shard.hwm)}`)
-      .join(' ');
     status.update(
       `  ${((nowMs - startedMs) / 1000).toFixed(1)} s  ${formatCount(rate)} events/s  acked ${formatCount(acked)}  ` +
-        `p99 ack ${p99 === null ? '-' : formatLatencyUs(p99)}  seqs ${seqs}`,
+        `p99 ack ${p99 === null ? '-' : formatLatencyUs(p99)}  ${shardsText()}`,
       true,
     );
   };
   const ticker = setInterval(render, 1000);
   const sender = async (senderId: number): Promise<void> => {
-    while (performance.now() < deadlineMs) {
+    while (performance.now() < deadlineMs && options.abortSignal?.aborted !== true) {
       const events: SignalEvent[] = [];
       for (let index = 0; index < options.batch; index++) events.push(demoEvent(senderId, counter++));
       const packed = encodeEvents(events);
@@ -187,7 +188,7 @@ function demoEvent(senderId: number, counter: number): SignalEvent {
   };
 }
 
-interface ReadBackCheck {
+export interface ReadBackCheck {
   readEvents: number;
   missing: number;
   different: number;
@@ -195,9 +196,9 @@ interface ReadBackCheck {
   elapsedMs: number;
 }
 
-async function readBack(transport: Transport, load: LoadResult): Promise<ReadBackCheck> {
+export async function readBack(transport: Transport, load: LoadResult, namespace = NAMESPACE): Promise<ReadBackCheck> {
   const startedMs = performance.now();
-  const consumer = await createConsumer({ transport, namespace: NAMESPACE });
+  const consumer = await createConsumer({ transport, namespace });
   const check: ReadBackCheck = { readEvents: 0, missing: 0, different: 0, countMismatch: [], elapsedMs: 0 };
   const remaining = new Map(load.samples);
   try {

@@ -6,6 +6,7 @@ import { isTidelogError } from '../errors.ts';
 import type { FsyncMode } from '../wal/index.ts';
 import { runDemo } from './demo.ts';
 import { runDev } from './dev.ts';
+import { runDevCluster } from './dev-cluster.ts';
 import { runServe, type ServeOptions } from './serve.ts';
 import { runStatus, type StatusOptions } from './status.ts';
 import { runDump } from './dump.ts';
@@ -126,17 +127,37 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
   program
     .command('dev')
     .description('embedded default (npm start): own nats-server, a node, a demo producer with a live line, then a read-back check')
-    .option('--seconds <s>', 'how long the demo producer sends', numberOption(0.1, 86_400), 10)
+    .option('--seconds <s>', 'how long the demo producer sends', numberOption(0, 86_400), 10)
     .option('--shards <n>', 'shards (hash router)', integerOption(1, 64), 4)
     .option('--senders <n>', 'concurrent sends of the demo producer', integerOption(1, 1024), 16)
     .option('--batch <n>', 'events per send', integerOption(1, 65_536), 1000)
     .option('--dir <dir>', 'data directory (default: a fresh temp dir, removed at the end)')
     .option('--keep', 'keep the temp dir')
     .option('--in-process', 'use the in-process transport even when nats-server is installed')
-    .addHelpText('after', '\nExit codes: 0 every acknowledged event read back intact, 1 otherwise, 2 usage.')
+    .option('--nodes <n>', 'a local cluster: a 3-server NATS cluster and this many nodes as child processes (R = 3)', integerOption(1, 9))
+    .option('--chaos', 'with --nodes: kill a random shard leader every few seconds and restart it')
+    .option('--chaos-every <s>', 'seconds between chaos kills', numberOption(1, 3600), 5)
+    .addHelpText('after', '\n--seconds 0 with --nodes runs until Ctrl-C.\nExit codes: 0 every acknowledged event read back intact, 1 otherwise, 2 usage.')
     .action(
-      async (options: { seconds: number; shards: number; senders: number; batch: number; dir?: string; keep?: boolean; inProcess?: boolean }) =>
-        done(await runDev({ ...options, forceInProcess: options.inProcess })),
+      async (options: {
+        seconds: number;
+        shards: number;
+        senders: number;
+        batch: number;
+        dir?: string;
+        keep?: boolean;
+        inProcess?: boolean;
+        nodes?: number;
+        chaos?: boolean;
+        chaosEvery: number;
+      }) => {
+        if (options.nodes !== undefined) {
+          const { seconds, shards, senders, batch, dir, keep, nodes, chaosEvery } = options;
+          return done(await runDevCluster({ seconds, shards, senders, batch, nodes, chaos: options.chaos === true, chaosEverySeconds: chaosEvery, ...(dir === undefined ? {} : { dir }), ...(keep === undefined ? {} : { keep }) }));
+        }
+        if (options.chaos === true) throw new Error('--chaos needs --nodes');
+        return done(await runDev({ ...options, forceInProcess: options.inProcess }));
+      },
     );
 
   program

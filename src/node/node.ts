@@ -169,7 +169,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
   const replicaSets = new Map<number, string[]>(clustered ? router.shards.map((shard) => [shard, replicaSet(shard, membership)]) : []);
   const localShards = clustered ? router.shards.filter((shard) => replicaSets.get(shard)?.includes(nodeId) === true) : router.shards;
   await refuseSecondNode(transport, subjects.status, nodeId, clustered);
-  const epochStore = clustered ? (options.epochStore ?? (await openEpochStore(transport, config))) : null;
+  const epochStore = clustered ? (options.epochStore ?? (await openEpochStore(transport, config, logger))) : null;
   const peerNet = new TransportPeerNet(transport, config.namespace, cluster.requestTimeoutMs);
   const replicas = new Map<number, ShardReplica>();
   let endpoints: Endpoints | null = null;
@@ -439,13 +439,26 @@ async function refuseSecondNode(transport: Transport, subject: string, nodeId: s
   }
 }
 
-async function openEpochStore(transport: Transport, config: NodeConfig): Promise<EpochStore> {
+async function openEpochStore(transport: Transport, config: NodeConfig, logger: Logger): Promise<EpochStore> {
   if (!(transport instanceof NatsTransport)) {
     throw new TidelogError('CONFIG_INVALID', 'a cluster needs NATS (its epochs live in JetStream KV), or an epochStore given to startNode');
   }
-  return KvEpochStore.open(transport.connection, {
-    namespace: config.namespace,
-    bucketReplicas: config.cluster.epochBucketReplicas,
-    timeoutMs: config.cluster.requestTimeoutMs * 5,
-  });
+  // A NATS cluster that just started elects its JetStream meta leader first: retry a while.
+  const deadlineMs = performance.now() + EPOCH_STORE_OPEN_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await KvEpochStore.open(transport.connection, {
+        namespace: config.namespace,
+        bucketReplicas: config.cluster.epochBucketReplicas,
+        timeoutMs: config.cluster.requestTimeoutMs * 5,
+      });
+    } catch (error) {
+      if (performance.now() > deadlineMs) throw error;
+      logger.warn({ err: error, attempt }, 'epoch store not reachable yet (JetStream starting?); retrying');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
 }
+
+/** How long a starting node waits for JetStream to hold its epoch bucket. */
+const EPOCH_STORE_OPEN_MS = 60_000;

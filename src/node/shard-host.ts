@@ -259,7 +259,7 @@ export class ShardHost {
     for await (const stored of this.wal.readBatches({ fromSeq, uncommitted: true })) {
       if (stored.sealed === undefined) continue;
       if (batches.length > 0 && bytes + stored.sealed.byteLength > maxBytes) break;
-      batches.push(stored.sealed.slice());
+      batches.push(new Uint8Array(stored.sealed));
       bytes += stored.sealed.byteLength;
     }
     return batches;
@@ -292,7 +292,7 @@ export class ShardHost {
       const trimmed = trimBatch(toReadBatch(stored), fromSeq, remaining);
       replyBytes += trimmed.events.byteLength + READ_BATCH_OVERHEAD_BYTES;
       if (batches.length > 0 && replyBytes > MAX_READ_REPLY_BYTES) break;
-      batches.push({ ...trimmed, events: trimmed.events.slice() });
+      batches.push({ ...trimmed, events: new Uint8Array(trimmed.events) });
       remaining -= trimmed.events.byteLength / EVENT_BYTES;
       if (remaining <= 0) break;
     }
@@ -353,8 +353,9 @@ export class ShardHost {
   private batchCommitted(stored: StoredBatch): void {
     if (stored.count === 0) return;
     this.hwmSeq = stored.firstSeq + stored.count - 1;
-    // `stored.events` is valid during the call only: one copy serves memory and the feed.
-    const batch = { ...toReadBatch(stored), events: stored.events.slice() };
+    // `stored.events` is valid during the call only: one copy serves memory and the feed
+    // (new Uint8Array copies even a Buffer view, whose slice() would not).
+    const batch = { ...toReadBatch(stored), events: new Uint8Array(stored.events) };
     this.recent.push(batch);
     // No tail announced itself lately: nobody would read the feed, so it is not encoded.
     if (performance.now() >= this.feedWantedUntilMs) return;

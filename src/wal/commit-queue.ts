@@ -312,7 +312,8 @@ export class CommitQueue {
       );
     }
     this.seal();
-    const group = new CommitGroup(header.firstSeq, sealed.slice());
+    // `sealed` is the WAL's own copy (Wal.appendSealed made it); its notes are views of it.
+    const group = new CommitGroup(header.firstSeq, sealed);
     group.sealed = group.buffer;
     group.count = header.count;
     group.submitted = header.count;
@@ -354,7 +355,7 @@ export class CommitQueue {
       this.breakOnNote(new Error(`invariant violated: a note callback returned ${what}, not 1..${MAX_NOTE_BYTES} bytes`), promise);
     }
     // A copy: the caller may reuse its buffer before the group is sealed.
-    const copy = bytes.slice();
+    const copy = new Uint8Array(bytes);
     group.addNote(copy);
     this.pendingNoteBytes += NOTE_LENGTH_BYTES + copy.byteLength;
   }

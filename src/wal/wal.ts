@@ -590,9 +590,13 @@ export class Wal implements WriterLane {
    */
   appendSealed(batch: Uint8Array): Promise<void> {
     try {
-      const { header, notes } = this.checkSealed(batch);
+      // Our own copy, checked and kept: the caller's bytes are often a view of a network
+      // message whose memory the transport reuses. new Uint8Array copies; slice() would not
+      // for a Node Buffer (Buffer#slice is a view), which is what NATS hands out.
+      const owned = batch instanceof Uint8Array ? new Uint8Array(batch) : batch;
+      const { header, notes } = this.checkSealed(owned);
       this.newestBatchEpoch = header.leaderEpoch;
-      return this.queue.enqueueSealed(batch, header, notes);
+      return this.queue.enqueueSealed(owned as Uint8Array, header, notes);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -642,7 +646,7 @@ export class Wal implements WriterLane {
       throw new TidelogError('OUT_OF_RANGE', `checkpoint(${seq}): seq must be 0..${limit} (${this.options.commit === 'external' ? 'committed' : 'durable'})`);
     }
     if (!(snapshot instanceof Uint8Array)) throw new TidelogError('BAD_REQUEST', 'checkpoint snapshot must be a Uint8Array');
-    const copy = snapshot.slice(); // the caller may reuse its buffer before the task runs
+    const copy = new Uint8Array(snapshot); // the caller may reuse its buffer before the task runs (a copy even of a Buffer)
     const timestampNs = this.nowNs();
     const { io, dir, shard } = this.options;
     await this.runTask(async (files) => {

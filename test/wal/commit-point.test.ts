@@ -311,12 +311,22 @@ test('commit-point - a follower appends its leader\'s sealed batches verbatim; g
     await behind.wal.close();
     assert.is(follower.durableSeq, 0);
 
-    for (const batch of shipped) await follower.appendSealed(batch);
+    // Handed over as Node Buffers (what NATS delivers; Buffer#slice is a view, not a copy) and
+    // scribbled on once appendSealed returns, as a transport reusing its receive memory does:
+    // the WAL folds its own copy at commit. (Found by `tidelog dev --nodes 3 --chaos`: followers
+    // folded and served other batches' events from memory.)
+    const handedOver = shipped.map((batch) => Buffer.from(batch));
+    for (const batch of handedOver) {
+      const durable = follower.appendSealed(batch);
+      batch.fill(0x5a);
+      await durable;
+    }
     assert.is(follower.durableSeq, 9, 'appendSealed resolves once durable');
     assert.is(follower.committedSeq, 0, 'and nothing is folded before the commit point');
     assert.is(followerMachine.count, 0);
     await follower.commitTo(9);
     assert.is(followerMachine.count, 9);
+    assert.is(followerMachine.sum, 45n, 'the fold saw the leader\'s events (ids 1..9), not the scribbled buffers');
     await leader.commitTo(9);
     await Promise.all(calls);
 
