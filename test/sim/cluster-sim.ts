@@ -1,0 +1,605 @@
+// The deterministic simulation of one shard's replica group (FoundationDB / TigerBeetle
+// style): the real ShardReplica, elections, shipper, follower and WAL code of three nodes in
+// one process, driven by
+//   - a simulated clock (every timer the replicas and xstate use; nothing real-time),
+//   - a simulated network in front of each node's ReplicaServer: seeded drops, delays (so
+//     reorders), duplicates and partitions,
+//   - an in-memory epoch store with the KV's create-only semantics,
+//   - in-memory disks (memory-disk.ts) that lose unsynced bytes on a power cut,
+//   - a producer with a session, retrying with its original session seqs,
+// all from one seeded PRNG. The WAL's own async steps (setImmediate, promises) involve no real
+// I/O, so a run is a function of its seed: a failing seed replays exactly.
+//
+// After every step the invariants of docs/REPLICATION.md are checked:
+//   1. an acknowledged event is at its acked seq in the committed log, and never contradicted;
+//   2. every replica's committed batches equal the cluster's committed log (same seqs, bytes);
+//   3. at most one node leads an epoch;
+//   4. a replica's commit point never goes down while it lives;
+//   5. sessions: no event is in the committed log twice; a replayed ack names the original seqs.
+// At the end the faults stop, every node runs, and the group must converge: one leader, every
+// replica at the same commit point holding every acknowledged event, CRDT states equal.
+
+import { MemoryEpochStore, type CreateFault } from '../../src/cluster/epoch-store.ts';
+import { defaultSignalSchema } from '../../src/crdt/index.ts';
+import { TidelogError, isTidelogError } from '../../src/errors.ts';
+import { EVENT_BYTES, encodeEvents, type SignalEvent } from '../../src/event.ts';
+import type { PeerNet, ReplicaServer } from '../../src/node/election.ts';
+import { ShardHost } from '../../src/node/shard-host.ts';
+import { ShardReplica, type ReplicaTimers } from '../../src/node/shard-replica.ts';
+import type { SessionTag } from '../../src/transport/messages.ts';
+import type { StoredBatch } from '../../src/wal/index.ts';
+import { MemoryDisk } from '../support/memory-disk.ts';
+
+/** mulberry32: small, fast, good enough to pick faults. */
+export function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Timer {
+  at: number;
+  order: number;
+  fn: () => void;
+  isCancelled: boolean;
+}
+
+/** Virtual time: timers fire in (time, creation) order when the simulation steps. */
+export class SimClock {
+  nowMs = 0;
+  private order = 0;
+  private readonly timers: Timer[] = [];
+
+  setTimeout(fn: () => void, ms: number): Timer {
+    const timer: Timer = { at: this.nowMs + Math.max(0, ms), order: this.order++, fn, isCancelled: false };
+    // Sorted insert from the end (most timers are near the end).
+    let index = this.timers.length;
+    while (index > 0 && (this.timers[index - 1].at > timer.at || (this.timers[index - 1].at === timer.at && this.timers[index - 1].order > timer.order))) index--;
+    this.timers.splice(index, 0, timer);
+    return timer;
+  }
+
+  clearTimeout(timer: unknown): void {
+    if (timer !== null && typeof timer === 'object') (timer as Timer).isCancelled = true;
+  }
+
+  /** The next live timer, removed; null when none is left. */
+  next(): Timer | null {
+    for (;;) {
+      const timer = this.timers.shift();
+      if (timer === undefined) return null;
+      if (!timer.isCancelled) return timer;
+    }
+  }
+
+  timersFor(): ReplicaTimers {
+    return {
+      every: (ms, tick) => {
+        let timer: Timer | null = null;
+        const arm = (): void => {
+          timer = this.setTimeout(() => {
+            arm();
+            tick();
+          }, ms);
+        };
+        arm();
+        return () => this.clearTimeout(timer);
+      },
+      clock: { setTimeout: (fn, ms) => this.setTimeout(fn as () => void, ms), clearTimeout: (id) => this.clearTimeout(id) },
+      nowMs: () => this.nowMs,
+    };
+  }
+}
+
+export interface SimOptions {
+  seed: number;
+  /** Simulated milliseconds of faults and load; then a quiet period to converge. */
+  durationMs?: number;
+  /** Per message: probability it is dropped / duplicated. */
+  dropRate?: number;
+  duplicateRate?: number;
+  /** Network delay per message, uniform in [1, maxDelayMs]. */
+  maxDelayMs?: number;
+  /** Average simulated ms between faults (crash, partition, heal). */
+  faultEveryMs?: number;
+  /** Log every step (for replaying a failing seed). */
+  trace?: (line: string) => void;
+}
+
+export interface SimResult {
+  seed: number;
+  steps: number;
+  acked: number;
+  committed: number;
+  crashes: number;
+  partitions: number;
+  elections: number;
+  simulatedMs: number;
+}
+
+const NODES = ['n1', 'n2', 'n3'];
+const LEADER_TIMEOUT_MS = 300;
+const HEARTBEAT_MS = 50;
+const REQUEST_TIMEOUT_MS = 150;
+const CLIENT_TIMEOUT_MS = 400;
+const SETTLE_MS = 15_000;
+
+class SimNode {
+  host: ShardHost | null = null;
+  replica: ShardReplica | null = null;
+  /** Highest commit point seen in this life (invariant 4). */
+  lifeCommitted = 0;
+  life = 0;
+  constructor(
+    readonly nodeId: string,
+    readonly disk: MemoryDisk,
+  ) {}
+  get isUp(): boolean {
+    return this.host !== null;
+  }
+}
+
+class InvariantViolation extends Error {}
+
+export async function runSimulation(options: SimOptions): Promise<SimResult> {
+  const sim = new Simulation(options);
+  return sim.run();
+}
+
+class Simulation {
+  private readonly random: () => number;
+  private readonly clock = new SimClock();
+  private readonly store: MemoryEpochStore;
+  private readonly nodes: SimNode[];
+  /** Links cut: "from>to". */
+  private readonly cut = new Set<string>();
+  private readonly servers = new Map<string, ReplicaServer>();
+  /** The cluster's committed log: firstSeq → "count:bytes-hex" as first committed anywhere. */
+  private readonly committedLog = new Map<number, { count: number; events: string }>();
+  private committedEnd = 0;
+  /** Entity ids committed (each event has its own): a second one is a duplicate append. */
+  private readonly committedEntities = new Set<bigint>();
+  /** seq → entity id of every committed event. */
+  private readonly committedAt = new Map<number, bigint>();
+  private readonly leaders = new Map<number, string>();
+  private readonly acked = new Map<number, bigint>();
+  private readonly result: SimResult;
+  private readonly durationMs: number;
+  private readonly dropRate: number;
+  private readonly duplicateRate: number;
+  private readonly maxDelayMs: number;
+  private readonly faultEveryMs: number;
+  private violation: Error | null = null;
+  // The producer: one session, requests sent in order, each retried until acked.
+  private readonly requests: Array<{ tag: SessionTag; events: Uint8Array; ids: bigint[]; runs: number[] | null; attempts: number }> = [];
+  private nextEntity = 1n;
+  private believedLeader = 'n1';
+  private isLoadOn = true;
+
+  constructor(private readonly options: SimOptions) {
+    this.random = prng(options.seed);
+    this.durationMs = options.durationMs ?? 4_000;
+    this.dropRate = options.dropRate ?? 0.03;
+    this.duplicateRate = options.duplicateRate ?? 0.02;
+    this.maxDelayMs = options.maxDelayMs ?? 15;
+    this.faultEveryMs = options.faultEveryMs ?? 600;
+    // Some claims time out: applied, applied late, or lost (the KV's behaviours).
+    this.store = new MemoryEpochStore((): CreateFault => {
+      const roll = this.random();
+      return roll < 0.03 ? 'timeout-applied' : roll < 0.05 ? 'timeout-late' : roll < 0.07 ? 'timeout-lost' : 'none';
+    });
+    this.nodes = NODES.map((nodeId) => new SimNode(nodeId, new MemoryDisk()));
+    this.result = { seed: options.seed, steps: 0, acked: 0, committed: 0, crashes: 0, partitions: 0, elections: 0, simulatedMs: 0 };
+  }
+
+  private trace(line: string): void {
+    this.options.trace?.(`${String(this.clock.nowMs).padStart(6)} ${line}`);
+  }
+
+  private fail(message: string): never {
+    const error = new InvariantViolation(`seed ${this.options.seed} at ${this.clock.nowMs} ms: ${message}`);
+    this.violation ??= error;
+    throw error;
+  }
+
+  async run(): Promise<SimResult> {
+    for (const node of this.nodes) await this.start(node);
+    this.scheduleFault();
+    this.scheduleSend();
+    const endMs = this.durationMs + SETTLE_MS;
+    this.clock.setTimeout(() => this.quiet(), this.durationMs);
+    for (;;) {
+      await drain();
+      if (this.violation !== null) throw this.violation;
+      this.checkInvariants();
+      if (this.isConverged()) break;
+      const timer = this.clock.next();
+      if (timer === null) this.fail('no timers left before convergence');
+      if (timer.at > endMs) this.fail(`no convergence ${SETTLE_MS} ms after the faults stopped: ${this.describe()}`);
+      this.clock.nowMs = timer.at;
+      this.result.steps++;
+      try {
+        timer.fn();
+      } catch (error) {
+        if (error instanceof InvariantViolation) throw error;
+        this.fail(`a step threw: ${(error as Error).stack ?? String(error)}`);
+      }
+    }
+    await this.finalChecks();
+    this.result.simulatedMs = this.clock.nowMs;
+    for (const node of this.nodes) node.replica?.stop();
+    return this.result;
+  }
+
+  private describe(): string {
+    return this.nodes
+      .map((node) => `${node.nodeId}:${node.isUp ? `${node.replica?.phase}@e${node.host?.epoch} c${node.host?.committedSeq} d${node.host?.durableSeq}` : 'down'}`)
+      .join(' ') + ` cut=[${[...this.cut].join(',')}] pending=${this.requests.filter((request) => request.runs === null).length}`;
+  }
+
+  // ── nodes ──────────────────────────────────────────────────────────────────────────────
+
+  private async start(node: SimNode): Promise<void> {
+    node.life++;
+    node.lifeCommitted = 0;
+    const io = node.disk.mount();
+    let replica: ShardReplica | null = null;
+    const host = await ShardHost.open({
+      shard: 0,
+      dataDir: `/${node.nodeId}`,
+      wal: { fsync: 'full', batchLingerMs: 0, segmentBytes: 8 << 10, snapshotLogRatio: 1, snapshotMinLogBytes: 16 << 10, snapshotMaxBytesPerSecond: 0 },
+      schema: defaultSignalSchema(),
+      sessions: {},
+      recentBytes: 64 << 10,
+      publishFeed: () => undefined,
+      commit: 'external',
+      onDurable: () => replica?.onDurable(),
+      io,
+    });
+    const fold = host.state.onBatch;
+    host.state.onBatch = (batch) => {
+      fold?.(batch);
+      this.observeCommit(node, batch);
+    };
+    replica = new ShardReplica({
+      shard: 0,
+      nodeId: node.nodeId,
+      replicas: NODES,
+      acks: 'quorum',
+      log: host,
+      store: this.store,
+      net: this.netFrom(node.nodeId),
+      leaderTimeoutMs: LEADER_TIMEOUT_MS,
+      heartbeatMs: HEARTBEAT_MS,
+      timers: this.clock.timersFor(),
+      random: this.random,
+      maxRequestBytes: 4 << 10,
+      onChange: (change) => {
+        this.trace(`${node.nodeId} ${change.phase} e${change.epoch} leader=${change.leaderId ?? '-'} ${change.reason ?? ''}`);
+        if (change.phase === 'preparing') {
+          this.result.elections++;
+          const holder = this.leaders.get(change.epoch);
+          if (holder !== undefined && holder !== node.nodeId) this.fail(`epoch ${change.epoch} led by ${holder} and ${node.nodeId}`);
+          this.leaders.set(change.epoch, node.nodeId);
+        }
+      },
+    });
+    node.host = host;
+    node.replica = replica;
+    this.servers.set(node.nodeId, replica.server);
+    replica.start();
+    this.trace(`${node.nodeId} started (life ${node.life}) epoch ${host.epoch} committed ${host.committedSeq} durable ${host.durableSeq}`);
+  }
+
+  private crash(node: SimNode, how: 'power' | 'kill'): void {
+    if (!node.isUp) return;
+    this.result.crashes++;
+    this.trace(`${node.nodeId} ${how === 'power' ? 'power cut' : 'killed'}`);
+    node.replica?.stop();
+    this.servers.delete(node.nodeId);
+    if (how === 'power') node.disk.powerCut();
+    else node.disk.kill();
+    node.host = null;
+    node.replica = null;
+  }
+
+  private observeCommit(node: SimNode, batch: StoredBatch): void {
+    if (batch.count === 0) return;
+    const events = hex(batch.events);
+    const known = this.committedLog.get(batch.firstSeq);
+    if (known === undefined) {
+      if (batch.firstSeq !== this.committedEnd + 1) {
+        // A batch that starts inside a known one, or leaves a hole.
+        this.fail(`${node.nodeId} committed a batch at ${batch.firstSeq}, the committed log ends at ${this.committedEnd}`);
+      }
+      this.committedLog.set(batch.firstSeq, { count: batch.count, events });
+      this.committedEnd = batch.firstSeq + batch.count - 1;
+      this.result.committed = this.committedEnd;
+      for (let index = 0; index < batch.count; index++) {
+        const entity = new DataView(batch.events.buffer, batch.events.byteOffset + index * EVENT_BYTES, 8).getBigUint64(0, true);
+        if (this.committedEntities.has(entity)) this.fail(`event ${entity} committed twice (at ${batch.firstSeq + index})`);
+        this.committedEntities.add(entity);
+        this.committedAt.set(batch.firstSeq + index, entity);
+      }
+    } else if (known.count !== batch.count || known.events !== events) {
+      this.fail(`${node.nodeId} committed a different batch at ${batch.firstSeq} than the cluster's committed log`);
+    }
+  }
+
+  private checkInvariants(): void {
+    for (const node of this.nodes) {
+      if (node.host === null) continue;
+      const committed = node.host.committedSeq;
+      if (committed < node.lifeCommitted) this.fail(`${node.nodeId}'s commit point went down from ${node.lifeCommitted} to ${committed}`);
+      node.lifeCommitted = committed;
+      if (committed > this.committedEnd && node.host.state.appliedSeq >= committed) {
+        this.fail(`${node.nodeId} commit point ${committed} is past the committed log's end ${this.committedEnd}`);
+      }
+    }
+  }
+
+  private isConverged(): boolean {
+    if (this.isLoadOn || this.requests.some((request) => request.runs === null)) return false;
+    if (this.nodes.some((node) => !node.isUp)) return false;
+    const serving = this.nodes.filter((node) => node.replica?.serving === true);
+    if (serving.length !== 1) return false;
+    const target = serving[0].host!.committedSeq;
+    return this.nodes.every((node) => node.host!.committedSeq === target && node.host!.durableSeq === target);
+  }
+
+  private async finalChecks(): Promise<void> {
+    for (const [seq, entity] of this.acked) {
+      if (this.committedAt.get(seq) !== entity) this.fail(`acked seq ${seq} (event ${entity}) is not in the committed log`);
+    }
+    // Every replica's log read back equals the committed log, and their states agree.
+    const reference = this.nodes[0].host!;
+    for (const node of this.nodes) {
+      const host = node.host!;
+      let seq = 1;
+      while (seq <= host.committedSeq) {
+        const page = await host.read(seq, 4096);
+        if (page.batches.length === 0) break;
+        for (const batch of page.batches) {
+          for (let index = 0; index < batch.events.byteLength / EVENT_BYTES; index++) {
+            const at = batch.firstSeq + index;
+            const entity = new DataView(batch.events.buffer, batch.events.byteOffset + index * EVENT_BYTES, 8).getBigUint64(0, true);
+            const acked = this.acked.get(at);
+            if (acked !== undefined && acked !== entity) this.fail(`${node.nodeId} holds event ${entity} at acked seq ${at}, acked for ${acked}`);
+            seq = at + 1;
+          }
+        }
+      }
+      if (seq - 1 !== host.committedSeq) this.fail(`${node.nodeId} read back to ${seq - 1}, committed ${host.committedSeq}`);
+      for (const entity of [1n, this.nextEntity / 2n, this.nextEntity - 1n]) {
+        const mine = JSON.stringify(host.query(entity, [1]), bigintJson);
+        const theirs = JSON.stringify(reference.query(entity, [1]), bigintJson);
+        if (mine !== theirs) this.fail(`CRDT state of entity ${entity} differs: ${node.nodeId} ${mine} vs ${this.nodes[0].nodeId} ${theirs}`);
+      }
+    }
+  }
+
+  // ── faults ─────────────────────────────────────────────────────────────────────────────
+
+  private scheduleFault(): void {
+    this.clock.setTimeout(() => {
+      if (!this.isLoadOn) return;
+      this.injectFault();
+      this.scheduleFault();
+    }, Math.round(this.faultEveryMs * (0.5 + this.random())));
+  }
+
+  private injectFault(): void {
+    const roll = this.random();
+    const node = this.nodes[Math.floor(this.random() * this.nodes.length)];
+    if (roll < 0.3) {
+      const how = this.random() < 0.5 ? 'power' : 'kill';
+      this.crash(node, how);
+      this.clock.setTimeout(() => void this.restart(node), 100 + Math.round(this.random() * 900));
+    } else if (roll < 0.6) {
+      this.result.partitions++;
+      this.trace(`partition: ${node.nodeId} isolated`);
+      for (const other of NODES) {
+        if (other === node.nodeId) continue;
+        this.cut.add(`${node.nodeId}>${other}`);
+        this.cut.add(`${other}>${node.nodeId}`);
+      }
+      this.clock.setTimeout(() => this.heal(), 200 + Math.round(this.random() * 1500));
+    } else if (roll < 0.75) {
+      // One direction only: node hears the others but they do not hear it.
+      const other = NODES.filter((id) => id !== node.nodeId)[Math.floor(this.random() * 2)];
+      this.cut.add(`${node.nodeId}>${other}`);
+      this.trace(`link cut ${node.nodeId}>${other}`);
+      this.clock.setTimeout(() => this.heal(), 200 + Math.round(this.random() * 800));
+    } else {
+      this.heal();
+    }
+  }
+
+  private heal(): void {
+    if (this.cut.size > 0) this.trace('heal');
+    this.cut.clear();
+  }
+
+  private async restart(node: SimNode): Promise<void> {
+    if (node.isUp) return;
+    try {
+      await this.start(node);
+    } catch (error) {
+      this.fail(`${node.nodeId} could not restart: ${(error as Error).stack ?? String(error)}`);
+    }
+  }
+
+  /** The faults stop: links heal, every node comes back, the load ends. */
+  private quiet(): void {
+    this.trace('quiet: faults stop');
+    this.isLoadOn = false;
+    this.heal();
+    for (const node of this.nodes) if (!node.isUp) void this.restart(node);
+  }
+
+  // ── network ────────────────────────────────────────────────────────────────────────────
+
+  private delay(): number {
+    return 1 + Math.floor(this.random() * this.maxDelayMs);
+  }
+
+  /** One request over the simulated network; rejects (TIMEOUT) when it or its answer is lost. */
+  private deliver<T>(from: string, to: string, work: (server: ReplicaServer) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let isSettled = false;
+      const timeout = this.clock.setTimeout(() => {
+        if (isSettled) return;
+        isSettled = true;
+        reject(new TidelogError('TIMEOUT', `${from} → ${to}: no answer`));
+      }, REQUEST_TIMEOUT_MS);
+      const send = (): void => {
+        if (this.cut.has(`${from}>${to}`) || this.random() < this.dropRate) return;
+        this.clock.setTimeout(() => {
+          const server = this.servers.get(to);
+          if (server === undefined) return;
+          work(server).then(
+            (reply) => this.answer(to, from, () => {
+              if (isSettled) return;
+              isSettled = true;
+              this.clock.clearTimeout(timeout);
+              resolve(reply);
+            }),
+            (error: unknown) => this.answer(to, from, () => {
+              if (isSettled) return;
+              isSettled = true;
+              this.clock.clearTimeout(timeout);
+              reject(error);
+            }),
+          );
+        }, this.delay());
+      };
+      send();
+      if (this.random() < this.duplicateRate) send();
+    });
+  }
+
+  private answer(from: string, to: string, settle: () => void): void {
+    if (this.cut.has(`${from}>${to}`) || this.random() < this.dropRate) return;
+    this.clock.setTimeout(settle, this.delay());
+  }
+
+  private netFrom(nodeId: string): PeerNet {
+    return {
+      replicate: (peer, request) => this.deliver(nodeId, peer, (server) => server.replicate(request)),
+      prepare: (peer, request) => this.deliver(nodeId, peer, (server) => server.prepare(request)),
+      fetch: (peer, request) => this.deliver(nodeId, peer, (server) => server.fetch(request)),
+    };
+  }
+
+  // ── the producer ───────────────────────────────────────────────────────────────────────
+
+  private scheduleSend(): void {
+    this.clock.setTimeout(() => {
+      if (!this.isLoadOn) return;
+      // At most 3 requests of the session in flight (pipelining, as the real producer does).
+      if (this.requests.filter((request) => request.runs === null).length < 3) this.newRequest();
+      this.scheduleSend();
+    }, 5 + Math.floor(this.random() * 30));
+  }
+
+  private newRequest(): void {
+    const count = 1 + Math.floor(this.random() * 20);
+    const ids: bigint[] = [];
+    const events: SignalEvent[] = [];
+    for (let index = 0; index < count; index++) {
+      const id = this.nextEntity++;
+      ids.push(id);
+      events.push({ entityId: id, signalType: 1, weight: 1, timestampNs: 1_700_000_000_000_000_000n + id });
+    }
+    const request = { tag: { producerId: 'sim', sessionEpoch: 1, requestSeq: this.requests.length + 1 }, events: encodeEvents(events), ids, runs: null, attempts: 0 };
+    this.requests.push(request);
+    this.attempt(request);
+  }
+
+  private attempt(request: (typeof this.requests)[number]): void {
+    if (request.runs !== null) return;
+    request.attempts++;
+    const target = this.believedLeader;
+    let isSettled = false;
+    const retry = (): void => {
+      if (isSettled) return;
+      isSettled = true;
+      this.clock.setTimeout(() => this.attempt(request), 20 + Math.floor(this.random() * 30));
+    };
+    this.clock.setTimeout(() => {
+      if (!isSettled) {
+        this.believedLeader = NODES[Math.floor(this.random() * NODES.length)];
+        retry();
+      }
+    }, CLIENT_TIMEOUT_MS);
+    if (this.random() < this.dropRate) return;
+    this.clock.setTimeout(() => {
+      const node = this.nodes.find((candidate) => candidate.nodeId === target)!;
+      const host = node.host;
+      const replica = node.replica;
+      if (host === null || replica === null) return; // down: the client times out
+      if (!replica.serving) {
+        const leader = replica.leaderId;
+        this.answerClient(() => {
+          this.believedLeader = leader !== null && leader !== target ? leader : NODES[Math.floor(this.random() * NODES.length)];
+          retry();
+        });
+        return;
+      }
+      host.append(request.events, request.tag).then(
+        (outcome) =>
+          this.answerClient(() => {
+            if (isSettled) return;
+            isSettled = true;
+            this.onAck(request, outcome.runs, outcome.outcome, target);
+          }),
+        (error: unknown) =>
+          this.answerClient(() => {
+            if (!isTidelogError(error)) this.fail(`append threw a non-tidelog error: ${String(error)}`);
+            retry();
+          }),
+      );
+    }, this.delay());
+  }
+
+  private answerClient(settle: () => void): void {
+    if (this.random() < this.dropRate) return;
+    this.clock.setTimeout(settle, this.delay());
+  }
+
+  private onAck(request: (typeof this.requests)[number], runs: number[], outcome: string, from: string): void {
+    if (outcome === 'applied') this.fail(`request ${request.tag.requestSeq} answered 'applied': the session store forgot it`);
+    const seqs: number[] = [];
+    for (let index = 0; index < runs.length; index += 2) for (let offset = 0; offset < runs[index + 1]; offset++) seqs.push(runs[index] === 0 ? 0 : runs[index] + offset);
+    if (seqs.length !== request.ids.length || seqs.includes(0)) this.fail(`request ${request.tag.requestSeq}: ack runs ${JSON.stringify(runs)} do not cover its ${request.ids.length} events`);
+    request.runs = runs;
+    this.result.acked += seqs.length;
+    this.trace(`ack request ${request.tag.requestSeq} from ${from} (${outcome}): ${JSON.stringify(runs)}`);
+    seqs.forEach((seq, index) => {
+      const previous = this.acked.get(seq);
+      if (previous !== undefined && previous !== request.ids[index]) this.fail(`seq ${seq} acked for events ${previous} and ${request.ids[index]}`);
+      this.acked.set(seq, request.ids[index]);
+      // Invariant 1: an acked event is in the committed log at its seq.
+      const committed = this.committedAt.get(seq);
+      if (committed !== request.ids[index]) this.fail(`seq ${seq} acked for event ${request.ids[index]}, the committed log holds ${committed ?? 'nothing'} there`);
+    });
+  }
+}
+
+/** Lets every pending microtask and setImmediate chain of the WAL run (no real I/O is involved). */
+async function drain(): Promise<void> {
+  for (let turn = 0; turn < 8; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+function bigintJson(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value;
+}

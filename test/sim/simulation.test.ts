@@ -1,0 +1,44 @@
+// The deterministic simulation (cluster-sim.ts) over many seeds. SIM_SEEDS=<n> runs more
+// (SIM_SEED_FROM=<first>); SIM_SEED=<seed> replays one seed with a trace of every step.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runSimulation, type SimResult } from './cluster-sim.ts';
+
+const single = process.env.SIM_SEED;
+const count = Number(process.env.SIM_SEEDS ?? 200);
+const from = Number(process.env.SIM_SEED_FROM ?? 1);
+
+if (single !== undefined) {
+  test(`simulation - seed ${single} (traced)`, async () => {
+    const result = await runSimulation({ seed: Number(single), trace: (line) => process.stdout.write(`${line}\n`) });
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  });
+} else {
+  test(`simulation - ${count} seeds from ${from}: invariants hold after every step, the group converges`, async () => {
+    const totals = { steps: 0, acked: 0, crashes: 0, partitions: 0, elections: 0 };
+    const failures: string[] = [];
+    for (let seed = from; seed < from + count; seed++) {
+      let result: SimResult;
+      try {
+        result = await runSimulation({ seed });
+      } catch (error) {
+        failures.push(`${(error as Error).message.split('\n')[0]} (replay: SIM_SEED=${seed} npx tsx test/sim/simulation.test.ts)`);
+        if (failures.length >= 5) break;
+        continue;
+      }
+      totals.steps += result.steps;
+      totals.acked += result.acked;
+      totals.crashes += result.crashes;
+      totals.partitions += result.partitions;
+      totals.elections += result.elections;
+    }
+    process.stdout.write(`  ${JSON.stringify(totals)}\n`);
+    assert.equal(failures, [], failures.join('\n'));
+    // The runs did what they are for: load acked, faults injected, leaders changed.
+    assert.ok(totals.acked > count * 50, `acked ${totals.acked}`);
+    assert.ok(totals.crashes > count, `crashes ${totals.crashes}`);
+    assert.ok(totals.elections > count * 2, `elections ${totals.elections}`);
+  });
+}
+
+test.run();
