@@ -40,13 +40,16 @@ export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> 
   const rows = replies.flatMap((reply) =>
     reply.shards.map((shard) => [
       reply.nodeId,
+      reply.pid === undefined ? '-' : String(reply.pid),
       shard.failure === undefined ? reply.state : `FAILED ${shard.failure}`,
       formatMs(reply.uptimeMs),
       String(shard.shard),
-      shard.role,
+      shard.phase === undefined ? shard.role : `${shard.role} (${shard.phase})`,
+      shard.leader ?? (shard.phase === undefined ? reply.nodeId : '-'),
       String(shard.epoch),
       formatCount(shard.lastSeq),
       formatCount(shard.hwm),
+      followerLag(shard.hwm, shard.followers),
       formatCount(shard.pendingEvents),
       String(shard.segments),
       shard.logBytes === undefined ? '-' : formatBytes(shard.logBytes),
@@ -59,7 +62,7 @@ export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> 
   );
   process.stdout.write(
     `${formatTable(
-      ['node', 'state', 'uptime', 'shard', 'role', 'epoch', 'last seq', 'hwm', 'pending', 'segments', 'log', 'first seq', 'snapshot', 'retention', 'entities', 'sessions'],
+      ['node', 'pid', 'state', 'uptime', 'shard', 'role', 'leader', 'epoch', 'last seq', 'hwm', 'follower lag', 'pending', 'segments', 'log', 'first seq', 'snapshot', 'retention', 'entities', 'sessions'],
       rows,
     )}\n`,
   );
@@ -71,6 +74,12 @@ export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> 
     }
   }
   return ExitCode.ok;
+}
+
+/** A leader's followers as "n2 0, n3 12" (events each lacks of the HWM); "-" elsewhere. */
+function followerLag(hwm: number, followers: ReadonlyArray<{ nodeId: string; matchSeq: number }> | undefined): string {
+  if (followers === undefined || followers.length === 0) return '-';
+  return followers.map((follower) => `${follower.nodeId} ${formatCount(Math.max(0, hwm - follower.matchSeq))}`).join(', ');
 }
 
 /** "7d / 10 GiB", "off" when neither limit is set. */

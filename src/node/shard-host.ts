@@ -94,7 +94,7 @@ export class ShardHost {
     readonly recovery: WalRecovery,
   ) {
     this.recent = new RecentBatches(options.recentBytes);
-    this.hwmSeq = wal.lastSeq;
+    this.hwmSeq = wal.committedSeq;
   }
 
   static async open(options: ShardHostOptions): Promise<ShardHost> {

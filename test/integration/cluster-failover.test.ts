@@ -8,6 +8,7 @@ import { createConsumer, createProducer } from '../../src/client/index.ts';
 import { TidelogCluster, shardOf } from '../support/tidelog-cluster.ts';
 import { until, untilAsync } from '../support/waits.ts';
 import { LoadLedger } from './load-ledger.ts';
+import { runCli } from '../cli/harness.ts';
 
 const test = suite('integration: cluster failover');
 
@@ -41,6 +42,13 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
     await producer.flush();
     assert.equal(ledger.sendErrors, [], 'every send resolved: retries carried them over each failover');
     await cluster.converged();
+    // `tidelog status` shows each node's pid and, per shard, role, leader and follower lag.
+    const table = runCli(['status', '--nats', cluster.nats.urls[0], '--namespace', 'failover', '--nodes', '3', '--timeout-ms', '10000']);
+    assert.is(table.status, 0, table.stderr);
+    assert.match(table.stdout, /follower lag/);
+    for (const nodeId of cluster.nodeIds) assert.match(table.stdout, new RegExp(`${nodeId}\\s+${cluster.processes.get(nodeId)!.pid}\\s`));
+    assert.match(table.stdout, /leader \(serving\)/);
+    assert.match(table.stdout, /follower \(following\)/);
     const consumer = await createConsumer({ transport: cluster.transport, namespace: 'failover' });
     await ledger.verify(consumer);
     await consumer.close();

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { runSimulation, type SimResult } from './cluster-sim.ts';
 
 const single = process.env.SIM_SEED;
-const count = Number(process.env.SIM_SEEDS ?? 200);
+const count = Number(process.env.SIM_SEEDS ?? 1000);
 const from = Number(process.env.SIM_SEED_FROM ?? 1);
 
 if (single !== undefined) {
