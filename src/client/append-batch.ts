@@ -26,7 +26,7 @@ export const DEFINITIVE_REJECTIONS: ReadonlySet<string> = new Set([
 ]);
 
 /** Retryable failures that prove this try was not applied. */
-export const NOT_APPLIED: ReadonlySet<string> = new Set(['NO_RESPONDERS', 'OVERLOADED', 'NOT_LEADER', 'SEQUENCE_GAP']);
+export const NOT_APPLIED: ReadonlySet<string> = new Set(['NO_RESPONDERS', 'OVERLOADED', 'NOT_LEADER', 'SEQUENCE_GAP', 'TRUNCATED']);
 
 export class AppendBatch {
   readonly items: BatchItem[] = [];

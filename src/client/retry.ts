@@ -11,7 +11,8 @@ export type ClientLogger = Pick<Logger, 'warn' | 'debug'>;
 
 /**
  * Failures that say "not now" rather than "never": the node was unreachable, busy, not the
- * leader, or (SEQUENCE_GAP) waits for an earlier request of the same session first. A
+ * leader, (SEQUENCE_GAP) waits for an earlier request of the same session first, or
+ * (TRUNCATED) was a deposed leader whose uncommitted copy of the request was cut. A
  * CLOSED answered by a node (a shard not serving, a node stopping) is one too; a CLOSED of
  * our own side (localClosedError) is not.
  */
@@ -22,6 +23,7 @@ const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'OVERLOADED',
   'NOT_LEADER',
   'SEQUENCE_GAP',
+  'TRUNCATED',
 ]);
 
 export function isRetryable(error: unknown): boolean {

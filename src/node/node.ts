@@ -313,6 +313,11 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           hostFor: (shard, purpose) => {
             const entry = lookup(routerActor, shard);
             if (entry === undefined) {
+              if (clustered && router.shards.includes(shard)) {
+                throw new TidelogError('NOT_LEADER', `shard ${shard} is not held by ${nodeId}; its replicas are ${(replicaSets.get(shard) ?? []).join(', ')}`, {
+                  details: { shard, replicas: (replicaSets.get(shard) ?? []).join(',') },
+                });
+              }
               throw new TidelogError('UNKNOWN_SHARD', `shard ${shard} is not in this node's shard map`, { details: { shard } });
             }
             const failure = entry.failure;

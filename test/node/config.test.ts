@@ -1,5 +1,6 @@
 // Also keeps config/default.json and config/node.schema.json in step with the zod schema:
 // `TIDELOG_WRITE_CONFIG=1 npx tsx test/run.ts node/config` rewrites them.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -171,6 +172,36 @@ test('config - the JSON Schema describes every field, and files may name it in $
   assert.equal(Object.keys(schema.properties.wal.properties ?? {}).sort(), Object.keys(defaultConfig().wal).sort());
   assert.is(schema.additionalProperties, false);
   assert.is(loadConfig({ env: {}, overrides: { $schema: './node.schema.json' } }).namespace, 'tidelog');
+});
+
+test('config - the cluster example (config/cluster) loads, each node in the membership; a node outside it, a missing node id and R > nodes are CONFIG_INVALID', () => {
+  for (const index of [1, 2, 3]) {
+    const config = loadConfig({ file: join(ROOT, 'config', 'cluster', `node-${index}.json`), env: {} });
+    assert.is(config.nodeId, `node-${index}`);
+    assert.equal(config.cluster.nodes, ['node-1', 'node-2', 'node-3']);
+    assert.is(config.cluster.replicationFactor, 3);
+  }
+  const cluster = { nodes: ['a', 'b', 'c'] };
+  const codeOf = (overrides: LoadConfigOptions['overrides']): string => {
+    try {
+      loadConfig({ env: {}, overrides });
+    } catch (error) {
+      if (isTidelogError(error)) return `${error.code}: ${error.message}`;
+      throw error;
+    }
+    return 'ok';
+  };
+  assert.match(codeOf({ nodeId: 'd', cluster }), /^CONFIG_INVALID: nodeId: "d" is not one of cluster.nodes/);
+  assert.match(codeOf({ cluster }), /^CONFIG_INVALID: nodeId: must be set in a cluster/);
+  assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'b'], replicationFactor: 3 } }), /^CONFIG_INVALID: cluster.replicationFactor: is 3, but the cluster has 2 nodes/);
+  assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'a', 'b'] } }), /^CONFIG_INVALID: cluster.nodes: lists a node id twice/);
+  assert.is(codeOf({ nodeId: 'b', cluster }), 'ok');
+});
+
+test('config - the example nats-server config of a cluster is valid (nats-server -t)', () => {
+  const result = spawnSync('nats-server', ['-t', '-c', join(ROOT, 'config', 'cluster', 'nats-server-1.conf')], { encoding: 'utf8' });
+  assert.is(result.status, 0, `${result.stdout}${result.stderr}`);
+  assert.match(`${result.stdout}${result.stderr}`, /is valid/);
 });
 
 test.run();
