@@ -4,6 +4,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   crdt: () => import('./crdt.ts'),
   ingest: () => import('./ingest.ts'),
   state: () => import('./state.ts'),
+  cluster: () => import('./cluster.ts'),
 };
 
 // Bench names are the bare words; `--flag value` pairs belong to the benchmarks.
