@@ -186,15 +186,15 @@ test('config - the cluster example (config/cluster) loads, each node in the memb
     try {
       loadConfig({ env: {}, overrides });
     } catch (error) {
-      if (isTidelogError(error)) return `${error.code}: ${error.message}`;
+      if (isTidelogError(error)) return `${error.code} ${error.message}`;
       throw error;
     }
     return 'ok';
   };
-  assert.match(codeOf({ nodeId: 'd', cluster }), /^CONFIG_INVALID: nodeId: "d" is not one of cluster.nodes/);
-  assert.match(codeOf({ cluster }), /^CONFIG_INVALID: nodeId: must be set in a cluster/);
-  assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'b'], replicationFactor: 3 } }), /^CONFIG_INVALID: cluster.replicationFactor: is 3, but the cluster has 2 nodes/);
-  assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'a', 'b'] } }), /^CONFIG_INVALID: cluster.nodes: lists a node id twice/);
+  assert.match(codeOf({ nodeId: 'd', cluster }), /^CONFIG_INVALID .*nodeId: "d" is not one of cluster.nodes/);
+  assert.match(codeOf({ cluster }), /^CONFIG_INVALID .*nodeId: must be set in a cluster/);
+  assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'b'], replicationFactor: 3 } }), /^CONFIG_INVALID .*cluster.replicationFactor: is 3, but the cluster has 2 nodes/);
+  assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'a', 'b'] } }), /^CONFIG_INVALID .*cluster.nodes: lists a node id twice/);
   assert.is(codeOf({ nodeId: 'b', cluster }), 'ok');
 });
 
