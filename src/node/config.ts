@@ -240,6 +240,9 @@ function checkCluster(config: NodeConfig, sources: Sources): void {
   if (replicationFactor > nodes.length) fail('cluster.replicationFactor', `is ${replicationFactor}, but the cluster has ${nodes.length} nodes`);
   if (config.nodeId === '') fail('nodeId', 'must be set in a cluster (one of cluster.nodes), and stay the same across restarts');
   if (!nodes.includes(config.nodeId)) fail('nodeId', `"${config.nodeId}" is not one of cluster.nodes (${nodes.join(', ')}): a node outside the membership is refused`);
+  // A follower's acknowledgement is its fsync: with anything less an ack by a quorum is not
+  // on a quorum's disks.
+  if (config.wal.fsync !== 'full') fail('wal.fsync', `must be "full" in a cluster (a replica acknowledges a batch once it is fsynced), got "${config.wal.fsync}"`);
 }
 
 /** Every default (what config/default.json holds). */

@@ -245,7 +245,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           dataDir: config.dataDir,
           wal: { ...config.wal, retention: config.retention },
           // A replica continues with the highest epoch it recorded; standalone leads epoch 0.
-          ...(clustered ? { commit: 'external' as const, onDurable: () => replicas.get(shard)?.onDurable() } : { epoch: 0 }),
+          ...(clustered ? { commit: 'external' as const, onDurable: (info) => replicas.get(shard)?.onDurable(info.sealed) } : { epoch: 0 }),
           schema,
           sessions: { maxSessions: config.limits.maxSessions, maxRunsPerSession: config.limits.maxRunsPerSession },
           recentBytes: RECENT_BYTES_PER_SHARD,

@@ -169,8 +169,14 @@ interface FollowerState {
  * read from the segments (the page cache serves the newest), the commit point moved as
  * acknowledgements arrive. `pump()` after each durable batch and on a heartbeat timer.
  */
+/** Bytes of newest durable batches a shipper keeps in memory for followers that keep up. */
+const RECENT_SHIPPING_BYTES = 16 << 20;
+
 export class Shipper {
   private readonly followers: FollowerState[];
+  private readonly recent: Array<{ firstSeq: number; count: number; bytes: Uint8Array }> = [];
+  private recentHead = 0;
+  private recentBytes = 0;
   private isFenced = false;
   private isStopped = false;
   private readonly maxRequestBytes: number;
@@ -215,6 +221,59 @@ export class Shipper {
     return this.leadEnd;
   }
 
+  /**
+   * A batch became durable here (onDurable's sealed bytes, valid during the call only): kept
+   * in a bounded ring, so followers that keep up are served from memory; a follower further
+   * behind is served from the segments.
+   */
+  offer(sealed: Uint8Array): void {
+    if (this.isStopped) return;
+    const range = batchRange(sealed);
+    if (range.lastSeq < range.firstSeq) return; // notes only: the segments serve those
+    const last = this.recent[this.recent.length - 1];
+    // Not the next batch (a gap would make the ring lie): start the ring again from this one.
+    if (last !== undefined && last.firstSeq + last.count !== range.firstSeq) this.clearRecent();
+    const copy = new Uint8Array(sealed);
+    this.recent.push({ firstSeq: range.firstSeq, count: range.lastSeq - range.firstSeq + 1, bytes: copy });
+    this.recentBytes += copy.byteLength;
+    while (this.recentBytes > RECENT_SHIPPING_BYTES && this.recentHead < this.recent.length - 1) {
+      this.recentBytes -= this.recent[this.recentHead].bytes.byteLength;
+      this.recentHead++;
+    }
+    if (this.recentHead > 1024 && this.recentHead * 2 > this.recent.length) {
+      this.recent.splice(0, this.recentHead);
+      this.recentHead = 0;
+    }
+  }
+
+  private clearRecent(): void {
+    this.recent.length = 0;
+    this.recentHead = 0;
+    this.recentBytes = 0;
+  }
+
+  /** Batches from the one starting at `fromSeq` out of the ring (at most maxRequestBytes, at least one); null when it does not hold that batch. */
+  private fromRecent(fromSeq: number): Uint8Array[] | null {
+    if (this.recentHead >= this.recent.length || fromSeq < this.recent[this.recentHead].firstSeq) return null;
+    let low = this.recentHead;
+    let high = this.recent.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >>> 1;
+      if (this.recent[middle].firstSeq <= fromSeq) low = middle;
+      else high = middle - 1;
+    }
+    if (this.recent[low].firstSeq !== fromSeq) return null;
+    const batches: Uint8Array[] = [];
+    let bytes = 0;
+    for (let index = low; index < this.recent.length; index++) {
+      const entry = this.recent[index];
+      if (batches.length > 0 && bytes + entry.bytes.byteLength > this.maxRequestBytes) break;
+      batches.push(entry.bytes);
+      bytes += entry.bytes.byteLength;
+    }
+    return batches;
+  }
+
   /** Highest seq each follower holds durable, as far as this leader knows. */
   matchSeqs(): Record<string, number> {
     return Object.fromEntries(this.followers.map((follower) => [follower.link.nodeId, follower.matchSeq]));
@@ -246,7 +305,8 @@ export class Shipper {
     try {
       // Rounds follow each other while the follower is behind and answers.
       for (let rounds = 0; rounds < 64 && this.isActive; rounds++) {
-        const batches = follower.nextSeq <= this.log.durableSeq ? await this.log.readSealed(follower.nextSeq, this.maxRequestBytes) : [];
+        const batches =
+          follower.nextSeq > this.log.durableSeq ? [] : (this.fromRecent(follower.nextSeq) ?? (await this.log.readSealed(follower.nextSeq, this.maxRequestBytes)));
         // The check is against the batch before the first one sent (which may start before nextSeq).
         const prevSeq = batches.length === 0 ? follower.nextSeq - 1 : batchRange(batches[0]).firstSeq - 1;
         const request: ReplicateRequest = {

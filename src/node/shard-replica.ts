@@ -125,9 +125,11 @@ export class ShardReplica {
     return status;
   }
 
-  /** A batch became durable here: ship it now (the leader streams; no polling). */
-  onDurable(): void {
-    if (this.shipper !== null) void this.shipper.pump();
+  /** A batch became durable here (`sealed`: its bytes, valid during the call): ship it now (the leader streams; no polling). */
+  onDurable(sealed?: Uint8Array): void {
+    if (this.shipper === null) return;
+    if (sealed !== undefined) this.shipper.offer(sealed);
+    void this.shipper.pump();
   }
 
   /** The host's lane failed: this replica stops taking part. */

@@ -195,6 +195,7 @@ test('config - the cluster example (config/cluster) loads, each node in the memb
   assert.match(codeOf({ cluster }), /^CONFIG_INVALID .*nodeId: must be set in a cluster/);
   assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'b'], replicationFactor: 3 } }), /^CONFIG_INVALID .*cluster.replicationFactor: is 3, but the cluster has 2 nodes/);
   assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'a', 'b'] } }), /^CONFIG_INVALID .*cluster.nodes: lists a node id twice/);
+  assert.match(codeOf({ nodeId: 'a', cluster, wal: { fsync: 'normal' } }), /^CONFIG_INVALID .*wal.fsync: must be "full" in a cluster/);
   assert.is(codeOf({ nodeId: 'b', cluster }), 'ok');
 });
 

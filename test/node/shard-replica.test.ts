@@ -26,7 +26,16 @@ test('shard replicas - one leader is elected, acks wait for a quorum, every repl
   try {
     await group.start();
     const leader = await leaderOf(group);
+    // The shipper streams each durable batch from memory to followers that keep up: the
+    // segments are not read (a follower behind would be served from them).
+    let segmentReads = 0;
+    const readSealed = leader.host!.readSealed.bind(leader.host!);
+    leader.host!.readSealed = (fromSeq, maxBytes) => {
+      segmentReads++;
+      return readSealed(fromSeq, maxBytes);
+    };
     const acks = await within(Promise.all([1, 2, 3].map((index) => leader.host!.append(events(index * 100, 50)))), 'three appends acked');
+    assert.is(segmentReads, 0, 'followers that keep up are served from memory');
     assert.equal(acks.map((ack) => ack.runs[1]), [50, 50, 50]);
     const last = leader.host!.committedSeq;
     assert.ok(last >= 150, `committed ${last}`);

@@ -258,7 +258,7 @@ class Simulation {
       recentBytes: 64 << 10,
       publishFeed: () => undefined,
       commit: 'external',
-      onDurable: () => replica?.onDurable(),
+      onDurable: (info) => replica?.onDurable(info.sealed),
       io,
     });
     const fold = host.state.onBatch;

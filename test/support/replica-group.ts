@@ -91,7 +91,7 @@ export class ReplicaGroup {
 
   async startMember(member: GroupMember): Promise<void> {
     let replica: ShardReplica | null = null;
-    const host = await openReplicaHost(member.dir, { fsync: this.options.fsync ?? 'off', epoch: null, onDurable: () => replica?.onDurable() });
+    const host = await openReplicaHost(member.dir, { fsync: this.options.fsync ?? 'off', epoch: null, onDurable: (info) => replica?.onDurable(info.sealed) });
     replica = new ShardReplica({
       shard: 0,
       nodeId: member.nodeId,
