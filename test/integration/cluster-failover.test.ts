@@ -24,6 +24,13 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
     const ledger = new LoadLedger(2);
     let isStopping = false;
     const load = ledger.run(producer, 3, 100, () => isStopping);
+    // A tail of shard 0 runs across every failover: it must see every seq once, in order.
+    const tailer = await createConsumer({ transport: cluster.transport, namespace: 'failover' });
+    const tail = tailer.tail({ shard: 0, fromSeq: 1 });
+    const tailed: Array<{ seq: number; entity: bigint }> = [];
+    const tailing = (async () => {
+      for await (const { seq, event } of tail) tailed.push({ seq, entity: event.entityId });
+    })();
     const failoversMs: number[] = [];
     for (let kill = 0; kill < KILLS; kill++) {
       const shard = kill % 2;
@@ -42,6 +49,12 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
     await producer.flush();
     assert.equal(ledger.sendErrors, [], 'every send resolved: retries carried them over each failover');
     await cluster.converged();
+    const hwm0 = shardOf((await cluster.status())[0], 0)!.hwm;
+    await until(() => tailed.length > 0 && tailed[tailed.length - 1].seq >= hwm0, () => `the tail reaches shard 0's hwm ${hwm0} (at ${tailed[tailed.length - 1]?.seq ?? 0})`, 60_000);
+    await tail.return();
+    await tailing;
+    await tailer.close();
+    tailed.forEach((item, index) => assert.is(item.seq, index + 1, 'the tail saw every seq once, in order, across the failovers'));
     // `tidelog status` shows each node's pid and, per shard, role, leader and follower lag.
     const table = runCli(['status', '--nats', cluster.nats.urls[0], '--namespace', 'failover', '--nodes', '3', '--timeout-ms', '10000']);
     assert.is(table.status, 0, table.stderr);

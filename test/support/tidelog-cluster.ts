@@ -20,6 +20,8 @@ export interface TidelogClusterOptions {
   /** Extra cluster settings (timeouts). */
   cluster?: Record<string, unknown>;
   wal?: Record<string, unknown>;
+  /** Extra node flags per node id (e.g. --cpu-prof for a profile). */
+  execArgv?: Record<string, string[]>;
 }
 
 export class TidelogCluster {
@@ -61,7 +63,8 @@ export class TidelogCluster {
 
   async startNode(nodeId: string): Promise<NodeProcess> {
     mkdirSync(join(this.dir, nodeId), { recursive: true });
-    const node = await NodeProcess.start({ dir: join(this.dir, nodeId), config: this.configOf(nodeId), readyTimeoutMs: 90_000 });
+    const execArgv = this.options.execArgv?.[nodeId];
+    const node = await NodeProcess.start({ dir: join(this.dir, nodeId), config: this.configOf(nodeId), readyTimeoutMs: 90_000, ...(execArgv === undefined ? {} : { execArgv }) });
     this.processes.set(nodeId, node);
     return node;
   }
