@@ -57,6 +57,8 @@ export interface FollowerLog {
   truncateAfter(seq: number): Promise<number>;
   commitTo(seq: number): Promise<void>;
   epochAt(seq: number): number;
+  /** Retention keeps every seq above `seq`; null: no hold. */
+  holdRetention(seq: number | null): void;
 }
 
 function batchRange(batch: Uint8Array): { firstSeq: number; lastSeq: number; epoch: number } {
@@ -112,6 +114,9 @@ export class FollowerReplica {
     // election then prefers it to any replica confirmed earlier).
     if (log.confirmedEpoch < request.epoch && matched >= request.leadEnd) await log.confirmEpoch(request.epoch);
     await log.commitTo(Math.min(request.hwm, matched));
+    // The leader's view of the laggiest replica: keep what it may still need, should this
+    // replica lead next (without a hint, keep everything).
+    log.holdRetention(request.retainFrom ?? 0);
     return { kind: 'ok', matchSeq: matched };
   }
 }
@@ -274,6 +279,17 @@ export class Shipper {
     return batches;
   }
 
+  /**
+   * The lowest seq every replica is known to hold (0 until each follower answered in this
+   * epoch): retention keeps everything above it on the leader and, told in each request, on
+   * the followers, so a lagging or restarted follower is caught up from segments.
+   */
+  retainFrom(): number {
+    let lowest = this.log.durableSeq;
+    for (const follower of this.followers) lowest = Math.min(lowest, follower.matchSeq);
+    return lowest;
+  }
+
   /** Highest seq each follower holds durable, as far as this leader knows. */
   matchSeqs(): Record<string, number> {
     return Object.fromEntries(this.followers.map((follower) => [follower.link.nodeId, follower.matchSeq]));
@@ -318,6 +334,7 @@ export class Shipper {
           prevSeq,
           prevEpoch: this.log.epochAt(prevSeq),
           batches,
+          retainFrom: this.retainFrom(),
         };
         const lastSent = batches.length === 0 ? prevSeq : batchRange(batches[batches.length - 1]).lastSeq;
         const reply = await follower.link.send(request);

@@ -239,6 +239,11 @@ export class ShardHost {
     return this.wal.appendSealed(batch);
   }
 
+  /** Retention keeps every seq above `seq` (what a lagging replica still needs); null: no hold. */
+  holdRetention(seq: number | null): void {
+    this.wal.holdRetention(seq);
+  }
+
   /** The epoch of the batch holding `seq` here (-1: none); seq 0 has epoch 0. */
   epochAt(seq: number): number {
     return this.wal.epochAt(seq);

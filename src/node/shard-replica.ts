@@ -73,6 +73,8 @@ export class ShardReplica {
   constructor(private readonly options: ShardReplicaOptions) {
     const { log, shard, nodeId } = options;
     this.peers = options.replicas.filter((replica) => replica !== nodeId);
+    // Until a leader says what the other replicas hold, retention keeps everything.
+    log.holdRetention(0);
     this.current = { phase: 'following', epoch: log.epoch, leaderId: null };
     this.server = new ReplicaServer(shard, log, {
       onLeaderContact: (epoch, leaderId) => this.actor.send({ type: 'LEADER_CONTACT', epoch, leaderId }),
@@ -178,6 +180,7 @@ export class ShardReplica {
       tick: () => {
         if (shipper.fenced || !log.leading || log.epoch !== epoch) return 'step-down';
         if (shipper.quorumContactAgeMs() > this.options.leaderTimeoutMs) return 'step-down';
+        log.holdRetention(shipper.retainFrom());
         void shipper.pump();
         return log.committedSeq >= shipper.leadEndSeq ? 'serving' : 'preparing';
       },

@@ -31,6 +31,11 @@ export interface ReplicateRequest {
   prevEpoch: number;
   /** Sealed batches, consecutive, the first starting at prevSeq + 1. Empty: a heartbeat. */
   batches: Uint8Array[];
+  /**
+   * The lowest seq a replica of the shard is known to hold (the leader's view): retention keeps
+   * everything above it, so whoever leads next can still catch that replica up.
+   */
+  retainFrom?: number;
 }
 
 export type ReplicateReply =
@@ -99,6 +104,7 @@ export function decodeReplicate(bytes: Uint8Array): ReplicateRequest {
     prevSeq: seq(fields, 'prevSeq'),
     prevEpoch: fields.integer('prevEpoch', -1, U53_MAX),
     batches: bins(fields, 'batches'),
+    ...(fields.has('retainFrom') ? { retainFrom: seq(fields, 'retainFrom') } : {}),
   };
 }
 

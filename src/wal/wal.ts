@@ -151,6 +151,8 @@ export class Wal implements WriterLane {
   private syncTimer: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
   private isRetentionRunning = false;
+  /** Retention keeps every seq above this (replication: what a lagging replica still needs); null: no hold. */
+  private retentionHoldSeq: number | null = null;
   private segmentsDeleted = 0;
   private bytesDeleted = 0;
   /** Where a flush of several batches is assembled (grows up to MAX_FLUSH_BYTES, reused). */
@@ -1161,10 +1163,23 @@ export class Wal implements WriterLane {
     });
   }
 
+  /**
+   * Replication: retention keeps every segment holding a seq above `seq` (the lowest seq a
+   * replica of the shard is known to hold; a lagging follower is caught up from the segments
+   * after it), on top of its own policy; null lifts the hold.
+   */
+  holdRetention(seq: number | null): void {
+    if (seq !== null && (!Number.isSafeInteger(seq) || seq < 0)) throw new TidelogError('BAD_REQUEST', `holdRetention(${seq}): a seq is a u53`);
+    const wasLower = this.retentionHoldSeq === null || (seq !== null && seq > this.retentionHoldSeq);
+    this.retentionHoldSeq = seq;
+    if (wasLower) void this.applyRetention();
+  }
+
   /** Deletes the oldest segments the retention policy releases (behind the oldest snapshot kept). */
   private async applyRetention(): Promise<void> {
     if (this.isRetentionRunning || this.closing !== null || this.failure !== null) return;
-    const floorSeq = this.options.stateMachine ? this.snapshotter.oldestKeptSeq : this.checkpointSeq;
+    const ownFloorSeq = this.options.stateMachine ? this.snapshotter.oldestKeptSeq : this.checkpointSeq;
+    const floorSeq = this.retentionHoldSeq === null ? ownFloorSeq : Math.min(ownFloorSeq, this.retentionHoldSeq);
     const count = segmentsToRelease(this.segmentList, floorSeq, this.options.retention, this.nowNs());
     if (count === 0) return;
     const names = new Set(this.segmentList.slice(0, count).map((segment) => segment.fileName));

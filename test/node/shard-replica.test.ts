@@ -10,9 +10,19 @@ import type { SessionTag } from '../../src/transport/messages.ts';
 import { ReplicaGroup, type GroupMember } from '../support/replica-group.ts';
 import { until, within } from '../support/waits.ts';
 
+/** States are compared decayed to one instant (a query decays scores to its time). */
+const AT_NS = 1_900_000_000_000_000_000n;
+
 function events(from: number, count: number): Uint8Array {
   const list: SignalEvent[] = [];
   for (let index = 0; index < count; index++) list.push({ entityId: BigInt(from + index), signalType: 1, weight: 1, timestampNs: 1_700_000_000_000_000_000n + BigInt(from + index) });
+  return encodeEvents(list);
+}
+
+/** `count` events over 64 entities, each event distinct (its own timestamp). */
+function fewEntities(round: number, count: number): Uint8Array {
+  const list: SignalEvent[] = [];
+  for (let index = 0; index < count; index++) list.push({ entityId: BigInt(7_000 + (index % 64)), signalType: 1, weight: 1, timestampNs: 1_800_000_000_000_000_000n + BigInt(round * count + index) });
   return encodeEvents(list);
 }
 
@@ -41,7 +51,7 @@ test('shard replicas - one leader is elected, acks wait for a quorum, every repl
     assert.ok(last >= 150, `committed ${last}`);
     for (const member of group.members) {
       await until(() => member.host!.committedSeq === last, `${member.nodeId} commits to ${last}`);
-      assert.equal(member.host!.query(101n, [1]), leader.host!.query(101n, [1]), `${member.nodeId} folded the same state`);
+      assert.equal(member.host!.state.query(101n, [1], AT_NS), leader.host!.state.query(101n, [1], AT_NS), `${member.nodeId} folded the same state`);
       assert.is(member.host!.epoch, leader.host!.epoch);
     }
     assert.is(group.serving().length, 1, 'exactly one replica serves');
@@ -69,7 +79,7 @@ test('shard replicas - the leader stops: another takes over with every acked eve
     await group.startMember(first);
     await until(() => first.host!.committedSeq === second.host!.committedSeq && first.host!.committedSeq >= 30, 'the old leader catches up');
     assert.is(first.replica!.serving, false);
-    assert.equal(first.host!.query(25n, [1]), second.host!.query(25n, [1]));
+    assert.equal(first.host!.state.query(25n, [1], AT_NS), second.host!.state.query(25n, [1], AT_NS));
   } finally {
     await group.close();
   }
@@ -100,6 +110,34 @@ test('shard replicas - a leader cut off from both followers stops serving; its u
     assert.is(orphanSettled, 'TRUNCATED', 'the orphan was never acknowledged, and is cut');
     assert.is(old.host!.query(1000n, [1])[0]?.count ?? 0, 0, 'the orphan is not in the old leader\'s state');
     assert.is(old.host!.query(2000n, [1])[0]?.count, 1);
+  } finally {
+    await group.close();
+  }
+});
+
+test('shard replicas - retention keeps what a stopped follower lacks; it catches up from segments, then retention goes on', async () => {
+  const group = new ReplicaGroup({
+    nodes: 3,
+    wal: { segmentBytes: 16 << 10, retention: { maxAgeMs: 0, maxBytes: 64 << 10 }, snapshotLogRatio: 1, snapshotMinLogBytes: 8 << 10, snapshotMaxBytesPerSecond: 0 },
+  });
+  try {
+    await group.start();
+    const leader = await leaderOf(group);
+    const away = group.members.find((member) => member !== leader)!;
+    await group.stopMember(away);
+    // Far more than maxBytes while the follower is away: segments rotate, snapshots are taken
+    // (few entities, so snapshots stay small and come often).
+    for (let round = 0; round < 40; round++) await leader.host!.append(fewEntities(round, 200));
+    const held = leader.host!.stats();
+    assert.is(held.segments[0].firstSeq, 1, 'the leader kept every segment the stopped follower lacks');
+    assert.ok(held.logBytes > 64 << 10, `the hold kept ${held.logBytes} bytes, above maxBytes`);
+    await group.startMember(away);
+    await until(() => away.host!.committedSeq === leader.host!.committedSeq, 'the follower catches up from the segments');
+    assert.equal(away.host!.state.query(7_001n, [1], AT_NS), leader.host!.state.query(7_001n, [1], AT_NS));
+    // Once every follower holds the log, retention deletes again (behind the next snapshot).
+    for (let round = 40; round < 400 && leader.host!.stats().segments[0].firstSeq === 1; round++) await leader.host!.append(fewEntities(round, 200));
+    assert.ok(leader.host!.stats().segments[0].firstSeq > 1, 'retention resumes on the leader');
+    await until(() => away.host!.stats().segments[0].firstSeq > 1, 'and on the followers, told by the leader');
   } finally {
     await group.close();
   }

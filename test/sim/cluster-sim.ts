@@ -128,6 +128,8 @@ const HEARTBEAT_MS = 50;
 const REQUEST_TIMEOUT_MS = 150;
 const CLIENT_TIMEOUT_MS = 400;
 const SETTLE_MS = 15_000;
+/** CRDT states are compared decayed to this instant (a query decays scores to its time). */
+const AT_NS = 1_900_000_000_000_000_000n;
 
 class SimNode {
   host: ShardHost | null = null;
@@ -376,8 +378,8 @@ class Simulation {
       }
       if (seq - 1 !== host.committedSeq) this.fail(`${node.nodeId} read back to ${seq - 1}, committed ${host.committedSeq}`);
       for (const entity of [1n, this.nextEntity / 2n, this.nextEntity - 1n]) {
-        const mine = JSON.stringify(host.query(entity, [1]), bigintJson);
-        const theirs = JSON.stringify(reference.query(entity, [1]), bigintJson);
+        const mine = JSON.stringify(host.state.query(entity, [1], AT_NS), bigintJson);
+        const theirs = JSON.stringify(reference.state.query(entity, [1], AT_NS), bigintJson);
         if (mine !== theirs) this.fail(`CRDT state of entity ${entity} differs: ${node.nodeId} ${mine} vs ${this.nodes[0].nodeId} ${theirs}`);
       }
     }

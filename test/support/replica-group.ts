@@ -5,7 +5,7 @@
 import { MemoryEpochStore, type EpochStore } from '../../src/cluster/epoch-store.ts';
 import { TidelogError } from '../../src/errors.ts';
 import type { PeerNet, ReplicaServer } from '../../src/node/election.ts';
-import type { ShardHost } from '../../src/node/shard-host.ts';
+import type { ShardHost, WalSettings } from '../../src/node/shard-host.ts';
 import { ShardReplica, type ReplicaTimers } from '../../src/node/shard-replica.ts';
 import { openReplicaHost } from './replica-host.ts';
 import { removeDir, tempDir } from './wal-fixtures.ts';
@@ -25,6 +25,8 @@ export interface ReplicaGroupOptions {
   store?: EpochStore;
   timers?: ReplicaTimers;
   random?: () => number;
+  /** More WAL settings for every member (retention, snapshots, segment size). */
+  wal?: Partial<WalSettings>;
 }
 
 /** An in-memory network between the replicas' servers; a link can be cut both ways. */
@@ -91,7 +93,12 @@ export class ReplicaGroup {
 
   async startMember(member: GroupMember): Promise<void> {
     let replica: ShardReplica | null = null;
-    const host = await openReplicaHost(member.dir, { fsync: this.options.fsync ?? 'off', epoch: null, onDurable: (info) => replica?.onDurable(info.sealed) });
+    const host = await openReplicaHost(member.dir, {
+      fsync: this.options.fsync ?? 'off',
+      epoch: null,
+      onDurable: (info) => replica?.onDurable(info.sealed),
+      ...(this.options.wal === undefined ? {} : { wal: this.options.wal }),
+    });
     replica = new ShardReplica({
       shard: 0,
       nodeId: member.nodeId,

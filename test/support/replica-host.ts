@@ -1,7 +1,7 @@
 // A shard host set up as a replica for tests: shard 0, the default schema, commit 'external'
 // (the test moves the commit point), batches flushed at once.
 import { defaultSignalSchema } from '../../src/crdt/index.ts';
-import { ShardHost } from '../../src/node/shard-host.ts';
+import { ShardHost, type WalSettings } from '../../src/node/shard-host.ts';
 import type { FileIo, PersistedInfo } from '../../src/wal/index.ts';
 
 export interface ReplicaHostOptions {
@@ -14,13 +14,15 @@ export interface ReplicaHostOptions {
   epoch?: number | null;
   /** The file system (tests inject faults here). */
   io?: FileIo;
+  /** More WAL settings (retention, snapshots). */
+  wal?: Partial<WalSettings>;
 }
 
 export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): Promise<ShardHost> {
   return ShardHost.open({
     shard: 0,
     dataDir,
-    wal: { fsync: options.fsync, batchLingerMs: options.batchLingerMs ?? 0, ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }) },
+    wal: { fsync: options.fsync, batchLingerMs: options.batchLingerMs ?? 0, ...(options.segmentBytes === undefined ? {} : { segmentBytes: options.segmentBytes }), ...options.wal },
     ...(options.epoch === null ? {} : { epoch: options.epoch ?? 1 }),
     schema: defaultSignalSchema(),
     sessions: {},

@@ -1,0 +1,92 @@
+// The replication messages (docs/PROTOCOL.md section 9): each round-trips; a batch comes back
+// as a view of the input; an ErrorReply is thrown as its TidelogError; damaged input is
+// DECODE_FAILED, another protocol version UNSUPPORTED_VERSION.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { isTidelogError, TidelogError } from '../../src/errors.ts';
+import { encodeMessage, errorReply } from '../../src/transport/codec.ts';
+import {
+  decodeFetch,
+  decodeFetchReply,
+  decodePrepare,
+  decodePrepareReply,
+  decodeReplicate,
+  decodeReplicateReply,
+  encodeFetch,
+  encodeFetchReply,
+  encodePrepare,
+  encodePrepareReply,
+  encodeReplicate,
+  encodeReplicateReply,
+  replicationSubject,
+  type ReplicateRequest,
+} from '../../src/transport/replication-codec.ts';
+import { packWire } from '../../src/transport/wire-fields.ts';
+
+function codeOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    if (isTidelogError(error)) return error.code;
+    throw error;
+  }
+  return 'no error';
+}
+
+test('replication codec - replicate requests and every reply kind round-trip; batches are views of the input', () => {
+  const request: ReplicateRequest = {
+    shard: 7,
+    epoch: 12,
+    leaderId: 'node-2',
+    hwm: 2 ** 40,
+    leadEnd: 99,
+    prevSeq: 100,
+    prevEpoch: 11,
+    batches: [new Uint8Array([1, 2, 3]), new Uint8Array(70_000).fill(9)],
+    retainFrom: 50,
+  };
+  const bytes = encodeReplicate(request);
+  const decoded = decodeReplicate(bytes);
+  assert.equal({ ...decoded, batches: decoded.batches.map((batch) => Array.from(batch.subarray(0, 3))) }, { ...request, batches: [[1, 2, 3], [9, 9, 9]] });
+  assert.is(decoded.batches[1].byteLength, 70_000);
+  assert.is(decoded.batches[1].buffer, bytes.buffer, 'a view, not a copy');
+  const heartbeat = decodeReplicate(encodeReplicate({ ...request, batches: [], retainFrom: undefined }));
+  assert.equal(heartbeat.batches, []);
+  assert.is(heartbeat.retainFrom, undefined);
+  for (const reply of [
+    { kind: 'ok', matchSeq: 5 },
+    { kind: 'gap', expectedSeq: 6 },
+    { kind: 'diverged', seq: 7, epoch: -1 },
+    { kind: 'fenced', epoch: 13 },
+  ] as const) {
+    assert.equal(decodeReplicateReply(encodeReplicateReply(reply)), reply);
+  }
+});
+
+test('replication codec - prepare and fetch round-trip', () => {
+  assert.equal(decodePrepare(encodePrepare({ shard: 1, epoch: 4, candidateId: 'n3' })), { shard: 1, epoch: 4, candidateId: 'n3' });
+  for (const reply of [{ kind: 'ok', confirmedEpoch: 3, durableSeq: 10, committedSeq: 9 }, { kind: 'fenced', epoch: 5 }] as const) {
+    assert.equal(decodePrepareReply(encodePrepareReply(reply)), reply);
+  }
+  assert.equal(decodeFetch(encodeFetch({ shard: 1, epoch: 4, fromSeq: 1, maxBytes: 1 << 20 })), { shard: 1, epoch: 4, fromSeq: 1, maxBytes: 1 << 20 });
+  assert.equal(decodeFetch(encodeFetch({ shard: 1, epoch: 4, fromSeq: 3, maxBytes: 1, epochEndOf: 2 })).epochEndOf, 2);
+  const ok = decodeFetchReply(encodeFetchReply({ kind: 'ok', batches: [new Uint8Array([4])], prevEpoch: 0, durableSeq: 8, committedSeq: 8, epochEndSeq: -1 }));
+  assert.equal(ok.kind === 'ok' ? [Array.from(ok.batches[0]), ok.prevEpoch, ok.durableSeq, ok.epochEndSeq] : null, [[4], 0, 8, -1]);
+  assert.equal(decodeFetchReply(encodeFetchReply({ kind: 'fenced', epoch: 9 })), { kind: 'fenced', epoch: 9 });
+});
+
+test('replication codec - an ErrorReply is thrown with its code; bad input is DECODE_FAILED; another version UNSUPPORTED_VERSION', () => {
+  const refusal = encodeMessage(errorReply(new TidelogError('WRONG_SHARD', 'wrong shard')));
+  assert.is(codeOf(() => decodeReplicateReply(refusal)), 'WRONG_SHARD');
+  assert.is(codeOf(() => decodePrepareReply(refusal)), 'WRONG_SHARD');
+  assert.is(codeOf(() => decodeFetchReply(refusal)), 'WRONG_SHARD');
+  assert.is(codeOf(() => decodeReplicate(new Uint8Array([0xc1]))), 'DECODE_FAILED');
+  assert.is(codeOf(() => decodeReplicate(encodePrepare({ shard: 1, epoch: 1, candidateId: 'x' }))), 'DECODE_FAILED', 'another message type');
+  assert.is(codeOf(() => decodeReplicate(packWire({ v: 1, t: 'replicate', shard: 1, epoch: 1, leaderId: 'a', hwm: 0, leadEnd: 0, prevSeq: 0, prevEpoch: 0, batches: [1] }, 'x'))), 'DECODE_FAILED', 'a batch that is not a bin');
+  assert.is(codeOf(() => decodeReplicate(packWire({ v: 1, t: 'replicate', shard: -1, epoch: 1, leaderId: 'a', hwm: 0, leadEnd: 0, prevSeq: 0, prevEpoch: 0, batches: [] }, 'x'))), 'DECODE_FAILED', 'a shard out of range');
+  assert.is(codeOf(() => decodeFetch(packWire({ v: 1, t: 'fetch', shard: 1, epoch: 1, fromSeq: 0, maxBytes: 1 }, 'x'))), 'DECODE_FAILED', 'fromSeq 0');
+  assert.is(codeOf(() => decodePrepare(packWire({ v: 2, t: 'prepare', shard: 1, epoch: 1, candidateId: 'x' }, 'x'))), 'UNSUPPORTED_VERSION');
+  assert.is(replicationSubject('ns', 3, 'node-1', 'fetch'), 'ns.repl.3.node-1.fetch');
+});
+
+test.run();
