@@ -6,7 +6,7 @@
 //
 //            LEADER_CONTACT / PREPARED (restart the timer)
 //               ┌──────┐
-//               ▼      │        leaderTimeoutMs (+ jitter) without one
+//               ▼      │        leaderTimeoutMs (+ jitter) without one, or CAMPAIGN_NOW
 //   ┌─────────────────────┐ ─────────────────────────────────────► ┌──────────┐
 //   │      following      │ ◄──── lost / failed / error ────────── │ electing │
 //   └─────────────────────┘                                         └──────────┘
@@ -52,6 +52,8 @@ export interface ShardMachineServices {
 export type ShardMachineEvent =
   | { type: 'LEADER_CONTACT'; epoch: number; leaderId: string }
   | { type: 'PREPARED'; epoch: number; candidateId: string }
+  /** The leader of our epoch is stopping and chose this replica: campaign now, not after the timeout. */
+  | { type: 'CAMPAIGN_NOW'; epoch: number; leaderId: string }
   | { type: 'SERVING' }
   | { type: 'STEP_DOWN'; reason: string }
   | { type: 'FAILED'; error: Error }
@@ -132,6 +134,11 @@ export function createShardMachine() {
                 { target: 'waiting', reenter: true },
               ],
               PREPARED: { target: 'waiting', reenter: true, actions: 'noteContact' },
+              CAMPAIGN_NOW: {
+                guard: ({ context, event }) => event.epoch >= context.epoch,
+                target: '#shard.electing',
+                actions: assign({ reason: ({ event }) => `${event.leaderId} handed off epoch ${event.epoch}` }),
+              },
             },
           },
         },

@@ -20,7 +20,7 @@
 
 import { TidelogError, isTidelogError } from '../errors.ts';
 import type { EpochStore } from '../cluster/epoch-store.ts';
-import type { FetchReply, FetchRequest, PrepareReply, PrepareRequest, ReplicateReply, ReplicateRequest } from '../transport/replication-codec.ts';
+import type { CampaignNowRequest, FetchReply, FetchRequest, PrepareReply, PrepareRequest, ReplicateReply, ReplicateRequest } from '../transport/replication-codec.ts';
 import { readBatchHeader } from '../wal/batch-format.ts';
 import { FollowerReplica, type FollowerLog, type LeaderLog } from './replication.ts';
 
@@ -35,6 +35,8 @@ export interface PeerNet {
   replicate(peer: string, request: ReplicateRequest): Promise<ReplicateReply>;
   prepare(peer: string, request: PrepareRequest): Promise<PrepareReply>;
   fetch(peer: string, request: FetchRequest): Promise<FetchReply>;
+  /** A stopping leader asks `peer` to campaign now (optional: the handoff is an optimisation). */
+  campaignNow?(peer: string, request: CampaignNowRequest): Promise<void>;
 }
 
 export interface ReplicaEvents {
@@ -42,6 +44,8 @@ export interface ReplicaEvents {
   onLeaderContact(epoch: number, leaderId: string): void;
   /** A candidate of `epoch` prepared this replica (an election is under way: wait for it). */
   onPrepared(epoch: number, candidateId: string): void;
+  /** The leader of `epoch` is stopping and hands the shard to this replica. */
+  onCampaignNow?(epoch: number, leaderId: string): void;
 }
 
 /** Most bytes one fetch asks for. */
@@ -83,6 +87,12 @@ export class ReplicaServer {
       this.events.onPrepared(request.epoch, request.candidateId);
       return { kind: 'ok', confirmedEpoch: log.confirmedEpoch, durableSeq: log.durableSeq, committedSeq: log.committedSeq };
     });
+  }
+
+  /** A stopping leader of our epoch asks us to campaign now; ignored from anyone else. */
+  campaignNow(request: CampaignNowRequest): Promise<void> {
+    if (request.epoch === this.log.epoch && !this.log.leading) this.events.onCampaignNow?.(request.epoch, request.leaderId);
+    return Promise.resolve();
   }
 
   async fetch(request: FetchRequest): Promise<FetchReply> {

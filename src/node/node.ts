@@ -67,6 +67,8 @@ export class TidelogNode {
     /** Port of the /metrics endpoint; null when it is off. */
     readonly metricsPort: number | null,
     private readonly startedAtMs: number,
+    /** Hands every shard this node serves to a caught-up follower (a cluster; else nothing). */
+    private readonly handOff: () => Promise<void>,
   ) {}
 
   get state(): string {
@@ -89,6 +91,7 @@ export class TidelogNode {
   /** Stops serving, lets what is queued become durable, closes every shard. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      await this.handOff();
       this.actor.send({ type: 'STOP' });
       const snapshot = await waitFor(this.actor, (state) => state.status === 'done', { timeout: Infinity });
       await this.metrics.close();
@@ -414,7 +417,17 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       throw error;
     }
   }
-  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, replicas, metricsPort, startedAtMs);
+  const handOff = async (): Promise<void> => {
+    await Promise.all(
+      [...replicas].map(async ([shard, replica]) => {
+        if (!replica.serving) return;
+        endpoints?.setServing(shard, false);
+        const to = await replica.handOff();
+        logger.info({ shard, to }, to === null ? 'stopping: no follower caught up in time; the leader timeout will elect one' : 'stopping: shard handed to a caught-up follower');
+      }),
+    );
+  };
+  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, replicas, metricsPort, startedAtMs, handOff);
   logger.info({ nodeId, namespace: config.namespace, shards: router.shards.length, metricsPort }, 'node serving');
   return node;
 }

@@ -6,6 +6,11 @@ import type { Logger } from 'pino';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { encodeMessage, errorReply } from '../transport/codec.ts';
 import {
+  decodeCampaignNow,
+  decodeCampaignNowReply,
+  encodeCampaignNow,
+  encodeCampaignNowReply,
+  type CampaignNowRequest,
   decodeFetch,
   decodeFetchReply,
   decodePrepare,
@@ -47,6 +52,11 @@ export class TransportPeerNet implements PeerNet {
     const bytes = await this.transport.request(replicationSubject(this.namespace, request.shard, peer, 'fetch'), encodeFetch(request), { timeoutMs: this.timeoutMs });
     return decodeFetchReply(bytes);
   }
+
+  async campaignNow(peer: string, request: CampaignNowRequest): Promise<void> {
+    const bytes = await this.transport.request(replicationSubject(this.namespace, request.shard, peer, 'campaign'), encodeCampaignNow(request), { timeoutMs: this.timeoutMs });
+    decodeCampaignNowReply(bytes);
+  }
 }
 
 /**
@@ -75,12 +85,16 @@ export function serveReplica(transport: Transport, namespace: string, nodeId: st
       logger.debug({ err: error, shard }, 'replication reply not sent');
     }
   };
-  const subscribe = (kind: 'append' | 'prepare' | 'fetch', handle: (data: Uint8Array) => Promise<Uint8Array>): void => {
+  const subscribe = (kind: 'append' | 'prepare' | 'fetch' | 'campaign', handle: (data: Uint8Array) => Promise<Uint8Array>): void => {
     subscriptions.push(transport.subscribe(replicationSubject(namespace, shard, nodeId, kind), (message) => answer(message, () => handle(message.data))));
   };
   subscribe('append', async (data) => encodeReplicateReply(await server.replicate(checked(decodeReplicate(data), shard))));
   subscribe('prepare', async (data) => encodePrepareReply(await server.prepare(checked(decodePrepare(data), shard))));
   subscribe('fetch', async (data) => encodeFetchReply(await server.fetch(checked(decodeFetch(data), shard))));
+  subscribe('campaign', async (data) => {
+    await server.campaignNow(checked(decodeCampaignNow(data), shard));
+    return encodeCampaignNowReply();
+  });
   return () => {
     for (const subscription of subscriptions) subscription.unsubscribe();
   };

@@ -68,6 +68,8 @@ export class ShardReplica {
   private readonly actor: ShardActor;
   private shipper: Shipper | null = null;
   private current: ReplicaStatus;
+  private isHandingOff = false;
+  private readonly timers: ReplicaTimers;
   private readonly peers: string[];
 
   constructor(private readonly options: ShardReplicaOptions) {
@@ -79,8 +81,10 @@ export class ShardReplica {
     this.server = new ReplicaServer(shard, log, {
       onLeaderContact: (epoch, leaderId) => this.actor.send({ type: 'LEADER_CONTACT', epoch, leaderId }),
       onPrepared: (epoch, candidateId) => this.actor.send({ type: 'PREPARED', epoch, candidateId }),
+      onCampaignNow: (epoch, leaderId) => this.actor.send({ type: 'CAMPAIGN_NOW', epoch, leaderId }),
     });
     const timers = options.timers ?? realTimers;
+    this.timers = timers;
     const machine = createShardMachine();
     this.actor = createActor(machine, {
       clock: timers.clock as never,
@@ -114,7 +118,36 @@ export class ShardReplica {
 
   /** Producers may append here now. */
   get serving(): boolean {
-    return this.current.phase === 'serving' && this.options.log.leading;
+    return !this.isHandingOff && this.current.phase === 'serving' && this.options.log.leading;
+  }
+
+  /**
+   * Before a leader stops (SIGTERM, a rolling restart): take no more appends (the caller drops
+   * the append subscription first), wait up to `maxWaitMs` for what was accepted to be durable
+   * here and on a follower, then ask that follower to campaign at once (Raft's TimeoutNow), so
+   * the shard is led again within an election instead of a leader timeout. Resolves with the
+   * follower asked, or null (not serving, or nobody caught up in time: the timeout decides).
+   */
+  async handOff(maxWaitMs = 2_000): Promise<string | null> {
+    const shipper = this.shipper;
+    const { log, net } = this.options;
+    if (shipper === null || !this.serving || net.campaignNow === undefined) return null;
+    this.isHandingOff = true;
+    const deadlineMs = this.timers.nowMs() + maxWaitMs;
+    for (;;) {
+      await shipper.pump();
+      const matched = Object.entries(shipper.matchSeqs()).sort((a, b) => b[1] - a[1])[0];
+      if (matched !== undefined && log.durableSeq >= log.lastAssignedSeq && matched[1] >= log.durableSeq) {
+        try {
+          await net.campaignNow(matched[0], { shard: this.options.shard, epoch: log.epoch, leaderId: this.options.nodeId });
+          return matched[0];
+        } catch {
+          return null;
+        }
+      }
+      if (this.timers.nowMs() > deadlineMs) return null;
+      await new Promise((resolve) => this.timers.clock.setTimeout(resolve, 5));
+    }
   }
 
   get leaderId(): string | null {

@@ -6,6 +6,7 @@
 //   {ns}.repl.{shard}.{node}.append   leader → follower   ReplicateRequest → ReplicateReply
 //   {ns}.repl.{shard}.{node}.prepare  candidate → replica PrepareRequest   → PrepareReply
 //   {ns}.repl.{shard}.{node}.fetch    candidate → replica FetchRequest     → FetchReply
+//   {ns}.repl.{shard}.{node}.campaign stopping leader → follower  CampaignNowRequest → ok
 //
 // A request names the node it is for in its subject, so no queue group is involved: only
 // that node's shard replica answers; a node that does not hold the shard leaves nothing
@@ -80,7 +81,14 @@ export type FetchReply =
     }
   | { kind: 'fenced'; epoch: number };
 
-export type ReplicationKind = 'append' | 'prepare' | 'fetch';
+/** A stopping leader hands its shard to the follower that holds its whole log: campaign now. */
+export interface CampaignNowRequest {
+  shard: number;
+  epoch: number;
+  leaderId: string;
+}
+
+export type ReplicationKind = 'append' | 'prepare' | 'fetch' | 'campaign';
 
 export function replicationSubject(namespace: string, shard: number, nodeId: string, kind: ReplicationKind): string {
   return `${namespace}.repl.${shard}.${nodeId}.${kind}`;
@@ -185,6 +193,23 @@ function openReply(bytes: Uint8Array, type: string): Fields {
   const fields = openMessage(bytes, type, 'DECODE_FAILED', 'error');
   if (fields.get('t') === 'error') throw remoteError(fields);
   return fields;
+}
+
+export function encodeCampaignNow(request: CampaignNowRequest): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'campaign', ...request }, 'campaign');
+}
+
+export function decodeCampaignNow(bytes: Uint8Array): CampaignNowRequest {
+  const fields = openMessage(bytes, 'campaign', 'DECODE_FAILED');
+  return { shard: fields.integer('shard', 0, 65535), epoch: seq(fields, 'epoch'), leaderId: fields.string('leaderId') };
+}
+
+export function encodeCampaignNowReply(): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'campaigning' }, 'campaigning');
+}
+
+export function decodeCampaignNowReply(bytes: Uint8Array): void {
+  openReply(bytes, 'campaigning');
 }
 
 function seq(fields: Fields, name: string): number {

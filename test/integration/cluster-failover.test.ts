@@ -44,6 +44,14 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
       failoversMs.push(Math.round(performance.now() - killedAt));
       await cluster.startNode(leader);
     }
+    // A rolling restart: the leader of shard 0 stops gracefully and hands the shard off.
+    const leader = await cluster.leaderOf(0);
+    const ackedOnShard = ledger.ackedOn(0);
+    const stoppedAt = performance.now();
+    assert.is(await cluster.stopNode(leader), 0, 'a graceful stop exits 0');
+    await until(() => ledger.ackedOn(0) > ackedOnShard + 400, 'acks on shard 0 after its leader stopped gracefully', 120_000);
+    const handoffMs = Math.round(performance.now() - stoppedAt);
+    await cluster.startNode(leader);
     isStopping = true;
     await load;
     await producer.flush();
@@ -66,7 +74,7 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
     await ledger.verify(consumer);
     await consumer.close();
     await producer.close();
-    process.stdout.write(`  failover (kill → next ack on that shard), ms: ${failoversMs.join(', ')}\n`);
+    process.stdout.write(`  failover (kill → next ack on that shard), ms: ${failoversMs.join(', ')}; graceful stop (SIGTERM → next ack): ${handoffMs} ms\n`);
   } finally {
     await cluster.stop();
   }

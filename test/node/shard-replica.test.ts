@@ -26,8 +26,12 @@ function fewEntities(round: number, count: number): Uint8Array {
   return encodeEvents(list);
 }
 
-async function leaderOf(group: ReplicaGroup, except?: GroupMember): Promise<GroupMember> {
-  await until(() => group.serving().filter((member) => member !== except).length === 1, () => `one serving leader (phases: ${group.members.map((m) => `${m.nodeId}=${m.replica?.phase ?? 'down'}@${m.host?.epoch ?? '-'}`).join(' ')})`);
+async function leaderOf(group: ReplicaGroup, except?: GroupMember, waitMs?: number): Promise<GroupMember> {
+  await until(
+    () => group.serving().filter((member) => member !== except).length === 1,
+    () => `one serving leader (phases: ${group.members.map((m) => `${m.nodeId}=${m.replica?.phase ?? 'down'}@${m.host?.epoch ?? '-'}`).join(' ')})`,
+    waitMs,
+  );
   return group.serving().filter((member) => member !== except)[0];
 }
 
@@ -80,6 +84,29 @@ test('shard replicas - the leader stops: another takes over with every acked eve
     await until(() => first.host!.committedSeq === second.host!.committedSeq && first.host!.committedSeq >= 30, 'the old leader catches up');
     assert.is(first.replica!.serving, false);
     assert.equal(first.host!.state.query(25n, [1], AT_NS), second.host!.state.query(25n, [1], AT_NS));
+  } finally {
+    await group.close();
+  }
+});
+
+test('shard replicas - a stopping leader hands off: a caught-up follower campaigns at once, with every acked event', async () => {
+  const group = new ReplicaGroup({ nodes: 3, leaderTimeoutMs: 60_000 });
+  try {
+    await group.start();
+    // With a one-minute leader timeout only a handoff elects a leader within this test's
+    // waits: the first election is started the same way (a campaign-now at epoch 0).
+    await group.member('n1').replica!.server.campaignNow({ shard: 0, epoch: 0, leaderId: 'test' });
+    const first = await leaderOf(group);
+    assert.is(first.nodeId, 'n1');
+    const acked = await first.host!.append(events(1, 30));
+    const to = await first.replica!.handOff();
+    assert.ok(to !== null && to !== first.nodeId, `handed to ${to}`);
+    assert.is(first.replica!.serving, false, 'the old leader stops serving as it hands off');
+    await group.stopMember(first);
+    const next = await leaderOf(group, first);
+    assert.is(next.nodeId, to, 'the follower it chose leads');
+    const page = await next.host!.read(acked.runs[0], 30);
+    assert.is(page.batches.reduce((sum, batch) => sum + batch.events.byteLength / 21, 0), 30, 'with every acked event');
   } finally {
     await group.close();
   }

@@ -495,6 +495,7 @@ class Simulation {
       replicate: (peer, request) => this.deliver(nodeId, peer, (server) => server.replicate(request)),
       prepare: (peer, request) => this.deliver(nodeId, peer, (server) => server.prepare(request)),
       fetch: (peer, request) => this.deliver(nodeId, peer, (server) => server.fetch(request)),
+      campaignNow: (peer, request) => this.deliver(nodeId, peer, (server) => server.campaignNow(request)),
     };
   }
 

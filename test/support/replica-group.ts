@@ -65,6 +65,7 @@ export class MemoryPeerNet {
       replicate: (peer, request) => call(peer, (server) => server.replicate(request)),
       prepare: (peer, request) => call(peer, (server) => server.prepare(request)),
       fetch: (peer, request) => call(peer, (server) => server.fetch(request)),
+      campaignNow: (peer, request) => call(peer, (server) => server.campaignNow(request)),
     };
   }
 }

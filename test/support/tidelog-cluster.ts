@@ -69,6 +69,13 @@ export class TidelogCluster {
     return node;
   }
 
+  /** SIGTERM and wait: a graceful stop (a leader hands its shards off first). */
+  async stopNode(nodeId: string): Promise<number | null> {
+    const code = (await this.processes.get(nodeId)?.stop()) ?? null;
+    this.processes.set(nodeId, null);
+    return code;
+  }
+
   async kill(nodeId: string): Promise<void> {
     await this.processes.get(nodeId)?.kill();
     this.processes.set(nodeId, null);
