@@ -28,6 +28,11 @@ export interface ShardGaugeSource {
   retentionBytesDeleted: number;
   /** 1 when the shard failed (its lane, or its open), else 0. */
   failed: number;
+  /** Replication: committed seq (HWM), epoch, 1 when this replica serves as leader, and the largest follower lag it sees (leader only). */
+  hwm: number;
+  epoch: number;
+  leader: number;
+  followerLagEvents: number;
 }
 
 export class NodeMetrics {
@@ -107,6 +112,10 @@ export class NodeMetrics {
     shardGauge('tidelog_shard_snapshots_failed', 'State snapshots abandoned since start (retried later)', (s) => s.snapshotsFailed);
     shardGauge('tidelog_retention_segments_deleted', 'Segments deleted by retention since start', (s) => s.retentionSegmentsDeleted);
     shardGauge('tidelog_retention_bytes_deleted', 'Bytes of segments deleted by retention since start', (s) => s.retentionBytesDeleted);
+    shardGauge('tidelog_shard_hwm', 'Highest committed seq (durable on a quorum in a cluster)', (s) => s.hwm);
+    shardGauge('tidelog_shard_epoch', 'Leader epoch this replica recorded', (s) => s.epoch);
+    shardGauge('tidelog_shard_leader', '1 when this replica serves the shard as its leader', (s) => s.leader);
+    shardGauge('tidelog_shard_follower_lag_events', 'Leader only: events the laggiest follower lacks of the HWM', (s) => s.followerLagEvents);
     shardGauge('tidelog_shard_failed', '1 when the shard is stopped by a failure (its lane, or damage found on open)', (s) => s.failed);
   }
 

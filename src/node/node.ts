@@ -148,6 +148,14 @@ function unopenedStatus(shard: number, error: Error): ShardStatus {
   };
 }
 
+/** The replication gauges of one shard (standalone: it always leads, no followers). */
+function replicationGauges(host: ShardHost, replica: ShardReplica | undefined): { hwm: number; epoch: number; leader: number; followerLagEvents: number } {
+  const hwm = host.hwm;
+  if (replica === undefined) return { hwm, epoch: host.epoch, leader: 1, followerLagEvents: 0 };
+  const followers = Object.values(replica.status().followers ?? {});
+  return { hwm, epoch: host.epoch, leader: replica.serving ? 1 : 0, followerLagEvents: followers.length === 0 ? 0 : Math.max(0, ...followers.map((matchSeq) => hwm - matchSeq)) };
+}
+
 /** Errors that stop one shard's open but not the node: the shard's own files are damaged or unreadable. */
 const CONTAINED_OPEN_ERRORS = new Set<string>([
   'CHECKSUM_MISMATCH',
@@ -201,6 +209,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         retentionSegmentsDeleted: stats.retention.segmentsDeleted,
         retentionBytesDeleted: stats.retention.bytesDeleted,
         failed: host.failure === null ? 0 : 1,
+        ...replicationGauges(host, replicas.get(host.shard)),
       };
     }),
     ...[...unopened.keys()].map((shard) => ({
@@ -222,6 +231,10 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       retentionSegmentsDeleted: 0,
       retentionBytesDeleted: 0,
       failed: 1,
+      hwm: 0,
+      epoch: 0,
+      leader: 0,
+      followerLagEvents: 0,
     })),
   ]);
   const info: InfoReply = {

@@ -47,6 +47,9 @@ test('serve - status sees the node, /metrics serves its counters, SIGTERM exits 
     const appended = [...metrics.matchAll(/^tidelog_events_appended_total\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
     assert.is(appended, 300);
     assert.match(metrics, /tidelog_shard_durable_seq\{/);
+    assert.match(metrics, /^tidelog_shard_leader\{[^}]*\} 1$/m, 'a standalone node leads its shards');
+    const hwms = [...metrics.matchAll(/^tidelog_shard_hwm\{[^}]*\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    assert.is(hwms, 300, 'the shards\' HWMs add up to what was appended');
 
     const noNode = runCli(['status', '--nats', server.url, '--namespace', 'nobody-here', '--timeout-ms', '100']);
     assert.is(noNode.status, 1, 'no node answered: exit 1');
