@@ -392,8 +392,11 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         net: peerNet,
         leaderTimeoutMs: cluster.leaderTimeoutMs,
         heartbeatMs: cluster.heartbeatMs,
-        // The preferred replica (first of the set) tends to time out first: leaders spread over the nodes.
-        random: () => (rank + Math.random()) / set.length,
+        // Replicas wait 1 + 0.2 × rank (+ up to 0.1) leader timeouts, rank = place in the shard's
+        // replica set: the preferred replica campaigns first (leaders spread over the nodes),
+        // and the next one 0.2 timeouts later (300 ms at the default), more than a campaign
+        // takes to prepare it, so two rarely claim epochs for one failover.
+        random: () => rank * 0.2 + Math.random() * 0.1,
         maxRequestBytes: 512 << 10,
         ...(options.replicaTimers === undefined ? {} : { timers: options.replicaTimers }),
         onChange: (change) => {
