@@ -89,6 +89,33 @@ test('shard replicas - the leader stops: another takes over with every acked eve
   }
 });
 
+test("shard replicas - acks 'all' waits for every replica: with one down an append stays unacknowledged until it returns", async () => {
+  const group = new ReplicaGroup({ nodes: 3, acks: 'all' });
+  try {
+    await group.start();
+    const leader = await leaderOf(group);
+    await within(leader.host!.append(events(1, 10)), 'an append with every replica up');
+    const away = group.members.find((member) => member !== leader)!;
+    await group.stopMember(away);
+    let isAcked = false;
+    const pending = leader.host!.append(events(100, 10)).then((ack) => {
+      isAcked = true;
+      return ack;
+    });
+    const other = group.members.find((member) => member !== leader && member !== away)!;
+    // The leader knows the remaining follower holds it (with quorum acks it would commit now).
+    await until(() => leader.host!.durableSeq > 10 && (leader.replica!.status().followers?.[other.nodeId] ?? 0) === leader.host!.durableSeq, 'the leader sees the remaining follower hold the append');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.is(isAcked, false, 'a quorum holds it, but not every replica: no ack');
+    assert.is(leader.host!.committedSeq, 10);
+    await group.startMember(away);
+    const ack = await within(pending, 'the ack once the third replica holds it');
+    assert.is(ack.runs[0], 11);
+  } finally {
+    await group.close();
+  }
+});
+
 test('shard replicas - a stopping leader hands off: a caught-up follower campaigns at once, with every acked event', async () => {
   const group = new ReplicaGroup({ nodes: 3, leaderTimeoutMs: 60_000 });
   try {

@@ -27,6 +27,8 @@ export interface ReplicaGroupOptions {
   random?: () => number;
   /** More WAL settings for every member (retention, snapshots, segment size). */
   wal?: Partial<WalSettings>;
+  /** Default 'quorum'. */
+  acks?: 'quorum' | 'all';
 }
 
 /** An in-memory network between the replicas' servers; a link can be cut both ways. */
@@ -104,7 +106,7 @@ export class ReplicaGroup {
       shard: 0,
       nodeId: member.nodeId,
       replicas: this.ids,
-      acks: 'quorum',
+      acks: this.options.acks ?? 'quorum',
       log: host,
       store: this.store,
       net: this.net.from(member.nodeId),
