@@ -135,7 +135,8 @@ export function createShardMachine() {
               ],
               PREPARED: { target: 'waiting', reenter: true, actions: 'noteContact' },
               CAMPAIGN_NOW: {
-                guard: ({ context, event }) => event.epoch >= context.epoch,
+                // Only from the leader this replica follows (or, knowing none, for its epoch).
+                guard: ({ context, event }) => event.epoch === context.epoch && (context.leaderId === null || event.leaderId === context.leaderId),
                 target: '#shard.electing',
                 actions: assign({ reason: ({ event }) => `${event.leaderId} handed off epoch ${event.epoch}` }),
               },
@@ -172,6 +173,9 @@ export function createShardMachine() {
         invoke: {
           src: 'leadership',
           input: ({ context }) => ({ services: context.services, epoch: context.epoch }),
+          // Starting or ticking the term failed (the log no longer leads, a bug): stop leading,
+          // never take the process down with it.
+          onError: { target: 'following', actions: assign({ leaderId: null, reason: ({ event }) => `leadership failed: ${String((event.error as Error)?.message ?? event.error)}` }) },
         },
         initial: 'preparing',
         on: {

@@ -240,6 +240,13 @@ function checkCluster(config: NodeConfig, sources: Sources): void {
   if (replicationFactor > nodes.length) fail('cluster.replicationFactor', `is ${replicationFactor}, but the cluster has ${nodes.length} nodes`);
   if (config.nodeId === '') fail('nodeId', 'must be set in a cluster (one of cluster.nodes), and stay the same across restarts');
   if (!nodes.includes(config.nodeId)) fail('nodeId', `"${config.nodeId}" is not one of cluster.nodes (${nodes.join(', ')}): a node outside the membership is refused`);
+  const { leaderTimeoutMs, heartbeatMs, requestTimeoutMs } = config.cluster;
+  // A follower must hear several heartbeats per timeout, and a lost request must not hold a
+  // follower's one in-flight slot for longer than the leader timeout.
+  if (heartbeatMs * 3 > leaderTimeoutMs) fail('cluster.heartbeatMs', `is ${heartbeatMs}: at most a third of cluster.leaderTimeoutMs (${leaderTimeoutMs}), or idle shards re-elect`);
+  if (requestTimeoutMs >= leaderTimeoutMs) fail('cluster.requestTimeoutMs', `is ${requestTimeoutMs}: must be below cluster.leaderTimeoutMs (${leaderTimeoutMs})`);
+  // A batch travels whole in one replication message (≤ 1 MiB on NATS by default).
+  if (config.wal.batchMaxEvents > 16_384) fail('wal.batchMaxEvents', `is ${config.wal.batchMaxEvents}: at most 16384 in a cluster (a batch travels whole in one replication message)`);
   // A follower's acknowledgement is its fsync: with anything less an ack by a quorum is not
   // on a quorum's disks.
   if (config.wal.fsync !== 'full') fail('wal.fsync', `must be "full" in a cluster (a replica acknowledges a batch once it is fsynced), got "${config.wal.fsync}"`);

@@ -48,8 +48,11 @@ export interface ReplicaEvents {
   onCampaignNow?(epoch: number, leaderId: string): void;
 }
 
-/** Most bytes one fetch asks for. */
-const FETCH_BYTES = 1 << 20;
+/**
+ * Most bytes of batches one fetch reply carries: with its encoding (a few bytes per batch) it
+ * stays well under NATS's default max_payload of 1 MiB, as replicate requests do.
+ */
+const FETCH_BYTES = 512 << 10;
 
 /** One shard's replica on this node: answers leaders and candidates, one request at a time. */
 export class ReplicaServer {

@@ -82,7 +82,8 @@ export function serveReplica(transport: Transport, namespace: string, nodeId: st
     try {
       transport.publish(subject, bytes);
     } catch (error) {
-      logger.debug({ err: error, shard }, 'replication reply not sent');
+      // A reply that cannot be sent (too large, disconnected) leaves the asker to time out.
+      logger.warn({ err: error, shard, bytes: bytes.byteLength }, 'replication reply not sent');
     }
   };
   const subscribe = (kind: 'append' | 'prepare' | 'fetch' | 'campaign', handle: (data: Uint8Array) => Promise<Uint8Array>): void => {

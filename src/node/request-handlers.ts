@@ -129,8 +129,9 @@ export function serveEndpoints(context: EndpointContext): Endpoints {
     return { part: reply.parts[0], outcome: reply.outcome };
   };
 
-  const appendToShard = async (shard: number, packed: Uint8Array, request: Parameters<ShardHost['append']>[1]) => {
-    if (context.clustered && request === undefined && !appendSubscriptions.has(shard)) return forwardToShard(shard, packed);
+  /** `mayForward`: the any-node endpoint only (a per-shard request is never forwarded again). */
+  const appendToShard = async (shard: number, packed: Uint8Array, request: Parameters<ShardHost['append']>[1], mayForward = false) => {
+    if (mayForward && context.clustered && !appendSubscriptions.has(shard)) return forwardToShard(shard, packed);
     const host = context.hostFor(shard, 'append');
     const startedNs = process.hrtime.bigint();
     try {
@@ -160,7 +161,7 @@ export function serveEndpoints(context: EndpointContext): Endpoints {
       }
       context.metrics.requestEvents.observe(request.events.byteLength / EVENT_BYTES);
       const split = router.split(request.events);
-      const results = await Promise.all(split.shards.map((shard, index) => appendToShard(shard, split.parts[index], undefined)));
+      const results = await Promise.all(split.shards.map((shard, index) => appendToShard(shard, split.parts[index], undefined, true)));
       const reply: AppendReply = { v: 1, t: 'appended', parts: results.map((result) => result.part), outcome: 'new' };
       if (split.route !== null) reply.route = routeOf(split.route);
       context.metrics.requests.inc({ endpoint: 'append', outcome: 'new' });

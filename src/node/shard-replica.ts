@@ -109,6 +109,9 @@ export class ShardReplica {
   }
 
   start(): void {
+    // An actor error would otherwise be rethrown from a timer and end the process: this
+    // replica stops taking part instead (the others elect a leader without it).
+    this.actor.subscribe({ error: (error) => this.options.onChange?.({ phase: 'failed', epoch: this.options.log.epoch, leaderId: null, reason: `shard machine failed: ${String((error as Error)?.message ?? error)}` }) });
     this.actor.start();
   }
 
@@ -195,6 +198,8 @@ export class ShardReplica {
 
   private startLeading(epoch: number, timers: ReplicaTimers): Leadership {
     const { log, net, shard, nodeId } = this.options;
+    // A newer epoch may have been recorded between the campaign's lead() and now.
+    if (!log.leading || log.epoch !== epoch) return { tick: () => 'step-down', stop: () => undefined };
     const shipper = new Shipper(
       log,
       this.peers.map((peer) => ({ nodeId: peer, send: (request) => net.replicate(peer, request) })),

@@ -196,6 +196,9 @@ test('config - the cluster example (config/cluster) loads, each node in the memb
   assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'b'], replicationFactor: 3 } }), /^CONFIG_INVALID .*cluster.replicationFactor: is 3, but the cluster has 2 nodes/);
   assert.match(codeOf({ nodeId: 'a', cluster: { nodes: ['a', 'a', 'b'] } }), /^CONFIG_INVALID .*cluster.nodes: lists a node id twice/);
   assert.match(codeOf({ nodeId: 'a', cluster, wal: { fsync: 'normal' } }), /^CONFIG_INVALID .*wal.fsync: must be "full" in a cluster/);
+  assert.match(codeOf({ nodeId: 'a', cluster: { ...cluster, heartbeatMs: 400, leaderTimeoutMs: 1000 } }), /^CONFIG_INVALID .*cluster.heartbeatMs: is 400: at most a third/);
+  assert.match(codeOf({ nodeId: 'a', cluster: { ...cluster, requestTimeoutMs: 2000 } }), /^CONFIG_INVALID .*cluster.requestTimeoutMs: is 2000: must be below/);
+  assert.match(codeOf({ nodeId: 'a', cluster, wal: { batchMaxEvents: 100_000 } }), /^CONFIG_INVALID .*wal.batchMaxEvents: is 100000: at most 16384 in a cluster/);
   assert.is(codeOf({ nodeId: 'b', cluster }), 'ok');
 });
 
