@@ -1,5 +1,5 @@
 // The deterministic simulation of one shard's replica group (FoundationDB / TigerBeetle
-// style): the real ShardReplica, elections, shipper, follower and WAL code of three nodes in
+// style): the real ShardReplica, elections, shipper, follower and WAL code of three (or five) nodes in
 // one process, driven by
 //   - a simulated clock (every timer the replicas and xstate use; nothing real-time),
 //   - a simulated network in front of each node's ReplicaServer: seeded drops, delays (so
@@ -98,6 +98,8 @@ export class SimClock {
 
 export interface SimOptions {
   seed: number;
+  /** Replicas of the shard (default 3; 5 tolerates two down). */
+  nodes?: number;
   /** Simulated milliseconds of faults and load; then a quiet period to converge. */
   durationMs?: number;
   /** Per message: probability it is dropped / duplicated. */
@@ -122,7 +124,6 @@ export interface SimResult {
   simulatedMs: number;
 }
 
-const NODES = ['n1', 'n2', 'n3'];
 const LEADER_TIMEOUT_MS = 300;
 const HEARTBEAT_MS = 50;
 const REQUEST_TIMEOUT_MS = 150;
@@ -158,6 +159,7 @@ class Simulation {
   private readonly clock = new SimClock();
   private readonly store: MemoryEpochStore;
   private readonly nodes: SimNode[];
+  private readonly ids: string[];
   /** Links cut: "from>to". */
   private readonly cut = new Set<string>();
   private readonly servers = new Map<string, ReplicaServer>();
@@ -195,7 +197,8 @@ class Simulation {
       const roll = this.random();
       return roll < 0.03 ? 'timeout-applied' : roll < 0.05 ? 'timeout-late' : roll < 0.07 ? 'timeout-lost' : 'none';
     });
-    this.nodes = NODES.map((nodeId) => new SimNode(nodeId, new MemoryDisk()));
+    this.ids = Array.from({ length: options.nodes ?? 3 }, (_, index) => `n${index + 1}`);
+    this.nodes = this.ids.map((nodeId) => new SimNode(nodeId, new MemoryDisk()));
     this.result = { seed: options.seed, steps: 0, acked: 0, committed: 0, crashes: 0, partitions: 0, elections: 0, simulatedMs: 0 };
   }
 
@@ -271,7 +274,7 @@ class Simulation {
     replica = new ShardReplica({
       shard: 0,
       nodeId: node.nodeId,
-      replicas: NODES,
+      replicas: this.ids,
       acks: 'quorum',
       log: host,
       store: this.store,
@@ -405,7 +408,7 @@ class Simulation {
     } else if (roll < 0.6) {
       this.result.partitions++;
       this.trace(`partition: ${node.nodeId} isolated`);
-      for (const other of NODES) {
+      for (const other of this.ids) {
         if (other === node.nodeId) continue;
         this.cut.add(`${node.nodeId}>${other}`);
         this.cut.add(`${other}>${node.nodeId}`);
@@ -413,7 +416,8 @@ class Simulation {
       this.clock.setTimeout(() => this.heal(), 200 + Math.round(this.random() * 1500));
     } else if (roll < 0.75) {
       // One direction only: node hears the others but they do not hear it.
-      const other = NODES.filter((id) => id !== node.nodeId)[Math.floor(this.random() * 2)];
+      const others = this.ids.filter((id) => id !== node.nodeId);
+      const other = others[Math.floor(this.random() * others.length)];
       this.cut.add(`${node.nodeId}>${other}`);
       this.trace(`link cut ${node.nodeId}>${other}`);
       this.clock.setTimeout(() => this.heal(), 200 + Math.round(this.random() * 800));
@@ -536,7 +540,7 @@ class Simulation {
     };
     this.clock.setTimeout(() => {
       if (!isSettled) {
-        this.believedLeader = NODES[Math.floor(this.random() * NODES.length)];
+        this.believedLeader = this.ids[Math.floor(this.random() * this.ids.length)];
         retry();
       }
     }, CLIENT_TIMEOUT_MS);
@@ -549,7 +553,7 @@ class Simulation {
       if (!replica.serving) {
         const leader = replica.leaderId;
         this.answerClient(() => {
-          this.believedLeader = leader !== null && leader !== target ? leader : NODES[Math.floor(this.random() * NODES.length)];
+          this.believedLeader = leader !== null && leader !== target ? leader : this.ids[Math.floor(this.random() * this.ids.length)];
           retry();
         });
         return;

@@ -1,7 +1,8 @@
 // A shard's replica group in one process: N ShardReplicas over real shard hosts (temp dirs),
-// a MemoryEpochStore, and an in-memory PeerNet whose links can be cut. Real timers with
-// short timeouts; the deterministic simulation (test/sim) drives the same code on a
-// simulated clock.
+// a MemoryEpochStore, and an in-memory PeerNet whose links can be cut. Real timers, with a
+// leader timeout (1 s) well above the pauses a test process sees under load (GC after the
+// suite's earlier files), so no election happens that a test did not cause; the
+// deterministic simulation (test/sim) drives the same code on a simulated clock.
 import { MemoryEpochStore, type EpochStore } from '../../src/cluster/epoch-store.ts';
 import { TidelogError } from '../../src/errors.ts';
 import type { PeerNet, ReplicaServer } from '../../src/node/election.ts';
@@ -110,8 +111,8 @@ export class ReplicaGroup {
       log: host,
       store: this.store,
       net: this.net.from(member.nodeId),
-      leaderTimeoutMs: this.options.leaderTimeoutMs ?? 150,
-      heartbeatMs: this.options.heartbeatMs ?? 30,
+      leaderTimeoutMs: this.options.leaderTimeoutMs ?? 1_000,
+      heartbeatMs: this.options.heartbeatMs ?? 100,
       ...(this.options.timers === undefined ? {} : { timers: this.options.timers }),
       ...(this.options.random === undefined ? {} : { random: this.options.random }),
     });
