@@ -183,7 +183,11 @@ export const flushWorkerMachine = setup({
       context.ops.shift();
       const op = event.op;
       if (op.type === 'FLUSH') context.report({ type: 'PERSISTED', request: op.request });
-      else if (op.type === 'CLOSE') context.report({ type: 'WORKER_CLOSED' });
+      else if (op.type === 'CLOSE') {
+        // Nothing runs after CLOSE: a task queued behind it is answered, never left waiting.
+        for (const queued of context.ops.splice(0)) if (queued.type === 'TASK') queued.reject(new TidelogError('CLOSED', 'the WAL closed before this task ran'));
+        context.report({ type: 'WORKER_CLOSED' });
+      }
     },
     recordFailure: assign({
       failure: ({ event }) => {

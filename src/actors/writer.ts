@@ -16,7 +16,7 @@
 // only when it goes from empty to non-empty or seals a full group. A flush starts as soon as
 // the flush worker is free; appends that arrive meanwhile form the next group.
 
-import { and, sendTo, setup, type ActorRefFrom } from 'xstate';
+import { and, assign, sendTo, setup, type ActorRefFrom } from 'xstate';
 import { TidelogError } from '../errors.ts';
 import { flushWorkerMachine, type FlushRequest, type FlushWorkerOp, type FlushWorkerReport, type LaneFiles } from './flush-worker.ts';
 
@@ -53,7 +53,7 @@ export type WriterEvent =
 
 export const writerMachine = setup({
   types: {
-    context: {} as { lane: WriterLane; settle: { token: number } },
+    context: {} as { lane: WriterLane; settle: { token: number }; isCloseRequested: boolean },
     events: {} as WriterEvent,
     input: {} as { lane: WriterLane },
   },
@@ -70,7 +70,9 @@ export const writerMachine = setup({
       context.lane.queue.hasSealedGroup || (context.lane.queue.hasOpenGroup && context.lane.batchLingerMs <= 0),
     hasWork: ({ context }) => context.lane.queue.hasWork,
     hasSealedGroup: ({ context }) => context.lane.queue.hasSealedGroup,
-    canClose: ({ context }) => context.lane.queue.isClosing && !context.lane.queue.hasWork,
+    // Only once close() asked (CLOSE_REQUESTED): between the queue's beginClose and that, the
+    // WAL still runs its last tasks (the replica file) in the flush worker.
+    canClose: ({ context }) => context.isCloseRequested && context.lane.queue.isClosing && !context.lane.queue.hasWork,
     isClosingWithWork: ({ context }) => context.lane.queue.isClosing && context.lane.queue.hasWork,
   },
   actions: {
@@ -100,7 +102,7 @@ export const writerMachine = setup({
   },
 }).createMachine({
   id: 'writer',
-  context: ({ input }) => ({ lane: input.lane, settle: { token: 0 } }),
+  context: ({ input }) => ({ lane: input.lane, settle: { token: 0 }, isCloseRequested: false }),
   invoke: {
     id: 'flushWorker',
     src: 'flushWorker',
@@ -114,6 +116,8 @@ export const writerMachine = setup({
   on: {
     WORKER_OP: { actions: 'forwardOp' },
     FLUSH_FAILED: { target: '.failed' },
+    // Noted from any state; idle acts on it (the states below that take it also move there).
+    CLOSE_REQUESTED: { actions: assign({ isCloseRequested: true }) },
   },
   initial: 'idle',
   states: {
@@ -126,14 +130,14 @@ export const writerMachine = setup({
       ],
       on: {
         WORK_QUEUED: { target: 'idle', reenter: true },
-        CLOSE_REQUESTED: { target: 'idle', reenter: true },
+        CLOSE_REQUESTED: { target: 'idle', reenter: true, actions: assign({ isCloseRequested: true }) },
       },
     },
     lingering: {
       after: { linger: 'flushing' },
       on: {
         WORK_QUEUED: { guard: ({ event }) => event.sealed, target: 'flushing' },
-        CLOSE_REQUESTED: 'flushing',
+        CLOSE_REQUESTED: { target: 'flushing', actions: assign({ isCloseRequested: true }) },
       },
     },
     flushing: {
@@ -161,7 +165,7 @@ export const writerMachine = setup({
           { guard: and(['isThisTick', 'hasWork']), target: 'flushing' },
           { guard: 'isThisTick', target: 'idle' },
         ],
-        CLOSE_REQUESTED: 'idle',
+        CLOSE_REQUESTED: { target: 'idle', actions: assign({ isCloseRequested: true }) },
       },
     },
     closing: {

@@ -7,7 +7,10 @@ import * as assert from 'uvu/assert';
 import { createConsumer, createProducer } from '../../src/client/index.ts';
 import { TidelogCluster, shardOf } from '../support/tidelog-cluster.ts';
 import { until, untilAsync } from '../support/waits.ts';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { LoadLedger } from './load-ledger.ts';
+import { NodeProcess } from '../support/node-process.ts';
 import { runCli } from '../cli/harness.ts';
 
 const test = suite('integration: cluster failover');
@@ -125,6 +128,14 @@ test('cluster failover - one nats-server stopped under load: the cluster carries
   try {
     await cluster.leaderOf(0);
     await cluster.leaderOf(1);
+    // A second process with a running node's id is refused before it serves anything.
+    const twinDir = join(cluster.dir, 'twin');
+    mkdirSync(twinDir, { recursive: true });
+    const twin = await NodeProcess.start({ dir: twinDir, config: { ...cluster.configOf('n1'), dataDir: join(twinDir, 'data') } }).then(
+      () => 'started',
+      (error: Error) => error.message,
+    );
+    assert.match(twin, /node id n1 is already running \(pid \d+\)/);
     const producer = await createProducer({ transport: cluster.transport, namespace: 'natsdown', producerId: 'natsdown-test', requestTimeoutMs: 1_000, sendTimeoutMs: 120_000, retryBackoffMs: 50 });
     const ledger = new LoadLedger(2);
     let isStopping = false;

@@ -307,4 +307,29 @@ test('node - an fsync error stops only its shard: its appends get FSYNC_FAILED, 
   }
 });
 
+test('node - a second standalone node on a served namespace is refused (it would split the shards\' logs), naming the one that serves', async () => {
+  const harness = await startHarness();
+  const otherDir = tempDir('node-second');
+  const transport = new InProcessTransport({ bus: harness.bus });
+  try {
+    const config = loadConfig({ env: {}, overrides: { namespace: NAMESPACE, dataDir: otherDir, router: ROUTER, wal: { fsync: 'off' }, nodeId: 'second', log: { level: 'silent' } } });
+    let refusal: unknown = null;
+    try {
+      const second = await startNode({ config, transport, logger: pino({ level: 'silent' }) });
+      await second.stop();
+    } catch (error) {
+      refusal = error;
+    }
+    assert.ok(isTidelogError(refusal, 'CONFIG_INVALID'), `refused: ${String(refusal)}`);
+    assert.match((refusal as Error).message, new RegExp(`already served by node ${harness.node.nodeId} \\(pid ${process.pid}\\)`));
+    // The first node serves on, untouched.
+    const reply = await shardAppend(harness, 0, eventsOfShard(packedEvents(0, 100), 0));
+    assert.is(reply.outcome, 'new');
+  } finally {
+    await transport.close();
+    await harness.close();
+    removeDir(otherDir);
+  }
+});
+
 test.run();

@@ -26,6 +26,10 @@ function fewEntities(round: number, count: number): Uint8Array {
   return encodeEvents(list);
 }
 
+function describe(group: ReplicaGroup): string {
+  return group.members.map((m) => `${m.nodeId}=${m.replica?.phase ?? 'down'}@e${m.host?.epoch ?? '-'} c${m.host?.committedSeq ?? '-'} d${m.host?.durableSeq ?? '-'} first${m.host?.stats().segments[0]?.firstSeq ?? '-'}`).join(' ');
+}
+
 async function leaderOf(group: ReplicaGroup, except?: GroupMember, waitMs?: number): Promise<GroupMember> {
   await until(
     () => group.serving().filter((member) => member !== except).length === 1,
@@ -181,7 +185,7 @@ test('shard replicas - retention keeps what a stopped follower lacks; it catches
     await group.stopMember(away);
     // Far more than maxBytes while the follower is away: segments rotate, snapshots are taken
     // (few entities, so snapshots stay small and come often).
-    for (let round = 0; round < 40; round++) await leader.host!.append(fewEntities(round, 200));
+    for (let round = 0; round < 40; round++) await within(leader.host!.append(fewEntities(round, 200)), `append ${round} while a follower is away (${describe(group)})`);
     const held = leader.host!.stats();
     assert.is(held.segments[0].firstSeq, 1, 'the leader kept every segment the stopped follower lacks');
     assert.ok(held.logBytes > 64 << 10, `the hold kept ${held.logBytes} bytes, above maxBytes`);
@@ -189,11 +193,15 @@ test('shard replicas - retention keeps what a stopped follower lacks; it catches
     await until(() => away.host!.committedSeq === leader.host!.committedSeq, 'the follower catches up from the segments');
     assert.equal(away.host!.state.query(7_001n, [1], AT_NS), leader.host!.state.query(7_001n, [1], AT_NS));
     // Once every follower holds the log, retention deletes again (behind the next snapshot).
-    for (let round = 40; round < 400 && leader.host!.stats().segments[0].firstSeq === 1; round++) await leader.host!.append(fewEntities(round, 200));
+    for (let round = 40; round < 400 && leader.host!.stats().segments[0].firstSeq === 1; round++) {
+      await within(leader.host!.append(fewEntities(round, 200)), `append ${round} after the follower returned (${describe(group)})`);
+    }
     assert.ok(leader.host!.stats().segments[0].firstSeq > 1, 'retention resumes on the leader');
     await until(() => away.host!.stats().segments[0].firstSeq > 1, 'and on the followers, told by the leader');
   } finally {
-    await group.close();
+    // A close that never ended (the writer closed its flush worker before close() ran its
+    // last task, the replica file) hung this test in 4 of 10 runs before the fix.
+    await within(group.close(), 'the replicas close');
   }
 });
 
