@@ -13,19 +13,24 @@ function nodesFor(seed: number): number {
   return seed % 4 === 0 ? 5 : 3;
 }
 
+/** One seed in three keeps at most 8 KiB of log per replica (retention waits for replicas). */
+function retentionFor(seed: number): number {
+  return seed % 3 === 2 ? 8 << 10 : 0;
+}
+
 if (single !== undefined) {
   test(`simulation - seed ${single} (traced)`, async () => {
-    const result = await runSimulation({ seed: Number(single), nodes: nodesFor(Number(single)), trace: (line) => process.stdout.write(`${line}\n`) });
+    const result = await runSimulation({ seed: Number(single), nodes: nodesFor(Number(single)), retentionMaxBytes: retentionFor(Number(single)), trace: (line) => process.stdout.write(`${line}\n`) });
     process.stdout.write(`${JSON.stringify(result)}\n`);
   });
 } else {
   test(`simulation - ${count} seeds from ${from} (3 or 5 replicas): invariants hold after every step, the group converges`, async () => {
-    const totals = { steps: 0, acked: 0, crashes: 0, partitions: 0, elections: 0 };
+    const totals = { steps: 0, acked: 0, crashes: 0, partitions: 0, elections: 0, segmentsDeleted: 0 };
     const failures: string[] = [];
     for (let seed = from; seed < from + count; seed++) {
       let result: SimResult;
       try {
-        result = await runSimulation({ seed, nodes: nodesFor(seed) });
+        result = await runSimulation({ seed, nodes: nodesFor(seed), retentionMaxBytes: retentionFor(seed) });
       } catch (error) {
         failures.push(`${(error as Error).message.split('\n')[0]} (replay: SIM_SEED=${seed} npx tsx test/sim/simulation.test.ts)`);
         if (failures.length >= 5) break;
@@ -36,6 +41,7 @@ if (single !== undefined) {
       totals.crashes += result.crashes;
       totals.partitions += result.partitions;
       totals.elections += result.elections;
+      totals.segmentsDeleted += result.segmentsDeleted;
     }
     process.stdout.write(`  ${JSON.stringify(totals)}\n`);
     assert.equal(failures, [], failures.join('\n'));
@@ -43,6 +49,7 @@ if (single !== undefined) {
     assert.ok(totals.acked > count * 50, `acked ${totals.acked}`);
     assert.ok(totals.crashes > count, `crashes ${totals.crashes}`);
     assert.ok(totals.elections > count * 2, `elections ${totals.elections}`);
+    assert.ok(count < 3 || totals.segmentsDeleted > 0, 'retention deleted segments in the seeds that have it');
   });
 }
 
