@@ -7,7 +7,7 @@
 // every acknowledged event is there exactly once. `--seconds 0` runs until Ctrl-C.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -55,7 +55,7 @@ class NodeChild {
       env: { ...process.env, TIDELOG_LOG_LEVEL: 'info' },
     });
     this.child = child;
-    const log = await import('node:fs').then((fs) => fs.createWriteStream(this.logPath, { flags: 'a' }));
+    const log = createWriteStream(this.logPath, { flags: 'a' });
     child.stderr?.pipe(log);
     await new Promise<void>((resolveReady, rejectReady) => {
       let stdout = '';
@@ -76,20 +76,20 @@ class NodeChild {
   }
 
   /** SIGKILL: no cleanup, as in a crash. */
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (child === null || child.exitCode !== null) return;
-    const exited = new Promise((done) => child.once('exit', done));
-    child.kill('SIGKILL');
-    await exited;
-    this.child = null;
+  kill(): Promise<void> {
+    return this.signalAndWait('SIGKILL');
   }
 
-  async stop(): Promise<void> {
+  /** SIGTERM: the node hands its shards off and closes them. */
+  stop(): Promise<void> {
+    return this.signalAndWait('SIGTERM');
+  }
+
+  private async signalAndWait(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     if (child === null || child.exitCode !== null) return;
     const exited = new Promise((done) => child.once('exit', done));
-    child.kill('SIGTERM');
+    child.kill(signal);
     await exited;
     this.child = null;
   }

@@ -29,18 +29,7 @@ import { ShardReplica, type ReplicaTimers } from '../../src/node/shard-replica.t
 import type { SessionTag } from '../../src/transport/messages.ts';
 import type { StoredBatch } from '../../src/wal/index.ts';
 import { MemoryDisk } from '../support/memory-disk.ts';
-
-/** mulberry32: small, fast, good enough to pick faults. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../crdt/replica-simulation.ts';
 
 interface Timer {
   at: number;
@@ -190,7 +179,7 @@ class Simulation {
   private isLoadOn = true;
 
   constructor(private readonly options: SimOptions) {
-    this.random = prng(options.seed);
+    this.random = mulberry32(options.seed);
     this.durationMs = options.durationMs ?? 4_000;
     this.dropRate = options.dropRate ?? 0.03;
     this.duplicateRate = options.duplicateRate ?? 0.02;
