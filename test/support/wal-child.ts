@@ -10,6 +10,7 @@
 // a child may have submitted, and an event that was never submitted cannot pass as one.
 
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isTidelogError } from '../../src/errors.ts';
@@ -79,9 +80,28 @@ export function childExit(child: ChildProcessWithoutNullStreams): Promise<{ code
 
 // ── the child ─────────────────────────────────────────────────────────────────────────
 
+/**
+ * Writes `text` to fd 1 before returning. process.stdout to a pipe is asynchronous on Linux:
+ * under load it buffered hundreds of KiB of ack lines in the child while the callers went on
+ * appending, and a SIGKILL then lost lines for calls long finished (CI saw a caller 8 events
+ * past the limit the parent derives from the acks it heard). fd 1 is left blocking by spawn
+ * as long as process.stdout is never touched, so this blocks while the parent is behind.
+ */
+function emit(text: string): void {
+  const bytes = Buffer.from(text);
+  for (let offset = 0; offset < bytes.length; ) {
+    try {
+      offset += writeSync(1, bytes, offset);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
+}
+
 async function hold(dir: string, shard: number): Promise<void> {
   await Wal.open({ dir, shard });
-  process.stdout.write('locked\n');
+  emit('locked\n');
   setInterval(() => undefined, 60_000); // keep the process (and the lock) alive until killed
 }
 
@@ -89,15 +109,15 @@ async function tryOpen(dir: string, shard: number): Promise<void> {
   try {
     const { wal } = await Wal.open({ dir, shard });
     await wal.close();
-    process.stdout.write('opened\n');
+    emit('opened\n');
   } catch (error) {
-    process.stdout.write(`failed ${isTidelogError(error) ? error.code : String(error)}\n`);
+    emit(`failed ${isTidelogError(error) ? error.code : String(error)}\n`);
   }
 }
 
 async function appendForever(dir: string, round: number): Promise<void> {
   const { wal } = await Wal.open({ dir, ...CHILD_WAL_OPTIONS });
-  process.stdout.write(`open ${wal.lastSeq}\n`);
+  emit(`open ${wal.lastSeq}\n`);
   const caller = async (id: number): Promise<void> => {
     for (let call = 0, counter = 0; ; call++) {
       const events = Array.from({ length: callSize(round, id, call) }, (_, index) => eventFor(round, id, counter + index));
@@ -106,7 +126,7 @@ async function appendForever(dir: string, round: number): Promise<void> {
       else if (call % 3 === 0) seqs = await wal.appendMany(encodeEvents(events));
       else seqs = await wal.appendMany(events);
       // Only now, after the promise resolved, may the parent hear of these events.
-      process.stdout.write(seqs.map((seq, index) => `ack ${seq} ${events[index].entityId}\n`).join(''));
+      emit(seqs.map((seq, index) => `ack ${seq} ${events[index].entityId}\n`).join(''));
       counter += events.length;
     }
   };
