@@ -137,6 +137,14 @@ export const nodeConfigSchema = z.strictObject({
       leaderTimeoutMs: z.int().min(50).max(600_000).default(1500).describe('A follower that hears nothing from its leader this long (its own monotonic clock) starts an election; a leader that hears from no quorum this long steps down.'),
       heartbeatMs: z.int().min(10).max(60_000).default(150).describe('How often a leader heartbeats its followers (and ships what they lack).'),
       requestTimeoutMs: z.int().min(50).max(600_000).default(1000).describe('How long a replication request waits for its answer.'),
+      retentionWaitMs: z
+        .int()
+        .min(0)
+        .max(7 * 24 * 3_600_000)
+        .default(600_000)
+        .describe(
+          "How long retention keeps the segments a silent replica lacks: past it, the replica's share of the log may be deleted, and when it returns it is sent the newest snapshot instead.",
+        ),
       epochBucketReplicas: z
         .int()
         .min(1)

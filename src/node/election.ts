@@ -20,7 +20,17 @@
 
 import { TidelogError, isTidelogError } from '../errors.ts';
 import type { EpochStore } from '../cluster/epoch-store.ts';
-import type { CampaignNowRequest, FetchReply, FetchRequest, PrepareReply, PrepareRequest, ReplicateReply, ReplicateRequest } from '../transport/replication-codec.ts';
+import type {
+  CampaignNowRequest,
+  FetchReply,
+  FetchRequest,
+  InstallReply,
+  InstallRequest,
+  PrepareReply,
+  PrepareRequest,
+  ReplicateReply,
+  ReplicateRequest,
+} from '../transport/replication-codec.ts';
 import { readBatchHeader } from '../wal/batch-format.ts';
 import { FollowerReplica, type FollowerLog, type LeaderLog } from './replication.ts';
 
@@ -35,6 +45,8 @@ export interface PeerNet {
   replicate(peer: string, request: ReplicateRequest): Promise<ReplicateReply>;
   prepare(peer: string, request: PrepareRequest): Promise<PrepareReply>;
   fetch(peer: string, request: FetchRequest): Promise<FetchReply>;
+  /** A part of the leader's snapshot for a follower behind its retention. */
+  install(peer: string, request: InstallRequest): Promise<InstallReply>;
   /** A stopping leader asks `peer` to campaign now (optional: the handoff is an optimisation). */
   campaignNow?(peer: string, request: CampaignNowRequest): Promise<void>;
 }
@@ -77,6 +89,14 @@ export class ReplicaServer {
   replicate(request: ReplicateRequest): Promise<ReplicateReply> {
     return this.serial(async () => {
       const reply = await this.follower.handle(request);
+      if (reply.kind !== 'fenced') this.events.onLeaderContact(request.epoch, request.leaderId);
+      return reply;
+    });
+  }
+
+  install(request: InstallRequest): Promise<InstallReply> {
+    return this.serial(async () => {
+      const reply = await this.follower.install(request);
       if (reply.kind !== 'fenced') this.events.onLeaderContact(request.epoch, request.leaderId);
       return reply;
     });
@@ -230,6 +250,9 @@ async function catchUpFrom(options: CampaignOptions, peer: string, epoch: number
         nextSeq = reply.matchSeq + 1;
         break;
       case 'gap':
+        // The peer no longer holds what this log needs next (its retention deleted it): this
+        // replica cannot be made equal to it; a replica that holds more will campaign instead.
+        if (reply.expectedSeq === nextSeq) return false;
         nextSeq = reply.expectedSeq;
         break;
       case 'diverged': {

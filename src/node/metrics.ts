@@ -23,6 +23,7 @@ export interface ShardGaugeSource {
   snapshotSeq: number;
   snapshotBytes: number;
   snapshotsTaken: number;
+  snapshotsInstalled: number;
   snapshotsFailed: number;
   retentionSegmentsDeleted: number;
   retentionBytesDeleted: number;
@@ -109,6 +110,7 @@ export class NodeMetrics {
     shardGauge('tidelog_shard_snapshot_seq', 'Seq of the newest state snapshot file', (s) => s.snapshotSeq);
     shardGauge('tidelog_shard_snapshot_bytes', 'Size of the newest state snapshot file', (s) => s.snapshotBytes);
     shardGauge('tidelog_shard_snapshots_taken', 'State snapshots written since start', (s) => s.snapshotsTaken);
+    shardGauge('tidelog_shard_snapshots_installed', "Leader snapshots installed here since start (this replica was behind its leader's retention)", (s) => s.snapshotsInstalled);
     shardGauge('tidelog_shard_snapshots_failed', 'State snapshots abandoned since start (retried later)', (s) => s.snapshotsFailed);
     shardGauge('tidelog_retention_segments_deleted', 'Segments deleted by retention since start', (s) => s.retentionSegmentsDeleted);
     shardGauge('tidelog_retention_bytes_deleted', 'Bytes of segments deleted by retention since start', (s) => s.retentionBytesDeleted);

@@ -205,6 +205,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         snapshotSeq: newest?.seq ?? 0,
         snapshotBytes: newest?.bytes ?? 0,
         snapshotsTaken: stats.snapshots.taken,
+        snapshotsInstalled: host.snapshotsInstalled,
         snapshotsFailed: stats.snapshots.failed,
         retentionSegmentsDeleted: stats.retention.segmentsDeleted,
         retentionBytesDeleted: stats.retention.bytesDeleted,
@@ -227,6 +228,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       snapshotSeq: 0,
       snapshotBytes: 0,
       snapshotsTaken: 0,
+      snapshotsInstalled: 0,
       snapshotsFailed: 0,
       retentionSegmentsDeleted: 0,
       retentionBytesDeleted: 0,
@@ -276,6 +278,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
             }
           },
           onRecoveryProgress: (done, total) => logger.info({ shard, done, total }, 'recovering shard'),
+          onSnapshotInstalled: (installed) => logger.info({ shard, ...installed }, 'snapshot installed: this replica was behind its leader\'s retention'),
           io: options.io,
           salvage: options.salvage ?? false,
         });
@@ -398,6 +401,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         // takes to prepare it, so two rarely claim epochs for one failover.
         random: () => rank * 0.2 + Math.random() * 0.1,
         maxRequestBytes: 512 << 10,
+        retentionWaitMs: cluster.retentionWaitMs,
         ...(options.replicaTimers === undefined ? {} : { timers: options.replicaTimers }),
         onChange: (change) => {
           const serving = change.phase === 'serving';

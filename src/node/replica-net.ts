@@ -24,7 +24,13 @@ import {
   encodeReplicate,
   encodeReplicateReply,
   replicationSubject,
+  decodeInstall,
+  decodeInstallReply,
+  encodeInstall,
+  encodeInstallReply,
   type FetchRequest,
+  type InstallRequest,
+  type ReplicationKind,
   type PrepareRequest,
   type ReplicateRequest,
 } from '../transport/replication-codec.ts';
@@ -51,6 +57,11 @@ export class TransportPeerNet implements PeerNet {
   async fetch(peer: string, request: FetchRequest) {
     const bytes = await this.transport.request(replicationSubject(this.namespace, request.shard, peer, 'fetch'), encodeFetch(request), { timeoutMs: this.timeoutMs });
     return decodeFetchReply(bytes);
+  }
+
+  async install(peer: string, request: InstallRequest) {
+    const bytes = await this.transport.request(replicationSubject(this.namespace, request.shard, peer, 'install'), encodeInstall(request), { timeoutMs: this.timeoutMs });
+    return decodeInstallReply(bytes);
   }
 
   async campaignNow(peer: string, request: CampaignNowRequest): Promise<void> {
@@ -86,12 +97,13 @@ export function serveReplica(transport: Transport, namespace: string, nodeId: st
       logger.warn({ err: error, shard, bytes: bytes.byteLength }, 'replication reply not sent');
     }
   };
-  const subscribe = (kind: 'append' | 'prepare' | 'fetch' | 'campaign', handle: (data: Uint8Array) => Promise<Uint8Array>): void => {
+  const subscribe = (kind: ReplicationKind, handle: (data: Uint8Array) => Promise<Uint8Array>): void => {
     subscriptions.push(transport.subscribe(replicationSubject(namespace, shard, nodeId, kind), (message) => answer(message, () => handle(message.data))));
   };
   subscribe('append', async (data) => encodeReplicateReply(await server.replicate(checked(decodeReplicate(data), shard))));
   subscribe('prepare', async (data) => encodePrepareReply(await server.prepare(checked(decodePrepare(data), shard))));
   subscribe('fetch', async (data) => encodeFetchReply(await server.fetch(checked(decodeFetch(data), shard))));
+  subscribe('install', async (data) => encodeInstallReply(await server.install(checked(decodeInstall(data), shard))));
   subscribe('campaign', async (data) => {
     await server.campaignNow(checked(decodeCampaignNow(data), shard));
     return encodeCampaignNowReply();

@@ -30,10 +30,11 @@
 // quorum of replicas confirmed by E, and among them the longest holds it.
 
 import { TidelogError, isTidelogError } from '../errors.ts';
-import type { ReplicateReply, ReplicateRequest } from '../transport/replication-codec.ts';
+import { MAX_INSTALL_PART_BYTES, type InstallReply, type InstallRequest, type ReplicateReply, type ReplicateRequest } from '../transport/replication-codec.ts';
 import { readBatchHeader } from '../wal/batch-format.ts';
+import type { SnapshotPart } from '../wal/snapshot-install.ts';
 
-export type { ReplicateReply, ReplicateRequest };
+export type { InstallReply, InstallRequest, ReplicateReply, ReplicateRequest };
 
 /** The commit point of a replica set: the highest seq durable on a quorum (the leader counts). */
 export function quorumHwm(leaderDurable: number, followerDurable: readonly number[], replicationFactor: number, required = Math.floor(replicationFactor / 2) + 1): number {
@@ -47,6 +48,7 @@ export interface FollowerLog {
   readonly epoch: number;
   readonly confirmedEpoch: number;
   readonly durableSeq: number;
+  readonly committedSeq: number;
   /** The last seq handed out here (durable or not yet). */
   readonly lastAssignedSeq: number;
   /** Whether this replica leads its recorded epoch (then it takes no replication). */
@@ -59,6 +61,8 @@ export interface FollowerLog {
   epochAt(seq: number): number;
   /** Retention keeps every seq above `seq`; null: no hold. */
   holdRetention(seq: number | null): void;
+  /** A part of the leader's snapshot; once complete, it replaces this log (ShardHost.receiveSnapshot). */
+  receiveSnapshot(part: SnapshotPart): Promise<{ kind: 'next'; offset: number } | { kind: 'installed'; seq: number }>;
 }
 
 function batchRange(batch: Uint8Array): { firstSeq: number; lastSeq: number; epoch: number } {
@@ -119,6 +123,24 @@ export class FollowerReplica {
     log.holdRetention(request.retainFrom ?? 0);
     return { kind: 'ok', matchSeq: matched };
   }
+
+  /**
+   * A part of the leader's newest snapshot (this log's next seq is behind the leader's
+   * retention). Once the whole file is here and verified it replaces this log: the committed
+   * state through its seq S, which is longer than anything committed here, so nothing this
+   * replica vouched for is lost (docs/REPLICATION.md, "Snapshot install").
+   */
+  async install(request: InstallRequest): Promise<InstallReply> {
+    const log = this.log;
+    if (request.epoch < log.epoch) return { kind: 'fenced', epoch: log.epoch };
+    if (request.epoch > log.epoch) await log.setEpoch(request.epoch);
+    if (log.leading) throw new TidelogError('BAD_REQUEST', `install: ${request.leaderId} sends for epoch ${request.epoch}, which this replica leads`);
+    // Committed here already: the committed prefixes are equal, so this replica goes on from there.
+    if (request.seq <= log.committedSeq) return { kind: 'done', matchSeq: log.committedSeq };
+    const received = await log.receiveSnapshot(request);
+    if (received.kind === 'next') return received;
+    return { kind: 'done', matchSeq: received.seq };
+  }
 }
 
 /** What a leader's shipper needs of its shard host. */
@@ -133,6 +155,12 @@ export interface LeaderLog {
   epochEnd(epoch: number): { epoch: number; endSeq: number } | null;
   /** Sealed batches from fromSeq to the durable end, at most maxBytes (at least one). */
   readSealed(fromSeq: number, maxBytes: number): Promise<Uint8Array[]>;
+  /** Lowest seq still held (retention deleted what came before). */
+  readonly firstSeq: number;
+  /** The newest snapshot file kept (its name, seq and length), or null. */
+  newestSnapshot(): { fileName: string; seq: number; bytes: number } | null;
+  /** Part of a kept snapshot file; rejects once it is no longer kept. */
+  readSnapshotPart(fileName: string, offset: number, maxBytes: number): Promise<Uint8Array>;
 }
 
 /** One follower as the shipper sees it: how to reach it. */
@@ -140,6 +168,8 @@ export interface FollowerLink {
   readonly nodeId: string;
   /** Sends one request and resolves with the reply; rejects on a timeout or transport error. */
   send(request: ReplicateRequest): Promise<ReplicateReply>;
+  /** The same for a part of a snapshot. */
+  install(request: InstallRequest): Promise<InstallReply>;
 }
 
 export interface ShipperOptions {
@@ -156,6 +186,11 @@ export interface ShipperOptions {
   onSendError?: (nodeId: string, error: Error) => void;
   /** Monotonic milliseconds (default performance.now): when followers last answered. */
   nowMs?: () => number;
+  /**
+   * Retention keeps what a follower lacks only while it answered within this long (default:
+   * forever); one silent longer is sent the newest snapshot when it returns.
+   */
+  retentionWaitMs?: number;
 }
 
 interface FollowerState {
@@ -167,6 +202,8 @@ interface FollowerState {
   isSending: boolean;
   /** When the follower last answered this epoch's leader (not fenced), monotonic ms. */
   lastReplyMs: number;
+  /** The snapshot being sent while the follower's next seq is behind this log's retention. */
+  install: { fileName: string; seq: number; epochAtSeq: number; fileBytes: number; offset: number } | null;
 }
 
 /**
@@ -201,7 +238,7 @@ export class Shipper {
     this.leadEnd = log.durableSeq;
     // Optimistic start (Raft's nextIndex): from the leader's end; gaps and divergence back up.
     const startedMs = this.nowMs();
-    this.followers = links.map((link) => ({ link, nextSeq: log.durableSeq + 1, matchSeq: 0, isSending: false, lastReplyMs: startedMs }));
+    this.followers = links.map((link) => ({ link, nextSeq: log.durableSeq + 1, matchSeq: 0, isSending: false, lastReplyMs: startedMs, install: null }));
   }
 
   private nowMs(): number {
@@ -282,11 +319,19 @@ export class Shipper {
   /**
    * The lowest seq every replica is known to hold (0 until each follower answered in this
    * epoch): retention keeps everything above it on the leader and, told in each request, on
-   * the followers, so a lagging or restarted follower is caught up from segments.
+   * the followers, so a lagging or restarted follower is caught up from segments. A follower
+   * silent for longer than retentionWaitMs is left out (the disk is not held hostage by a dead
+   * replica); it is caught up from the newest snapshot instead.
    */
   retainFrom(): number {
     let lowest = this.log.durableSeq;
-    for (const follower of this.followers) lowest = Math.min(lowest, follower.matchSeq);
+    const nowMs = this.nowMs();
+    const waitMs = this.options.retentionWaitMs ?? Infinity;
+    for (const follower of this.followers) {
+      // Silent too long: retention goes on without it (it gets a snapshot when it returns).
+      if (nowMs - follower.lastReplyMs > waitMs) continue;
+      lowest = Math.min(lowest, follower.matchSeq);
+    }
     return lowest;
   }
 
@@ -321,6 +366,12 @@ export class Shipper {
     try {
       // Rounds follow each other while the follower is behind and answers.
       for (let rounds = 0; rounds < 64 && this.isActive; rounds++) {
+        // What the follower needs next was deleted here: it gets the newest snapshot instead.
+        if (follower.nextSeq <= this.log.durableSeq && follower.nextSeq < this.log.firstSeq) {
+          if (!(await this.installRound(follower))) return;
+          continue;
+        }
+        follower.install = null;
         const batches =
           follower.nextSeq > this.log.durableSeq ? [] : (this.fromRecent(follower.nextSeq) ?? (await this.log.readSealed(follower.nextSeq, this.maxRequestBytes)));
         // The check is against the batch before the first one sent (which may start before nextSeq).
@@ -351,6 +402,59 @@ export class Shipper {
       this.options.onSendError?.(follower.link.nodeId, error instanceof Error ? error : new Error(String(error)));
     } finally {
       follower.isSending = false;
+    }
+  }
+
+  /**
+   * Sends the follower the next part of this log's newest snapshot (starting a transfer when
+   * none is under way); false when it made no progress (wait for the next pump).
+   */
+  private async installRound(follower: FollowerState): Promise<boolean> {
+    let install = follower.install;
+    if (install === null) {
+      const snapshot = this.log.newestSnapshot();
+      if (snapshot === null || snapshot.seq + 1 < this.log.firstSeq) {
+        throw new TidelogError('OUT_OF_RANGE', `shard ${this.options.shard}: ${follower.link.nodeId} needs seq ${follower.nextSeq}, and no snapshot covers the log's start ${this.log.firstSeq}`);
+      }
+      install = { fileName: snapshot.fileName, seq: snapshot.seq, epochAtSeq: this.log.epochAt(snapshot.seq), fileBytes: snapshot.bytes, offset: 0 };
+      follower.install = install;
+    }
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.log.readSnapshotPart(install.fileName, install.offset, MAX_INSTALL_PART_BYTES);
+    } catch (error) {
+      // A newer snapshot replaced it: the next round starts over with that one.
+      follower.install = null;
+      throw error;
+    }
+    const request: InstallRequest = {
+      shard: this.options.shard,
+      epoch: this.epoch,
+      leaderId: this.options.leaderId,
+      seq: install.seq,
+      epochAtSeq: install.epochAtSeq,
+      fileBytes: install.fileBytes,
+      offset: install.offset,
+      bytes,
+    };
+    const reply = await follower.link.install(request);
+    if (!this.isActive) return false;
+    if (reply.kind !== 'fenced') follower.lastReplyMs = this.nowMs();
+    switch (reply.kind) {
+      case 'next': {
+        const isProgress = reply.offset !== install.offset;
+        install.offset = reply.offset;
+        return isProgress;
+      }
+      case 'done':
+        follower.install = null;
+        follower.matchSeq = Math.max(follower.matchSeq, reply.matchSeq);
+        follower.nextSeq = reply.matchSeq + 1;
+        this.advanceCommit();
+        return true;
+      case 'fenced':
+        this.onReply(follower, reply, 0);
+        return false;
     }
   }
 

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { MAX_NOTE_BYTES, Wal, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, nodeFileIo, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
+import { SnapshotReceiver, type SnapshotPart } from '../wal/snapshot-install.ts';
 import { seqsToRuns } from '../transport/codec.ts';
 import { FEED_INTEREST_MS, MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
@@ -65,6 +66,10 @@ export interface ShardHostOptions {
   commit?: 'durable' | 'external';
   /** Each batch once durable here, with its sealed bytes (what a shipper sends). */
   onDurable?: (info: PersistedInfo) => void;
+  /** Each batch as it is committed and folded (views valid during the call only). */
+  onCommitted?: (batch: StoredBatch) => void;
+  /** A leader's snapshot replaced this replica's log (it was behind the leader's retention). */
+  onSnapshotInstalled?: (installed: { seq: number; fileBytes: number; reopenMs: number }) => void;
 }
 
 export interface AppendOutcome {
@@ -85,25 +90,37 @@ export class ShardHost {
   /** The feed is published until then (performance.now() ms): a tail announced itself. */
   private feedWantedUntilMs = 0;
 
+  /** Replication: the snapshot a leader is sending (this replica is behind its retention). */
+  private receiver: SnapshotReceiver | null = null;
+  /** A snapshot install that failed after the old log was closed: the shard is down. */
+  private installFailure: Error | null = null;
+  /** Snapshots installed here since the host opened (this replica was behind its leader's retention). */
+  snapshotsInstalled = 0;
+
   private constructor(
     readonly shard: number,
-    private readonly wal: Wal,
-    readonly state: ShardState,
+    private wal: Wal,
+    private shardState: ShardState,
     private readonly options: ShardHostOptions,
-    /** What the open found: where the state came from, what was cut or set aside. */
-    readonly recovery: WalRecovery,
+    private opened: WalRecovery,
   ) {
     this.recent = new RecentBatches(options.recentBytes);
     this.hwmSeq = wal.committedSeq;
+    shardState.onBatch = (batch) => this.batchCommitted(batch);
   }
 
   static async open(options: ShardHostOptions): Promise<ShardHost> {
+    const { wal, state, recovery } = await ShardHost.openWal(options, options.epoch);
+    return new ShardHost(options.shard, wal, state, options, recovery);
+  }
+
+  private static async openWal(options: ShardHostOptions, epoch: number | undefined): Promise<{ wal: Wal; state: ShardState; recovery: WalRecovery }> {
     const state = new ShardState({ shard: options.shard, schema: options.schema, sessions: options.sessions });
     const { wal, recovery } = await Wal.open({
       ...options.wal,
       dir: join(options.dataDir, 'wal'),
       shard: options.shard,
-      ...(options.epoch === undefined ? {} : { leaderEpoch: options.epoch }),
+      ...(epoch === undefined ? {} : { leaderEpoch: epoch }),
       commit: options.commit ?? 'durable',
       ...(options.onDurable === undefined ? {} : { onDurable: options.onDurable }),
       stateMachine: state,
@@ -111,9 +128,17 @@ export class ShardHost {
       onRecoveryProgress: options.onRecoveryProgress,
       ...(options.io === undefined ? {} : { io: options.io }),
     });
-    const host = new ShardHost(options.shard, wal, state, options, recovery);
-    state.onBatch = (batch) => host.batchCommitted(batch);
-    return host;
+    return { wal, state, recovery };
+  }
+
+  /** The state folded from the committed log (replaced when a snapshot is installed). */
+  get state(): ShardState {
+    return this.shardState;
+  }
+
+  /** What the open found: where the state came from, what was cut or set aside. */
+  get recovery(): WalRecovery {
+    return this.opened;
   }
 
   /** The highest seq readers may see: durable on this node (replication: on a quorum). */
@@ -122,7 +147,7 @@ export class ShardHost {
   }
 
   get failure(): Error | null {
-    return this.wal.failed;
+    return this.installFailure ?? this.wal.failed;
   }
 
   /** Appends packed events (already validated); resolves once they are durable. */
@@ -270,6 +295,60 @@ export class ShardHost {
     return batches;
   }
 
+  /** Lowest seq this replica still holds (retention deleted what came before). */
+  get firstSeq(): number {
+    return this.wal.firstSeq;
+  }
+
+  /** The newest snapshot file kept here, or null (a leader sends it to a replica behind retention). */
+  newestSnapshot(): { fileName: string; seq: number; bytes: number } | null {
+    const snapshots = this.wal.snapshots();
+    const newest = snapshots[snapshots.length - 1];
+    return newest === undefined ? null : { fileName: newest.fileName, seq: newest.seq, bytes: newest.bytes };
+  }
+
+  /** Part of a kept snapshot file; OUT_OF_RANGE once it is no longer kept. */
+  readSnapshotPart(fileName: string, offset: number, maxBytes: number): Promise<Uint8Array> {
+    return this.wal.readSnapshotPart(fileName, offset, maxBytes);
+  }
+
+  /**
+   * A follower behind its leader's retention receives the leader's snapshot part by part;
+   * once the file is complete and verified it replaces this replica's log (snapshot-install.ts):
+   * the WAL is closed, the install completed, and the WAL and state opened again at the
+   * snapshot's seq. Resolves with the offset expected next, or `installed` with the new end.
+   */
+  async receiveSnapshot(part: SnapshotPart): Promise<{ kind: 'next'; offset: number } | { kind: 'installed'; seq: number }> {
+    if (this.installFailure !== null) throw this.installFailure;
+    if (this.wal.leading) throw new TidelogError('BAD_REQUEST', `shard ${this.shard}: a leading replica takes no snapshot`);
+    const io = this.options.io ?? nodeFileIo;
+    this.receiver ??= new SnapshotReceiver(io, join(this.options.dataDir, 'wal'), this.shard);
+    const offset = await this.receiver.receive(part);
+    if (offset < part.fileBytes) return { kind: 'next', offset };
+    await this.receiver.commit();
+    // Committed: from here the old log is gone once the directory is opened again.
+    const epoch = this.wal.epoch;
+    const startedMs = performance.now();
+    try {
+      await this.wal.close();
+      const reopened = await ShardHost.openWal(this.options, undefined);
+      this.shardState.sessions.failInFlight(new TidelogError('CLOSED', `shard ${this.shard}: a snapshot replaced this replica's log`));
+      this.wal = reopened.wal;
+      this.shardState = reopened.state;
+      this.opened = reopened.recovery;
+      reopened.state.onBatch = (batch) => this.batchCommitted(batch);
+      this.recent.clear();
+      this.hwmSeq = reopened.wal.committedSeq;
+      this.snapshotsInstalled++;
+      if (reopened.wal.epoch < epoch) throw new Error(`invariant violated: the install lowered the recorded epoch ${epoch} to ${reopened.wal.epoch}`);
+      this.options.onSnapshotInstalled?.({ seq: reopened.wal.durableSeq, fileBytes: part.fileBytes, reopenMs: Math.round(performance.now() - startedMs) });
+      return { kind: 'installed', seq: reopened.wal.durableSeq };
+    } catch (error) {
+      this.installFailure = error instanceof Error ? error : new Error(String(error));
+      throw this.installFailure;
+    }
+  }
+
   /** Durable events from fromSeq: memory when recent enough, else the segments on disk. */
   async read(fromSeq: number, maxEvents: number): Promise<{ batches: ReadBatch[]; hwm: number; firstSeq: number }> {
     const hwm = this.hwmSeq;
@@ -342,6 +421,7 @@ export class ShardHost {
   }
 
   async close(): Promise<void> {
+    await this.receiver?.abort();
     try {
       await this.wal.close();
     } finally {
@@ -356,6 +436,7 @@ export class ShardHost {
 
   /** Called from ShardState.apply as a batch is committed (before its acks). */
   private batchCommitted(stored: StoredBatch): void {
+    this.options.onCommitted?.(stored);
     if (stored.count === 0) return;
     this.hwmSeq = stored.firstSeq + stored.count - 1;
     // `stored.events` is valid during the call only: one copy serves memory and the feed

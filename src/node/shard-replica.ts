@@ -51,6 +51,8 @@ export interface ShardReplicaOptions {
   random?: () => number;
   /** Most bytes of batches one replicate request carries. */
   maxRequestBytes?: number;
+  /** How long retention waits for a silent follower (default forever; see Shipper). */
+  retentionWaitMs?: number;
   onChange?: (change: ReplicaStatus & { reason?: string }) => void;
   onStep?: (step: string, fields: Record<string, unknown>) => void;
 }
@@ -202,13 +204,14 @@ export class ShardReplica {
     if (!log.leading || log.epoch !== epoch) return { tick: () => 'step-down', stop: () => undefined };
     const shipper = new Shipper(
       log,
-      this.peers.map((peer) => ({ nodeId: peer, send: (request) => net.replicate(peer, request) })),
+      this.peers.map((peer) => ({ nodeId: peer, send: (request) => net.replicate(peer, request), install: (request) => net.install(peer, request) })),
       {
         shard,
         leaderId: nodeId,
         replicationFactor: this.options.replicas.length,
         ...(this.options.acks === 'all' ? { requiredReplicas: this.options.replicas.length } : {}),
         ...(this.options.maxRequestBytes === undefined ? {} : { maxRequestBytes: this.options.maxRequestBytes }),
+        ...(this.options.retentionWaitMs === undefined ? {} : { retentionWaitMs: this.options.retentionWaitMs }),
         nowMs: timers.nowMs,
       },
     );

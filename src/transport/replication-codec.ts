@@ -7,6 +7,7 @@
 //   {ns}.repl.{shard}.{node}.prepare  candidate → replica PrepareRequest   → PrepareReply
 //   {ns}.repl.{shard}.{node}.fetch    candidate → replica FetchRequest     → FetchReply
 //   {ns}.repl.{shard}.{node}.campaign stopping leader → follower  CampaignNowRequest → ok
+//   {ns}.repl.{shard}.{node}.install  leader → follower   InstallRequest   → InstallReply
 //
 // A request names the node it is for in its subject, so no queue group is involved: only
 // that node's shard replica answers; a node that does not hold the shard leaves nothing
@@ -88,7 +89,31 @@ export interface CampaignNowRequest {
   leaderId: string;
 }
 
-export type ReplicationKind = 'append' | 'prepare' | 'fetch' | 'campaign';
+/**
+ * A leader sends its newest snapshot file, part by part, to a follower whose next seq its
+ * retention deleted (src/wal/snapshot-install.ts); the follower's log is then replaced by it.
+ */
+export interface InstallRequest {
+  shard: number;
+  epoch: number;
+  leaderId: string;
+  /** The snapshot's seq, and the epoch of the leader's batch there. */
+  seq: number;
+  epochAtSeq: number;
+  /** The whole snapshot file's length, and where `bytes` go in it. */
+  fileBytes: number;
+  offset: number;
+  bytes: Uint8Array;
+}
+
+export type InstallReply =
+  /** Send from `offset` next (0: start over). */
+  | { kind: 'next'; offset: number }
+  /** The log now ends at `matchSeq`, equal to the leader's (installed, or no install needed). */
+  | { kind: 'done'; matchSeq: number }
+  | { kind: 'fenced'; epoch: number };
+
+export type ReplicationKind = 'append' | 'prepare' | 'fetch' | 'campaign' | 'install';
 
 export function replicationSubject(namespace: string, shard: number, nodeId: string, kind: ReplicationKind): string {
   return `${namespace}.repl.${shard}.${nodeId}.${kind}`;
@@ -186,6 +211,48 @@ export function decodeFetchReply(bytes: Uint8Array): FetchReply {
     committedSeq: seq(fields, 'committedSeq'),
     ...(fields.has('epochEndSeq') ? { epochEndSeq: fields.integer('epochEndSeq', -1, U53_MAX) } : {}),
   };
+}
+
+/** Most bytes of snapshot file one install request carries (keeps it under NATS's 1 MiB). */
+export const MAX_INSTALL_PART_BYTES = 512 << 10;
+
+export function encodeInstall(request: InstallRequest): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'install', ...request }, 'install');
+}
+
+export function decodeInstall(bytes: Uint8Array): InstallRequest {
+  const fields = openMessage(bytes, 'install', 'DECODE_FAILED');
+  const part = fields.bin('bytes');
+  if (part.byteLength > MAX_INSTALL_PART_BYTES) {
+    throw new TidelogError('DECODE_FAILED', `bytes must hold at most ${MAX_INSTALL_PART_BYTES} bytes, got ${part.byteLength}`, { details: { field: 'bytes' } });
+  }
+  return {
+    shard: fields.integer('shard', 0, 65535),
+    epoch: seq(fields, 'epoch'),
+    leaderId: fields.string('leaderId'),
+    seq: fields.integer('seq', 1, U53_MAX),
+    epochAtSeq: seq(fields, 'epochAtSeq'),
+    fileBytes: seq(fields, 'fileBytes'),
+    offset: seq(fields, 'offset'),
+    bytes: part,
+  };
+}
+
+export function encodeInstallReply(reply: InstallReply): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'installed', ...reply }, 'installed');
+}
+
+export function decodeInstallReply(bytes: Uint8Array): InstallReply {
+  const fields = openReply(bytes, 'installed');
+  const kind = fields.oneOf('kind', ['next', 'done', 'fenced'] as const);
+  switch (kind) {
+    case 'next':
+      return { kind, offset: seq(fields, 'offset') };
+    case 'done':
+      return { kind, matchSeq: seq(fields, 'matchSeq') };
+    case 'fenced':
+      return { kind, epoch: seq(fields, 'epoch') };
+  }
 }
 
 /** A reply of `type`, or the ErrorReply the replica sent instead, thrown as its TidelogError. */

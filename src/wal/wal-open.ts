@@ -26,6 +26,7 @@ import { SegmentIndex } from './segment-index.ts';
 import { checkpointFileName, listShardSnapshots, replicaFileName, segmentFileName, snapshotFileName, type SnapshotName } from './segment-name.ts';
 import { SegmentWriter, type FsyncMode } from './segment-writer.ts';
 import { readSnapshotFile, type SnapshotMeta } from './snapshot-file.ts';
+import { installStagingName } from './snapshot-install.ts';
 import type { WalStateMachine } from './state-machine.ts';
 
 
@@ -461,7 +462,9 @@ async function removeLeftovers(io: FileIo, dir: string, shard: number): Promise<
     const isSnapshotTmp = name.startsWith(snapshotPrefix) && name.endsWith('.snap.tmp');
     // A file deleteGradually was cutting down when the process stopped: already dropped.
     const isDeleting = (name.startsWith(segmentPrefix) || name.startsWith(snapshotPrefix)) && name.endsWith(DELETING_SUFFIX);
-    if (isSegmentTmp || isSnapshotTmp || isDeleting || name === checkpointTmp || name === replicaTmp) await io.unlink(join(dir, name));
+    // An install's staging file: the transfer starts over (snapshot-install.ts).
+    const isInstallTmp = name === installStagingName(shard);
+    if (isSegmentTmp || isSnapshotTmp || isDeleting || isInstallTmp || name === checkpointTmp || name === replicaTmp) await io.unlink(join(dir, name));
   }
 }
 

@@ -40,6 +40,8 @@ import { encodeMarkerRecord } from './segment-head.ts';
 import { SegmentIndex } from './segment-index.ts';
 import { checkpointFileName, replicaFileName, segmentFileName } from './segment-name.ts';
 import { SegmentWriter } from './segment-writer.ts';
+import { completeInstall } from './snapshot-install.ts';
+import { readFully } from './file-io.ts';
 import { Snapshotter, type SnapshotterStats } from './snapshotter.ts';
 import { resolveOptions, type PersistedInfo, type ResolvedOptions, type WalOptions } from './wal-options.ts';
 import { openLog, type OpenedLog, type RetainedSegment, type SnapshotRecord, type WalRecovery } from './wal-open.ts';
@@ -258,6 +260,8 @@ export class Wal implements WriterLane {
     let files: SegmentWriter | null = null;
     try {
       const dedup = new DedupWindow({ windowMs: resolved.dedupWindowMs, maxEventsPerGeneration: resolved.dedupMaxEvents }, clock.nowMs());
+      // A snapshot install that committed before a crash is finished first (snapshot-install.ts).
+      await completeInstall(io, dir, shard, clock.nowNs());
       // The highest epoch recorded here: a caller that names an older one is fenced; one that
       // names none continues with it. The committed seq kept there helps an external commit.
       const replica = await readReplicaFile(io, dir, shard);
@@ -821,6 +825,33 @@ export class Wal implements WriterLane {
   /** The snapshot files kept, oldest first. */
   snapshots(): SnapshotRecord[] {
     return this.snapshotter.snapshots.map((record) => ({ ...record }));
+  }
+
+  /**
+   * Up to `maxBytes` of a kept snapshot file from `offset` (a leader sends its newest snapshot
+   * to a replica behind its retention, snapshot-install.ts). OUT_OF_RANGE when the file is no
+   * longer kept (a newer snapshot replaced it: the transfer starts over with that one).
+   */
+  async readSnapshotPart(fileName: string, offset: number, maxBytes: number): Promise<Uint8Array> {
+    const { io, dir } = this.options;
+    const notKept = (): TidelogError => new TidelogError('OUT_OF_RANGE', `shard ${this.options.shard}: snapshot ${fileName} is not kept`, { details: { file: fileName } });
+    if (!this.snapshotter.snapshots.some((record) => record.fileName === fileName)) throw notKept();
+    let file;
+    try {
+      file = await io.open(join(dir, fileName), 'read');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw notKept();
+      throw asTidelogError(error, join(dir, fileName));
+    }
+    try {
+      const bytes = new Uint8Array(Math.max(0, Math.min(maxBytes, (await file.size()) - offset)));
+      const read = await readFully(file, bytes, offset);
+      return bytes.subarray(0, read);
+    } catch (error) {
+      throw asTidelogError(error, join(dir, fileName));
+    } finally {
+      await file.close().catch(() => undefined);
+    }
   }
 
   stats(): WalStats {

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
-import { FollowerReplica, Shipper, type FollowerLink, type ReplicateReply, type ReplicateRequest } from '../../src/node/replication.ts';
+import { FollowerReplica, Shipper, type FollowerLink, type InstallReply, type InstallRequest, type ReplicateReply, type ReplicateRequest } from '../../src/node/replication.ts';
 import { ShardHost } from '../../src/node/shard-host.ts';
 import { openReplicaHost, type ReplicaHostOptions } from '../support/replica-host.ts';
 import { rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
@@ -29,6 +29,9 @@ function link(nodeId: string, follower: FollowerReplica, allowed: (request: Repl
       if (!allowed(request)) throw new Error(`${nodeId}: unreachable`);
       result.delivered++;
       return follower.handle(request);
+    },
+    install(request: InstallRequest): Promise<InstallReply> {
+      return follower.install(request);
     },
   };
   return result;

@@ -11,7 +11,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
-import { FollowerReplica, Shipper, quorumHwm, type FollowerLink, type ReplicateReply, type ReplicateRequest } from '../../src/node/replication.ts';
+import { FollowerReplica, Shipper, quorumHwm, type FollowerLink, type InstallReply, type InstallRequest, type ReplicateReply, type ReplicateRequest } from '../../src/node/replication.ts';
 import { ShardHost } from '../../src/node/shard-host.ts';
 import { mulberry32 } from '../crdt/replica-simulation.ts';
 import { removeDir, tempDir } from '../support/wal-fixtures.ts';
@@ -40,6 +40,16 @@ function lossyLink(nodeId: string, follower: FollowerReplica, random: () => numb
       const handled = queue.then(async () => {
         if (!isUp() || random() < lossRate) throw new Error(`${nodeId}: request lost`);
         const reply = await follower.handle(request);
+        if (random() < lossRate) throw new Error(`${nodeId}: reply lost`);
+        return reply;
+      });
+      queue = handled.catch(() => undefined);
+      return handled;
+    },
+    install(request: InstallRequest): Promise<InstallReply> {
+      const handled = queue.then(async () => {
+        if (!isUp() || random() < lossRate) throw new Error(`${nodeId}: request lost`);
+        const reply = await follower.install(request);
         if (random() < lossRate) throw new Error(`${nodeId}: reply lost`);
         return reply;
       });

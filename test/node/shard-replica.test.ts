@@ -9,6 +9,7 @@ import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import type { SessionTag } from '../../src/transport/messages.ts';
 import { ReplicaGroup, type GroupMember } from '../support/replica-group.ts';
 import { until, within } from '../support/waits.ts';
+import { removeDir } from '../support/wal-fixtures.ts';
 
 /** States are compared decayed to one instant (a query decays scores to its time). */
 const AT_NS = 1_900_000_000_000_000_000n;
@@ -201,6 +202,87 @@ test('shard replicas - retention keeps what a stopped follower lacks; it catches
   } finally {
     // A close that never ended (the writer closed its flush worker before close() ran its
     // last task, the replica file) hung this test in 4 of 10 runs before the fix.
+    await within(group.close(), 'the replicas close');
+  }
+});
+
+/** The sealed batches of a host's log from `fromSeq`, as hex (equal logs: equal lists). */
+async function logFrom(member: GroupMember, fromSeq: number): Promise<string[]> {
+  const batches = await member.host!.readSealed(fromSeq, Number.MAX_SAFE_INTEGER);
+  return batches.map((batch) => Buffer.from(batch).toString('hex'));
+}
+
+const INSTALL_WAL = { segmentBytes: 64 << 10, retention: { maxAgeMs: 0, maxBytes: 256 << 10 }, snapshotLogRatio: 1, snapshotMinLogBytes: 64 << 10, snapshotMaxBytesPerSecond: 0 };
+
+/**
+ * Appends rounds of distinct entities (the state, and so each snapshot, grows to megabytes)
+ * until the leader's retention has deleted seq `pastSeq`; returns the rounds appended.
+ */
+async function appendUntilTrimmed(group: ReplicaGroup, leader: GroupMember, pastSeq: number, firstRound: number, minSnapshotBytes = 0): Promise<number> {
+  let round = firstRound;
+  const isDone = (): boolean => leader.host!.firstSeq > pastSeq && (leader.host!.newestSnapshot()?.bytes ?? 0) >= minSnapshotBytes;
+  for (; round < firstRound + 400 && !isDone(); round++) {
+    await within(leader.host!.append(events(100_000 + round * 2_000, 2_000)), `append ${round} (${describe(group)})`);
+  }
+  assert.ok(leader.host!.firstSeq > pastSeq, `the leader's retention deleted seq ${pastSeq} (${describe(group)})`);
+  return round;
+}
+
+test('shard replicas - a follower silent past retentionWaitMs holds no segment; back, it is sent the newest snapshot, catches up, and can lead', async () => {
+  const group = new ReplicaGroup({ nodes: 3, retentionWaitMs: 300, wal: INSTALL_WAL });
+  try {
+    await group.start();
+    const leader = await leaderOf(group);
+    const away = group.members.find((member) => member !== leader)!;
+    await within(leader.host!.append(events(1, 100)), 'a first append');
+    await until(() => away.host!.committedSeq >= 100, 'the follower holds the first append');
+    const awayEnd = away.host!.durableSeq;
+    await group.stopMember(away);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    // The follower is silent past the wait: retention deletes what it lacks.
+    const rounds = await appendUntilTrimmed(group, leader, awayEnd + 1, 0, 3 * (512 << 10));
+    const snapshot = leader.host!.newestSnapshot()!;
+    assert.ok(snapshot.bytes > 2 * (512 << 10), `the snapshot spans several install parts (${snapshot.bytes} bytes)`);
+    await group.startMember(away);
+    await until(() => away.host!.committedSeq === leader.host!.committedSeq, () => `the returning follower is installed and catches up (${describe(group)})`, 20_000);
+    const first = away.host!.firstSeq;
+    assert.ok(first > awayEnd + 1, `its log now starts after the snapshot (${first})`);
+    assert.equal(await logFrom(away, first), await logFrom(leader, first), 'its log equals the leader log from there');
+    for (const entity of [1n, 50n, 100_000n, 100_000n + BigInt(rounds * 1_000), 100_000n + BigInt(rounds * 2_000 - 1)]) {
+      const expected = leader.host!.state.query(entity, [1], AT_NS);
+      assert.is(expected[0]?.count, 1, `entity ${entity} was appended once`);
+      assert.equal(away.host!.state.query(entity, [1], AT_NS), expected, `entity ${entity}: same state`);
+    }
+    // The installed replica is a full member: with the old leader stopped, a leader is elected
+    // and holds every acknowledged event.
+    const committed = leader.host!.committedSeq;
+    await group.stopMember(leader);
+    const next = await leaderOf(group, undefined, 10_000);
+    assert.ok(next.host!.committedSeq >= committed, `the next leader (${next.nodeId}) holds every acknowledged event`);
+    await within(next.host!.append(events(900_000, 10)), 'the next leader serves');
+  } finally {
+    await within(group.close(), 'the replicas close');
+  }
+});
+
+test('shard replicas - a replica whose disk was lost (empty data dir) is caught up from the newest snapshot', async () => {
+  const group = new ReplicaGroup({ nodes: 3, wal: INSTALL_WAL });
+  try {
+    await group.start();
+    const leader = await leaderOf(group);
+    await appendUntilTrimmed(group, leader, 1, 0);
+    const lost = group.members.find((member) => member !== leader)!;
+    await group.stopMember(lost);
+    removeDir(lost.dir);
+    await group.startMember(lost);
+    assert.is(lost.host!.durableSeq, 0, 'the replaced replica starts empty');
+    await within(leader.host!.append(events(800_000, 10)), 'an append while it returns');
+    await until(() => lost.host!.committedSeq === leader.host!.committedSeq, () => `the empty replica is installed and catches up (${describe(group)})`, 20_000);
+    assert.ok(lost.host!.firstSeq > 1, 'from a snapshot, not from seq 1');
+    assert.equal(await logFrom(lost, lost.host!.firstSeq), await logFrom(leader, lost.host!.firstSeq));
+    assert.equal(lost.host!.state.query(800_005n, [1], AT_NS), leader.host!.state.query(800_005n, [1], AT_NS));
+    assert.equal(lost.host!.state.query(100_001n, [1], AT_NS), leader.host!.state.query(100_001n, [1], AT_NS));
+  } finally {
     await within(group.close(), 'the replicas close');
   }
 });

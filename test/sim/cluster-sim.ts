@@ -115,9 +115,13 @@ export interface SimResult {
   simulatedMs: number;
   /** Segments retention deleted on the replicas that were up at the end. */
   segmentsDeleted: number;
+  /** Snapshots installed on replicas behind their leader's retention. */
+  snapshotsInstalled: number;
 }
 
 const LEADER_TIMEOUT_MS = 300;
+/** Shorter than the longer crashes and partitions, so some replicas are sent snapshots. */
+const RETENTION_WAIT_MS = 250;
 const HEARTBEAT_MS = 50;
 const REQUEST_TIMEOUT_MS = 150;
 const CLIENT_TIMEOUT_MS = 400;
@@ -192,7 +196,7 @@ class Simulation {
     });
     this.ids = Array.from({ length: options.nodes ?? 3 }, (_, index) => `n${index + 1}`);
     this.nodes = this.ids.map((nodeId) => new SimNode(nodeId, new MemoryDisk()));
-    this.result = { seed: options.seed, steps: 0, acked: 0, committed: 0, crashes: 0, partitions: 0, elections: 0, simulatedMs: 0, segmentsDeleted: 0 };
+    this.result = { seed: options.seed, steps: 0, acked: 0, committed: 0, crashes: 0, partitions: 0, elections: 0, simulatedMs: 0, segmentsDeleted: 0, snapshotsInstalled: 0 };
   }
 
   private trace(line: string): void {
@@ -266,13 +270,9 @@ class Simulation {
       publishFeed: () => undefined,
       commit: 'external',
       onDurable: (info) => replica?.onDurable(info.sealed),
+      onCommitted: (batch) => this.observeCommit(node, batch),
       io,
     });
-    const fold = host.state.onBatch;
-    host.state.onBatch = (batch) => {
-      fold?.(batch);
-      this.observeCommit(node, batch);
-    };
     replica = new ShardReplica({
       shard: 0,
       nodeId: node.nodeId,
@@ -286,6 +286,8 @@ class Simulation {
       timers: this.clock.timersFor(),
       random: this.random,
       maxRequestBytes: 4 << 10,
+      // With retention, a replica away longer than this is caught up from a snapshot.
+      ...((this.options.retentionMaxBytes ?? 0) > 0 ? { retentionWaitMs: RETENTION_WAIT_MS } : {}),
       onChange: (change) => {
         this.trace(`${node.nodeId} ${change.phase} e${change.epoch} leader=${change.leaderId ?? '-'} ${change.reason ?? ''}`);
         if (change.phase === 'preparing') {
@@ -309,6 +311,7 @@ class Simulation {
     this.trace(`${node.nodeId} ${how === 'power' ? 'power cut' : 'killed'}`);
     node.replica?.stop();
     this.servers.delete(node.nodeId);
+    this.result.snapshotsInstalled += node.host?.snapshotsInstalled ?? 0;
     if (how === 'power') node.disk.powerCut();
     else node.disk.kill();
     node.host = null;
@@ -368,6 +371,7 @@ class Simulation {
     for (const node of this.nodes) {
       const host = node.host!;
       this.result.segmentsDeleted += host.stats().retention.segmentsDeleted;
+      this.result.snapshotsInstalled += host.snapshotsInstalled;
       let seq = host.stats().segments[0]?.firstSeq ?? 1; // retention may have deleted the start
       while (seq <= host.committedSeq) {
         const page = await host.read(seq, 4096);
@@ -407,7 +411,10 @@ class Simulation {
     if (roll < 0.3) {
       const how = this.random() < 0.5 ? 'power' : 'kill';
       this.crash(node, how);
-      this.clock.setTimeout(() => void this.restart(node), 100 + Math.round(this.random() * 900));
+      // With retention, one crash in three is a long outage: the others' retention goes on
+      // without the replica, and it is sent a snapshot when it returns.
+      const isLong = (this.options.retentionMaxBytes ?? 0) > 0 && this.random() < 1 / 3;
+      this.clock.setTimeout(() => void this.restart(node), isLong ? 1_500 + Math.round(this.random() * 2_000) : 100 + Math.round(this.random() * 900));
     } else if (roll < 0.6) {
       this.result.partitions++;
       this.trace(`partition: ${node.nodeId} isolated`);
@@ -502,6 +509,7 @@ class Simulation {
       replicate: (peer, request) => this.deliver(nodeId, peer, (server) => server.replicate(request)),
       prepare: (peer, request) => this.deliver(nodeId, peer, (server) => server.prepare(request)),
       fetch: (peer, request) => this.deliver(nodeId, peer, (server) => server.fetch(request)),
+      install: (peer, request) => this.deliver(nodeId, peer, (server) => server.install(request)),
       campaignNow: (peer, request) => this.deliver(nodeId, peer, (server) => server.campaignNow(request)),
     };
   }

@@ -13,7 +13,10 @@ function nodesFor(seed: number): number {
   return seed % 4 === 0 ? 5 : 3;
 }
 
-/** One seed in three keeps at most 8 KiB of log per replica (retention waits for replicas). */
+/**
+ * One seed in three keeps at most 8 KiB of log per replica: retention waits 250 ms for a
+ * silent replica, so replicas that were away longer are sent a snapshot when they return.
+ */
 function retentionFor(seed: number): number {
   return seed % 3 === 2 ? 8 << 10 : 0;
 }
@@ -25,7 +28,7 @@ if (single !== undefined) {
   });
 } else {
   test(`simulation - ${count} seeds from ${from} (3 or 5 replicas): invariants hold after every step, the group converges`, async () => {
-    const totals = { steps: 0, acked: 0, crashes: 0, partitions: 0, elections: 0, segmentsDeleted: 0 };
+    const totals = { steps: 0, acked: 0, crashes: 0, partitions: 0, elections: 0, segmentsDeleted: 0, snapshotsInstalled: 0 };
     const failures: string[] = [];
     for (let seed = from; seed < from + count; seed++) {
       let result: SimResult;
@@ -42,6 +45,7 @@ if (single !== undefined) {
       totals.partitions += result.partitions;
       totals.elections += result.elections;
       totals.segmentsDeleted += result.segmentsDeleted;
+      totals.snapshotsInstalled += result.snapshotsInstalled;
     }
     process.stdout.write(`  ${JSON.stringify(totals)}\n`);
     assert.equal(failures, [], failures.join('\n'));
@@ -50,6 +54,7 @@ if (single !== undefined) {
     assert.ok(totals.crashes > count, `crashes ${totals.crashes}`);
     assert.ok(totals.elections > count * 2, `elections ${totals.elections}`);
     assert.ok(count < 3 || totals.segmentsDeleted > 0, 'retention deleted segments in the seeds that have it');
+    assert.ok(count < 100 || totals.snapshotsInstalled > 0, 'replicas behind retention were sent snapshots');
   });
 }
 

@@ -30,6 +30,8 @@ export interface ReplicaGroupOptions {
   wal?: Partial<WalSettings>;
   /** Default 'quorum'. */
   acks?: 'quorum' | 'all';
+  /** How long retention waits for a silent follower (default forever). */
+  retentionWaitMs?: number;
 }
 
 /** An in-memory network between the replicas' servers; a link can be cut both ways. */
@@ -68,6 +70,7 @@ export class MemoryPeerNet {
       replicate: (peer, request) => call(peer, (server) => server.replicate(request)),
       prepare: (peer, request) => call(peer, (server) => server.prepare(request)),
       fetch: (peer, request) => call(peer, (server) => server.fetch(request)),
+      install: (peer, request) => call(peer, (server) => server.install(request)),
       campaignNow: (peer, request) => call(peer, (server) => server.campaignNow(request)),
     };
   }
@@ -115,6 +118,7 @@ export class ReplicaGroup {
       heartbeatMs: this.options.heartbeatMs ?? 100,
       ...(this.options.timers === undefined ? {} : { timers: this.options.timers }),
       ...(this.options.random === undefined ? {} : { random: this.options.random }),
+      ...(this.options.retentionWaitMs === undefined ? {} : { retentionWaitMs: this.options.retentionWaitMs }),
     });
     member.host = host;
     member.replica = replica;

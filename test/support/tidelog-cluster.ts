@@ -20,6 +20,7 @@ export interface TidelogClusterOptions {
   /** Extra cluster settings (timeouts). */
   cluster?: Record<string, unknown>;
   wal?: Record<string, unknown>;
+  retention?: Record<string, unknown>;
   /** Extra node flags per node id (e.g. --cpu-prof for a profile). */
   execArgv?: Record<string, string[]>;
 }
@@ -57,6 +58,7 @@ export class TidelogCluster {
       nats: { servers: [this.nats.urls[index % this.nats.urls.length]] },
       router: { strategy: 'hash', shards: this.options.shards },
       wal: { fsync: 'full', ...this.options.wal },
+      ...(this.options.retention === undefined ? {} : { retention: this.options.retention }),
       cluster: { nodes: this.nodeIds, replicationFactor: Math.min(3, this.nodeIds.length), epochBucketReplicas: 3, ...this.options.cluster },
     };
   }

@@ -6,6 +6,13 @@ import * as assert from 'uvu/assert';
 import { isTidelogError, TidelogError } from '../../src/errors.ts';
 import { encodeMessage, errorReply } from '../../src/transport/codec.ts';
 import {
+  MAX_INSTALL_PART_BYTES,
+  decodeInstall,
+  decodeInstallReply,
+  encodeInstall,
+  encodeInstallReply,
+  type InstallReply,
+  type InstallRequest,
   decodeFetch,
   decodeFetchReply,
   decodePrepare,
@@ -73,6 +80,21 @@ test('replication codec - prepare and fetch round-trip', () => {
   const ok = decodeFetchReply(encodeFetchReply({ kind: 'ok', batches: [new Uint8Array([4])], prevEpoch: 0, durableSeq: 8, committedSeq: 8, epochEndSeq: -1 }));
   assert.equal(ok.kind === 'ok' ? [Array.from(ok.batches[0]), ok.prevEpoch, ok.durableSeq, ok.epochEndSeq] : null, [[4], 0, 8, -1]);
   assert.equal(decodeFetchReply(encodeFetchReply({ kind: 'fenced', epoch: 9 })), { kind: 'fenced', epoch: 9 });
+});
+
+test('replication codec - install requests and every reply kind round-trip; a part above 512 KiB or a seq of 0 is DECODE_FAILED', () => {
+  const request: InstallRequest = { shard: 3, epoch: 9, leaderId: 'n1', seq: 4_000, epochAtSeq: 7, fileBytes: 3_000_000, offset: 524_288, bytes: Uint8Array.from([1, 2, 3, 4]) };
+  const decoded = decodeInstall(encodeInstall(request));
+  assert.equal({ ...decoded, bytes: [...decoded.bytes] }, { ...request, bytes: [1, 2, 3, 4] });
+  const replies: InstallReply[] = [
+    { kind: 'next', offset: 1_048_576 },
+    { kind: 'done', matchSeq: 4_000 },
+    { kind: 'fenced', epoch: 10 },
+  ];
+  for (const reply of replies) assert.equal(decodeInstallReply(encodeInstallReply(reply)), reply);
+  assert.is(codeOf(() => decodeInstall(encodeInstall({ ...request, bytes: new Uint8Array(MAX_INSTALL_PART_BYTES + 1) }))), 'DECODE_FAILED');
+  assert.is(codeOf(() => decodeInstall(encodeInstall({ ...request, seq: 0 }))), 'DECODE_FAILED');
+  assert.is(replicationSubject('tl', 3, 'n2', 'install'), 'tl.repl.3.n2.install');
 });
 
 test('replication codec - an ErrorReply is thrown with its code; bad input is DECODE_FAILED; another version UNSUPPORTED_VERSION', () => {

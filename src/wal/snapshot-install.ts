@@ -1,0 +1,205 @@
+// Installing a leader's snapshot on a replica that is behind the leader's retention (its next
+// seq was deleted there): the replica's log is replaced by "the committed state as of seq S",
+// and replication carries on from S + 1. Invariant: a crash at any point leaves either the old
+// log untouched or the install complete once the directory is opened again — never a mix.
+//
+//   receive chunks ─► install-SSSSS.tmp (written in order, fdatasync'ed, every checksum of the
+//   snapshot file verified) ─► rename to install-SSSSS-<S>-<E>.snap, fsync(dir)   ← committed
+//   ─► completeInstall (here, and again on every open until done; idempotent):
+//        delete the shard's segments and snapshot files (and a checkpoint past S),
+//        write the replica file: committed S, epoch starts [(E, S)], recorded and confirmed
+//        epochs kept; rename the install file to the snapshot name snap-SSSSS-<S>.snap
+//   ─► Wal.open restores the snapshot and opens the first segment at S + 1.
+//
+// E is the epoch of the leader's batch at S (the log-matching check at S + 1 needs it); the
+// snapshot file itself is the leader's, byte for byte.
+
+import { join } from 'node:path';
+import { TidelogError } from '../errors.ts';
+import { readReplicaFile, readCheckpointFile, writeReplicaFile } from './checkpoint-file.ts';
+import { deleteGradually, writeFully, type FileIo, type WalFile } from './file-io.ts';
+import { checkpointFileName, listShardSegments, listShardSnapshots, snapshotFileName } from './segment-name.ts';
+import { readSnapshotFile } from './snapshot-file.ts';
+
+const INSTALL_PATTERN = /^install-(\d{5})-(\d{20})-(\d{20})\.snap$/;
+
+/** The staging file of an install under way (a leftover is removed on open). */
+export function installStagingName(shard: number): string {
+  return `install-${String(shard).padStart(5, '0')}.tmp`;
+}
+
+/** The name a received snapshot takes once it is complete and verified: the install's commit point. */
+export function installFileName(shard: number, seq: number, epochAtSeq: number): string {
+  return `install-${String(shard).padStart(5, '0')}-${String(seq).padStart(20, '0')}-${String(epochAtSeq).padStart(20, '0')}.snap`;
+}
+
+export interface PendingInstall {
+  fileName: string;
+  seq: number;
+  epochAtSeq: number;
+}
+
+/** The committed install of `shard` in `fileNames` (the newest, if a crash left two), or null. */
+export function findPendingInstall(fileNames: readonly string[], shard: number): PendingInstall | null {
+  let found: PendingInstall | null = null;
+  for (const fileName of fileNames) {
+    const match = INSTALL_PATTERN.exec(fileName);
+    if (match === null || Number(match[1]) !== shard) continue;
+    const seq = Number(match[2]);
+    const epochAtSeq = Number(match[3]);
+    if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(epochAtSeq) || seq < 1) continue;
+    if (found === null || seq > found.seq) found = { fileName, seq, epochAtSeq };
+  }
+  return found;
+}
+
+/** One part of a snapshot file as a leader sends it. */
+export interface SnapshotPart {
+  /** The snapshot's seq (the state holds every batch through it). */
+  seq: number;
+  /** The epoch of the leader's batch at `seq`. */
+  epochAtSeq: number;
+  /** The whole file's length. */
+  fileBytes: number;
+  /** Where `bytes` go in the file. */
+  offset: number;
+  bytes: Uint8Array;
+}
+
+/** Largest snapshot file a replica accepts (a bound on what a peer can make it write). */
+const MAX_SNAPSHOT_FILE_BYTES = 64 * 2 ** 30;
+
+/**
+ * Receives one snapshot file in order into the staging file. A part at offset 0 starts over
+ * (a new transfer, or the leader's snapshot was replaced); a part elsewhere that is not the
+ * next one is answered with the offset expected. One receiver per shard; calls are serial.
+ */
+export class SnapshotReceiver {
+  private file: WalFile | null = null;
+  private current: { seq: number; epochAtSeq: number; fileBytes: number; nextOffset: number } | null = null;
+
+  constructor(
+    private readonly io: FileIo,
+    private readonly dir: string,
+    private readonly shard: number,
+  ) {}
+
+  /**
+   * Writes `part` when it is the next one; returns the offset expected next (= fileBytes when
+   * the file is complete: call commit()).
+   */
+  async receive(part: SnapshotPart): Promise<number> {
+    checkPart(part);
+    const current = this.current;
+    const isSameTransfer = current !== null && current.seq === part.seq && current.fileBytes === part.fileBytes && current.epochAtSeq === part.epochAtSeq;
+    if (part.offset === 0 && (!isSameTransfer || current.nextOffset !== 0)) await this.begin(part);
+    else if (!isSameTransfer) return 0; // a part of a transfer this replica is not receiving: start over
+    const receiving = this.current!;
+    if (part.offset !== receiving.nextOffset) return receiving.nextOffset;
+    if (part.offset + part.bytes.byteLength > receiving.fileBytes) {
+      await this.abort();
+      throw new TidelogError('BAD_REQUEST', `snapshot part at ${part.offset} (+${part.bytes.byteLength}) runs past the file's ${part.fileBytes} bytes`);
+    }
+    try {
+      await writeFully(this.file!, part.bytes, part.offset);
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+    receiving.nextOffset += part.bytes.byteLength;
+    return receiving.nextOffset;
+  }
+
+  /**
+   * The file is complete: fdatasync it, verify every checksum (and that it is a snapshot of
+   * this shard at the seq announced), and rename it to its install name (the commit point).
+   * SNAPSHOT_DAMAGED when it does not verify (the staging file is dropped).
+   */
+  async commit(): Promise<PendingInstall> {
+    const receiving = this.current;
+    const file = this.file;
+    if (receiving === null || file === null || receiving.nextOffset !== receiving.fileBytes) {
+      throw new TidelogError('BAD_REQUEST', `snapshot install of shard ${this.shard}: the file is not complete`);
+    }
+    const staging = installStagingName(this.shard);
+    try {
+      await file.datasync();
+      await file.close();
+      this.file = null;
+      // Every chunk's checksum, and that it is this shard's snapshot at the seq announced.
+      await readSnapshotFile(this.io, this.dir, staging, { shard: this.shard, seq: receiving.seq }, () => undefined);
+      const fileName = installFileName(this.shard, receiving.seq, receiving.epochAtSeq);
+      await this.io.rename(join(this.dir, staging), join(this.dir, fileName));
+      await this.io.syncDir(this.dir);
+      this.current = null;
+      return { fileName, seq: receiving.seq, epochAtSeq: receiving.epochAtSeq };
+    } catch (error) {
+      await this.abort();
+      throw error;
+    }
+  }
+
+  /** Drops the transfer under way (its staging file); never throws. */
+  async abort(): Promise<void> {
+    this.current = null;
+    const file = this.file;
+    this.file = null;
+    await file?.close().catch(() => undefined);
+    await this.io.unlink(join(this.dir, installStagingName(this.shard))).catch(() => undefined);
+  }
+
+  private async begin(part: SnapshotPart): Promise<void> {
+    await this.abort();
+    if (!(await this.io.exists(this.dir))) await this.io.mkdirp(this.dir);
+    this.file = await this.io.open(join(this.dir, installStagingName(this.shard)), 'create');
+    this.current = { seq: part.seq, epochAtSeq: part.epochAtSeq, fileBytes: part.fileBytes, nextOffset: 0 };
+  }
+}
+
+function checkPart(part: SnapshotPart): void {
+  const isSeq = (value: number): boolean => Number.isSafeInteger(value) && value >= 0;
+  if (!isSeq(part.seq) || part.seq < 1 || !isSeq(part.epochAtSeq) || !isSeq(part.offset) || !isSeq(part.fileBytes)) {
+    throw new TidelogError('BAD_REQUEST', `snapshot part: seq, epoch, offset and length are u53s (seq ≥ 1)`);
+  }
+  if (part.fileBytes > MAX_SNAPSHOT_FILE_BYTES) throw new TidelogError('BAD_REQUEST', `snapshot part: a ${part.fileBytes}-byte file is larger than ${MAX_SNAPSHOT_FILE_BYTES}`);
+  if (part.bytes.byteLength === 0 && part.offset < part.fileBytes) throw new TidelogError('BAD_REQUEST', 'snapshot part: empty');
+}
+
+/**
+ * Finishes a committed install (see the top of the file); idempotent, so an open after a crash
+ * anywhere in it completes it. Returns the install finished, or null when none was pending.
+ */
+export async function completeInstall(io: FileIo, dir: string, shard: number, timestampNs: bigint): Promise<PendingInstall | null> {
+  const names = await io.readdir(dir);
+  const pending = findPendingInstall(names, shard);
+  if (pending === null) return null;
+  // An older committed install a crash left behind is superseded by the newest.
+  for (const name of names) {
+    const other = findPendingInstall([name], shard);
+    if (other !== null && other.fileName !== pending.fileName) await io.unlink(join(dir, name));
+  }
+  for (const segment of listShardSegments(names, shard)) await deleteGradually(io, dir, segment.fileName);
+  for (const snapshot of listShardSnapshots(names, shard)) await deleteGradually(io, dir, snapshot.fileName);
+  // A checkpoint past S would make the new log start after it.
+  const checkpoint = await readCheckpointFile(io, dir, shard).catch(() => null);
+  if (checkpoint !== null && checkpoint.seq > pending.seq) await io.unlink(join(dir, checkpointFileName(shard)));
+  await io.syncDir(dir);
+  const replica = await readReplicaFile(io, dir, shard);
+  await writeReplicaFile(
+    io,
+    dir,
+    shard,
+    {
+      epoch: Math.max(replica?.epoch ?? 0, pending.epochAtSeq),
+      committedSeq: pending.seq,
+      // The log is now the committed prefix through S, longer than the one confirmed before:
+      // the confirmation stands (docs/REPLICATION.md, "Snapshot install").
+      confirmedEpoch: replica?.confirmedEpoch ?? 0,
+      epochStarts: [{ epoch: pending.epochAtSeq, firstSeq: pending.seq }],
+    },
+    timestampNs,
+  );
+  await io.rename(join(dir, pending.fileName), join(dir, snapshotFileName(shard, pending.seq)));
+  await io.syncDir(dir);
+  return pending;
+}
