@@ -1,4 +1,4 @@
-// A TCP fault proxy for NATS links (docs/OPERATIONS.md, "Testing partitions"): it sits in
+// A TCP fault proxy for NATS links (docs/REPLICATION.md, "Partitions"): it sits in
 // front of one nats-server's route (or client) port and forwards bytes both ways, and each
 // link through it can be cut (closed, and new connections refused), blackholed (held open,
 // nothing delivered: a silent peer, found only by pings — as TCP over a dead network, the

@@ -15,7 +15,12 @@ export class LoadLedger {
   private counter = 0;
   private readonly perShard = new Map<number, number>();
 
-  constructor(private readonly shardCount: number) {
+  /** `firstCounter`: where this ledger's unique events start (two ledgers in one log must not overlap). */
+  constructor(
+    private readonly shardCount: number,
+    firstCounter = 0,
+  ) {
+    this.counter = firstCounter;
     for (let shard = 0; shard < shardCount; shard++) this.shards.add(shard);
   }
 

@@ -23,11 +23,16 @@ export interface TidelogClusterOptions {
   retention?: Record<string, unknown>;
   /** Extra node flags per node id (e.g. --cpu-prof for a profile). */
   execArgv?: Record<string, string[]>;
+  /** Route the NATS servers' links through fault proxies (nats.partition / nats.heal). */
+  faults?: boolean;
 }
 
 export class TidelogCluster {
   readonly nodeIds: string[];
   readonly processes = new Map<string, NodeProcess | null>();
+  /** Where status requests go (a partition test points it at a server of the majority). */
+  private statusTransport: NatsTransport;
+  private readonly extraTransports: NatsTransport[] = [];
   private constructor(
     readonly nats: NatsCluster,
     readonly transport: NatsTransport,
@@ -35,10 +40,23 @@ export class TidelogCluster {
     private readonly options: TidelogClusterOptions,
   ) {
     this.nodeIds = Array.from({ length: options.nodes ?? 3 }, (_, index) => `n${index + 1}`);
+    this.statusTransport = transport;
+  }
+
+  /** A client connection to NATS server `index` (closed by stop()). */
+  async connect(index: number): Promise<NatsTransport> {
+    const transport = await connectTestTransport(this.nats.servers[index]);
+    this.extraTransports.push(transport);
+    return transport;
+  }
+
+  /** Status requests from now on go through `transport`. */
+  statusVia(transport: NatsTransport): void {
+    this.statusTransport = transport;
   }
 
   static async start(options: TidelogClusterOptions): Promise<TidelogCluster> {
-    const nats = await startNatsCluster(3, `${options.namespace}-nats`);
+    const nats = await startNatsCluster(3, `${options.namespace}-nats`, undefined, { faultProxies: options.faults === true });
     const transport = await connectTestTransport(nats.servers[0]);
     const cluster = new TidelogCluster(nats, transport, tempDir(`cluster-${options.namespace}`), options);
     try {
@@ -84,7 +102,7 @@ export class TidelogCluster {
   }
 
   async status(): Promise<StatusReply[]> {
-    const replies = await this.transport.requestMany(`${this.options.namespace}.status`, encodeMessage({ v: 1, t: 'status' }), { timeoutMs: 500, maxReplies: this.nodeIds.length });
+    const replies = await this.statusTransport.requestMany(`${this.options.namespace}.status`, encodeMessage({ v: 1, t: 'status' }), { timeoutMs: 500, maxReplies: this.nodeIds.length });
     return replies.map((bytes) => decodeReply(bytes, 'status'));
   }
 
@@ -130,6 +148,7 @@ export class TidelogCluster {
 
   async stop(): Promise<void> {
     for (const node of this.processes.values()) await node?.stop();
+    for (const transport of this.extraTransports) await transport.close();
     await this.transport.close();
     await this.nats.stop();
     removeDir(this.dir);

@@ -1,0 +1,103 @@
+// Partitions in quorum mode on a real cluster (3 nats-servers whose routes pass through fault
+// proxies, 3 `tidelog serve` processes, R = 3), with a producer on each side of the split:
+// - the leader's server cut off from both others: the minority acknowledges nothing, its
+//   leader steps down; the majority elects a leader and goes on;
+// - healed: the old leader follows the new epoch (its uncommitted suffix cut), the minority
+//   producer's retries land once, and every acknowledged event of both producers is in the
+//   log exactly once.
+// The same again with the link blackholed (held open, silent) instead of cut.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createConsumer, createProducer } from '../../src/client/index.ts';
+import type { LinkMode } from '../../src/transport/fault-proxy.ts';
+import { TidelogCluster, shardOf } from '../support/tidelog-cluster.ts';
+import { until, untilAsync } from '../support/waits.ts';
+import { LoadLedger } from './load-ledger.ts';
+
+const test = suite('integration: partitions (quorum mode)');
+
+/** leaderTimeoutMs (1500) plus a step-down tick and the time to notice. */
+const STEP_DOWN_MS = 2_500;
+
+async function isolateLeader(mode: LinkMode, namespace: string): Promise<void> {
+  const cluster = await TidelogCluster.start({ namespace, shards: 1, faults: true });
+  try {
+    const leader = await cluster.leaderOf(0);
+    const leaderIndex = cluster.nodeIds.indexOf(leader);
+    const majority = cluster.nodeIds.filter((nodeId) => nodeId !== leader);
+    const majorityIndex = cluster.nodeIds.indexOf(majority[0]);
+    // Status and one producer through a majority server; the other producer on the leader's side.
+    const majorityTransport = await cluster.connect(majorityIndex);
+    const minorityTransport = await cluster.connect(leaderIndex);
+    cluster.statusVia(majorityTransport);
+    const producerOptions = { namespace, requestTimeoutMs: 1_000, sendTimeoutMs: 180_000, retryBackoffMs: 50 };
+    const onMajority = await createProducer({ ...producerOptions, transport: majorityTransport, producerId: `${namespace}-majority` });
+    const onMinority = await createProducer({ ...producerOptions, transport: minorityTransport, producerId: `${namespace}-minority` });
+    const majorityLedger = new LoadLedger(1, 0);
+    const minorityLedger = new LoadLedger(1, 1_000_000_000);
+    let isStopping = false;
+    const loads = [majorityLedger.run(onMajority, 2, 50, () => isStopping), minorityLedger.run(onMinority, 2, 50, () => isStopping)];
+    await until(() => majorityLedger.hasAcked(500) && minorityLedger.hasAcked(500), 'both producers are acknowledged before the split', 60_000);
+
+    const splitAt = performance.now();
+    cluster.nats.partition([majority, [leader]], mode);
+    const majorityBefore = majorityLedger.acked.size;
+    const newLeader = await cluster.leaderOf(0, leader);
+    assert.ok(majority.includes(newLeader), `the majority elected ${newLeader}`);
+    await until(() => majorityLedger.acked.size > majorityBefore + 300, 'the majority side acknowledges again', 60_000);
+    const unavailableMs = Math.round(performance.now() - splitAt);
+    // The minority side: after its leader's timeout nothing more is acknowledged there.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, STEP_DOWN_MS - (performance.now() - splitAt))));
+    const minorityAcked = minorityLedger.acked.size;
+    // Asked on its own side, the old leader no longer serves.
+    cluster.statusVia(minorityTransport);
+    const seenAlone = (await cluster.status()).map((status) => `${status.nodeId}:${shardOf(status, 0)?.phase}`);
+    cluster.statusVia(majorityTransport);
+    assert.is(seenAlone.length, 1, `the cut-off side sees only itself (${seenAlone.join(' ')})`);
+    assert.ok(!seenAlone[0].endsWith(':serving') && !seenAlone[0].endsWith(':preparing'), `the cut-off leader stepped down (${seenAlone[0]})`);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    assert.is(minorityLedger.acked.size, minorityAcked, 'the cut-off side acknowledged nothing while split');
+
+    cluster.nats.heal();
+    const healedAt = performance.now();
+    await until(() => minorityLedger.acked.size > minorityAcked + 300, 'the cut-off producer is acknowledged again after heal', 90_000);
+    const minorityBackMs = Math.round(performance.now() - healedAt);
+    isStopping = true;
+    await Promise.all(loads);
+    await Promise.all([onMajority.flush(), onMinority.flush()]);
+    assert.equal(majorityLedger.sendErrors, [], 'every majority send resolved');
+    assert.equal(minorityLedger.sendErrors, [], 'every minority send resolved: its retries carried it over the split');
+    await cluster.converged();
+    // The old leader's campaign on the minority side (JetStream KV timeouts) ends, and it follows.
+    let views: Array<{ nodeId: string; phase: string; epoch: number }> = [];
+    await untilAsync(
+      async () => {
+        views = (await cluster.status()).map((status) => ({ nodeId: status.nodeId, phase: shardOf(status, 0)!.phase ?? '', epoch: shardOf(status, 0)!.epoch }));
+        return views.length === 3 && new Set(views.map((view) => view.epoch)).size === 1 && views.filter((view) => view.phase === 'serving').length === 1 && views.every((view) => view.phase === 'serving' || view.phase === 'following');
+      },
+      () => `one epoch, one serving leader, the others following (${views.map((view) => `${view.nodeId}:${view.phase}@${view.epoch}`).join(' ')})`,
+      90_000,
+    );
+    const finalLeader = views.find((view) => view.phase === 'serving')!.nodeId;
+    const consumer = await createConsumer({ transport: majorityTransport, namespace });
+    await majorityLedger.verify(consumer);
+    await minorityLedger.verify(consumer);
+    await consumer.close();
+    await Promise.all([onMajority.close(), onMinority.close()]);
+    process.stdout.write(
+      `  ${mode.kind}: split → majority acks again ${unavailableMs} ms; heal → cut-off producer acked again ${minorityBackMs} ms; leader ${leader} → ${newLeader} → ${finalLeader} (epoch ${views[0].epoch})\n`,
+    );
+  } finally {
+    await cluster.stop();
+  }
+}
+
+test('partition - the leader cut off from both followers: the minority acks nothing, the majority goes on; after heal every ack is in the log once', async () => {
+  await isolateLeader({ kind: 'cut' }, 'split-cut');
+});
+
+test('partition - the same with the leader blackholed (links held open, silent)', async () => {
+  await isolateLeader({ kind: 'blackhole' }, 'split-hole');
+});
+
+test.run();
