@@ -135,6 +135,8 @@ export class FollowerReplica {
     if (request.epoch < log.epoch) return { kind: 'fenced', epoch: log.epoch };
     if (request.epoch > log.epoch) await log.setEpoch(request.epoch);
     if (log.leading) throw new TidelogError('BAD_REQUEST', `install: ${request.leaderId} sends for epoch ${request.epoch}, which this replica leads`);
+    // The epoch of a batch in the leader's log is never above the leader's own.
+    if (request.epochAtSeq > request.epoch) throw new TidelogError('BAD_REQUEST', `install: epoch ${request.epochAtSeq} at seq ${request.seq} is above the leader's epoch ${request.epoch}`);
     // Committed here already: the committed prefixes are equal, so this replica goes on from there.
     if (request.seq <= log.committedSeq) return { kind: 'done', matchSeq: log.committedSeq };
     const received = await log.receiveSnapshot(request);

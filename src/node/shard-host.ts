@@ -94,6 +94,7 @@ export class ShardHost {
   private receiver: SnapshotReceiver | null = null;
   /** A snapshot install that failed after the old log was closed: the shard is down. */
   private installFailure: Error | null = null;
+  private isClosing = false;
   /** Snapshots installed here since the host opened (this replica was behind its leader's retention). */
   snapshotsInstalled = 0;
 
@@ -325,13 +326,28 @@ export class ShardHost {
     this.receiver ??= new SnapshotReceiver(io, join(this.options.dataDir, 'wal'), this.shard);
     const offset = await this.receiver.receive(part);
     if (offset < part.fileBytes) return { kind: 'next', offset };
-    await this.receiver.commit();
+    try {
+      await this.receiver.commit();
+    } catch (error) {
+      // Maybe committed: the old log must not take another batch (the next open installs).
+      if (isTidelogError(error) && error.context.installMayHaveCommitted === 1) {
+        this.installFailure = error;
+        await this.wal.close().catch(() => undefined);
+      }
+      throw error;
+    }
     // Committed: from here the old log is gone once the directory is opened again.
     const epoch = this.wal.epoch;
     const startedMs = performance.now();
     try {
       await this.wal.close();
+      // Closing meanwhile: the next open completes the install.
+      if (this.isClosing) throw new TidelogError('CLOSED', `shard ${this.shard} is closing`);
       const reopened = await ShardHost.openWal(this.options, undefined);
+      if (this.isClosing) {
+        await reopened.wal.close();
+        throw new TidelogError('CLOSED', `shard ${this.shard} is closing`);
+      }
       this.shardState.sessions.failInFlight(new TidelogError('CLOSED', `shard ${this.shard}: a snapshot replaced this replica's log`));
       this.wal = reopened.wal;
       this.shardState = reopened.state;
@@ -421,6 +437,7 @@ export class ShardHost {
   }
 
   async close(): Promise<void> {
+    this.isClosing = true;
     await this.receiver?.abort();
     try {
       await this.wal.close();

@@ -15,7 +15,7 @@
 // snapshot file itself is the leader's, byte for byte.
 
 import { join } from 'node:path';
-import { TidelogError } from '../errors.ts';
+import { TidelogError, isTidelogError } from '../errors.ts';
 import { readReplicaFile, readCheckpointFile, writeReplicaFile } from './checkpoint-file.ts';
 import { deleteGradually, writeFully, type FileIo, type WalFile } from './file-io.ts';
 import { checkpointFileName, listShardSegments, listShardSnapshots, snapshotFileName } from './segment-name.ts';
@@ -130,10 +130,20 @@ export class SnapshotReceiver {
       await readSnapshotFile(this.io, this.dir, staging, { shard: this.shard, seq: receiving.seq }, () => undefined);
       const fileName = installFileName(this.shard, receiving.seq, receiving.epochAtSeq);
       await this.io.rename(join(this.dir, staging), join(this.dir, fileName));
-      await this.io.syncDir(this.dir);
       this.current = null;
+      try {
+        await this.io.syncDir(this.dir);
+      } catch (cause) {
+        // The install may be committed (the rename may reach the disk): the old log must not
+        // grow any more, or the next open would replace acknowledged batches past S with it.
+        throw new TidelogError('IO_ERROR', `${join(this.dir, fileName)}: the install may have committed, its directory sync failed`, {
+          cause,
+          details: { file: join(this.dir, fileName), installMayHaveCommitted: 1 },
+        });
+      }
       return { fileName, seq: receiving.seq, epochAtSeq: receiving.epochAtSeq };
     } catch (error) {
+      if (isTidelogError(error) && error.context.installMayHaveCommitted === 1) throw error;
       await this.abort();
       throw error;
     }
@@ -158,7 +168,7 @@ export class SnapshotReceiver {
 
 function checkPart(part: SnapshotPart): void {
   const isSeq = (value: number): boolean => Number.isSafeInteger(value) && value >= 0;
-  if (!isSeq(part.seq) || part.seq < 1 || !isSeq(part.epochAtSeq) || !isSeq(part.offset) || !isSeq(part.fileBytes)) {
+  if (!isSeq(part.seq) || part.seq < 1 || !isSeq(part.epochAtSeq) || !isSeq(part.offset) || !isSeq(part.fileBytes) || part.bytes.byteLength > part.fileBytes) {
     throw new TidelogError('BAD_REQUEST', `snapshot part: seq, epoch, offset and length are u53s (seq ≥ 1)`);
   }
   if (part.fileBytes > MAX_SNAPSHOT_FILE_BYTES) throw new TidelogError('BAD_REQUEST', `snapshot part: a ${part.fileBytes}-byte file is larger than ${MAX_SNAPSHOT_FILE_BYTES}`);
