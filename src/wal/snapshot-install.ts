@@ -39,18 +39,17 @@ export interface PendingInstall {
   epochAtSeq: number;
 }
 
-/** The committed install of `shard` in `fileNames` (the newest, if a crash left two), or null. */
-export function findPendingInstall(fileNames: readonly string[], shard: number): PendingInstall | null {
-  let found: PendingInstall | null = null;
+/** The committed installs of `shard` in `fileNames`, lowest seq first. */
+function listInstalls(fileNames: readonly string[], shard: number): PendingInstall[] {
+  const found: PendingInstall[] = [];
   for (const fileName of fileNames) {
     const match = INSTALL_PATTERN.exec(fileName);
     if (match === null || Number(match[1]) !== shard) continue;
     const seq = Number(match[2]);
     const epochAtSeq = Number(match[3]);
-    if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(epochAtSeq) || seq < 1) continue;
-    if (found === null || seq > found.seq) found = { fileName, seq, epochAtSeq };
+    if (Number.isSafeInteger(seq) && Number.isSafeInteger(epochAtSeq) && seq >= 1) found.push({ fileName, seq, epochAtSeq });
   }
-  return found;
+  return found.sort((a, b) => a.seq - b.seq);
 }
 
 /** One part of a snapshot file as a leader sends it. */
@@ -181,13 +180,11 @@ function checkPart(part: SnapshotPart): void {
  */
 export async function completeInstall(io: FileIo, dir: string, shard: number, timestampNs: bigint): Promise<PendingInstall | null> {
   const names = await io.readdir(dir);
-  const pending = findPendingInstall(names, shard);
-  if (pending === null) return null;
+  const installs = listInstalls(names, shard);
+  const pending = installs.pop();
+  if (pending === undefined) return null;
   // An older committed install a crash left behind is superseded by the newest.
-  for (const name of names) {
-    const other = findPendingInstall([name], shard);
-    if (other !== null && other.fileName !== pending.fileName) await io.unlink(join(dir, name));
-  }
+  for (const older of installs) await io.unlink(join(dir, older.fileName));
   for (const segment of listShardSegments(names, shard)) await deleteGradually(io, dir, segment.fileName);
   for (const snapshot of listShardSnapshots(names, shard)) await deleteGradually(io, dir, snapshot.fileName);
   // A checkpoint past S would make the new log start after it.

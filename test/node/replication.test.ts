@@ -31,31 +31,23 @@ function packed(first: number, count: number): Uint8Array {
 /** A link to a follower that loses requests and replies as the seeded random says. */
 function lossyLink(nodeId: string, follower: FollowerReplica, random: () => number, lossRate: number, isUp: () => boolean): FollowerLink & { settled(): Promise<unknown> } {
   let queue: Promise<unknown> = Promise.resolve();
+  // The follower handles one request at a time, in arrival order (as a subscription does).
+  const deliver = <T>(handle: () => Promise<T>): Promise<T> => {
+    const handled = queue.then(async () => {
+      if (!isUp() || random() < lossRate) throw new Error(`${nodeId}: request lost`);
+      const reply = await handle();
+      if (random() < lossRate) throw new Error(`${nodeId}: reply lost`);
+      return reply;
+    });
+    queue = handled.catch(() => undefined);
+    return handled;
+  };
   return {
     nodeId,
     /** Every request sent so far has been handled (or lost). */
     settled: () => queue,
-    send(request: ReplicateRequest): Promise<ReplicateReply> {
-      // The follower handles one request at a time, in arrival order (as a subscription does).
-      const handled = queue.then(async () => {
-        if (!isUp() || random() < lossRate) throw new Error(`${nodeId}: request lost`);
-        const reply = await follower.handle(request);
-        if (random() < lossRate) throw new Error(`${nodeId}: reply lost`);
-        return reply;
-      });
-      queue = handled.catch(() => undefined);
-      return handled;
-    },
-    install(request: InstallRequest): Promise<InstallReply> {
-      const handled = queue.then(async () => {
-        if (!isUp() || random() < lossRate) throw new Error(`${nodeId}: request lost`);
-        const reply = await follower.install(request);
-        if (random() < lossRate) throw new Error(`${nodeId}: reply lost`);
-        return reply;
-      });
-      queue = handled.catch(() => undefined);
-      return handled;
-    },
+    send: (request: ReplicateRequest): Promise<ReplicateReply> => deliver(() => follower.handle(request)),
+    install: (request: InstallRequest): Promise<InstallReply> => deliver(() => follower.install(request)),
   };
 }
 
