@@ -41,7 +41,8 @@ export interface ShardMachineServices {
   heartbeatMs: number;
   /** Uniform in [0, 1): the jitter of the leader timeout (seeded in the simulation). */
   random(): number;
-  campaign(): Promise<CampaignResult>;
+  /** preVote false: a stopping leader handed the shard over (Raft's TimeoutNow skips pre-vote). */
+  campaign(options: { preVote: boolean }): Promise<CampaignResult>;
   startLeading(epoch: number): Leadership;
   /** Calls `tick` every `ms` until the returned function is called. */
   every(ms: number, tick: () => void): () => void;
@@ -65,6 +66,8 @@ interface ShardMachineContext {
   leaderId: string | null;
   /** Why the last term or campaign ended (status and logs). */
   reason: string;
+  /** The campaign under way was asked for by the stopping leader (no pre-vote). */
+  isHandoff: boolean;
 }
 
 export function createShardMachine() {
@@ -79,7 +82,7 @@ export function createShardMachine() {
       leaderTimeout: ({ context }) => Math.round(context.services.leaderTimeoutMs * (1 + context.services.random())),
     },
     actors: {
-      campaign: fromPromise<CampaignResult, { services: ShardMachineServices }>(({ input }) => input.services.campaign()),
+      campaign: fromPromise<CampaignResult, { services: ShardMachineServices; isHandoff: boolean }>(({ input }) => input.services.campaign({ preVote: !input.isHandoff })),
       leadership: fromCallback<ShardMachineEvent, { services: ShardMachineServices; epoch: number }>(({ input, sendBack }) => {
         const leadership = input.services.startLeading(input.epoch);
         let last: 'preparing' | 'serving' | 'step-down' = 'preparing';
@@ -114,7 +117,7 @@ export function createShardMachine() {
     },
   }).createMachine({
     id: 'shard',
-    context: ({ input }) => ({ services: input.services, epoch: input.epoch, leaderId: null, reason: 'opened' }),
+    context: ({ input }) => ({ services: input.services, epoch: input.epoch, leaderId: null, reason: 'opened', isHandoff: false }),
     initial: 'following',
     on: {
       FAILED: { target: '.failed', actions: assign({ reason: ({ event }) => event.error.message }) },
@@ -127,7 +130,7 @@ export function createShardMachine() {
         states: {
           // A contact re-enters `waiting` (not `following`), which restarts the timer only.
           waiting: {
-            after: { leaderTimeout: '#shard.electing' },
+            after: { leaderTimeout: { target: '#shard.electing', actions: assign({ isHandoff: false }) } },
             on: {
               LEADER_CONTACT: [
                 { guard: 'isNewContact', target: 'waiting', reenter: true, actions: ['noteContact', { type: 'report', params: { phase: 'following' } }] },
@@ -138,7 +141,7 @@ export function createShardMachine() {
                 // Only from the leader this replica follows (or, knowing none, for its epoch).
                 guard: ({ context, event }) => event.epoch === context.epoch && (context.leaderId === null || event.leaderId === context.leaderId),
                 target: '#shard.electing',
-                actions: assign({ reason: ({ event }) => `${event.leaderId} handed off epoch ${event.epoch}` }),
+                actions: assign({ isHandoff: true, reason: ({ event }) => `${event.leaderId} handed off epoch ${event.epoch}` }),
               },
             },
           },
@@ -148,7 +151,7 @@ export function createShardMachine() {
         entry: [assign({ leaderId: null }), { type: 'report', params: { phase: 'electing' } }],
         invoke: {
           src: 'campaign',
-          input: ({ context }) => ({ services: context.services }),
+          input: ({ context }) => ({ services: context.services, isHandoff: context.isHandoff }),
           onDone: [
             {
               guard: ({ event }) => event.output.kind === 'won',

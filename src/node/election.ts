@@ -2,6 +2,10 @@
 // "Elections"). The shard machine (src/actors/shard.ts) decides when; this file does it.
 //
 //   campaign (a follower that heard no leader for leaderTimeoutMs):
+//     0. pre-vote (skipped when a stopping leader handed the shard over): ask the others
+//        whether they heard no leader for leaderTimeoutMs either; fewer than a quorum (with
+//        this one) say so → no campaign, nothing recorded. A replica that was cut off and
+//        returns cannot claim an epoch and depose the leader the others follow.
 //     1. E = max(recorded epoch, newest claimed in the epoch store) + 1; claim (shard, E) with a
 //        create-only key. lost / unknown → no leader here (an unknown E is never used).
 //     2. record E here (older leaders are refused from now on), then `prepare E` to every
@@ -26,6 +30,8 @@ import type {
   FetchRequest,
   InstallReply,
   InstallRequest,
+  PreVoteReply,
+  PreVoteRequest,
   PrepareReply,
   PrepareRequest,
   ReplicateReply,
@@ -43,6 +49,7 @@ export interface ReplicaLog extends FollowerLog, LeaderLog {
 /** How a replica reaches the other replicas of its shards (NATS, or the simulation's network). */
 export interface PeerNet {
   replicate(peer: string, request: ReplicateRequest): Promise<ReplicateReply>;
+  preVote(peer: string, request: PreVoteRequest): Promise<PreVoteReply>;
   prepare(peer: string, request: PrepareRequest): Promise<PrepareReply>;
   fetch(peer: string, request: FetchRequest): Promise<FetchReply>;
   /** A part of the leader's snapshot for a follower behind its retention. */
@@ -66,17 +73,44 @@ export interface ReplicaEvents {
  */
 const FETCH_BYTES = 512 << 10;
 
+export interface ReplicaServerOptions {
+  /** Monotonic milliseconds (the simulated clock in the simulation). */
+  nowMs(): number;
+  /** A pre-vote is granted only after this long without a leader's contact. */
+  leaderTimeoutMs: number;
+}
+
 /** One shard's replica on this node: answers leaders and candidates, one request at a time. */
 export class ReplicaServer {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly follower: FollowerReplica;
+  /** When a leader last reached this replica (-Infinity: never since it started). */
+  private lastContactMs = -Infinity;
+  private lastLeaderId: string | null = null;
 
   constructor(
     readonly shard: number,
     private readonly log: ReplicaLog,
     private readonly events: ReplicaEvents,
+    private readonly options: ReplicaServerOptions,
   ) {
     this.follower = new FollowerReplica(log);
+  }
+
+  private contact(epoch: number, leaderId: string): void {
+    this.lastContactMs = this.options.nowMs();
+    this.lastLeaderId = leaderId;
+    this.events.onLeaderContact(epoch, leaderId);
+  }
+
+  /**
+   * Granted when this replica leads nothing and heard from no leader for a leader timeout.
+   * Records nothing and waits for no other request (it only reads).
+   */
+  preVote(_request: PreVoteRequest): Promise<PreVoteReply> {
+    const log = this.log;
+    const silentMs = this.options.nowMs() - this.lastContactMs;
+    return Promise.resolve({ granted: !log.leading && silentMs >= this.options.leaderTimeoutMs, epoch: log.epoch, leaderId: this.lastLeaderId });
   }
 
   /** Runs `work` after every earlier request of this shard ended. */
@@ -89,7 +123,7 @@ export class ReplicaServer {
   replicate(request: ReplicateRequest): Promise<ReplicateReply> {
     return this.serial(async () => {
       const reply = await this.follower.handle(request);
-      if (reply.kind !== 'fenced') this.events.onLeaderContact(request.epoch, request.leaderId);
+      if (reply.kind !== 'fenced') this.contact(request.epoch, request.leaderId);
       return reply;
     });
   }
@@ -97,7 +131,7 @@ export class ReplicaServer {
   install(request: InstallRequest): Promise<InstallReply> {
     return this.serial(async () => {
       const reply = await this.follower.install(request);
-      if (reply.kind !== 'fenced') this.events.onLeaderContact(request.epoch, request.leaderId);
+      if (reply.kind !== 'fenced') this.contact(request.epoch, request.leaderId);
       return reply;
     });
   }
@@ -155,12 +189,29 @@ export interface CampaignOptions {
   server: ReplicaServer;
   store: EpochStore;
   net: PeerNet;
+  /** Ask the others first whether they lost the leader too (false: a leader handed over). */
+  preVote: boolean;
   /** Called as the campaign moves on (logs, status). */
   onStep?: (step: string, fields: Record<string, unknown>) => void;
 }
 
 export async function campaign(options: CampaignOptions): Promise<CampaignOutcome> {
   const { shard, nodeId, log, server, store, net } = options;
+  const quorum = Math.floor(options.replicationFactor / 2) + 1;
+  if (options.preVote) {
+    const grants = await Promise.all(
+      options.peers.map(async (peer) => {
+        try {
+          return (await net.preVote(peer, { shard, epoch: log.epoch, candidateId: nodeId })).granted;
+        } catch {
+          return false;
+        }
+      }),
+    );
+    const granted = 1 + grants.filter(Boolean).length;
+    if (granted < quorum) return { kind: 'failed', epoch: log.epoch + 1, reason: `pre-vote: ${granted} of ${options.replicationFactor} replicas heard no leader, ${quorum} needed` };
+    options.onStep?.('pre-voted', { granted });
+  }
   const latest = await store.latest(shard);
   const epoch = Math.max(log.epoch, latest?.epoch ?? 0) + 1;
   const claim = await store.claim(shard, epoch, nodeId);
@@ -194,7 +245,6 @@ export async function campaign(options: CampaignOptions): Promise<CampaignOutcom
       best = { peer, confirmedEpoch: reply.confirmedEpoch, durableSeq: reply.durableSeq };
     }
   }
-  const quorum = Math.floor(options.replicationFactor / 2) + 1;
   if (answered < quorum) return { kind: 'failed', epoch, reason: `${answered} of ${options.replicationFactor} replicas answered, ${quorum} needed` };
   options.onStep?.('prepared', { epoch, answered, best: best.peer ?? nodeId, bestSeq: best.durableSeq });
 

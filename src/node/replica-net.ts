@@ -15,6 +15,11 @@ import {
   decodeFetchReply,
   decodePrepare,
   decodePrepareReply,
+  decodePreVote,
+  decodePreVoteReply,
+  encodePreVote,
+  encodePreVoteReply,
+  type PreVoteRequest,
   decodeReplicate,
   decodeReplicateReply,
   encodeFetch,
@@ -47,6 +52,11 @@ export class TransportPeerNet implements PeerNet {
   async replicate(peer: string, request: ReplicateRequest) {
     const bytes = await this.transport.request(replicationSubject(this.namespace, request.shard, peer, 'append'), encodeReplicate(request), { timeoutMs: this.timeoutMs });
     return decodeReplicateReply(bytes);
+  }
+
+  async preVote(peer: string, request: PreVoteRequest) {
+    const bytes = await this.transport.request(replicationSubject(this.namespace, request.shard, peer, 'prevote'), encodePreVote(request), { timeoutMs: this.timeoutMs });
+    return decodePreVoteReply(bytes);
   }
 
   async prepare(peer: string, request: PrepareRequest) {
@@ -101,6 +111,7 @@ export function serveReplica(transport: Transport, namespace: string, nodeId: st
     subscriptions.push(transport.subscribe(replicationSubject(namespace, shard, nodeId, kind), (message) => answer(message, () => handle(message.data))));
   };
   subscribe('append', async (data) => encodeReplicateReply(await server.replicate(checked(decodeReplicate(data), shard))));
+  subscribe('prevote', async (data) => encodePreVoteReply(await server.preVote(checked(decodePreVote(data), shard))));
   subscribe('prepare', async (data) => encodePrepareReply(await server.prepare(checked(decodePrepare(data), shard))));
   subscribe('fetch', async (data) => encodeFetchReply(await server.fetch(checked(decodeFetch(data), shard))));
   subscribe('install', async (data) => encodeInstallReply(await server.install(checked(decodeInstall(data), shard))));

@@ -13,7 +13,8 @@
 //              epoch > recorded            → record it (a replica leading an older epoch stops)
 //              prevSeq > durable end       → gap { expectedSeq }          (leader resends from there)
 //              epochAt(prevSeq) ≠ prevEpoch → diverged { seq, epoch }     (leader backs up)
-//              not yet confirmed by epoch  → cut what follows prevSeq (never compared)
+//              not yet confirmed by epoch  → cut what follows prevSeq (never compared), keeping the
+//                                            committed prefix and what this epoch already proved
 //              each batch: already here with the same epoch → skip (a resend);
 //                          here with another epoch → cut the suffix from it, append;
 //                          not here → append (verbatim, fsynced)
@@ -73,6 +74,12 @@ function batchRange(batch: Uint8Array): { firstSeq: number; lastSeq: number; epo
 
 /** A follower's side: one request at a time (the caller serialises them per shard). */
 export class FollowerReplica {
+  /**
+   * How far this log was last proved equal to the leader of `epoch` (a reply whose request
+   * was lost makes the leader resend from an older prevSeq: what was proved stays).
+   */
+  private proved = { epoch: -1, seq: 0 };
+
   constructor(private readonly log: FollowerLog) {}
 
   async handle(request: ReplicateRequest): Promise<ReplicateReply> {
@@ -86,8 +93,10 @@ export class FollowerReplica {
     const prevEpoch = log.epochAt(request.prevSeq);
     if (prevEpoch !== request.prevEpoch) return { kind: 'diverged', seq: request.prevSeq, epoch: prevEpoch };
     // Until this epoch confirmed the log, what follows the matched prefix was never compared
-    // with its leader's log (a deposed leader's suffix, appends it had queued): it goes.
-    if (log.confirmedEpoch < request.epoch && log.lastAssignedSeq > request.prevSeq) await log.truncateAfter(request.prevSeq);
+    // with its leader's log (a deposed leader's suffix, appends it had queued): it goes. The
+    // committed prefix, and what this epoch's leader already proved equal, are its log too.
+    const compared = Math.max(request.prevSeq, log.committedSeq, this.proved.epoch === request.epoch ? this.proved.seq : 0);
+    if (log.confirmedEpoch < request.epoch && log.lastAssignedSeq > compared) await log.truncateAfter(compared);
     // What this request proves equal to the leader's log: only up to here may be committed or
     // reported (anything after may be a deposed leader's suffix, not yet compared).
     let matched = request.prevSeq;
@@ -117,6 +126,7 @@ export class FollowerReplica {
     // The leader's log up to where it began to lead is here: the epoch confirms this log (an
     // election then prefers it to any replica confirmed earlier).
     if (log.confirmedEpoch < request.epoch && matched >= request.leadEnd) await log.confirmEpoch(request.epoch);
+    if (this.proved.epoch !== request.epoch || matched > this.proved.seq) this.proved = { epoch: request.epoch, seq: matched };
     await log.commitTo(Math.min(request.hwm, matched));
     // The leader's view of the laggiest replica: keep what it may still need, should this
     // replica lead next (without a hint, keep everything).

@@ -76,6 +76,8 @@ export class ShardReplica {
 
   constructor(private readonly options: ShardReplicaOptions) {
     const { log, shard, nodeId } = options;
+    const timers = options.timers ?? realTimers;
+    this.timers = timers;
     this.peers = options.replicas.filter((replica) => replica !== nodeId);
     // Until a leader says what the other replicas hold, retention keeps everything.
     log.holdRetention(0);
@@ -84,9 +86,7 @@ export class ShardReplica {
       onLeaderContact: (epoch, leaderId) => this.actor.send({ type: 'LEADER_CONTACT', epoch, leaderId }),
       onPrepared: (epoch, candidateId) => this.actor.send({ type: 'PREPARED', epoch, candidateId }),
       onCampaignNow: (epoch, leaderId) => this.actor.send({ type: 'CAMPAIGN_NOW', epoch, leaderId }),
-    });
-    const timers = options.timers ?? realTimers;
-    this.timers = timers;
+    }, { nowMs: () => timers.nowMs(), leaderTimeoutMs: options.leaderTimeoutMs });
     const machine = createShardMachine();
     this.actor = createActor(machine, {
       clock: timers.clock as never,
@@ -99,7 +99,7 @@ export class ShardReplica {
           heartbeatMs: options.heartbeatMs,
           random: options.random ?? Math.random,
           every: timers.every,
-          campaign: () => this.campaign(),
+          campaign: ({ preVote }) => this.campaign(preVote),
           startLeading: (epoch) => this.startLeading(epoch, timers),
           onChange: (change) => {
             this.current = { phase: change.phase, epoch: Math.max(change.epoch, log.epoch), leaderId: change.leaderId };
@@ -184,8 +184,9 @@ export class ShardReplica {
     this.actor.stop();
   }
 
-  private campaign(): Promise<CampaignResult> {
+  private campaign(preVote: boolean): Promise<CampaignResult> {
     return campaign({
+      preVote,
       shard: this.options.shard,
       nodeId: this.options.nodeId,
       peers: this.peers,

@@ -4,6 +4,7 @@
 // UNSUPPORTED_VERSION; sealed batches come back as views of the input (the WAL checks them).
 //
 //   {ns}.repl.{shard}.{node}.append   leader → follower   ReplicateRequest → ReplicateReply
+//   {ns}.repl.{shard}.{node}.prevote  would-be candidate → replica  PreVoteRequest → PreVoteReply
 //   {ns}.repl.{shard}.{node}.prepare  candidate → replica PrepareRequest   → PrepareReply
 //   {ns}.repl.{shard}.{node}.fetch    candidate → replica FetchRequest     → FetchReply
 //   {ns}.repl.{shard}.{node}.campaign stopping leader → follower  CampaignNowRequest → ok
@@ -46,6 +47,26 @@ export type ReplicateReply =
   | { kind: 'gap'; expectedSeq: number }
   | { kind: 'diverged'; seq: number; epoch: number }
   | { kind: 'fenced'; epoch: number };
+
+/**
+ * Before it claims an epoch, a replica that heard no leader asks the others whether they heard
+ * none either (Raft's pre-vote): nothing is recorded, so a replica that was cut off cannot
+ * depose a leader the others still follow.
+ */
+export interface PreVoteRequest {
+  shard: number;
+  /** The asker's recorded epoch (for logs and status; the grant does not depend on it). */
+  epoch: number;
+  candidateId: string;
+}
+
+export interface PreVoteReply {
+  /** True: this replica heard from no leader for a leader timeout and leads nothing itself. */
+  granted: boolean;
+  epoch: number;
+  /** The leader this replica heard from last (null: none since it started). */
+  leaderId: string | null;
+}
 
 /** A candidate that claimed `epoch` asks a replica to record it and tell its log's end. */
 export interface PrepareRequest {
@@ -113,7 +134,7 @@ export type InstallReply =
   | { kind: 'done'; matchSeq: number }
   | { kind: 'fenced'; epoch: number };
 
-export type ReplicationKind = 'append' | 'prepare' | 'fetch' | 'campaign' | 'install';
+export type ReplicationKind = 'append' | 'prevote' | 'prepare' | 'fetch' | 'campaign' | 'install';
 
 export function replicationSubject(namespace: string, shard: number, nodeId: string, kind: ReplicationKind): string {
   return `${namespace}.repl.${shard}.${nodeId}.${kind}`;
@@ -158,6 +179,25 @@ export function decodeReplicateReply(bytes: Uint8Array): ReplicateReply {
     case 'fenced':
       return { kind, epoch: seq(fields, 'epoch') };
   }
+}
+
+export function encodePreVote(request: PreVoteRequest): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'prevote', ...request }, 'prevote');
+}
+
+export function decodePreVote(bytes: Uint8Array): PreVoteRequest {
+  const fields = openMessage(bytes, 'prevote', 'DECODE_FAILED');
+  return { shard: fields.integer('shard', 0, 65535), epoch: seq(fields, 'epoch'), candidateId: fields.string('candidateId') };
+}
+
+export function encodePreVoteReply(reply: PreVoteReply): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'prevoted', ...reply, leaderId: reply.leaderId ?? '' }, 'prevoted');
+}
+
+export function decodePreVoteReply(bytes: Uint8Array): PreVoteReply {
+  const fields = openReply(bytes, 'prevoted');
+  const leaderId = fields.has('leaderId') ? fields.string('leaderId') : '';
+  return { granted: fields.boolean('granted'), epoch: seq(fields, 'epoch'), leaderId: leaderId === '' ? null : leaderId };
 }
 
 export function encodePrepare(request: PrepareRequest): Uint8Array {

@@ -39,7 +39,7 @@ test('election - a fetch reply of many small batches fits NATS\'s max_payload', 
     }
     // The best replica answers a candidate's fetch (frozen at the candidate's epoch 2).
     await host.setEpoch(2);
-    const server = new ReplicaServer(0, host, { onLeaderContact: () => undefined, onPrepared: () => undefined });
+    const server = new ReplicaServer(0, host, { onLeaderContact: () => undefined, onPrepared: () => undefined }, { nowMs: () => performance.now(), leaderTimeoutMs: 1_000 });
     const reply = await server.fetch({ shard: 0, epoch: 2, fromSeq: 1, maxBytes: 1 << 20 });
     assert.is(reply.kind, 'ok');
     const batchBytes = reply.kind === 'ok' ? reply.batches.reduce((sum, batch) => sum + batch.byteLength, 0) : 0;

@@ -82,6 +82,31 @@ test('replication faults - a partial catch-up does not confirm the epoch: the el
   });
 });
 
+test('replication faults - a resend from an older prevSeq (its reply was lost) keeps what this epoch proved and what is committed', async () => {
+  await withHosts(['a', 'b'], async ([a, b]) => {
+    await a.lead(2);
+    for (const first of [1, 6, 11]) {
+      a.append(packed(first, 5)).catch(() => undefined);
+      await until(() => a.durableSeq === first + 4, 'durable on a');
+    }
+    const batches = await a.readSealed(1, Number.MAX_SAFE_INTEGER);
+    assert.is(batches.length, 3);
+    const follower = new FollowerReplica(b);
+    // leadEnd beyond the follower: epoch 2 never confirms its log in this test.
+    const request = (prevSeq: number, sent: Uint8Array[], hwm: number): ReplicateRequest => ({ shard: 0, epoch: 2, leaderId: 'a', hwm, leadEnd: 1_000, prevSeq, prevEpoch: prevSeq === 0 ? 0 : 2, batches: sent });
+    assert.equal(await follower.handle(request(0, batches.slice(0, 2), 0)), { kind: 'ok', matchSeq: 10 });
+    // 11–15 arrives and commits to 15, but the reply is lost: the leader still has nextSeq 11.
+    assert.equal(await follower.handle(request(10, batches.slice(2), 15)), { kind: 'ok', matchSeq: 15 });
+    assert.is(b.committedSeq, 15);
+    // The leader's view was older still (a lost reply before): it resends 1–5.
+    assert.equal(await follower.handle(request(0, batches.slice(0, 1), 15)), { kind: 'ok', matchSeq: 5 });
+    assert.is(b.durableSeq, 15, 'nothing proved equal in this epoch, nor committed, is cut');
+    // A new follower object (a restart) knows only the commit point: it is kept too.
+    assert.equal(await new FollowerReplica(b).handle(request(0, [], 15)), { kind: 'ok', matchSeq: 0 });
+    assert.is(b.durableSeq, 15, 'the committed prefix is kept');
+  });
+});
+
 test('replication faults - a deposed leader\'s shipper falls silent, commits nothing, and the deposed leader takes no appends', async () => {
   await withHosts(['a', 'b', 'c'], async ([a, b, c]) => {
     await a.lead(1);

@@ -174,6 +174,33 @@ test('shard replicas - a leader cut off from both followers stops serving; its u
   }
 });
 
+test('shard replicas - a follower cut off for several leader timeouts claims no epoch (pre-vote); back, it follows the same leader', async () => {
+  const group = new ReplicaGroup({ nodes: 3 });
+  try {
+    await group.start();
+    const leader = await leaderOf(group);
+    await leader.host!.append(events(1, 10));
+    const epoch = leader.host!.epoch;
+    const claimed = (await group.store.latest(0))?.epoch;
+    const cutOff = group.members.find((member) => member !== leader)!;
+    group.net.isolate(cutOff.nodeId, group.ids);
+    // Three leader timeouts at least (each campaign waits 1–2 s): it campaigns, and fails.
+    const changesBefore = cutOff.changes.length;
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    const tried = cutOff.changes.slice(changesBefore);
+    assert.ok(tried.filter((change) => change.includes('pre-vote: 1 of 3')).length >= 2, `the cut-off follower campaigned, and its pre-votes failed (${tried.join(' | ')})`);
+    assert.is((await group.store.latest(0))?.epoch, claimed, 'no epoch was claimed while it was cut off');
+    await leader.host!.append(events(100, 10));
+    group.net.heal();
+    await until(() => cutOff.host!.committedSeq === leader.host!.committedSeq, () => `the follower catches up (${describe(group)})`);
+    assert.ok(leader.replica!.serving, 'the leader was never deposed');
+    assert.is(leader.host!.epoch, epoch, 'the leader keeps its epoch');
+    assert.is(cutOff.host!.epoch, epoch, 'the follower returns to the leader\'s epoch');
+  } finally {
+    await group.close();
+  }
+});
+
 test('shard replicas - retention keeps what a stopped follower lacks; it catches up from segments, then retention goes on', async () => {
   const group = new ReplicaGroup({
     nodes: 3,

@@ -507,6 +507,7 @@ class Simulation {
   private netFrom(nodeId: string): PeerNet {
     return {
       replicate: (peer, request) => this.deliver(nodeId, peer, (server) => server.replicate(request)),
+      preVote: (peer, request) => this.deliver(nodeId, peer, (server) => server.preVote(request)),
       prepare: (peer, request) => this.deliver(nodeId, peer, (server) => server.prepare(request)),
       fetch: (peer, request) => this.deliver(nodeId, peer, (server) => server.fetch(request)),
       install: (peer, request) => this.deliver(nodeId, peer, (server) => server.install(request)),

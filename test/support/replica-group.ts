@@ -16,6 +16,8 @@ export interface GroupMember {
   dir: string;
   host: ShardHost | null;
   replica: ShardReplica | null;
+  /** Every phase change of its replicas so far: "phase@epoch: reason". */
+  changes: string[];
 }
 
 export interface ReplicaGroupOptions {
@@ -68,6 +70,7 @@ export class MemoryPeerNet {
     };
     return {
       replicate: (peer, request) => call(peer, (server) => server.replicate(request)),
+      preVote: (peer, request) => call(peer, (server) => server.preVote(request)),
       prepare: (peer, request) => call(peer, (server) => server.prepare(request)),
       fetch: (peer, request) => call(peer, (server) => server.fetch(request)),
       install: (peer, request) => call(peer, (server) => server.install(request)),
@@ -84,7 +87,7 @@ export class ReplicaGroup {
 
   constructor(private readonly options: ReplicaGroupOptions) {
     this.ids = Array.from({ length: options.nodes }, (_, index) => `n${index + 1}`);
-    this.members = this.ids.map((nodeId) => ({ nodeId, dir: tempDir(`replica-${nodeId}`), host: null, replica: null }));
+    this.members = this.ids.map((nodeId) => ({ nodeId, dir: tempDir(`replica-${nodeId}`), host: null, replica: null, changes: [] }));
     this.store = options.store ?? new MemoryEpochStore();
   }
 
@@ -119,6 +122,7 @@ export class ReplicaGroup {
       ...(this.options.timers === undefined ? {} : { timers: this.options.timers }),
       ...(this.options.random === undefined ? {} : { random: this.options.random }),
       ...(this.options.retentionWaitMs === undefined ? {} : { retentionWaitMs: this.options.retentionWaitMs }),
+      onChange: (change) => member.changes.push(`${change.phase}@${change.epoch}: ${change.reason ?? ''}`),
     });
     member.host = host;
     member.replica = replica;

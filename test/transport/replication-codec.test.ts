@@ -17,12 +17,16 @@ import {
   decodeFetchReply,
   decodePrepare,
   decodePrepareReply,
+  decodePreVote,
+  decodePreVoteReply,
   decodeReplicate,
   decodeReplicateReply,
   encodeFetch,
   encodeFetchReply,
   encodePrepare,
   encodePrepareReply,
+  encodePreVote,
+  encodePreVoteReply,
   encodeReplicate,
   encodeReplicateReply,
   replicationSubject,
@@ -80,6 +84,17 @@ test('replication codec - prepare and fetch round-trip', () => {
   const ok = decodeFetchReply(encodeFetchReply({ kind: 'ok', batches: [new Uint8Array([4])], prevEpoch: 0, durableSeq: 8, committedSeq: 8, epochEndSeq: -1 }));
   assert.equal(ok.kind === 'ok' ? [Array.from(ok.batches[0]), ok.prevEpoch, ok.durableSeq, ok.epochEndSeq] : null, [[4], 0, 8, -1]);
   assert.equal(decodeFetchReply(encodeFetchReply({ kind: 'fenced', epoch: 9 })), { kind: 'fenced', epoch: 9 });
+});
+
+test('replication codec - pre-vote round-trips; no leader heard is an empty leaderId on the wire', () => {
+  assert.equal(decodePreVote(encodePreVote({ shard: 2, epoch: 7, candidateId: 'n1' })), { shard: 2, epoch: 7, candidateId: 'n1' });
+  for (const reply of [
+    { granted: true, epoch: 7, leaderId: null },
+    { granted: false, epoch: 9, leaderId: 'n2' },
+  ]) {
+    assert.equal(decodePreVoteReply(encodePreVoteReply(reply)), reply);
+  }
+  assert.throws(() => decodePreVoteReply(packWire({ v: 1, t: 'prevoted', granted: 'yes', epoch: 1, leaderId: '' }, 'prevoted')), /granted/);
 });
 
 test('replication codec - install requests and every reply kind round-trip; a part above 512 KiB or a seq of 0 is DECODE_FAILED', () => {
