@@ -6,8 +6,7 @@
 // for every replica to hold the same commit point, reads every shard back and checks that
 // every acknowledged event is there exactly once. `--seconds 0` runs until Ctrl-C.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,6 +18,7 @@ import { startNatsCluster } from '../transport/nats-cluster.ts';
 import { findNatsServer, NATS_INSTALL_HINT } from '../transport/nats-server-process.ts';
 import { readBack, runLoad } from './dev.ts';
 import { formatCount, formatLatencyUs, formatMs, formatTable } from './format.ts';
+import { NodeChild } from './node-child.ts';
 import { ExitCode, type ExitCodeValue } from './options.ts';
 
 export interface DevClusterOptions {
@@ -35,66 +35,6 @@ export interface DevClusterOptions {
 }
 
 const NAMESPACE = 'tidelog';
-const CLI = resolve(import.meta.dirname, 'main.ts');
-
-class NodeChild {
-  private child: ChildProcess | null = null;
-  constructor(
-    readonly nodeId: string,
-    private readonly configPath: string,
-    private readonly logPath: string,
-  ) {}
-
-  get pid(): number | null {
-    return this.child?.pid ?? null;
-  }
-
-  async start(): Promise<void> {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--config', this.configPath], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TIDELOG_LOG_LEVEL: 'info' },
-    });
-    this.child = child;
-    const log = createWriteStream(this.logPath, { flags: 'a' });
-    child.stderr?.pipe(log);
-    await new Promise<void>((resolveReady, rejectReady) => {
-      let stdout = '';
-      const timer = setTimeout(() => rejectReady(new Error(`node ${this.nodeId} was not ready in 90 s (log: ${this.logPath})`)), 90_000);
-      child.stdout?.setEncoding('utf8');
-      child.stdout?.on('data', (chunk: string) => {
-        stdout += chunk;
-        if (stdout.includes(' ready ')) {
-          clearTimeout(timer);
-          resolveReady();
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        rejectReady(new Error(`node ${this.nodeId} exited with ${code} before it was ready (log: ${this.logPath})`));
-      });
-    });
-  }
-
-  /** SIGKILL: no cleanup, as in a crash. */
-  kill(): Promise<void> {
-    return this.signalAndWait('SIGKILL');
-  }
-
-  /** SIGTERM: the node hands its shards off and closes them. */
-  stop(): Promise<void> {
-    return this.signalAndWait('SIGTERM');
-  }
-
-  private async signalAndWait(signal: NodeJS.Signals): Promise<void> {
-    const child = this.child;
-    if (child === null || child.exitCode !== null) return;
-    const exited = new Promise((done) => child.once('exit', done));
-    child.kill(signal);
-    await exited;
-    this.child = null;
-  }
-}
-
 export async function runDevCluster(options: DevClusterOptions): Promise<ExitCodeValue> {
   const out = (text = ''): void => void process.stdout.write(`${text}\n`);
   if (findNatsServer() === null) {

@@ -4,6 +4,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { isTidelogError } from '../errors.ts';
 import type { FsyncMode } from '../wal/index.ts';
+import { parseFaultKinds, runChaos } from './chaos.ts';
 import { runDemo } from './demo.ts';
 import { runDev } from './dev.ts';
 import { runDevCluster } from './dev-cluster.ts';
@@ -159,6 +160,27 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
         return done(await runDev({ ...options, forceInProcess: options.inProcess }));
       },
     );
+
+  program
+    .command('chaos')
+    .description('a local 3-node cluster under load and seeded faults (kill -9, SIGSTOP, partitions, blackholes, delays, nats-server kills); a Jepsen-style history checked against every replica\'s files')
+    .option('--minutes <m>', 'how long the load and the faults run', numberOption(0.1, 24 * 60))
+    .option('--seconds <s>', 'the same in seconds (wins over --minutes)', numberOption(5, 86_400))
+    .option('--seed <n>', 'seed of the fault schedule (default: random; printed, so a run replays)', integerOption(0, 0xffff_ffff))
+    .option('--shards <n>', 'shards (hash router)', integerOption(1, 64), 3)
+    .option('--rate <n>', 'events/s the producers send together (paced)', integerOption(1, 10_000_000), 3000)
+    .option('--batch <n>', 'events per send', integerOption(1, 65_536), 20)
+    .option('--faults <kinds>', 'fault kinds: all, or a list of kill,pause,partition-cut,partition-blackhole,link-delay,nats-kill', 'all')
+    .option('--dir <dir>', 'data directory (default: a fresh temp dir, removed at the end unless the run fails)')
+    .option('--keep', 'keep the temp dir')
+    .option('--json', 'also print the summary as one JSON line')
+    .addHelpText('after', '\nExit codes: 0 nothing acknowledged lost or twice and every replica equal, 1 otherwise, 2 usage.')
+    .action(async (options: { minutes?: number; seconds?: number; seed?: number; shards: number; rate: number; batch: number; faults: string; dir?: string; keep?: boolean; json?: boolean }) => {
+      const seconds = options.seconds ?? (options.minutes ?? 2) * 60;
+      const seed = options.seed ?? Math.floor(Math.random() * 0xffff_ffff);
+      const { shards, rate, batch, dir, keep, json } = options;
+      return done(await runChaos({ seconds, seed, shards, rate, batch, kinds: parseFaultKinds(options.faults), ...(dir === undefined ? {} : { dir }), ...(keep === undefined ? {} : { keep }), ...(json === undefined ? {} : { json }) }));
+    });
 
   program
     .command('serve')

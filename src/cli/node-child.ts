@@ -1,0 +1,83 @@
+// A `tidelog serve` child process of a local cluster (`tidelog dev --nodes`, `tidelog chaos`):
+// started and awaited until it says it is ready, its log appended to a file, and stopped the
+// ways a node stops in production — SIGTERM (hands its shards off), SIGKILL (a crash),
+// SIGSTOP/SIGCONT (a pause).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { resolve } from 'node:path';
+
+const CLI = resolve(import.meta.dirname, 'main.ts');
+
+export class NodeChild {
+  private child: ChildProcess | null = null;
+  constructor(
+    readonly nodeId: string,
+    private readonly configPath: string,
+    private readonly logPath: string,
+  ) {}
+
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
+  async start(): Promise<void> {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--config', this.configPath], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TIDELOG_LOG_LEVEL: 'info' },
+    });
+    this.child = child;
+    const log = createWriteStream(this.logPath, { flags: 'a' });
+    child.stderr?.pipe(log);
+    await new Promise<void>((resolveReady, rejectReady) => {
+      let stdout = '';
+      const timer = setTimeout(() => rejectReady(new Error(`node ${this.nodeId} was not ready in 90 s (log: ${this.logPath})`)), 90_000);
+      child.stdout?.setEncoding('utf8');
+      child.stdout?.on('data', (chunk: string) => {
+        stdout += chunk;
+        if (stdout.includes(' ready ')) {
+          clearTimeout(timer);
+          resolveReady();
+        }
+      });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        rejectReady(new Error(`node ${this.nodeId} exited with ${code} before it was ready (log: ${this.logPath})`));
+      });
+    });
+  }
+
+  /** SIGKILL: no cleanup, as in a crash. */
+  kill(): Promise<void> {
+    return this.signalAndWait('SIGKILL');
+  }
+
+  get isRunning(): boolean {
+    return this.child !== null && this.child.exitCode === null;
+  }
+
+  /** SIGSTOP: the process stops where it is (a long GC pause, a stalled VM); resume() goes on. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  /** SIGTERM: the node hands its shards off and closes them. */
+  stop(): Promise<void> {
+    return this.signalAndWait('SIGTERM');
+  }
+
+  private async signalAndWait(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (child === null || child.exitCode !== null) return;
+    const exited = new Promise((done) => child.once('exit', done));
+    // A paused process takes SIGTERM only once it runs again.
+    if (signal !== 'SIGKILL') child.kill('SIGCONT');
+    child.kill(signal);
+    await exited;
+    this.child = null;
+  }
+}
