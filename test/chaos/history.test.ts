@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { History, checkHistory, formatReport, type HistoryReport, type ReplicaLog, type ShardReplicas } from '../../src/chaos/history.ts';
+import { checkHistory, formatReport, type HistoryReport } from '../../src/chaos/history-check.ts';
+import { History, type ReplicaLog, type ShardReplicas } from '../../src/chaos/history.ts';
 import { ManualClock } from '../../src/clock.ts';
 import { defaultSignalSchema } from '../../src/crdt/index.ts';
 import { EVENT_BYTES, encodeEvents, type SignalEvent } from '../../src/event.ts';
