@@ -22,6 +22,7 @@ export const ErrorCodes = [
   'HOOK_FAILED', // a caller-supplied callback (state machine, onPersisted) threw; the lane stops
   'TRUNCATED', // an append not yet committed was cut from the log (a deposed leader's suffix); retry it
   'FENCED', // an epoch older than one this replica has recorded: a newer leader exists
+  'REPAIRING', // this replica lost part of its log to damage: it catches up from its leader before it votes
   // wire and node (docs/PROTOCOL.md)
   'UNSUPPORTED_VERSION', // a message carries a protocol version this node does not speak
   'REQUEST_TOO_LARGE', // a request exceeds the node's maxRequestEvents / maxRequestBytes

@@ -140,6 +140,9 @@ export class ReplicaServer {
     return this.serial(async () => {
       const log = this.log;
       if (request.epoch < log.epoch || (request.epoch === log.epoch && log.leading)) return { kind: 'fenced', epoch: log.epoch };
+      // Not a vote: this log may lack batches it acknowledged before its damage (the candidate
+      // counts a refusal as no answer).
+      if (log.isRepairing) throw new TidelogError('REPAIRING', `shard ${this.shard}: this replica is repairing its log from its leader and does not vote`, { details: { shard: this.shard } });
       if (request.epoch > log.epoch) await log.setEpoch(request.epoch);
       this.events.onPrepared(request.epoch, request.candidateId);
       return { kind: 'ok', confirmedEpoch: log.confirmedEpoch, durableSeq: log.durableSeq, committedSeq: log.committedSeq };
@@ -198,6 +201,7 @@ export interface CampaignOptions {
 export async function campaign(options: CampaignOptions): Promise<CampaignOutcome> {
   const { shard, nodeId, log, server, store, net } = options;
   const quorum = Math.floor(options.replicationFactor / 2) + 1;
+  if (log.isRepairing) return { kind: 'failed', epoch: log.epoch + 1, reason: 'repairing: this log lost batches to damage; it catches up from a leader before it may lead' };
   if (options.preVote) {
     const grants = await Promise.all(
       options.peers.map(async (peer) => {

@@ -3,6 +3,7 @@
 // rejects with the error that stopped it (a damaged log, a held lock…), leaving nothing open.
 
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { createActor, waitFor } from 'xstate';
 import { createNodeMachine, type NodeActor } from '../actors/node.ts';
@@ -13,7 +14,7 @@ import { ShardRouter } from '../shard-map.ts';
 import { decodeReply, encodeMessage } from '../transport/codec.ts';
 import { subjects as subjectsOf, type InfoReply, type ShardStatus, type StatusReply } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
-import type { FileIo } from '../wal/index.ts';
+import { nodeFileIo, replicaFileName, type FileIo } from '../wal/index.ts';
 import { replicaSet } from '../cluster/placement.ts';
 import type { EpochStore } from '../cluster/epoch-store.ts';
 import { KvEpochStore } from '../cluster/kv-epoch-store.ts';
@@ -258,7 +259,9 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       shards: localShards,
       openShard: async (shard) => {
         const startedMs = Date.now();
+        const startRepair = clustered && epochStore !== null ? await replacedDiskRepair(shard, config.dataDir, epochStore, options.io ?? nodeFileIo, logger) : undefined;
         const host = await ShardHost.open({
+          ...(startRepair === undefined ? {} : { startRepair }),
           shard,
           dataDir: config.dataDir,
           wal: { ...config.wal, retention: config.retention },
@@ -279,6 +282,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           },
           onRecoveryProgress: (done, total) => logger.info({ shard, done, total }, 'recovering shard'),
           onSnapshotInstalled: (installed) => logger.info({ shard, ...installed }, 'snapshot installed: this replica was behind its leader\'s retention'),
+          ...(clustered ? { repairFromPeers: true, onRepaired: () => logger.warn({ shard }, 'repaired from the peers: the log is back past the leader\'s commit point; this replica votes again') } : {}),
           io: options.io,
           salvage: options.salvage ?? false,
         });
@@ -300,6 +304,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         );
         for (const damaged of recovery.damagedSnapshots) logger.warn({ shard, ...damaged }, 'damaged snapshot set aside; an older one was used');
         if (recovery.damage !== null) logger.warn({ shard, damage: recovery.damage, quarantined: recovery.quarantined }, 'salvaged: damaged bytes set aside');
+        if (host.isRepairing) logger.warn({ shard, durableSeq: host.durableSeq }, 'repairing from the peers: this replica may lack batches it acknowledged (its log was damaged and cut back to its intact prefix, or its disk was replaced); it does not vote until its leader brings it back');
         return host;
       },
       isShardOpenErrorContained: (shard, error) => {
@@ -500,3 +505,22 @@ async function openEpochStore(transport: Transport, config: NodeConfig, logger: 
 
 /** How long a starting node waits for JetStream to hold its epoch bucket. */
 const EPOCH_STORE_OPEN_MS = 60_000;
+
+/**
+ * A replica with no replica file (it never recorded an epoch) while its shard has epochs
+ * claimed: its disk was replaced or wiped (or it joins late). It may once have acknowledged
+ * batches it no longer holds, so it repairs from the peers before it votes. Without an answer
+ * from the epoch store it opens as before (a fresh cluster whose KV is slow to start must not
+ * leave every replica unable to vote).
+ */
+async function replacedDiskRepair(shard: number, dataDir: string, store: EpochStore, io: FileIo, logger: Logger): Promise<{ code: string; message: string } | undefined> {
+  if (await io.exists(join(dataDir, 'wal', replicaFileName(shard)))) return undefined;
+  try {
+    const latest = await store.latest(shard);
+    if (latest === null) return undefined;
+    return { code: 'EMPTY_LOG', message: `no replica file while epoch ${latest.epoch} of shard ${shard} is claimed (by ${latest.nodeId}): a replaced or wiped disk` };
+  } catch (error) {
+    logger.warn({ err: error, shard }, 'the epoch store did not answer: a replica with no replica file opens as a new one');
+    return undefined;
+  }
+}

@@ -62,6 +62,9 @@ export interface FollowerLog {
   epochAt(seq: number): number;
   /** Retention keeps every seq above `seq`; null: no hold. */
   holdRetention(seq: number | null): void;
+  /** This replica lost part of its log to damage and does not vote until its leader brought it back (ShardHost). */
+  readonly isRepairing: boolean;
+  finishRepair(): Promise<void>;
   /** A part of the leader's snapshot; once complete, it replaces this log (ShardHost.receiveSnapshot). */
   receiveSnapshot(part: SnapshotPart): Promise<{ kind: 'next'; offset: number } | { kind: 'installed'; seq: number }>;
 }
@@ -128,6 +131,10 @@ export class FollowerReplica {
     if (log.confirmedEpoch < request.epoch && matched >= request.leadEnd) await log.confirmEpoch(request.epoch);
     if (this.proved.epoch !== request.epoch || matched > this.proved.seq) this.proved = { epoch: request.epoch, seq: matched };
     await log.commitTo(Math.min(request.hwm, matched));
+    // A repair ends once this log holds the leader's up to where it began to lead (everything
+    // committed before its epoch) and to its commit point (everything committed in it): every
+    // batch this replica may have acknowledged before its damage and that counted is back.
+    if (log.isRepairing && matched >= request.leadEnd && matched >= request.hwm) await log.finishRepair();
     // The leader's view of the laggiest replica: keep what it may still need, should this
     // replica lead next (without a hint, keep everything).
     log.holdRetention(request.retainFrom ?? 0);

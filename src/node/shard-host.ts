@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { MAX_NOTE_BYTES, Wal, nodeFileIo, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, clearRepair, isRepairMarked, markRepair, nodeFileIo, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
 import { SnapshotReceiver, type SnapshotPart } from '../wal/snapshot-install.ts';
 import { seqsToRuns } from '../transport/codec.ts';
 import { FEED_INTEREST_MS, MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
@@ -39,6 +39,9 @@ export type WalSettings = Pick<
   | 'retention'
 >;
 
+/** Damage before the log's tail that a replica repairs from its peers (not a torn tail: that is cut as always). */
+const REPAIRABLE_DAMAGE = new Set<string>(['CHECKSUM_MISMATCH', 'CORRUPT_SEGMENT', 'SEGMENT_GAP', 'CHECKPOINT_DAMAGED']);
+
 export interface ShardHostOptions {
   shard: number;
   dataDir: string;
@@ -56,6 +59,18 @@ export interface ShardHostOptions {
   onRecoveryProgress?: (done: number, total: number) => void;
   /** Open on the durable prefix of a damaged log instead of failing (tidelog serve --salvage). */
   salvage?: boolean;
+  /**
+   * A replica (commit 'external'): damage before the log's tail is repaired from the peers
+   * instead of stopping the shard — a repair marker is made durable, the log is opened on its
+   * intact prefix (salvage), and the replica does not vote until its leader has brought it
+   * back (docs/REPLICATION.md, "Repair from peers").
+   */
+  repairFromPeers?: boolean;
+  /**
+   * With repairFromPeers: start a repair before opening, for a reason found outside the log —
+   * a replica with no replica file while its shard has epochs claimed (a replaced or wiped disk).
+   */
+  startRepair?: { code: string; message: string };
   /** The file system (tests inject EIO/ENOSPC here); default the real one. */
   io?: FileIo;
   /**
@@ -70,6 +85,8 @@ export interface ShardHostOptions {
   onCommitted?: (batch: StoredBatch) => void;
   /** A leader's snapshot replaced this replica's log (it was behind the leader's retention). */
   onSnapshotInstalled?: (installed: { seq: number; fileBytes: number; reopenMs: number }) => void;
+  /** A repair from the peers ended (the replica votes again). */
+  onRepaired?: () => void;
 }
 
 export interface AppendOutcome {
@@ -94,6 +111,7 @@ export class ShardHost {
   private receiver: SnapshotReceiver | null = null;
   /** A snapshot install that failed after the old log was closed: the shard is down. */
   private installFailure: Error | null = null;
+  private isRepairingNow = false;
   private isClosing = false;
   /** Snapshots installed here since the host opened (this replica was behind its leader's retention). */
   snapshotsInstalled = 0;
@@ -111,8 +129,37 @@ export class ShardHost {
   }
 
   static async open(options: ShardHostOptions): Promise<ShardHost> {
-    const { wal, state, recovery } = await ShardHost.openWal(options, options.epoch);
-    return new ShardHost(options.shard, wal, state, options, recovery);
+    const io = options.io ?? nodeFileIo;
+    const walDir = join(options.dataDir, 'wal');
+    let opened: { wal: Wal; state: ShardState; recovery: WalRecovery };
+    if (options.repairFromPeers === true && options.startRepair !== undefined) await markRepair(io, walDir, options.shard, options.startRepair);
+    try {
+      opened = await ShardHost.openWal(options, options.epoch);
+    } catch (error) {
+      if (options.repairFromPeers !== true || !isTidelogError(error) || !REPAIRABLE_DAMAGE.has(error.code)) throw error;
+      // Durable before the cut: a crash from here on still opens as a repair.
+      await markRepair(io, walDir, options.shard, { code: error.code, message: error.message });
+      opened = await ShardHost.openWal({ ...options, salvage: true }, options.epoch);
+    }
+    const host = new ShardHost(options.shard, opened.wal, opened.state, options, opened.recovery);
+    host.isRepairingNow = options.repairFromPeers === true && (await isRepairMarked(io, walDir, options.shard));
+    return host;
+  }
+
+  /**
+   * This replica lost part of its log to damage and has not yet been brought back past its
+   * leader's commit point: it must not vote (ReplicaServer.prepare refuses) nor campaign.
+   */
+  get isRepairing(): boolean {
+    return this.isRepairingNow;
+  }
+
+  /** The leader brought this log back (FollowerReplica decides when): it votes again. */
+  async finishRepair(): Promise<void> {
+    if (!this.isRepairingNow) return;
+    await clearRepair(this.options.io ?? nodeFileIo, join(this.options.dataDir, 'wal'), this.shard);
+    this.isRepairingNow = false;
+    this.options.onRepaired?.();
   }
 
   private static async openWal(options: ShardHostOptions, epoch: number | undefined): Promise<{ wal: Wal; state: ShardState; recovery: WalRecovery }> {
@@ -433,6 +480,7 @@ export class ShardHost {
       retentionMaxAgeMs: stats.retention.maxAgeMs,
       retentionMaxBytes: stats.retention.maxBytes,
       ...(this.wal.failed === null ? {} : failureFields(this.wal.failed)),
+      ...(this.isRepairingNow ? { repairing: true } : {}),
     };
   }
 

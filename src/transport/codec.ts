@@ -326,6 +326,7 @@ function shardStatus(fields: Fields): ShardStatus {
     ...(fields.has('failureFile') ? { failureFile: fields.string('failureFile') } : {}),
     ...(fields.has('phase') ? { phase: fields.string('phase') } : {}),
     ...(fields.has('leader') ? { leader: fields.string('leader') } : {}),
+    ...(fields.has('repairing') ? { repairing: fields.boolean('repairing') } : {}),
     ...(fields.has('followers')
       ? {
           followers: fields.array('followers', 16).map((item, index) => {

@@ -228,6 +228,8 @@ export interface ShardStatus {
   leader?: string;
   /** The leader only: each follower's durable seq as last reported (its lag is hwm − matchSeq). */
   followers?: FollowerStatus[];
+  /** Replicated shards: this replica lost part of its log to damage and catches up from its leader before it votes again. */
+  repairing?: boolean;
 }
 
 export interface FollowerStatus {

@@ -18,6 +18,8 @@ export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, decodeEventAt, ty
 export type { FsyncMode } from './segment-writer.ts';
 export type { FileIo, WalFile, OpenMode } from './file-io.ts';
 export { nodeFileIo } from './file-io.ts';
+export { clearRepair, isRepairMarked, markRepair, repairMarkerFileName } from './repair-marker.ts';
+export { replicaFileName } from './segment-name.ts';
 export { readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';
 export type { RetentionPolicy } from './retention.ts';
 export type { SnapshotterStats } from './snapshotter.ts';

@@ -85,6 +85,6 @@ export function listShardSnapshots(fileNames: readonly string[], shard: number):
     .sort((a, b) => a.seq - b.seq);
 }
 
-function pad(value: number, width: number): string {
+export function pad(value: number, width: number): string {
   return String(value).padStart(width, '0');
 }

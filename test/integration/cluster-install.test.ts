@@ -2,7 +2,10 @@
 // follower killed under load stays away past `cluster.retentionWaitMs`, so the leader's
 // retention deletes what it lacks. Restarted, it is sent the leader's newest snapshot over
 // NATS, catches up, and can lead: with the old leader killed, every acknowledged event still
-// in the log reads back exactly once.
+// in the log reads back exactly once. Then that leader returns with an empty disk: it opens
+// repairing (no replica file while the shard has epochs claimed) and votes again once caught up.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createConsumer, createProducer } from '../../src/client/index.ts';
@@ -63,6 +66,15 @@ test('cluster install - a follower away past retentionWaitMs is sent the newest 
     const consumer = await createConsumer({ transport: cluster.transport, namespace: 'install' });
     const fromSeq = Math.max(awayView.firstSeq ?? 1, leaderView.firstSeq ?? 1);
     await ledger.verify(consumer, fromSeq);
+    // The killed leader comes back with an empty disk (replaced): it has no replica file while
+    // the shard has epochs claimed, so it repairs from the peers — no vote until caught up.
+    rmSync(join(cluster.dir, leader, 'data'), { recursive: true, force: true });
+    const wiped = await cluster.startNode(leader);
+    assert.match(wiped.stderr, /repairing from the peers/, 'the replaced disk opens repairing');
+    await cluster.converged();
+    await untilAsync(async () => wiped.stderr.includes('repaired from the peers'), () => `the repair ends (${wiped.stderr.slice(-2_000)})`, 60_000);
+    const back = shardOf((await cluster.status()).find((status) => status.nodeId === leader)!, 0)!;
+    assert.not.ok(back.repairing, 'status no longer says repairing');
     await consumer.close();
     await producer.close();
     process.stdout.write(`  follower away at seq ${awayEnd}; installed, its log starts at ${awayView.firstSeq} (leader's ${leaderView.firstSeq}), hwm ${awayView.hwm}\n`);

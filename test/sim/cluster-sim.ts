@@ -117,6 +117,8 @@ export interface SimResult {
   segmentsDeleted: number;
   /** Snapshots installed on replicas behind their leader's retention. */
   snapshotsInstalled: number;
+  /** Replicas that opened on a damaged log (an old segment rotted while down) and were repaired from their peers. */
+  repairs: number;
 }
 
 const LEADER_TIMEOUT_MS = 300;
@@ -135,6 +137,8 @@ class SimNode {
   /** Highest commit point seen in this life (invariant 4). */
   lifeCommitted = 0;
   life = 0;
+  /** A segment of this node rotted and it has not been repaired yet (one such node at a time). */
+  isDamaged = false;
   constructor(
     readonly nodeId: string,
     readonly disk: MemoryDisk,
@@ -196,7 +200,7 @@ class Simulation {
     });
     this.ids = Array.from({ length: options.nodes ?? 3 }, (_, index) => `n${index + 1}`);
     this.nodes = this.ids.map((nodeId) => new SimNode(nodeId, new MemoryDisk()));
-    this.result = { seed: options.seed, steps: 0, acked: 0, committed: 0, crashes: 0, partitions: 0, elections: 0, simulatedMs: 0, segmentsDeleted: 0, snapshotsInstalled: 0 };
+    this.result = { seed: options.seed, steps: 0, acked: 0, committed: 0, crashes: 0, partitions: 0, elections: 0, simulatedMs: 0, segmentsDeleted: 0, snapshotsInstalled: 0, repairs: 0 };
   }
 
   private trace(line: string): void {
@@ -272,7 +276,13 @@ class Simulation {
       onDurable: (info) => replica?.onDurable(info.sealed),
       onCommitted: (batch) => this.observeCommit(node, batch),
       io,
+      repairFromPeers: true,
+      onRepaired: () => {
+        this.trace(`${node.nodeId} repaired from its peers`);
+        node.isDamaged = false;
+      },
     });
+    if (host.isRepairing) this.result.repairs++;
     replica = new ShardReplica({
       shard: 0,
       nodeId: node.nodeId,
@@ -411,6 +421,16 @@ class Simulation {
     if (roll < 0.3) {
       const how = this.random() < 0.5 ? 'power' : 'kill';
       this.crash(node, how);
+      // Bit rot in the newest segment, before its tail, while it is down (one damaged replica at
+      // a time: two of three would leave no quorum that holds the committed log, which takes an
+      // operator).
+      if (this.random() < 0.15 && !node.isUp && !this.nodes.some((other) => other.isDamaged)) {
+        const rotted = node.disk.rotNewest(`/${node.nodeId}/wal`, '.seg');
+        if (rotted !== null) {
+          node.isDamaged = true;
+          this.trace(`${node.nodeId}: a byte of ${rotted} rotted`);
+        }
+      }
       // With retention, one crash in three is a long outage: the others' retention goes on
       // without the replica, and it is sent a snapshot when it returns.
       const isLong = (this.options.retentionMaxBytes ?? 0) > 0 && this.random() < 1 / 3;

@@ -28,7 +28,7 @@ if (single !== undefined) {
   });
 } else {
   test(`simulation - ${count} seeds from ${from} (3 or 5 replicas): invariants hold after every step, the group converges`, async () => {
-    const totals = { steps: 0, acked: 0, crashes: 0, partitions: 0, elections: 0, segmentsDeleted: 0, snapshotsInstalled: 0 };
+    const totals = { steps: 0, acked: 0, crashes: 0, partitions: 0, elections: 0, segmentsDeleted: 0, snapshotsInstalled: 0, repairs: 0 };
     const failures: string[] = [];
     for (let seed = from; seed < from + count; seed++) {
       let result: SimResult;
@@ -46,6 +46,7 @@ if (single !== undefined) {
       totals.elections += result.elections;
       totals.segmentsDeleted += result.segmentsDeleted;
       totals.snapshotsInstalled += result.snapshotsInstalled;
+      totals.repairs += result.repairs;
     }
     process.stdout.write(`  ${JSON.stringify(totals)}\n`);
     assert.equal(failures, [], failures.join('\n'));
@@ -55,6 +56,7 @@ if (single !== undefined) {
     assert.ok(totals.elections > count * 2, `elections ${totals.elections}`);
     assert.ok(count < 3 || totals.segmentsDeleted > 0, 'retention deleted segments in the seeds that have it');
     assert.ok(count < 100 || totals.snapshotsInstalled > 0, 'replicas behind retention were sent snapshots');
+    assert.ok(count < 100 || totals.repairs > 0, 'replicas with a rotted segment were repaired from their peers');
   });
 }
 

@@ -87,6 +87,23 @@ export class MemoryDisk {
     this.durableEntries = new Map([...kept].map(([dir, names]) => [dir, new Map(names)]));
   }
 
+  /**
+   * Bit rot while the process is down: flips one byte in the middle of the durable bytes of the
+   * newest file in `dir` whose name ends with `suffix` (the one a recovery reads to its end, so
+   * the damage is found at the next open, with batches after it: not a torn tail). The name of
+   * the file damaged, or null.
+   */
+  rotNewest(dir: string, suffix: string): string | null {
+    const names = [...(this.entries.get(dir)?.keys() ?? [])].filter((name) => name.endsWith(suffix)).sort();
+    const name = names[names.length - 1];
+    if (name === undefined) return null;
+    const inode = this.entries.get(dir)!.get(name)!;
+    const durable = Math.min(inode.length, inode.syncedLength);
+    if (durable < 2048) return null;
+    inode.data[Math.floor(durable / 2)] ^= 0x5a;
+    return name;
+  }
+
   /** The process is killed (SIGKILL): open handles die, but the page cache keeps every write. */
   kill(): void {
     this.generation++;

@@ -107,6 +107,8 @@ export class ReplicaGroup {
       fsync: this.options.fsync ?? 'off',
       epoch: null,
       onDurable: (info) => replica?.onDurable(info.sealed),
+      // As a clustered node opens its shards.
+      repairFromPeers: true,
       ...(this.options.wal === undefined ? {} : { wal: this.options.wal }),
     });
     replica = new ShardReplica({

@@ -16,6 +16,8 @@ export interface ReplicaHostOptions {
   io?: FileIo;
   /** More WAL settings (retention, snapshots). */
   wal?: Partial<WalSettings>;
+  /** Damage before the tail is repaired from the peers, as a clustered node does. */
+  repairFromPeers?: boolean;
 }
 
 export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): Promise<ShardHost> {
@@ -31,5 +33,6 @@ export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): P
     commit: 'external',
     ...(options.onDurable === undefined ? {} : { onDurable: options.onDurable }),
     ...(options.io === undefined ? {} : { io: options.io }),
+    ...(options.repairFromPeers === undefined ? {} : { repairFromPeers: options.repairFromPeers }),
   });
 }
