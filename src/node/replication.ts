@@ -167,6 +167,8 @@ export interface LeaderLog {
   readonly epoch: number;
   /** Whether this replica still leads its recorded epoch. */
   readonly leading: boolean;
+  /** Why this replica can no longer write (an fsync or write error: fail-stop), or null. */
+  readonly failure: Error | null;
   readonly durableSeq: number;
   readonly committedSeq: number;
   commitTo(seq: number): Promise<void>;

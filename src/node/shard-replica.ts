@@ -220,6 +220,13 @@ export class ShardReplica {
     void shipper.pump();
     return {
       tick: () => {
+        // A leader that cannot write leaves the quorum: its followers elect without it.
+        const failure = log.failure;
+        if (failure !== null) {
+          // After this tick's step-down: the replica then stops taking part (failed, final).
+          queueMicrotask(() => this.fail(failure));
+          return 'step-down';
+        }
         if (shipper.fenced || !log.leading || log.epoch !== epoch) return 'step-down';
         if (shipper.quorumContactAgeMs() > this.options.leaderTimeoutMs) return 'step-down';
         log.holdRetention(shipper.retainFrom());

@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import type { SessionTag } from '../../src/transport/messages.ts';
+import { FaultyFileIo } from '../support/faulty-file-io.ts';
 import { ReplicaGroup, type GroupMember } from '../support/replica-group.ts';
 import { until, within } from '../support/waits.ts';
 import { removeDir } from '../support/wal-fixtures.ts';
@@ -196,6 +197,29 @@ test('shard replicas - a follower cut off for several leader timeouts claims no 
     assert.ok(leader.replica!.serving, 'the leader was never deposed');
     assert.is(leader.host!.epoch, epoch, 'the leader keeps its epoch');
     assert.is(cutOff.host!.epoch, epoch, 'the follower returns to the leader\'s epoch');
+  } finally {
+    await group.close();
+  }
+});
+
+test('shard replicas - a leader whose fsync fails leaves the quorum: it stops serving for good, the others elect and go on', async () => {
+  const disks = new Map(['n1', 'n2', 'n3'].map((nodeId) => [nodeId, new FaultyFileIo()]));
+  const group = new ReplicaGroup({ nodes: 3, fsync: 'full', io: (nodeId) => disks.get(nodeId) });
+  try {
+    await group.start();
+    const leader = await leaderOf(group);
+    await leader.host!.append(events(1, 10));
+    disks.get(leader.nodeId)!.inject({ op: 'datasync', path: /wal-/, code: 'EIO' });
+    const failed = await leader.host!.append(events(100, 10)).then(
+      () => null,
+      (error: Error & { code?: string }) => error.code,
+    );
+    assert.is(failed, 'FSYNC_FAILED');
+    await until(() => leader.replica!.phase === 'failed', () => `the failed leader steps down for good (${describe(group)})`);
+    const next = await leaderOf(group, leader);
+    const acked = await next.host!.append(events(200, 10));
+    assert.ok(acked.runs[0] > 10, 'the others go on after what was committed');
+    assert.is(leader.replica!.phase, 'failed', 'and it takes no part');
   } finally {
     await group.close();
   }

@@ -7,6 +7,7 @@ import { MemoryEpochStore, type EpochStore } from '../../src/cluster/epoch-store
 import { TidelogError } from '../../src/errors.ts';
 import type { PeerNet, ReplicaServer } from '../../src/node/election.ts';
 import type { ShardHost, WalSettings } from '../../src/node/shard-host.ts';
+import type { FileIo } from '../../src/wal/index.ts';
 import { ShardReplica, type ReplicaTimers } from '../../src/node/shard-replica.ts';
 import { openReplicaHost } from './replica-host.ts';
 import { removeDir, tempDir } from './wal-fixtures.ts';
@@ -34,6 +35,8 @@ export interface ReplicaGroupOptions {
   acks?: 'quorum' | 'all';
   /** How long retention waits for a silent follower (default forever). */
   retentionWaitMs?: number;
+  /** The file system of a member (tests inject disk faults); default the real one. */
+  io?: (nodeId: string) => FileIo | undefined;
 }
 
 /** An in-memory network between the replicas' servers; a link can be cut both ways. */
@@ -109,6 +112,7 @@ export class ReplicaGroup {
       onDurable: (info) => replica?.onDurable(info.sealed),
       // As a clustered node opens its shards.
       repairFromPeers: true,
+      ...(this.options.io?.(member.nodeId) === undefined ? {} : { io: this.options.io(member.nodeId)! }),
       ...(this.options.wal === undefined ? {} : { wal: this.options.wal }),
     });
     replica = new ShardReplica({
