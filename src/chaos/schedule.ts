@@ -15,8 +15,14 @@
 //   partition-blackhole  the same links held open and silent (found only by pings)
 //   link-delay      nats-server i's route links delayed by 20–200 ms each way
 //   nats-kill       SIGKILL of nats-server i (its JetStream store kept), started again after the hold
+//   disk-eio        every fdatasync of node i's WAL fails with EIO (src/wal/injected-faults.ts):
+//                   its shards' lanes stop (fail-stop), its leaders step down; after the hold the
+//                   fault is lifted and the node restarted (a failed lane needs a restart)
+//   disk-full       every WAL write of node i fails with ENOSPC; the same ending
+//   power-cut       node i loses every byte it had not fsynced and dies (SIGKILL), started
+//                   again after the hold
 
-export const FAULT_KINDS = ['kill', 'pause', 'partition-cut', 'partition-blackhole', 'link-delay', 'nats-kill'] as const;
+export const FAULT_KINDS = ['kill', 'pause', 'partition-cut', 'partition-blackhole', 'link-delay', 'nats-kill', 'disk-eio', 'disk-full', 'power-cut'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface FaultStep {
@@ -76,6 +82,13 @@ export function faultSchedule(options: ScheduleOptions): FaultStep[] {
         break;
       case 'nats-kill':
         step.holdMs = between(1_000, 6_000);
+        break;
+      case 'disk-eio':
+      case 'disk-full':
+        step.holdMs = between(1_000, 6_000);
+        break;
+      case 'power-cut':
+        step.holdMs = between(500, 4_000);
         break;
     }
     if (atMs + step.holdMs > endMs) break;

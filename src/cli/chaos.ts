@@ -2,7 +2,8 @@
 // through fault proxies, 3 `tidelog serve` nodes (R = 3, quorum acks) — under a paced
 // producer load, with one fault at a time from a seeded schedule (src/chaos/schedule.ts):
 // kill -9 and restart of a node, SIGSTOP/SIGCONT, a nats-server cut off or blackholed from
-// the others, delayed links, kill -9 of a nats-server. Every producer call goes into a
+// the others, delayed links, kill -9 of a nats-server, and disk faults inside a node (fsync
+// EIO, ENOSPC, a power cut that loses unsynced bytes: src/wal/injected-faults.ts). Every producer call goes into a
 // Jepsen-style history (invoke, then ok / fail / unknown) and every event a tail consumer
 // reads is recorded. After the last fault the cluster heals, the load stops, the replicas
 // converge, the nodes stop; then each node's replica of each shard is opened from its own
@@ -54,6 +55,8 @@ const NAMESPACE = 'tidelog';
 const NODES = 3;
 /** How long the replicas get to converge after a fault ends, and after the run. */
 const CONVERGE_WAIT_MS = 120_000;
+/** The disk-fault file of a node with no fault in force (src/wal/injected-faults.ts). */
+const NO_DISK_FAULTS = `${JSON.stringify({ rules: [] })}\n`;
 /** A call that has no answer after this long is recorded as unknown. */
 const SEND_TIMEOUT_MS = 60_000;
 
@@ -91,6 +94,7 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
   const nodeIds = Array.from({ length: NODES }, (_, index) => `node-${index + 1}`);
   const children: NodeChild[] = [];
   const configPaths: string[] = [];
+  const faultPaths: string[] = [];
   let exitCode: ExitCodeValue = ExitCode.failed;
   let keepDir = options.keep === true;
   const abort = new AbortController();
@@ -114,7 +118,10 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
       };
       writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
       configPaths.push(configPath);
-      children.push(new NodeChild(nodeId, configPath, join(nodeDir, 'node.log')));
+      const faultPath = join(nodeDir, 'faults.json');
+      writeFileSync(faultPath, NO_DISK_FAULTS);
+      faultPaths.push(faultPath);
+      children.push(new NodeChild(nodeId, configPath, join(nodeDir, 'node.log'), { TIDELOG_FAULT_FILE: faultPath }));
     }
     const leaderTimeoutMs = loadConfig({ file: configPaths[0], env: {} }).cluster.leaderTimeoutMs;
     cleanups.push(async () => {
@@ -163,7 +170,7 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
     cleanups.push(() => Promise.resolve(clearInterval(poller)));
 
     const faults: FaultRecord[] = [];
-    const injector = new FaultInjector(nats, children);
+    const injector = new FaultInjector(nats, children, faultPaths);
     for (const step of schedule) {
       if (abort.signal.aborted) break;
       await sleepUntil(startedMs + step.atMs, abort.signal);
@@ -241,11 +248,13 @@ class FaultInjector {
   private readonly paused = new Set<number>();
   private readonly killed = new Set<number>();
   private readonly natsKilled = new Set<number>();
+  private readonly diskFaulted = new Set<number>();
   private isPartitioned = false;
 
   constructor(
     private readonly nats: NatsCluster,
     private readonly children: readonly NodeChild[],
+    private readonly faultPaths: readonly string[],
   ) {}
 
   async begin(step: FaultStep): Promise<void> {
@@ -273,6 +282,21 @@ class FaultInjector {
         await this.nats.servers[target].kill();
         this.natsKilled.add(target);
         break;
+      case 'disk-eio':
+      case 'disk-full': {
+        const rule = step.kind === 'disk-eio' ? { op: 'datasync', path: 'wal-', code: 'EIO' } : { op: 'write', path: 'wal-', code: 'ENOSPC' };
+        writeFileSync(this.faultPaths[target], `${JSON.stringify({ rules: [rule] })}\n`);
+        await this.children[target].signal('SIGUSR2');
+        this.diskFaulted.add(target);
+        break;
+      }
+      case 'power-cut':
+        writeFileSync(this.faultPaths[target], `${JSON.stringify({ rules: [], powerCut: true })}\n`);
+        // The node cuts its unsynced bytes and kills itself; restarted at the end of the hold.
+        await this.children[target].signal('SIGUSR2', true);
+        writeFileSync(this.faultPaths[target], NO_DISK_FAULTS);
+        this.killed.add(target);
+        break;
     }
   }
 
@@ -292,6 +316,13 @@ class FaultInjector {
       }
     }
     this.natsKilled.clear();
+    // A lane that failed stays failed until its node restarts: lift the fault, then restart.
+    for (const target of this.diskFaulted) {
+      writeFileSync(this.faultPaths[target], NO_DISK_FAULTS);
+      await this.children[target].kill();
+      this.killed.add(target);
+    }
+    this.diskFaulted.clear();
     for (const target of this.killed) await this.children[target].start();
     this.killed.clear();
   }
@@ -460,6 +491,12 @@ function describeStep(step: FaultStep, nodeIds: readonly string[]): string {
       return `nats-${step.target + 1}'s routes delayed ${step.delayMs} ms for ${formatMs(step.holdMs)}`;
     case 'nats-kill':
       return `kill -9 nats-${step.target + 1}, restart after ${formatMs(step.holdMs)}`;
+    case 'disk-eio':
+      return `${target}'s WAL fdatasync fails (EIO) for ${formatMs(step.holdMs)}, then it restarts`;
+    case 'disk-full':
+      return `${target}'s WAL writes fail (ENOSPC) for ${formatMs(step.holdMs)}, then it restarts`;
+    case 'power-cut':
+      return `power cut of ${target} (unsynced bytes lost), restart after ${formatMs(step.holdMs)}`;
   }
 }
 

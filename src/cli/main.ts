@@ -163,14 +163,14 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
 
   program
     .command('chaos')
-    .description('a local 3-node cluster under load and seeded faults (kill -9, SIGSTOP, partitions, blackholes, delays, nats-server kills); a Jepsen-style history checked against every replica\'s files')
+    .description('a local 3-node cluster under load and seeded faults (kill -9, SIGSTOP, partitions, blackholes, delays, nats-server kills, fsync EIO, ENOSPC, power cuts); a Jepsen-style history checked against every replica\'s files')
     .option('--minutes <m>', 'how long the load and the faults run', numberOption(0.1, 24 * 60))
     .option('--seconds <s>', 'the same in seconds (wins over --minutes)', numberOption(5, 86_400))
     .option('--seed <n>', 'seed of the fault schedule (default: random; printed, so a run replays)', integerOption(0, 0xffff_ffff))
     .option('--shards <n>', 'shards (hash router)', integerOption(1, 64), 3)
     .option('--rate <n>', 'events/s the producers send together (paced)', integerOption(1, 10_000_000), 3000)
     .option('--batch <n>', 'events per send', integerOption(1, 65_536), 20)
-    .option('--faults <kinds>', 'fault kinds: all, or a list of kill,pause,partition-cut,partition-blackhole,link-delay,nats-kill', 'all')
+    .option('--faults <kinds>', 'fault kinds: all, or a list of kill,pause,partition-cut,partition-blackhole,link-delay,nats-kill,disk-eio,disk-full,power-cut', 'all')
     .option('--dir <dir>', 'data directory (default: a fresh temp dir, removed at the end unless the run fails)')
     .option('--keep', 'keep the temp dir')
     .option('--json', 'also print the summary as one JSON line')

@@ -15,6 +15,8 @@ export class NodeChild {
     readonly nodeId: string,
     private readonly configPath: string,
     private readonly logPath: string,
+    /** More environment for the process (TIDELOG_FAULT_FILE for chaos's disk faults). */
+    private readonly env: Record<string, string> = {},
   ) {}
 
   get pid(): number | null {
@@ -24,7 +26,7 @@ export class NodeChild {
   async start(): Promise<void> {
     const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--config', this.configPath], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TIDELOG_LOG_LEVEL: 'info' },
+      env: { ...process.env, TIDELOG_LOG_LEVEL: 'info', ...this.env },
     });
     this.child = child;
     const log = createWriteStream(this.logPath, { flags: 'a' });
@@ -54,6 +56,21 @@ export class NodeChild {
 
   get isRunning(): boolean {
     return this.child !== null && this.child.exitCode === null;
+  }
+
+  /** Sends `signal` (SIGUSR2: reload the disk faults); resolves when the process exited, if `awaitExit`. */
+  async signal(signal: NodeJS.Signals, awaitExit = false): Promise<void> {
+    const child = this.child;
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = awaitExit ? new Promise((done) => child.once('exit', done)) : null;
+    child.kill(signal);
+    if (exited !== null) {
+      // A process that does not exit as asked (its fault file unreadable) is killed after 10 s.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+      this.child = null;
+    }
   }
 
   /** SIGSTOP: the process stops where it is (a long GC pause, a stalled VM); resume() goes on. */

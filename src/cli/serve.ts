@@ -3,11 +3,12 @@
 // then TIDELOG_* environment variables, then the flags given here (src/node/config.ts).
 
 import { join } from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { loadConfig, type ConfigOverrides } from '../node/config.ts';
 import { startNode } from '../node/node.ts';
 import { NatsTransport } from '../transport/nats.ts';
 import { startNatsServer } from '../transport/nats-server-process.ts';
+import { InjectedFaultIo } from '../wal/injected-faults.ts';
 import { ExitCode, type ExitCodeValue } from './options.ts';
 
 export interface ServeOptions {
@@ -40,9 +41,10 @@ export async function runServe(options: ServeOptions): Promise<ExitCodeValue> {
     if (status.type === 'error') logger.error({ err: status.error }, 'transport error');
     else logger.info({ status: status.type }, 'transport');
   });
+  const faults = injectedFaults(logger);
   let node;
   try {
-    node = await startNode({ config, transport, logger, salvage: options.salvage === true });
+    node = await startNode({ config, transport, logger, salvage: options.salvage === true, ...(faults === null ? {} : { io: faults }) });
   } catch (error) {
     await transport.close();
     await embedded?.stop();
@@ -68,4 +70,25 @@ export async function runServe(options: ServeOptions): Promise<ExitCodeValue> {
     await embedded?.stop();
   }
   return ExitCode.ok;
+}
+
+/**
+ * TIDELOG_FAULT_FILE names a JSON file of disk faults to inject (src/wal/injected-faults.ts),
+ * read now and on every SIGUSR2: for `tidelog chaos`, never set in production.
+ */
+function injectedFaults(logger: Logger): InjectedFaultIo | null {
+  const specPath = process.env.TIDELOG_FAULT_FILE;
+  if (specPath === undefined || specPath === '') return null;
+  const io = new InjectedFaultIo();
+  const load = (): void => {
+    try {
+      io.load(specPath);
+      logger.warn({ specPath }, 'disk faults loaded (TIDELOG_FAULT_FILE)');
+    } catch (error) {
+      logger.error({ err: error, specPath }, 'disk faults not loaded');
+    }
+  };
+  load();
+  process.on('SIGUSR2', load);
+  return io;
 }

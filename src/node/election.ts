@@ -104,13 +104,16 @@ export class ReplicaServer {
   }
 
   /**
-   * Granted when this replica leads nothing and heard from no leader for a leader timeout.
-   * Records nothing and waits for no other request (it only reads).
+   * Granted when this replica leads nothing, is not repairing (a replica that may not vote
+   * does not start elections either: with a majority repairing none can succeed, and each
+   * would claim an epoch) and heard from no leader for a leader timeout. Records nothing and
+   * waits for no other request (it only reads).
    */
   preVote(_request: PreVoteRequest): Promise<PreVoteReply> {
     const log = this.log;
     const silentMs = this.options.nowMs() - this.lastContactMs;
-    return Promise.resolve({ granted: !log.leading && silentMs >= this.options.leaderTimeoutMs, epoch: log.epoch, leaderId: this.lastLeaderId });
+    const granted = !log.leading && !log.isRepairing && silentMs >= this.options.leaderTimeoutMs;
+    return Promise.resolve({ granted, epoch: log.epoch, leaderId: this.lastLeaderId });
   }
 
   /** Runs `work` after every earlier request of this shard ended. */

@@ -261,7 +261,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         const startedMs = Date.now();
         const startRepair = clustered && epochStore !== null ? await replacedDiskRepair(shard, config.dataDir, epochStore, options.io ?? nodeFileIo, logger) : undefined;
         const host = await ShardHost.open({
-          ...(startRepair === undefined ? {} : { startRepair }),
+          ...(startRepair === undefined ? {} : { startRepair: { code: startRepair.code, message: startRepair.message } }),
           shard,
           dataDir: config.dataDir,
           wal: { ...config.wal, retention: config.retention },
@@ -286,6 +286,10 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           io: options.io,
           salvage: options.salvage ?? false,
         });
+        // A replaced disk records the newest epoch claimed before it takes part: it refuses
+        // older leaders from now on, and its replica file exists, so the next open is no longer
+        // taken for a replaced disk (a deleted marker stays deleted).
+        if (startRepair !== undefined && startRepair.epoch > host.epoch) await host.setEpoch(startRepair.epoch);
         hosts.set(shard, host);
         const { recovery } = host;
         logger.info(
@@ -513,12 +517,12 @@ const EPOCH_STORE_OPEN_MS = 60_000;
  * from the epoch store it opens as before (a fresh cluster whose KV is slow to start must not
  * leave every replica unable to vote).
  */
-async function replacedDiskRepair(shard: number, dataDir: string, store: EpochStore, io: FileIo, logger: Logger): Promise<{ code: string; message: string } | undefined> {
+async function replacedDiskRepair(shard: number, dataDir: string, store: EpochStore, io: FileIo, logger: Logger): Promise<{ code: string; message: string; epoch: number } | undefined> {
   if (await io.exists(join(dataDir, 'wal', replicaFileName(shard)))) return undefined;
   try {
     const latest = await store.latest(shard);
     if (latest === null) return undefined;
-    return { code: 'EMPTY_LOG', message: `no replica file while epoch ${latest.epoch} of shard ${shard} is claimed (by ${latest.nodeId}): a replaced or wiped disk` };
+    return { code: 'EMPTY_LOG', message: `no replica file while epoch ${latest.epoch} of shard ${shard} is claimed (by ${latest.nodeId}): a replaced or wiped disk`, epoch: latest.epoch };
   } catch (error) {
     logger.warn({ err: error, shard }, 'the epoch store did not answer: a replica with no replica file opens as a new one');
     return undefined;

@@ -39,8 +39,12 @@ export type WalSettings = Pick<
   | 'retention'
 >;
 
-/** Damage before the log's tail that a replica repairs from its peers (not a torn tail: that is cut as always). */
-const REPAIRABLE_DAMAGE = new Set<string>(['CHECKSUM_MISMATCH', 'CORRUPT_SEGMENT', 'SEGMENT_GAP', 'CHECKPOINT_DAMAGED']);
+/**
+ * Damage in the segments that a replica repairs from its peers (not a torn tail: that is cut as
+ * always). A damaged replica or checkpoint file is not here: the replica file holds the epoch
+ * this replica promised, which salvage cannot restore, so such a shard stays stopped.
+ */
+const REPAIRABLE_DAMAGE = new Set<string>(['CHECKSUM_MISMATCH', 'CORRUPT_SEGMENT', 'SEGMENT_GAP']);
 
 export interface ShardHostOptions {
   shard: number;

@@ -29,6 +29,11 @@ export function isRepairMarked(io: FileIo, dir: string, shard: number): Promise<
 
 /** Removes the marker durably: the replica votes again after this resolves. */
 export async function clearRepair(io: FileIo, dir: string, shard: number): Promise<void> {
-  await io.unlink(join(dir, repairMarkerFileName(shard)));
+  try {
+    await io.unlink(join(dir, repairMarkerFileName(shard)));
+  } catch (error) {
+    // Unlinked by an earlier call whose directory sync failed: sync again.
+    if ((error as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT') throw error;
+  }
   await io.syncDir(dir);
 }

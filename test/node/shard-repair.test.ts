@@ -9,8 +9,12 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { repairMarkerFileName } from '../../src/wal/index.ts';
+import { defaultSignalSchema } from '../../src/crdt/index.ts';
+import { FollowerReplica, type ReplicateRequest } from '../../src/node/replication.ts';
+import { ShardHost } from '../../src/node/shard-host.ts';
+import { FaultyFileIo } from '../support/faulty-file-io.ts';
 import { ReplicaGroup, type GroupMember } from '../support/replica-group.ts';
-import { rejection } from '../support/wal-fixtures.ts';
+import { rejection, removeDir, tempDir } from '../support/wal-fixtures.ts';
 import { until } from '../support/waits.ts';
 
 function events(from: number, count: number): Uint8Array {
@@ -120,10 +124,13 @@ test('shard repair - a repairing replica does not make a quorum: with the leader
     assert.ok(damaged.host!.isRepairing);
     const refused = await rejection(() => damaged.replica!.server.prepare({ shard: 0, epoch: damaged.host!.epoch + 100, candidateId: 'probe' }));
     assert.is(refused.code, 'REPAIRING', 'a prepare is refused: no vote');
-    // Several leader timeouts (1–2 s each): the other campaigns and is refused a quorum.
+    // Several leader timeouts (1–2 s each): the other campaigns; the repairing replica grants
+    // no pre-vote (it could not vote), so no epoch is even claimed.
+    const claimed = (await cluster.store.latest(0))?.epoch;
     await new Promise((resolve) => setTimeout(resolve, 4_000));
     assert.is(cluster.serving().length, 0, `no leader without a voter holding the committed log (${describe(cluster)})`);
-    assert.ok(other.changes.some((change) => change.includes('1 of 3 replicas answered')), `the other's campaigns got no quorum (${other.changes.slice(-4).join(' | ')})`);
+    assert.ok(other.changes.some((change) => change.includes('pre-vote: 1 of 3')), `the other's campaigns got no quorum (${other.changes.slice(-4).join(' | ')})`);
+    assert.is((await cluster.store.latest(0))?.epoch, claimed, 'no epoch claimed meanwhile');
     await cluster.startMember(leader);
     const next = await leaderOf(cluster);
     assert.not.equal(next, damaged, 'the repairing replica does not lead');
@@ -131,6 +138,27 @@ test('shard repair - a repairing replica does not make a quorum: with the leader
     assert.is(await logOf(damaged), await logOf(next));
   } finally {
     await cluster.close();
+  }
+});
+
+test('shard repair - a directory sync that fails while the marker is removed fails that request only: the next one ends the repair', async () => {
+  const dir = tempDir('repair-syncdir');
+  const io = new FaultyFileIo();
+  const host = await ShardHost.open({ shard: 0, dataDir: dir, wal: { fsync: 'full', batchLingerMs: 0 }, schema: defaultSignalSchema(), sessions: {}, recentBytes: 1 << 20, publishFeed: () => undefined, commit: 'external', io, repairFromPeers: true, startRepair: { code: 'EMPTY_LOG', message: 'test' } });
+  try {
+    assert.ok(host.isRepairing);
+    const follower = new FollowerReplica(host);
+    const heartbeat: ReplicateRequest = { shard: 0, epoch: 1, leaderId: 'l', hwm: 0, leadEnd: 0, prevSeq: 0, prevEpoch: 0, batches: [] };
+    // The epoch is recorded first (one directory sync), then the marker's removal syncs: that one fails.
+    io.inject({ op: 'syncDir', skip: 1, times: 1, code: 'EIO' });
+    const first = await rejection(() => follower.handle(heartbeat));
+    assert.match(first.message, /EIO/);
+    assert.ok(host.isRepairing, 'not ended while its removal is not durable');
+    assert.equal(await follower.handle(heartbeat), { kind: 'ok', matchSeq: 0 });
+    assert.not.ok(host.isRepairing, 'the next request ends it (the marker already gone is no error)');
+  } finally {
+    await host.close().catch(() => undefined);
+    removeDir(dir);
   }
 });
 

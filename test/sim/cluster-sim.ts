@@ -117,7 +117,7 @@ export interface SimResult {
   segmentsDeleted: number;
   /** Snapshots installed on replicas behind their leader's retention. */
   snapshotsInstalled: number;
-  /** Replicas that opened on a damaged log (an old segment rotted while down) and were repaired from their peers. */
+  /** Repairs from the peers that ended (a segment rotted while its replica was down). */
   repairs: number;
 }
 
@@ -280,9 +280,9 @@ class Simulation {
       onRepaired: () => {
         this.trace(`${node.nodeId} repaired from its peers`);
         node.isDamaged = false;
+        this.result.repairs++;
       },
     });
-    if (host.isRepairing) this.result.repairs++;
     replica = new ShardReplica({
       shard: 0,
       nodeId: node.nodeId,
@@ -369,7 +369,8 @@ class Simulation {
     const serving = this.nodes.filter((node) => node.replica?.serving === true);
     if (serving.length !== 1) return false;
     const target = serving[0].host!.committedSeq;
-    return this.nodes.every((node) => node.host!.committedSeq === target && node.host!.durableSeq === target);
+    // A repair must end too: a replica still repairing does not vote, so it is not converged.
+    return this.nodes.every((node) => node.host!.committedSeq === target && node.host!.durableSeq === target && !node.host!.isRepairing);
   }
 
   private async finalChecks(): Promise<void> {

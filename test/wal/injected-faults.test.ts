@@ -1,0 +1,71 @@
+// The disk faults a chaos run injects into a real node process (src/wal/injected-faults.ts):
+// a rule fails matching fdatasyncs with EIO and writes with ENOSPC until it is dropped; a
+// power cut cuts every file the process wrote back to its last synced length and kills the
+// process (checked in a child process, since it ends the process it runs in).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { InjectedFaultIo } from '../../src/wal/injected-faults.ts';
+import { removeDir, tempDir } from '../support/wal-fixtures.ts';
+
+test('injected faults - a rule fails matching fdatasyncs (EIO) and writes (ENOSPC) until the spec drops it', async () => {
+  const dir = tempDir('injected-faults');
+  try {
+    const specPath = join(dir, 'faults.json');
+    const io = new InjectedFaultIo();
+    writeFileSync(specPath, JSON.stringify({ rules: [{ op: 'datasync', path: 'wal-', code: 'EIO' }, { op: 'write', path: 'full-', code: 'ENOSPC' }] }));
+    io.load(specPath);
+    const segment = await io.open(join(dir, 'wal-00000-1.seg'), 'create');
+    assert.is(await segment.write(new Uint8Array([1, 2, 3]), 0), 3);
+    const eio = await segment.datasync().then(() => null, (error: NodeJS.ErrnoException) => error.code);
+    assert.is(eio, 'EIO');
+    const other = await io.open(join(dir, 'full-1'), 'create');
+    const enospc = await other.write(new Uint8Array([1]), 0).then(() => null, (error: NodeJS.ErrnoException) => error.code);
+    assert.is(enospc, 'ENOSPC');
+    assert.throws(() => other.writeSync?.(new Uint8Array([1]), 0), /ENOSPC/);
+    writeFileSync(specPath, JSON.stringify({ rules: [] }));
+    io.load(specPath);
+    await segment.datasync();
+    assert.is(await other.write(new Uint8Array([1]), 0), 1);
+    await segment.close();
+    await other.close();
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('injected faults - a power cut keeps what was synced, loses the rest, and kills the process', () => {
+  const dir = tempDir('injected-power');
+  try {
+    const script = join(dir, 'child.mts');
+    const moduleUrl = resolve(import.meta.dirname, '../../src/wal/injected-faults.ts');
+    writeFileSync(
+      script,
+      `import { writeFileSync } from 'node:fs';
+import { InjectedFaultIo } from ${JSON.stringify(moduleUrl)};
+const io = new InjectedFaultIo();
+const file = await io.open(${JSON.stringify(join(dir, 'wal-a.seg'))}, 'create');
+await file.write(new Uint8Array(1000).fill(7), 0);
+await file.datasync();
+await file.write(new Uint8Array(500).fill(9), 1000);
+const never = await io.open(${JSON.stringify(join(dir, 'tmp-b'))}, 'create');
+await never.write(new Uint8Array(300), 0);
+writeFileSync(${JSON.stringify(join(dir, 'spec.json'))}, JSON.stringify({ rules: [], powerCut: true }));
+io.load(${JSON.stringify(join(dir, 'spec.json'))});
+console.log('still alive');
+`,
+    );
+    const result = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), script], { encoding: 'utf8', timeout: 60_000 });
+    assert.is(result.signal, 'SIGKILL', `the process killed itself (status ${result.status}, ${result.stderr})`);
+    assert.not.match(result.stdout, /still alive/);
+    assert.is(statSync(join(dir, 'wal-a.seg')).size, 1000, 'the synced bytes stay, the 500 after them are lost');
+    assert.ok(readFileSync(join(dir, 'wal-a.seg')).every((byte) => byte === 7));
+    assert.is(statSync(join(dir, 'tmp-b')).size, 0, 'a file never synced is empty');
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test.run();
