@@ -149,7 +149,10 @@ test('shard repair - a directory sync that fails while the marker is removed fai
     assert.ok(host.isRepairing);
     const follower = new FollowerReplica(host);
     const heartbeat: ReplicateRequest = { shard: 0, epoch: 1, leaderId: 'l', hwm: 0, leadEnd: 0, prevSeq: 0, prevEpoch: 0, batches: [] };
-    // The epoch is recorded first (one directory sync), then the marker's removal syncs: that one fails.
+    // Epoch 1 recorded first, by a request that cannot end the repair (leadEnd beyond the log).
+    assert.equal(await follower.handle({ ...heartbeat, leadEnd: 1 }), { kind: 'ok', matchSeq: 0 });
+    assert.ok(host.isRepairing);
+    // Ending the repair: the marker's unlink, then its directory sync — which fails.
     io.inject({ op: 'syncDir', skip: 1, times: 1, code: 'EIO' });
     const first = await rejection(() => follower.handle(heartbeat));
     assert.match(first.message, /EIO/);
