@@ -79,6 +79,8 @@ export interface ChaosSummary {
   failovers: number;
   longestUnavailableMs: Array<{ shard: number; ms: number; endedAtMs: number }>;
   finalConvergedMs: number | null;
+  /** Calls whose outcome is unknown, by the error code that ended them. */
+  unknownByCode: Record<string, number>;
   report: HistoryReport;
 }
 
@@ -224,6 +226,7 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
       failovers: cluster.failovers,
       longestUnavailableMs: availability.map((entry) => ({ shard: entry.shard, ms: Math.round(entry.longestGapMs), endedAtMs: Math.round(entry.longestGapEndMs) })),
       finalConvergedMs,
+      unknownByCode: unknownByCode(history),
       report,
     };
     out(renderSummary(summary));
@@ -476,6 +479,16 @@ function faultsByKind(faults: readonly FaultRecord[], report: HistoryReport): Re
   return byKind;
 }
 
+function unknownByCode(history: History): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const op of history.ops()) {
+    if (op.outcome !== 'unknown') continue;
+    const code = (op.detail ?? 'unknown').split(':')[0];
+    counts[code] = (counts[code] ?? 0) + 1;
+  }
+  return counts;
+}
+
 function describeStep(step: FaultStep, nodeIds: readonly string[]): string {
   const target = nodeIds[step.target];
   switch (step.kind) {
@@ -521,6 +534,8 @@ function renderSummary(summary: ChaosSummary): string {
     `operations ${formatCount(report.ops.invoked)} (ok ${formatCount(report.ops.ok)}, failed ${formatCount(report.ops.fail)}, unknown ${formatCount(report.ops.unknown)}); ` +
       `acked events ${formatCount(report.events.acked)}; lost ${report.lost}; duplicated ${report.duplicated}; failovers ${summary.failovers}; seed ${summary.seed}`,
   );
+  const unknown = Object.entries(summary.unknownByCode);
+  if (unknown.length > 0) lines.push(`unknown outcomes by code: ${unknown.map(([code, count]) => `${code} ${count}`).join(', ')}`);
   lines.push(formatReport(report));
   return lines.join('\n');
 }

@@ -5,7 +5,8 @@
 // - healed: the old leader follows the new epoch (its uncommitted suffix cut), the minority
 //   producer's retries land once, and every acknowledged event of both producers is in the
 //   log exactly once.
-// The same again with the link blackholed (held open, silent) instead of cut.
+// The same again with the link blackholed (held open, silent) instead of cut. And a split that
+// puts the shard's majority with the KV bucket's minority: it keeps serving (no epoch needed).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createConsumer, createProducer } from '../../src/client/index.ts';
@@ -98,6 +99,66 @@ test('partition - the leader cut off from both followers: the minority acks noth
 
 test('partition - the same with the leader blackholed (links held open, silent)', async () => {
   await isolateLeader({ kind: 'blackhole' }, 'split-hole');
+});
+
+test('partition - the KV bucket\'s majority on the other side: the shard\'s majority keeps serving (it needs no new epoch); the cut-off replica\'s producer waits, then lands once', async () => {
+  const namespace = 'split-kv';
+  // n1 and n2 on nats-server 0, n3 on server 1: a split of server 0 from the others puts the
+  // shard's majority with the KV bucket's minority.
+  const cluster = await TidelogCluster.start({ namespace, shards: 1, faults: true, serverOf: (index) => (index < 2 ? 0 : 1) });
+  try {
+    let leader = await cluster.leaderOf(0);
+    if (leader === 'n3') {
+      // A stopping leader hands off to a caught-up follower: n1 or n2.
+      await cluster.stopNode('n3');
+      leader = await cluster.leaderOf(0, 'n3');
+      await cluster.startNode('n3');
+    }
+    const majorityTransport = await cluster.connect(0);
+    const minorityTransport = await cluster.connect(1);
+    cluster.statusVia(majorityTransport);
+    await cluster.converged();
+    const epoch = shardOf((await cluster.status()).find((status) => status.nodeId === leader)!, 0)!.epoch;
+    const producerOptions = { namespace, requestTimeoutMs: 1_000, sendTimeoutMs: 180_000, retryBackoffMs: 50 };
+    const onMajority = await createProducer({ ...producerOptions, transport: majorityTransport, producerId: `${namespace}-majority` });
+    const onMinority = await createProducer({ ...producerOptions, transport: minorityTransport, producerId: `${namespace}-minority` });
+    const majorityLedger = new LoadLedger(1, 0);
+    const minorityLedger = new LoadLedger(1, 1_000_000_000);
+    let isStopping = false;
+    const loads = [majorityLedger.run(onMajority, 2, 50, () => isStopping), minorityLedger.run(onMinority, 2, 50, () => isStopping)];
+    await until(() => majorityLedger.hasAcked(300) && minorityLedger.hasAcked(300), 'both producers are acknowledged before the split', 60_000);
+
+    const [server0, server1, server2] = cluster.nats.names;
+    cluster.nats.partition([[server0], [server1, server2]]);
+    const majorityBefore = majorityLedger.acked.size;
+    await until(() => majorityLedger.acked.size > majorityBefore + 1_000, 'the shard\'s majority (n1, n2) goes on acknowledging', 30_000);
+    await new Promise((resolve) => setTimeout(resolve, STEP_DOWN_MS));
+    const minorityAcked = minorityLedger.acked.size;
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    assert.is(minorityLedger.acked.size, minorityAcked, 'the cut-off replica\'s side acknowledges nothing');
+    const during = (await cluster.status()).map((status) => ({ nodeId: status.nodeId, phase: shardOf(status, 0)?.phase, epoch: shardOf(status, 0)?.epoch }));
+    const servingDuring = during.filter((view) => view.phase === 'serving');
+    assert.equal(servingDuring.map((view) => [view.nodeId, view.epoch]), [[leader, epoch]], `the same leader, at the same epoch, serves through the split (${JSON.stringify(during)})`);
+
+    cluster.nats.heal();
+    const healedAt = performance.now();
+    await until(() => minorityLedger.acked.size > minorityAcked + 300, 'the cut-off producer is acknowledged again after heal', 90_000);
+    const minorityBackMs = Math.round(performance.now() - healedAt);
+    isStopping = true;
+    await Promise.all(loads);
+    await Promise.all([onMajority.flush(), onMinority.flush()]);
+    assert.equal(majorityLedger.sendErrors, []);
+    assert.equal(minorityLedger.sendErrors, [], 'the cut-off producer\'s retries carried it over the split');
+    await cluster.converged();
+    const consumer = await createConsumer({ transport: majorityTransport, namespace });
+    await majorityLedger.verify(consumer);
+    await minorityLedger.verify(consumer);
+    await consumer.close();
+    await Promise.all([onMajority.close(), onMinority.close()]);
+    process.stdout.write(`  KV majority on the other side: leader ${leader} kept epoch ${epoch} through the split; the cut-off producer acked again ${minorityBackMs} ms after heal\n`);
+  } finally {
+    await cluster.stop();
+  }
 });
 
 test.run();

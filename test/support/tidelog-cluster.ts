@@ -25,6 +25,8 @@ export interface TidelogClusterOptions {
   execArgv?: Record<string, string[]>;
   /** Route the NATS servers' links through fault proxies (nats.partition / nats.heal). */
   faults?: boolean;
+  /** The nats-server (index) node `index` connects to (default: its own, index mod 3). */
+  serverOf?: (nodeIndex: number) => number;
 }
 
 export class TidelogCluster {
@@ -73,7 +75,7 @@ export class TidelogCluster {
     return {
       nodeId,
       namespace: this.options.namespace,
-      nats: { servers: [this.nats.urls[index % this.nats.urls.length]] },
+      nats: { servers: [this.nats.urls[(this.options.serverOf?.(index) ?? index) % this.nats.urls.length]] },
       router: { strategy: 'hash', shards: this.options.shards },
       wal: { fsync: 'full', ...this.options.wal },
       ...(this.options.retention === undefined ? {} : { retention: this.options.retention }),
