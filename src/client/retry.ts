@@ -11,8 +11,9 @@ export type ClientLogger = Pick<Logger, 'warn' | 'debug'>;
 
 /**
  * Failures that say "not now" rather than "never": the node was unreachable, busy, not the
- * leader, (SEQUENCE_GAP) waits for an earlier request of the same session first, or
- * (TRUNCATED) was a deposed leader whose uncommitted copy of the request was cut. A
+ * leader, (SEQUENCE_GAP) waits for an earlier request of the same session first,
+ * (TRUNCATED) was a deposed leader whose uncommitted copy of the request was cut, or
+ * (FSYNC_FAILED, WRITE_FAILED) a leader whose disk failed. A
  * CLOSED answered by a node (a shard not serving, a node stopping) is one too; a CLOSED of
  * our own side (localClosedError) is not.
  */
@@ -24,6 +25,12 @@ const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'NOT_LEADER',
   'SEQUENCE_GAP',
   'TRUNCATED',
+  // The leader's disk failed (its lane is fail-stop): in a cluster another replica takes over,
+  // and a session's retry is exactly once there (the batch may yet have landed: the session
+  // answers it with its seqs). On a single node the retries fail the same way until the
+  // deadline, which then rejects with this code.
+  'FSYNC_FAILED',
+  'WRITE_FAILED',
 ]);
 
 export function isRetryable(error: unknown): boolean {

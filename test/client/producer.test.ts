@@ -291,6 +291,21 @@ test('producer - retryable node errors back off and retry; others reject with th
   await producer.close();
 });
 
+test('producer - a leader\'s FSYNC_FAILED or WRITE_FAILED is retried with the same session number (another replica may take over)', async () => {
+  const { node, producer } = await setup({ lingerMs: 0 });
+  const events = eventsForShard(node.router, 0, 2);
+  node.failRequests(1, 'FSYNC_FAILED');
+  const [first] = await producer.send([events[0]]);
+  assert.is(first.seq, 1);
+  node.failRequests(1, 'WRITE_FAILED');
+  const [second] = await producer.send([events[1]]);
+  assert.is(second.seq, 2);
+  assert.is(producer.stats().retries, 2);
+  const numbers = node.appendRequests().map((request) => request.session?.requestSeq);
+  assert.equal(numbers, [1, 1, 2, 2], 'each retry kept its request number');
+  await producer.close();
+});
+
 test("producer - a node's CLOSED (shard not serving) is retried; our transport closing fails sends at once", async () => {
   const { node, producer, transport } = await setup({ lingerMs: 0 });
   const events = eventsForShard(node.router, 0, 2);
