@@ -16,7 +16,7 @@
 // replays the fault schedule; the interleaving with the load is the machine's). A progress
 // line while it runs. Exit 0 only when the checker finds nothing.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -34,7 +34,7 @@ import { NatsTransport } from '../transport/nats.ts';
 import { startNatsCluster, type NatsCluster } from '../transport/nats-cluster.ts';
 import { NATS_INSTALL_HINT, findNatsServer } from '../transport/nats-server-process.ts';
 import { formatCount, formatMs, formatTable } from './format.ts';
-import { NodeChild } from './node-child.ts';
+import { localNodeChild, type NodeChild } from './node-child.ts';
 import { ExitCode, type ExitCodeValue } from './options.ts';
 import { StatusLine } from './progress.ts';
 
@@ -107,23 +107,20 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
     const nats = await startNatsCluster(3, 'tidelog-chaos', [0, 1, 2].map((index) => join(dir, `nats-${index + 1}`)), { faultProxies: true });
     cleanups.push(() => nats.stop());
     for (const [index, nodeId] of nodeIds.entries()) {
-      const nodeDir = join(dir, nodeId);
-      mkdirSync(nodeDir, { recursive: true });
-      const configPath = join(nodeDir, 'node.json');
-      const config = {
-        nodeId,
-        namespace: NAMESPACE,
-        dataDir: join(nodeDir, 'data'),
-        nats: { servers: [nats.urls[index]] },
-        router: { strategy: 'hash', shards: options.shards },
-        cluster: { nodes: nodeIds, replicationFactor: NODES, epochBucketReplicas: 3 },
-      };
-      writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
-      configPaths.push(configPath);
-      const faultPath = join(nodeDir, 'faults.json');
+      const faultPath = join(dir, `${nodeId}-faults.json`);
       writeFileSync(faultPath, NO_DISK_FAULTS);
       faultPaths.push(faultPath);
-      children.push(new NodeChild(nodeId, configPath, join(nodeDir, 'node.log'), { TIDELOG_FAULT_FILE: faultPath }));
+      const { child, configPath } = localNodeChild({
+        dir,
+        nodeId,
+        namespace: NAMESPACE,
+        natsUrl: nats.urls[index],
+        router: { strategy: 'hash', shards: options.shards },
+        cluster: { nodes: nodeIds, replicationFactor: NODES, epochBucketReplicas: 3 },
+        env: { TIDELOG_FAULT_FILE: faultPath },
+      });
+      configPaths.push(configPath);
+      children.push(child);
     }
     const leaderTimeoutMs = loadConfig({ file: configPaths[0], env: {} }).cluster.leaderTimeoutMs;
     cleanups.push(async () => {

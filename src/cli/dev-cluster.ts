@@ -6,7 +6,6 @@
 // for every replica to hold the same commit point, reads every shard back and checks that
 // every acknowledged event is there exactly once. `--seconds 0` runs until Ctrl-C.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -18,7 +17,7 @@ import { startNatsCluster } from '../transport/nats-cluster.ts';
 import { findNatsServer, NATS_INSTALL_HINT } from '../transport/nats-server-process.ts';
 import { readBack, runLoad } from './dev.ts';
 import { formatCount, formatLatencyUs, formatMs, formatTable } from './format.ts';
-import { NodeChild } from './node-child.ts';
+import { localNodeChild, type NodeChild } from './node-child.ts';
 import { ExitCode, type ExitCodeValue } from './options.ts';
 
 export interface DevClusterOptions {
@@ -55,19 +54,15 @@ export async function runDevCluster(options: DevClusterOptions): Promise<ExitCod
     cleanups.push(() => nats.stop());
     out(`tidelog dev: NATS cluster of 3 servers: ${nats.urls.join(', ')} (JetStream on)`);
     for (const [index, nodeId] of nodeIds.entries()) {
-      const nodeDir = join(dir, nodeId);
-      mkdirSync(nodeDir, { recursive: true });
-      const configPath = join(nodeDir, 'node.json');
-      const config = {
+      const { child } = localNodeChild({
+        dir,
         nodeId,
         namespace: NAMESPACE,
-        dataDir: join(nodeDir, 'data'),
-        nats: { servers: [nats.urls[index % nats.urls.length]] },
+        natsUrl: nats.urls[index % nats.urls.length],
         router: options.shards === 1 ? { strategy: 'single' } : { strategy: 'hash', shards: options.shards },
         cluster: { nodes: nodeIds, replicationFactor: Math.min(3, options.nodes), epochBucketReplicas: 3 },
-      };
-      writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
-      children.set(nodeId, new NodeChild(nodeId, configPath, join(nodeDir, 'node.log')));
+      });
+      children.set(nodeId, child);
     }
     cleanups.push(async () => {
       for (const child of children.values()) await child.stop();

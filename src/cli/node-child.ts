@@ -4,8 +4,8 @@
 // SIGSTOP/SIGCONT (a pause).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { resolve } from 'node:path';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 
 const CLI = resolve(import.meta.dirname, 'main.ts');
 
@@ -97,4 +97,33 @@ export class NodeChild {
     await exited;
     this.child = null;
   }
+}
+
+export interface LocalNodeSpec {
+  /** The cluster's directory: the node gets `<dir>/<nodeId>/` (node.json, node.log, data/). */
+  dir: string;
+  nodeId: string;
+  namespace: string;
+  /** The one nats-server this node connects to. */
+  natsUrl: string;
+  router: Record<string, unknown>;
+  cluster: Record<string, unknown>;
+  env?: Record<string, string>;
+}
+
+/** A node of a local cluster (`tidelog dev --nodes`, `tidelog chaos`): its config written, its child made (not started). */
+export function localNodeChild(spec: LocalNodeSpec): { child: NodeChild; nodeDir: string; configPath: string } {
+  const nodeDir = join(spec.dir, spec.nodeId);
+  mkdirSync(nodeDir, { recursive: true });
+  const configPath = join(nodeDir, 'node.json');
+  const config = {
+    nodeId: spec.nodeId,
+    namespace: spec.namespace,
+    dataDir: join(nodeDir, 'data'),
+    nats: { servers: [spec.natsUrl] },
+    router: spec.router,
+    cluster: spec.cluster,
+  };
+  writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
+  return { child: new NodeChild(spec.nodeId, configPath, join(nodeDir, 'node.log'), spec.env), nodeDir, configPath };
 }

@@ -11,6 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createConsumer, createProducer } from '../../src/client/index.ts';
 import type { LinkMode } from '../../src/transport/fault-proxy.ts';
+import type { NatsTransport } from '../../src/transport/nats.ts';
 import { TidelogCluster, shardOf } from '../support/tidelog-cluster.ts';
 import { until, untilAsync } from '../support/waits.ts';
 import { LoadLedger } from './load-ledger.ts';
@@ -19,6 +20,24 @@ const test = suite('integration: partitions (quorum mode)');
 
 /** leaderTimeoutMs (1500) plus a step-down tick and the time to notice. */
 const STEP_DOWN_MS = 2_500;
+
+/** A producer on each side of a split, each with its own ledger of disjoint events, sending until stop(). */
+async function loadBothSides(namespace: string, majorityTransport: NatsTransport, minorityTransport: NatsTransport) {
+  const producerOptions = { namespace, requestTimeoutMs: 1_000, sendTimeoutMs: 180_000, retryBackoffMs: 50 };
+  const onMajority = await createProducer({ ...producerOptions, transport: majorityTransport, producerId: `${namespace}-majority` });
+  const onMinority = await createProducer({ ...producerOptions, transport: minorityTransport, producerId: `${namespace}-minority` });
+  const majorityLedger = new LoadLedger(1, 0);
+  const minorityLedger = new LoadLedger(1, 1_000_000_000);
+  let isStopping = false;
+  const loads = [majorityLedger.run(onMajority, 2, 50, () => isStopping), minorityLedger.run(onMinority, 2, 50, () => isStopping)];
+  /** Stops sending; resolves once every send resolved and both producers flushed. */
+  const stop = async (): Promise<void> => {
+    isStopping = true;
+    await Promise.all(loads);
+    await Promise.all([onMajority.flush(), onMinority.flush()]);
+  };
+  return { onMajority, onMinority, majorityLedger, minorityLedger, stop };
+}
 
 async function isolateLeader(mode: LinkMode, namespace: string): Promise<void> {
   const cluster = await TidelogCluster.start({ namespace, shards: 1, faults: true });
@@ -31,13 +50,7 @@ async function isolateLeader(mode: LinkMode, namespace: string): Promise<void> {
     const majorityTransport = await cluster.connect(majorityIndex);
     const minorityTransport = await cluster.connect(leaderIndex);
     cluster.statusVia(majorityTransport);
-    const producerOptions = { namespace, requestTimeoutMs: 1_000, sendTimeoutMs: 180_000, retryBackoffMs: 50 };
-    const onMajority = await createProducer({ ...producerOptions, transport: majorityTransport, producerId: `${namespace}-majority` });
-    const onMinority = await createProducer({ ...producerOptions, transport: minorityTransport, producerId: `${namespace}-minority` });
-    const majorityLedger = new LoadLedger(1, 0);
-    const minorityLedger = new LoadLedger(1, 1_000_000_000);
-    let isStopping = false;
-    const loads = [majorityLedger.run(onMajority, 2, 50, () => isStopping), minorityLedger.run(onMinority, 2, 50, () => isStopping)];
+    const { onMajority, onMinority, majorityLedger, minorityLedger, stop } = await loadBothSides(namespace, majorityTransport, minorityTransport);
     await until(() => majorityLedger.hasAcked(500) && minorityLedger.hasAcked(500), 'both producers are acknowledged before the split', 60_000);
 
     const splitAt = performance.now();
@@ -63,9 +76,7 @@ async function isolateLeader(mode: LinkMode, namespace: string): Promise<void> {
     const healedAt = performance.now();
     await until(() => minorityLedger.acked.size > minorityAcked + 300, 'the cut-off producer is acknowledged again after heal', 90_000);
     const minorityBackMs = Math.round(performance.now() - healedAt);
-    isStopping = true;
-    await Promise.all(loads);
-    await Promise.all([onMajority.flush(), onMinority.flush()]);
+    await stop();
     assert.equal(majorityLedger.sendErrors, [], 'every majority send resolved');
     assert.equal(minorityLedger.sendErrors, [], 'every minority send resolved: its retries carried it over the split');
     await cluster.converged();
@@ -119,13 +130,7 @@ test('partition - the KV bucket\'s majority on the other side: the shard\'s majo
     cluster.statusVia(majorityTransport);
     await cluster.converged();
     const epoch = shardOf((await cluster.status()).find((status) => status.nodeId === leader)!, 0)!.epoch;
-    const producerOptions = { namespace, requestTimeoutMs: 1_000, sendTimeoutMs: 180_000, retryBackoffMs: 50 };
-    const onMajority = await createProducer({ ...producerOptions, transport: majorityTransport, producerId: `${namespace}-majority` });
-    const onMinority = await createProducer({ ...producerOptions, transport: minorityTransport, producerId: `${namespace}-minority` });
-    const majorityLedger = new LoadLedger(1, 0);
-    const minorityLedger = new LoadLedger(1, 1_000_000_000);
-    let isStopping = false;
-    const loads = [majorityLedger.run(onMajority, 2, 50, () => isStopping), minorityLedger.run(onMinority, 2, 50, () => isStopping)];
+    const { onMajority, onMinority, majorityLedger, minorityLedger, stop } = await loadBothSides(namespace, majorityTransport, minorityTransport);
     await until(() => majorityLedger.hasAcked(300) && minorityLedger.hasAcked(300), 'both producers are acknowledged before the split', 60_000);
 
     const [server0, server1, server2] = cluster.nats.names;
@@ -144,9 +149,7 @@ test('partition - the KV bucket\'s majority on the other side: the shard\'s majo
     const healedAt = performance.now();
     await until(() => minorityLedger.acked.size > minorityAcked + 300, 'the cut-off producer is acknowledged again after heal', 90_000);
     const minorityBackMs = Math.round(performance.now() - healedAt);
-    isStopping = true;
-    await Promise.all(loads);
-    await Promise.all([onMajority.flush(), onMinority.flush()]);
+    await stop();
     assert.equal(majorityLedger.sendErrors, []);
     assert.equal(minorityLedger.sendErrors, [], 'the cut-off producer\'s retries carried it over the split');
     await cluster.converged();

@@ -15,6 +15,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TidelogError } from '../../src/errors.ts';
 import { Wal, type SignalEvent } from '../../src/wal/index.ts';
+import { mulberry32 } from '../../src/chaos/schedule.ts';
 import {
   CALLERS,
   CHILD_WAL_OPTIONS,
@@ -29,18 +30,6 @@ import {
 
 const ROUNDS = 32;
 const SEED = 0x71de_109;
-
-/** mulberry32: a small seeded generator, so every run kills at the same ack counts. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b_79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 interface ChildRound {
   /** lastSeq the child found on open, or null if it was killed before saying. */
@@ -139,7 +128,7 @@ function verifyRound(round: number, log: readonly SignalEvent[], replayed: reado
 test(`crash - SIGKILL during concurrent appends loses nothing acknowledged (${ROUNDS} rounds)`, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'tidelog-crash-'));
   try {
-    const random = seededRandom(SEED);
+    const random = mulberry32(SEED);
     let log: SignalEvent[] = [];
     let acknowledged = 0;
     for (let round = 1; round <= ROUNDS; round++) {
