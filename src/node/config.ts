@@ -131,9 +131,11 @@ export const nodeConfigSchema = z.strictObject({
         .describe('The node ids of the cluster (static membership); empty: one standalone node that leads every shard.'),
       replicationFactor: z.int().min(1).max(5).default(3).describe('Replicas of each shard (at most the number of nodes).'),
       acks: z
-        .enum(['quorum', 'all'])
+        .enum(['quorum', 'all', 'leader'])
         .default('quorum')
-        .describe("quorum: an append is acknowledged once fsynced on a majority of the shard's replicas; all: on every replica."),
+        .describe(
+          "quorum: an append is acknowledged once fsynced on a majority of the shard's replicas; all: on every replica; leader (availability mode): on the leader's own disk — a leader cut off from the majority keeps acknowledging, and on heal what it wrote is merged into the majority's log at new seqs (docs/REPLICATION.md).",
+        ),
       leaderTimeoutMs: z.int().min(50).max(600_000).default(1500).describe('A follower that hears nothing from its leader this long (its own monotonic clock) starts an election; a leader that hears from no quorum this long steps down.'),
       heartbeatMs: z.int().min(10).max(60_000).default(150).describe('How often a leader heartbeats its followers (and ships what they lack).'),
       requestTimeoutMs: z.int().min(50).max(600_000).default(1000).describe('How long a replication request waits for its answer.'),

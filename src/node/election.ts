@@ -30,6 +30,8 @@ import type {
   FetchRequest,
   InstallReply,
   InstallRequest,
+  MergeReply,
+  MergeRequest,
   PreVoteReply,
   PreVoteRequest,
   PrepareReply,
@@ -44,6 +46,8 @@ import { FollowerReplica, type FollowerLog, type LeaderLog } from './replication
 export interface ReplicaLog extends FollowerLog, LeaderLog {
   readonly committedSeq: number;
   lead(epoch: number): Promise<void>;
+  /** Availability mode, leader only: re-append orphan batches once each (ShardHost.mergeOrphans). */
+  mergeOrphans?(batches: readonly Uint8Array[]): Promise<MergeReply>;
 }
 
 /** How a replica reaches the other replicas of its shards (NATS, or the simulation's network). */
@@ -54,6 +58,8 @@ export interface PeerNet {
   fetch(peer: string, request: FetchRequest): Promise<FetchReply>;
   /** A part of the leader's snapshot for a follower behind its retention. */
   install(peer: string, request: InstallRequest): Promise<InstallReply>;
+  /** Availability mode: send the leader `peer` orphan batches to merge. */
+  merge?(peer: string, request: MergeRequest): Promise<MergeReply>;
   /** A stopping leader asks `peer` to campaign now (optional: the handoff is an optimisation). */
   campaignNow?(peer: string, request: CampaignNowRequest): Promise<void>;
 }
@@ -65,6 +71,8 @@ export interface ReplicaEvents {
   onPrepared(epoch: number, candidateId: string): void;
   /** The leader of `epoch` is stopping and hands the shard to this replica. */
   onCampaignNow?(epoch: number, leaderId: string): void;
+  /** Whether this replica serves producers now (a merge waits for that: its state is whole). */
+  isServing?(): boolean;
 }
 
 /**
@@ -150,6 +158,18 @@ export class ReplicaServer {
       this.events.onPrepared(request.epoch, request.candidateId);
       return { kind: 'ok', confirmedEpoch: log.confirmedEpoch, durableSeq: log.durableSeq, committedSeq: log.committedSeq };
     });
+  }
+
+  /**
+   * Orphan batches from another replica (availability mode): merged when this replica leads
+   * the sender's epoch or a newer one and serves; else NOT_LEADER (the sender tries again).
+   */
+  async merge(request: MergeRequest): Promise<MergeReply> {
+    const log = this.log;
+    if (!log.leading || request.epoch > log.epoch || log.mergeOrphans === undefined || this.events.isServing?.() === false) {
+      throw new TidelogError('NOT_LEADER', `shard ${this.shard}: this replica does not lead (epoch ${log.epoch}); merges go to the leader`, { details: { shard: this.shard, epoch: log.epoch } });
+    }
+    return log.mergeOrphans(request.batches);
   }
 
   /** A stopping leader of our epoch asks us to campaign now; ignored from anyone else. */

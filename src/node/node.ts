@@ -125,6 +125,7 @@ function nodeStatus(
     if (replicaStatus.followers !== undefined) {
       status.followers = Object.entries(replicaStatus.followers).map(([nodeId, matchSeq]) => ({ nodeId, matchSeq }));
     }
+    if (replicaStatus.orphanFiles !== undefined) status.orphanFiles = replicaStatus.orphanFiles;
     return status;
   });
   for (const [shard, error] of unopened) shards.push(unopenedStatus(shard, error));
@@ -267,6 +268,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           wal: { ...config.wal, retention: config.retention },
           // A replica continues with the highest epoch it recorded; standalone leads epoch 0.
           ...(clustered ? { commit: 'external' as const, onDurable: (info) => replicas.get(shard)?.onDurable(info.sealed) } : { epoch: 0 }),
+          ...(clustered && cluster.acks === 'leader' ? { availability: true } : {}),
           schema,
           sessions: { maxSessions: config.limits.maxSessions, maxRunsPerSession: config.limits.maxRunsPerSession },
           recentBytes: RECENT_BYTES_PER_SHARD,
@@ -400,6 +402,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         replicas: set,
         acks: cluster.acks,
         log: host,
+        ...(cluster.acks === 'leader' ? { orphans: host } : {}),
         store: epochStore!,
         net: peerNet,
         leaderTimeoutMs: cluster.leaderTimeoutMs,
@@ -418,7 +421,8 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           endpoints?.setServing(shard, serving);
           logger.info({ shard, phase: change.phase, epoch: change.epoch, leader: change.leaderId, reason: change.reason }, 'shard role');
         },
-        onStep: (step, fields) => logger.info({ shard, step, ...fields }, 'election'),
+        onStep: (step, fields) =>
+          step === 'merged' || step === 'merge-failed' ? logger[step === 'merged' ? 'info' : 'warn']({ shard, ...fields }, step === 'merged' ? 'orphans merged into the leader\'s log' : 'orphan merge failed (tried again)') : logger.info({ shard, step, ...fields }, 'election'),
       });
       replicas.set(shard, replica);
       stops.push(serveReplica(transport, config.namespace, nodeId, replica.server, logger));

@@ -33,6 +33,11 @@ import {
   decodeInstallReply,
   encodeInstall,
   encodeInstallReply,
+  decodeMerge,
+  decodeMergeReply,
+  encodeMerge,
+  encodeMergeReply,
+  type MergeRequest,
   type FetchRequest,
   type InstallRequest,
   type ReplicationKind,
@@ -72,6 +77,12 @@ export class TransportPeerNet implements PeerNet {
   async install(peer: string, request: InstallRequest) {
     const bytes = await this.transport.request(replicationSubject(this.namespace, request.shard, peer, 'install'), encodeInstall(request), { timeoutMs: this.timeoutMs });
     return decodeInstallReply(bytes);
+  }
+
+  async merge(peer: string, request: MergeRequest) {
+    // A merge waits for the leader's fsync of what it appends: a longer wait than a heartbeat's.
+    const bytes = await this.transport.request(replicationSubject(this.namespace, request.shard, peer, 'merge'), encodeMerge(request), { timeoutMs: this.timeoutMs * 5 });
+    return decodeMergeReply(bytes);
   }
 
   async campaignNow(peer: string, request: CampaignNowRequest): Promise<void> {
@@ -115,6 +126,7 @@ export function serveReplica(transport: Transport, namespace: string, nodeId: st
   subscribe('prepare', async (data) => encodePrepareReply(await server.prepare(checked(decodePrepare(data), shard))));
   subscribe('fetch', async (data) => encodeFetchReply(await server.fetch(checked(decodeFetch(data), shard))));
   subscribe('install', async (data) => encodeInstallReply(await server.install(checked(decodeInstall(data), shard))));
+  subscribe('merge', async (data) => encodeMergeReply(await server.merge(checked(decodeMerge(data), shard))));
   subscribe('campaign', async (data) => {
     await server.campaignNow(checked(decodeCampaignNow(data), shard));
     return encodeCampaignNowReply();

@@ -14,10 +14,13 @@ import { join } from 'node:path';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { MAX_NOTE_BYTES, Wal, clearRepair, isRepairMarked, markRepair, nodeFileIo, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, clearRepair, isRepairMarked, listOrphans, markRepair, nodeFileIo, readOrphans, removeOrphans, saveOrphans, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
+import { readBatchHeader } from '../wal/batch-format.ts';
 import { SnapshotReceiver, type SnapshotPart } from '../wal/snapshot-install.ts';
 import { seqsToRuns } from '../transport/codec.ts';
 import { FEED_INTEREST_MS, MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatch, type SessionTag, type ShardStatus, type SignalStateView } from '../transport/messages.ts';
+import { MERGE_PRODUCER_PREFIX } from './merge-note.ts';
+import { mergeOrphanBatches, type MergeResult } from './orphan-merge.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
 import { RUN_BYTES, encodeSessionNote, producerIdBytes, sessionNoteBytes } from './session-note.ts';
 import type { SessionLimits } from './session-store.ts';
@@ -91,6 +94,12 @@ export interface ShardHostOptions {
   onSnapshotInstalled?: (installed: { seq: number; fileBytes: number; reopenMs: number }) => void;
   /** A repair from the peers ended (the replica votes again). */
   onRepaired?: () => void;
+  /**
+   * Availability mode (acks 'leader', docs/REPLICATION.md): appends are answered once durable
+   * here, before the commit point reaches them, and durable batches a cut would remove are kept
+   * as orphan files first (the node merges them into the leader's log). Needs commit 'external'.
+   */
+  availability?: boolean;
 }
 
 export interface AppendOutcome {
@@ -174,6 +183,7 @@ export class ShardHost {
       shard: options.shard,
       ...(epoch === undefined ? {} : { leaderEpoch: epoch }),
       commit: options.commit ?? 'durable',
+      ...(options.availability === true ? { resolveAt: 'durable' as const } : {}),
       ...(options.onDurable === undefined ? {} : { onDurable: options.onDurable }),
       stateMachine: state,
       salvage: options.salvage ?? false,
@@ -206,6 +216,9 @@ export class ShardHost {
   async append(packed: Uint8Array, session?: SessionTag): Promise<AppendOutcome> {
     const count = packed.byteLength / EVENT_BYTES;
     this.state.checkSignalTypes(packed);
+    if (session !== undefined && typeof session.producerId === 'string' && session.producerId.startsWith(MERGE_PRODUCER_PREFIX)) {
+      throw new TidelogError('BAD_REQUEST', `producer ids starting with ${MERGE_PRODUCER_PREFIX} are reserved for merges`);
+    }
     if (session === undefined) {
       // Without a session, the content dedup window is what makes a retry harmless.
       const seqs = await this.wal.appendMany(packed);
@@ -270,9 +283,81 @@ export class ShardHost {
     return this.wal.commitTo(hwm);
   }
 
-  /** Cuts the uncommitted suffix after `seq` (a deposed leader's); see Wal.truncateAfter. */
+  /**
+   * Cuts the uncommitted suffix after `seq` (a deposed leader's); see Wal.truncateAfter. In
+   * availability mode what is cut may have been acknowledged: it is kept as an orphan file
+   * first (durably; no file, no cut).
+   */
   truncateAfter(seq: number): Promise<number> {
-    return this.wal.truncateAfter(seq);
+    if (this.options.availability !== true) return this.wal.truncateAfter(seq);
+    return this.wal.truncateAfter(seq, { beforeCut: (batches) => this.keepOrphans(batches) }).then((removed) => {
+      // Requests answered at durable whose notes were just cut stay in flight otherwise, and a
+      // retry or a merge would wait on them (or take them for landed): they end here. Only a
+      // replica that no longer leads cuts, so nothing live is in flight.
+      if (removed > 0) this.state.sessions.failInFlight(new TidelogError('TRUNCATED', `shard ${this.shard}: the log was cut after seq ${seq}`));
+      return removed;
+    });
+  }
+
+  private async readSealedRange(fromSeq: number, toSeq: number): Promise<Uint8Array[]> {
+    const batches: Uint8Array[] = [];
+    for (let next = fromSeq; next <= toSeq; ) {
+      const part = await this.readSealed(next, 4 << 20);
+      const before = next;
+      for (const batch of part) {
+        const parsed = readBatchHeader(batch, 0);
+        if (!parsed.ok) throw new TidelogError('CORRUPT_SEGMENT', `shard ${this.shard}: a batch near seq ${next} does not parse`);
+        batches.push(new Uint8Array(batch));
+        next = Math.max(next, parsed.header.firstSeq + parsed.header.count);
+      }
+      if (next === before) break;
+    }
+    return batches;
+  }
+
+  private async keepOrphans(batches: readonly Uint8Array[]): Promise<void> {
+    const withEvents = batches.filter((batch) => batch.byteLength > 0 && readEventCount(batch) > 0);
+    if (withEvents.length === 0) return;
+    await saveOrphans(this.options.io ?? nodeFileIo, join(this.options.dataDir, 'wal'), this.shard, withEvents);
+    this.orphansKept += withEvents.length;
+  }
+
+  /** Orphan batches kept here since the host opened (availability mode). */
+  orphansKept = 0;
+
+  /** This shard's orphan files waiting to be merged, oldest first. */
+  orphanFiles(): Promise<string[]> {
+    return listOrphans(this.options.io ?? nodeFileIo, join(this.options.dataDir, 'wal'), this.shard);
+  }
+
+  readOrphanFile(name: string): Promise<Uint8Array[]> {
+    return readOrphans(this.options.io ?? nodeFileIo, join(this.options.dataDir, 'wal'), name);
+  }
+
+  /** The leader merged the file's batches: it goes, durably. */
+  removeOrphanFile(name: string): Promise<void> {
+    return removeOrphans(this.options.io ?? nodeFileIo, join(this.options.dataDir, 'wal'), name);
+  }
+
+  /**
+   * Leader only: re-appends the orphan batches this log lacks, each exactly once
+   * (src/node/orphan-merge.ts); resolves once what was appended is durable here.
+   */
+  mergeOrphans(batches: readonly Uint8Array[]): Promise<MergeResult> {
+    if (!this.wal.leading) return Promise.reject(new TidelogError('NOT_LEADER', `shard ${this.shard}: merges go to the leader`));
+    const wal = this.wal;
+    return mergeOrphanBatches(
+      {
+        shard: this.shard,
+        sessions: this.state.sessions,
+        get durableSeq() {
+          return wal.durableSeq;
+        },
+        epochAt: (seq) => wal.epochAt(seq),
+        appendWithNote: (packed, note) => wal.appendMany(packed, { note, dedup: false }),
+      },
+      batches,
+    );
   }
 
   /** Records `epoch` durably before this replica takes part in it; an older one is FENCED. */
@@ -377,6 +462,11 @@ export class ShardHost {
     this.receiver ??= new SnapshotReceiver(io, join(this.options.dataDir, 'wal'), this.shard);
     const offset = await this.receiver.receive(part);
     if (offset < part.fileBytes) return { kind: 'next', offset };
+    // The install replaces the whole log: in availability mode its durable batches past the
+    // commit point may have been acknowledged, so they are kept first.
+    if (this.options.availability === true && this.wal.durableSeq > this.wal.committedSeq) {
+      await this.keepOrphans(await this.readSealedRange(this.wal.committedSeq + 1, this.wal.durableSeq));
+    }
     try {
       await this.receiver.commit();
     } catch (error) {
@@ -562,4 +652,9 @@ function countWritten(seqs: readonly number[]): number {
   let written = 0;
   for (const seq of seqs) if (seq !== 0) written++;
   return written;
+}
+
+function readEventCount(batch: Uint8Array): number {
+  const parsed = readBatchHeader(batch, 0);
+  return parsed.ok ? parsed.header.count : 0;
 }

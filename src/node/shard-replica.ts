@@ -40,8 +40,15 @@ export interface ShardReplicaOptions {
   nodeId: string;
   /** Every replica of the shard, this node included. */
   replicas: readonly string[];
-  /** 'quorum': a majority holds a batch durable before it commits; 'all': every replica. */
-  acks: 'quorum' | 'all';
+  /**
+   * 'quorum': a majority holds a batch durable before it is acknowledged; 'all': every replica;
+   * 'leader' (availability mode): the leader's own fsync, a leader cut off from its quorum
+   * keeps serving, and what a replica cuts is merged back (`orphans`). The commit point (what
+   * is read and folded) is a majority's in every mode.
+   */
+  acks: 'quorum' | 'all' | 'leader';
+  /** Availability mode: this replica's orphan files (ShardHost). */
+  orphans?: OrphanSource;
   log: ReplicaLog;
   store: EpochStore;
   net: PeerNet;
@@ -57,12 +64,26 @@ export interface ShardReplicaOptions {
   onStep?: (step: string, fields: Record<string, unknown>) => void;
 }
 
+/** Orphan files of one replica (availability mode; ShardHost implements it). */
+export interface OrphanSource {
+  /** Orphan batches kept since open: grows when a cut kept some. */
+  readonly orphansKept: number;
+  orphanFiles(): Promise<string[]>;
+  readOrphanFile(name: string): Promise<Uint8Array[]>;
+  removeOrphanFile(name: string): Promise<void>;
+}
+
+/** Bytes of orphan batches one merge request carries at most (under NATS's 1 MiB payload). */
+const MERGE_REQUEST_BYTES = 512 << 10;
+
 export interface ReplicaStatus {
   phase: ShardPhase;
   epoch: number;
   leaderId: string | null;
   /** Leader only: the highest seq each follower holds durable, as far as it knows. */
   followers?: Record<string, number>;
+  /** Availability mode: orphan files waiting to be merged into the leader's log. */
+  orphanFiles?: number;
 }
 
 export class ShardReplica {
@@ -73,6 +94,12 @@ export class ShardReplica {
   private isHandingOff = false;
   private readonly timers: ReplicaTimers;
   private readonly peers: string[];
+  /** Availability mode: the merge loop (orphan files → the leader). */
+  private stopMerging: (() => void) | null = null;
+  private isMerging = false;
+  /** Orphan files last seen (null: look again); orphansKept when last looked. */
+  private orphanFilesSeen: number | null = null;
+  private orphansKeptSeen = -1;
 
   constructor(private readonly options: ShardReplicaOptions) {
     const { log, shard, nodeId } = options;
@@ -86,6 +113,7 @@ export class ShardReplica {
       onLeaderContact: (epoch, leaderId) => this.actor.send({ type: 'LEADER_CONTACT', epoch, leaderId }),
       onPrepared: (epoch, candidateId) => this.actor.send({ type: 'PREPARED', epoch, candidateId }),
       onCampaignNow: (epoch, leaderId) => this.actor.send({ type: 'CAMPAIGN_NOW', epoch, leaderId }),
+      isServing: () => this.serving,
     }, { nowMs: () => timers.nowMs(), leaderTimeoutMs: options.leaderTimeoutMs });
     const machine = createShardMachine();
     this.actor = createActor(machine, {
@@ -115,6 +143,55 @@ export class ShardReplica {
     // replica stops taking part instead (the others elect a leader without it).
     this.actor.subscribe({ error: (error) => this.options.onChange?.({ phase: 'failed', epoch: this.options.log.epoch, leaderId: null, reason: `shard machine failed: ${String((error as Error)?.message ?? error)}` }) });
     this.actor.start();
+    if (this.options.acks === 'leader' && this.options.orphans !== undefined) {
+      this.stopMerging = this.timers.every(this.options.heartbeatMs, () => void this.mergeRound());
+    }
+  }
+
+  /**
+   * Availability mode, each heartbeat: the oldest orphan file goes to the shard's leader (or,
+   * serving here, into this log), in requests of at most MERGE_REQUEST_BYTES, and is removed
+   * once every part was answered. A failure leaves the file for the next round; the leader's
+   * merge identities make a resend harmless.
+   */
+  private async mergeRound(): Promise<void> {
+    const orphans = this.options.orphans;
+    if (orphans === undefined || this.isMerging) return;
+    if (orphans.orphansKept !== this.orphansKeptSeen) this.orphanFilesSeen = null;
+    if (this.orphanFilesSeen === 0) return;
+    const log = this.options.log;
+    const leaderId = this.serving ? this.options.nodeId : this.current.leaderId;
+    this.isMerging = true;
+    try {
+      this.orphansKeptSeen = orphans.orphansKept;
+      const files = await orphans.orphanFiles();
+      this.orphanFilesSeen = files.length;
+      if (files.length === 0 || leaderId === null || log.isRepairing) return;
+      const name = files[0];
+      const batches = await orphans.readOrphanFile(name);
+      const totals = { batches: 0, inLog: 0, alreadyMerged: 0, appended: 0, events: 0, droppedEvents: 0, bytes: 0 };
+      for (const part of chunks(batches, MERGE_REQUEST_BYTES)) {
+        const reply =
+          leaderId === this.options.nodeId
+            ? await this.mergeHere(part)
+            : await this.options.net.merge!(leaderId, { shard: this.options.shard, epoch: log.epoch, fromNode: this.options.nodeId, batches: part });
+        for (const key of ['batches', 'inLog', 'alreadyMerged', 'appended', 'events', 'droppedEvents'] as const) totals[key] += reply[key];
+        for (const batch of part) totals.bytes += batch.byteLength;
+      }
+      await orphans.removeOrphanFile(name);
+      this.orphanFilesSeen = files.length - 1;
+      this.options.onStep?.('merged', { file: name, leader: leaderId, ...totals });
+    } catch (error) {
+      this.options.onStep?.('merge-failed', { leader: leaderId, error: String((error as Error)?.message ?? error) });
+    } finally {
+      this.isMerging = false;
+    }
+  }
+
+  private async mergeHere(batches: Uint8Array[]) {
+    const log = this.options.log;
+    if (!this.serving || log.mergeOrphans === undefined) throw new Error('no longer serving');
+    return log.mergeOrphans(batches);
   }
 
   get phase(): ShardPhase {
@@ -162,6 +239,7 @@ export class ShardReplica {
   status(): ReplicaStatus {
     const status: ReplicaStatus = { ...this.current, epoch: this.options.log.epoch };
     if (this.shipper !== null) status.followers = this.shipper.matchSeqs();
+    if (this.options.acks === 'leader' && this.orphanFilesSeen !== null) status.orphanFiles = this.orphanFilesSeen;
     return status;
   }
 
@@ -178,6 +256,8 @@ export class ShardReplica {
   }
 
   stop(): void {
+    this.stopMerging?.();
+    this.stopMerging = null;
     this.actor.send({ type: 'STOP' });
     this.shipper?.stop();
     this.shipper = null;
@@ -228,7 +308,9 @@ export class ShardReplica {
           return 'step-down';
         }
         if (shipper.fenced || !log.leading || log.epoch !== epoch) return 'step-down';
-        if (shipper.quorumContactAgeMs() > this.options.leaderTimeoutMs) return 'step-down';
+        // Availability mode: a leader cut off from its quorum keeps acknowledging on its own
+        // fsync; a newer epoch (fenced) is what ends its term.
+        if (this.options.acks !== 'leader' && shipper.quorumContactAgeMs() > this.options.leaderTimeoutMs) return 'step-down';
         log.holdRetention(shipper.retainFrom());
         void shipper.pump();
         return log.committedSeq >= shipper.leadEndSeq ? 'serving' : 'preparing';
@@ -239,4 +321,22 @@ export class ShardReplica {
       },
     };
   }
+}
+
+/** Consecutive runs of `batches` of at most `maxBytes` each (a larger batch alone). */
+function chunks(batches: readonly Uint8Array[], maxBytes: number): Uint8Array[][] {
+  const parts: Uint8Array[][] = [];
+  let part: Uint8Array[] = [];
+  let bytes = 0;
+  for (const batch of batches) {
+    if (part.length > 0 && bytes + batch.byteLength > maxBytes) {
+      parts.push(part);
+      part = [];
+      bytes = 0;
+    }
+    part.push(batch);
+    bytes += batch.byteLength;
+  }
+  if (part.length > 0) parts.push(part);
+  return parts;
 }

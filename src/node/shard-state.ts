@@ -26,6 +26,7 @@
 // writes it to snapshot files as a stream (beginSnapshot) and restores it the same way
 // (beginRestore); restore(bytes) also reads the version-1 containers of legacy segment heads.
 
+import { decodeMergeNote, isMergeNote } from './merge-note.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import { CrdtSignalState, HlcTimestamp, MAX_ABS_WEIGHT, type SignalSchema } from '../crdt/index.ts';
 import { invariant, isTidelogError, TidelogError } from '../errors.ts';
@@ -66,6 +67,7 @@ export class ShardState implements WalStateMachine {
   private lastSeq = 0;
   private skipped = 0;
   private badNotes = 0;
+  private mergedBatchCount = 0;
   private readonly maxPendingEvents: number | undefined;
   private readonly clock: Clock;
   /** 1 where the schema knows the signal type (indexed by the u8 type). */
@@ -99,6 +101,11 @@ export class ShardState implements WalStateMachine {
   /** Events skipped because the schema lacked their type or the CRDT could not hold their weight. */
   get skippedEvents(): number {
     return this.skipped;
+  }
+
+  /** Orphan batches re-appended into this log (merge notes folded) since it opened. */
+  get mergedBatches(): number {
+    return this.mergedBatchCount;
   }
 
   /** Notes that failed to decode (only a bug writes one; counted, never fatal). */
@@ -146,7 +153,12 @@ export class ShardState implements WalStateMachine {
     if (isNew) {
       for (const note of batch.notes) {
         try {
-          this.sessions.applyNote(note);
+          if (isMergeNote(note)) {
+            // Re-appended orphan events (availability mode): the merge's identity session and
+            // the moved producer sessions fold as if each had been written alone.
+            for (const session of decodeMergeNote(note).sessions) this.sessions.applyDecodedNote(session);
+            this.mergedBatchCount++;
+          } else this.sessions.applyNote(note);
         } catch (error) {
           if (!isTidelogError(error, 'DECODE_FAILED')) throw error;
           this.badNotes++;

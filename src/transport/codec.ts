@@ -327,6 +327,7 @@ function shardStatus(fields: Fields): ShardStatus {
     ...(fields.has('phase') ? { phase: fields.string('phase') } : {}),
     ...(fields.has('leader') ? { leader: fields.string('leader') } : {}),
     ...(fields.has('repairing') ? { repairing: fields.boolean('repairing') } : {}),
+    ...(fields.has('orphanFiles') ? { orphanFiles: fields.integer('orphanFiles', 0, 1 << 30) } : {}),
     ...(fields.has('followers')
       ? {
           followers: fields.array('followers', 16).map((item, index) => {

@@ -230,6 +230,8 @@ export interface ShardStatus {
   followers?: FollowerStatus[];
   /** Replicated shards: this replica lost part of its log to damage and catches up from its leader before it votes again. */
   repairing?: boolean;
+  /** Availability mode: orphan files this replica still has to merge into the leader's log. */
+  orphanFiles?: number;
 }
 
 export interface FollowerStatus {

@@ -9,6 +9,7 @@
 //   {ns}.repl.{shard}.{node}.fetch    candidate → replica FetchRequest     → FetchReply
 //   {ns}.repl.{shard}.{node}.campaign stopping leader → follower  CampaignNowRequest → ok
 //   {ns}.repl.{shard}.{node}.install  leader → follower   InstallRequest   → InstallReply
+//   {ns}.repl.{shard}.{node}.merge    replica → leader    MergeRequest     → MergeReply  (availability mode)
 //
 // A request names the node it is for in its subject, so no queue group is involved: only
 // that node's shard replica answers; a node that does not hold the shard leaves nothing
@@ -134,7 +135,29 @@ export type InstallReply =
   | { kind: 'done'; matchSeq: number }
   | { kind: 'fenced'; epoch: number };
 
-export type ReplicationKind = 'append' | 'prevote' | 'prepare' | 'fetch' | 'campaign' | 'install';
+export type ReplicationKind = 'append' | 'prevote' | 'prepare' | 'fetch' | 'campaign' | 'install' | 'merge';
+
+/**
+ * Availability mode: a replica sends the leader its orphan batches — durable batches it cut
+ * from its log, which it may have acknowledged while cut off — to be re-appended once each.
+ */
+export interface MergeRequest {
+  shard: number;
+  /** The sender's recorded epoch (a leader of an older one refuses: NOT_LEADER). */
+  epoch: number;
+  fromNode: string;
+  batches: Uint8Array[];
+}
+
+/** What the leader did with them (src/node/orphan-merge.ts); sent once what it appended is durable there. */
+export interface MergeReply {
+  batches: number;
+  inLog: number;
+  alreadyMerged: number;
+  appended: number;
+  events: number;
+  droppedEvents: number;
+}
 
 export function replicationSubject(namespace: string, shard: number, nodeId: string, kind: ReplicationKind): string {
   return `${namespace}.repl.${shard}.${nodeId}.${kind}`;
@@ -293,6 +316,31 @@ export function decodeInstallReply(bytes: Uint8Array): InstallReply {
     case 'fenced':
       return { kind, epoch: seq(fields, 'epoch') };
   }
+}
+
+export function encodeMerge(request: MergeRequest): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'merge', ...request }, 'merge');
+}
+
+export function decodeMerge(bytes: Uint8Array): MergeRequest {
+  const fields = openMessage(bytes, 'merge', 'DECODE_FAILED');
+  return { shard: fields.integer('shard', 0, 65535), epoch: seq(fields, 'epoch'), fromNode: fields.string('fromNode'), batches: bins(fields, 'batches') };
+}
+
+export function encodeMergeReply(reply: MergeReply): Uint8Array {
+  return packWire({ v: PROTOCOL_VERSION, t: 'merged', ...reply }, 'merged');
+}
+
+export function decodeMergeReply(bytes: Uint8Array): MergeReply {
+  const fields = openReply(bytes, 'merged');
+  return {
+    batches: seq(fields, 'batches'),
+    inLog: seq(fields, 'inLog'),
+    alreadyMerged: seq(fields, 'alreadyMerged'),
+    appended: seq(fields, 'appended'),
+    events: seq(fields, 'events'),
+    droppedEvents: seq(fields, 'droppedEvents'),
+  };
 }
 
 /** A reply of `type`, or the ErrorReply the replica sent instead, thrown as its TidelogError. */

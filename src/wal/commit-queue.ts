@@ -52,11 +52,19 @@ export interface CommitQueueOptions {
   leaderEpoch: number;
   /** The newest seal time in the log so far: no batch is ever sealed below it. */
   newestSealNs: bigint;
+  /**
+   * External commit only: 'durable' answers appendMany once the call's batch is durable here,
+   * before the commit point reaches it (availability mode, docs/REPLICATION.md); default
+   * 'commit'. The group still waits for its commit (it counts in maxPendingEvents meanwhile).
+   */
+  resolveAt?: 'commit' | 'durable';
 }
 
 interface Waiter {
   seqs: number[];
   partsLeft: number;
+  /** Parts not yet durable (resolveAt 'durable'). */
+  undurableParts: number;
   resolve: (seqs: number[]) => void;
   reject: (error: Error) => void;
 }
@@ -242,7 +250,7 @@ export class CommitQueue {
       );
     }
     const { promise, resolve, reject } = deferred<number[]>();
-    const waiter: Waiter = { seqs: new Array<number>(count), partsLeft: 0, resolve, reject };
+    const waiter: Waiter = { seqs: new Array<number>(count), partsLeft: 0, undurableParts: 0, resolve, reject };
     this.pendingEvents += count;
     const nowMs = this.clock.nowMs();
     this.dedup.tick(nowMs);
@@ -276,6 +284,7 @@ export class CommitQueue {
       group.submitted += partCount;
       group.waiters.push(waiter);
       waiter.partsLeft++;
+      waiter.undurableParts++;
       if (group.submitted >= max && start !== lastPartStart) {
         this.seal();
         sealedAny = true;
@@ -455,7 +464,10 @@ export class CommitQueue {
     this.inFlight = [];
     for (const group of groups) group.durableWaiter?.resolve();
     if (isCommitted) this.settle(groups);
-    else this.durableGroups.push(...groups);
+    else {
+      this.durableGroups.push(...groups);
+      if (this.options.resolveAt === 'durable') this.answerDurable(groups);
+    }
   }
 
   /** Groups sealed from now on carry `epoch` (the WAL recorded it first). */
@@ -477,6 +489,16 @@ export class CommitQueue {
   settleCommitted(count: number): void {
     if (count < 0 || count > this.durableGroups.length) throw new Error(`invariant violated: settleCommitted(${count})`);
     this.settle(this.durableGroups.splice(0, count));
+  }
+
+  /** resolveAt 'durable': callers whose every part is durable are answered now (a later settle or cut is then a no-op for them). */
+  private answerDurable(groups: readonly CommitGroup[]): void {
+    for (const group of groups) {
+      for (const waiter of group.waiters) {
+        waiter.undurableParts--;
+        if (waiter.undurableParts === 0) waiter.resolve(waiter.seqs);
+      }
+    }
   }
 
   private settle(groups: readonly CommitGroup[]): void {

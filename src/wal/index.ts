@@ -12,6 +12,7 @@ export type {
   RestorePoint,
   PersistedInfo,
   AppendOptions,
+  TruncateOptions,
 } from './wal.ts';
 export type { NoteCallback } from './commit-queue.ts';
 export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, decodeEventAt, type SignalEvent } from '../event.ts';
@@ -46,3 +47,4 @@ export {
 } from './segment-name.ts';
 export { encodeBatch, readBatchHeader, readNotes, BATCH_HEADER_BYTES, BatchKind, MAX_NOTE_BYTES } from './batch-format.ts';
 export { initChecksum } from './checksum.ts';
+export { listOrphans, readOrphans, removeOrphans, saveOrphans } from './orphans.ts';

@@ -81,6 +81,12 @@ export interface WalOptions {
    */
   commit?: 'durable' | 'external';
   /**
+   * 'external' only: when appendMany resolves. 'commit' (default): at the commit point.
+   * 'durable': once the call's batch is durable here (availability mode: a leader acknowledges
+   * on its own fsync; the batch is still committed, folded and read only at commitTo).
+   */
+  resolveAt?: 'commit' | 'durable';
+  /**
    * 'external' only: a seq its owner knows to be committed (it kept it from an earlier run;
    * never above the truth). On open the state machine folds the log up to it (or up to the
    * snapshot restored, if later); what follows waits for commitTo.
@@ -121,6 +127,7 @@ export function resolveOptions(options: WalOptions): ResolvedOptions {
     onPersisted: options.onPersisted,
     commit: options.commit ?? 'durable',
     committedSeq: options.committedSeq ?? 0,
+    resolveAt: options.resolveAt ?? 'commit',
     onDurable: options.onDurable,
     onRecoveryProgress: options.onRecoveryProgress,
     io: options.io ?? nodeFileIo,
@@ -154,5 +161,7 @@ export function resolveOptions(options: WalOptions): ResolvedOptions {
   if (resolved.commit !== 'durable' && resolved.commit !== 'external') bad(`commit must be 'durable' or 'external'`);
   if (!Number.isSafeInteger(resolved.committedSeq) || resolved.committedSeq < 0) bad('committedSeq must be a u53');
   if (resolved.commit === 'durable' && options.committedSeq !== undefined) bad(`committedSeq needs commit: 'external'`);
+  if (resolved.resolveAt !== 'commit' && resolved.resolveAt !== 'durable') bad(`resolveAt must be 'commit' or 'durable'`);
+  if (resolved.commit === 'durable' && resolved.resolveAt === 'durable') bad(`resolveAt: 'durable' needs commit: 'external'`);
   return resolved;
 }

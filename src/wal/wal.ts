@@ -50,6 +50,15 @@ export type { WalOptions, PersistedInfo } from './wal-options.ts';
 export type { WalRecovery, SnapshotRecord, RestorePoint } from './wal-open.ts';
 export type { WalStateMachine, SnapshotStream, SnapshotSink } from './state-machine.ts';
 
+export interface TruncateOptions {
+  /**
+   * Called with the events batches about to be cut (sealed, in log order) once nothing is in
+   * flight; the cut waits for it, and does not happen if it throws (availability mode keeps
+   * them as orphans, src/wal/orphans.ts).
+   */
+  beforeCut?: (batches: Uint8Array[]) => Promise<void>;
+}
+
 export interface AppendOptions {
   /**
    * Called synchronously once the call's seqs are assigned (0 for duplicates); the
@@ -191,6 +200,7 @@ export class Wal implements WriterLane {
         maxPendingEvents: options.maxPendingEvents,
         leaderEpoch: options.leaderEpoch,
         newestSealNs: opened.newestSealNs,
+        resolveAt: options.resolveAt,
       },
       dedup,
       opened.lastSeq + 1,
@@ -339,7 +349,7 @@ export class Wal implements WriterLane {
    * External commit only; `seq` must be ≥ the commit point and end a batch. Resolves with the
    * number of events removed.
    */
-  truncateAfter(seq: number): Promise<number> {
+  truncateAfter(seq: number, options: TruncateOptions = {}): Promise<number> {
     if (this.options.commit !== 'external') return Promise.reject(new TidelogError('BAD_REQUEST', `truncateAfter needs commit: 'external'`));
     if (!Number.isSafeInteger(seq) || seq < 0) return Promise.reject(new TidelogError('BAD_REQUEST', `truncateAfter(${seq}): seq must be a u53`));
     if (seq < this.commitTarget) {
@@ -383,6 +393,8 @@ export class Wal implements WriterLane {
         this.queue.dropUnwritten(refusal);
         let removed = 0;
         await this.runTask(async (files) => {
+          // The flush in flight has ended: what is cut is final. A refusal here cuts nothing.
+          if (options.beforeCut !== undefined) await options.beforeCut(await this.readCut(cut));
           try {
             removed = await this.applyCut(files, cut);
           } catch (error) {
@@ -1263,6 +1275,33 @@ export class Wal implements WriterLane {
    * Where truncateAfter(seq) cuts: the segment holding the first batch that ends past `seq`,
    * the offset of that batch, and what the segment keeps. BAD_REQUEST when `seq` is inside a batch.
    */
+  /** The events batches a cut removes (sealed bytes, in log order), read while no flush runs. */
+  private async readCut(cut: LogCut): Promise<Uint8Array[]> {
+    const at = this.segmentList.indexOf(cut.segment);
+    const batches: Uint8Array[] = [];
+    for (let index = Math.max(at, 0); index < this.segmentList.length; index++) {
+      const segment = this.segmentList[index];
+      const from = index === at ? cut.offset : segment.headBytes;
+      if (segment.bytes <= from) continue;
+      const bytes = new Uint8Array(segment.bytes - from);
+      const file = await this.options.io.open(join(this.options.dir, segment.fileName), 'read');
+      try {
+        const read = await readFully(file, bytes, from);
+        if (read !== bytes.byteLength) throw new TidelogError('IO_ERROR', `${segment.fileName}: ${read} of ${bytes.byteLength} bytes read before a cut`);
+      } finally {
+        await file.close();
+      }
+      for (let offset = 0; offset < bytes.byteLength; ) {
+        const parsed = readBatchHeader(bytes, offset);
+        if (!parsed.ok) throw new TidelogError('CORRUPT_SEGMENT', `${segment.fileName}: ${parsed.problem} at byte ${from + offset} before a cut`);
+        const end = offset + BATCH_HEADER_BYTES + parsed.header.payloadBytes;
+        if (parsed.header.kind === BatchKind.Events) batches.push(bytes.slice(offset, end));
+        offset = end;
+      }
+    }
+    return batches;
+  }
+
   private async findCut(seq: number): Promise<LogCut> {
     const { io, dir } = this.options;
     let at = this.segmentList.length - 1;

@@ -102,6 +102,12 @@ export interface SimOptions {
   faultEveryMs?: number;
   /** Log every step (for replaying a failing seed). */
   trace?: (line: string) => void;
+  /**
+   * 'leader': availability mode — a cut-off leader keeps acknowledging, what replicas cut is
+   * merged back; invariant 1 becomes "every acked event is in the committed log exactly once"
+   * (its seq may change), and convergence waits for every orphan file to be merged.
+   */
+  acks?: 'quorum' | 'leader';
 }
 
 export interface SimResult {
@@ -119,6 +125,10 @@ export interface SimResult {
   snapshotsInstalled: number;
   /** Repairs from the peers that ended (a segment rotted while its replica was down). */
   repairs: number;
+  /** Availability mode: acked events whose committed seq differs from the acked one (merged). */
+  movedAcks: number;
+  /** Availability mode: orphan batches re-appended into the log (merge notes folded by the end). */
+  mergedBatches: number;
 }
 
 const LEADER_TIMEOUT_MS = 300;
@@ -163,6 +173,8 @@ class Simulation {
   private readonly ids: string[];
   /** Links cut: "from>to". */
   private readonly cut = new Set<string>();
+  /** The node a partition isolates (availability mode: producer 0 reaches only it meanwhile, producer 1 only the others). */
+  private isolated: string | null = null;
   private readonly servers = new Map<string, ReplicaServer>();
   /** The cluster's committed log: firstSeq → "count:bytes-hex" as first committed anywhere. */
   private readonly committedLog = new Map<number, { count: number; events: string }>();
@@ -173,6 +185,9 @@ class Simulation {
   private readonly committedAt = new Map<number, bigint>();
   private readonly leaders = new Map<number, string>();
   private readonly acked = new Map<number, bigint>();
+  /** Availability mode: every acked event (its seq may change on a merge). */
+  private readonly ackedEntities = new Map<bigint, number>();
+  private readonly isAvailability: boolean;
   private readonly result: SimResult;
   private readonly durationMs: number;
   private readonly dropRate: number;
@@ -181,13 +196,17 @@ class Simulation {
   private readonly faultEveryMs: number;
   private violation: Error | null = null;
   // The producer: one session, requests sent in order, each retried until acked.
-  private readonly requests: Array<{ tag: SessionTag; events: Uint8Array; ids: bigint[]; runs: number[] | null; attempts: number }> = [];
+  private readonly requests: Array<{ tag: SessionTag; producer: number; events: Uint8Array; ids: bigint[]; runs: number[] | null; attempts: number }> = [];
+  /** Availability mode runs two producers (each its own session and idea of the leader), so both sides of a split write. */
+  private readonly producers: Array<{ producerId: string; believedLeader: string; sent: number }> = [];
   private nextEntity = 1n;
-  private believedLeader = 'n1';
   private isLoadOn = true;
 
   constructor(private readonly options: SimOptions) {
     this.random = mulberry32(options.seed);
+    this.isAvailability = options.acks === 'leader';
+    this.producers.push({ producerId: 'sim', believedLeader: 'n1', sent: 0 });
+    if (this.isAvailability) this.producers.push({ producerId: 'sim2', believedLeader: 'n2', sent: 0 });
     this.durationMs = options.durationMs ?? 4_000;
     this.dropRate = options.dropRate ?? 0.03;
     this.duplicateRate = options.duplicateRate ?? 0.02;
@@ -200,7 +219,7 @@ class Simulation {
     });
     this.ids = Array.from({ length: options.nodes ?? 3 }, (_, index) => `n${index + 1}`);
     this.nodes = this.ids.map((nodeId) => new SimNode(nodeId, new MemoryDisk()));
-    this.result = { seed: options.seed, steps: 0, acked: 0, committed: 0, crashes: 0, partitions: 0, elections: 0, simulatedMs: 0, segmentsDeleted: 0, snapshotsInstalled: 0, repairs: 0 };
+    this.result = { seed: options.seed, steps: 0, acked: 0, committed: 0, crashes: 0, partitions: 0, elections: 0, simulatedMs: 0, segmentsDeleted: 0, snapshotsInstalled: 0, repairs: 0, movedAcks: 0, mergedBatches: 0 };
   }
 
   private trace(line: string): void {
@@ -277,6 +296,7 @@ class Simulation {
       onCommitted: (batch) => this.observeCommit(node, batch),
       io,
       repairFromPeers: true,
+      ...(this.isAvailability ? { availability: true } : {}),
       onRepaired: () => {
         this.trace(`${node.nodeId} repaired from its peers`);
         node.isDamaged = false;
@@ -287,8 +307,9 @@ class Simulation {
       shard: 0,
       nodeId: node.nodeId,
       replicas: this.ids,
-      acks: 'quorum',
+      acks: this.isAvailability ? 'leader' : 'quorum',
       log: host,
+      ...(this.isAvailability ? { orphans: host } : {}),
       store: this.store,
       net: this.netFrom(node.nodeId),
       leaderTimeoutMs: LEADER_TIMEOUT_MS,
@@ -298,6 +319,9 @@ class Simulation {
       maxRequestBytes: 4 << 10,
       // With retention, a replica away longer than this is caught up from a snapshot.
       ...((this.options.retentionMaxBytes ?? 0) > 0 ? { retentionWaitMs: RETENTION_WAIT_MS } : {}),
+      onStep: (step, fields) => {
+        if (step === 'merged' || step === 'merge-failed') this.trace(`${node.nodeId} ${step} ${JSON.stringify(fields)}`);
+      },
       onChange: (change) => {
         this.trace(`${node.nodeId} ${change.phase} e${change.epoch} leader=${change.leaderId ?? '-'} ${change.reason ?? ''}`);
         if (change.phase === 'preparing') {
@@ -370,12 +394,22 @@ class Simulation {
     if (serving.length !== 1) return false;
     const target = serving[0].host!.committedSeq;
     // A repair must end too: a replica still repairing does not vote, so it is not converged.
-    return this.nodes.every((node) => node.host!.committedSeq === target && node.host!.durableSeq === target && !node.host!.isRepairing);
+    if (!this.nodes.every((node) => node.host!.committedSeq === target && node.host!.durableSeq === target && !node.host!.isRepairing)) return false;
+    // Availability mode: every orphan file merged (each replica looked, and found none).
+    return !this.isAvailability || this.nodes.every((node) => node.replica!.status().orphanFiles === 0);
   }
 
   private async finalChecks(): Promise<void> {
+    if (this.isAvailability) {
+      // Exactly once: observeCommit fails on an event committed twice; here, none is missing.
+      for (const [entity, seq] of this.ackedEntities) {
+        if (!this.committedEntities.has(entity)) this.fail(`acked event ${entity} is not in the committed log`);
+        if (this.committedAt.get(seq) !== entity) this.result.movedAcks++;
+      }
+      this.result.mergedBatches = Math.max(...this.nodes.map((node) => node.host!.state.mergedBatches));
+    }
     for (const [seq, entity] of this.acked) {
-      if (this.committedAt.get(seq) !== entity) this.fail(`acked seq ${seq} (event ${entity}) is not in the committed log`);
+      if (!this.isAvailability && this.committedAt.get(seq) !== entity) this.fail(`acked seq ${seq} (event ${entity}) is not in the committed log`);
     }
     // Every replica's log read back equals the committed log, and their states agree.
     const reference = this.nodes[0].host!;
@@ -391,13 +425,19 @@ class Simulation {
           for (let index = 0; index < batch.events.byteLength / EVENT_BYTES; index++) {
             const at = batch.firstSeq + index;
             const entity = new DataView(batch.events.buffer, batch.events.byteOffset + index * EVENT_BYTES, 8).getBigUint64(0, true);
-            const acked = this.acked.get(at);
+            const acked = this.isAvailability ? undefined : this.acked.get(at);
             if (acked !== undefined && acked !== entity) this.fail(`${node.nodeId} holds event ${entity} at acked seq ${at}, acked for ${acked}`);
             seq = at + 1;
           }
         }
       }
       if (seq - 1 !== host.committedSeq && host.committedSeq > 0) this.fail(`${node.nodeId} read back to ${seq - 1}, committed ${host.committedSeq}`);
+      // Availability mode: every acked event counted once on every replica (a fold of the model: count 1).
+      const sample = this.isAvailability ? [...this.ackedEntities.keys()].filter((_, index) => index % 7 === 0) : [];
+      for (const entity of sample) {
+        const views = host.state.query(entity, [1], AT_NS);
+        if (views.length !== 1 || views[0].count !== 1) this.fail(`${node.nodeId}: acked event ${entity} counted ${JSON.stringify(views.map((view) => view.count))} times`);
+      }
       for (const entity of [1n, this.nextEntity / 2n, this.nextEntity - 1n]) {
         const mine = JSON.stringify(host.state.query(entity, [1], AT_NS), bigintJson);
         const theirs = JSON.stringify(reference.state.query(entity, [1], AT_NS), bigintJson);
@@ -425,7 +465,9 @@ class Simulation {
       // Bit rot in the newest segment, before its tail, while it is down (one damaged replica at
       // a time: two of three would leave no quorum that holds the committed log, which takes an
       // operator).
-      if (this.random() < 0.15 && !node.isUp && !this.nodes.some((other) => other.isDamaged)) {
+      // Not in availability mode: there an ack may rest on this one disk until it reaches a
+      // quorum, and damage to the only copy loses it (the mode's contract says so).
+      if (!this.isAvailability && this.random() < 0.15 && !node.isUp && !this.nodes.some((other) => other.isDamaged)) {
         const rotted = node.disk.rotNewest(`/${node.nodeId}/wal`, '.seg');
         if (rotted !== null) {
           node.isDamaged = true;
@@ -439,6 +481,7 @@ class Simulation {
     } else if (roll < 0.6) {
       this.result.partitions++;
       this.trace(`partition: ${node.nodeId} isolated`);
+      this.isolated = node.nodeId;
       for (const other of this.ids) {
         if (other === node.nodeId) continue;
         this.cut.add(`${node.nodeId}>${other}`);
@@ -460,6 +503,7 @@ class Simulation {
   private heal(): void {
     if (this.cut.size > 0) this.trace('heal');
     this.cut.clear();
+    this.isolated = null;
   }
 
   private async restart(node: SimNode): Promise<void> {
@@ -533,6 +577,7 @@ class Simulation {
       fetch: (peer, request) => this.deliver(nodeId, peer, (server) => server.fetch(request)),
       install: (peer, request) => this.deliver(nodeId, peer, (server) => server.install(request)),
       campaignNow: (peer, request) => this.deliver(nodeId, peer, (server) => server.campaignNow(request)),
+      merge: (peer, request) => this.deliver(nodeId, peer, (server) => server.merge(request)),
     };
   }
 
@@ -542,12 +587,13 @@ class Simulation {
     this.clock.setTimeout(() => {
       if (!this.isLoadOn) return;
       // At most 3 requests of the session in flight (pipelining, as the real producer does).
-      if (this.requests.filter((request) => request.runs === null).length < 3) this.newRequest();
+      const producer = Math.floor(this.random() * this.producers.length);
+      if (this.requests.filter((request) => request.runs === null && request.producer === producer).length < 3) this.newRequest(producer);
       this.scheduleSend();
     }, 5 + Math.floor(this.random() * 30));
   }
 
-  private newRequest(): void {
+  private newRequest(producer: number): void {
     const count = 1 + Math.floor(this.random() * 20);
     const ids: bigint[] = [];
     const events: SignalEvent[] = [];
@@ -556,7 +602,8 @@ class Simulation {
       ids.push(id);
       events.push({ entityId: id, signalType: 1, weight: 1, timestampNs: 1_700_000_000_000_000_000n + id });
     }
-    const request = { tag: { producerId: 'sim', sessionEpoch: 1, requestSeq: this.requests.length + 1 }, events: encodeEvents(events), ids, runs: null, attempts: 0 };
+    const sender = this.producers[producer];
+    const request = { tag: { producerId: sender.producerId, sessionEpoch: 1, requestSeq: ++sender.sent }, producer, events: encodeEvents(events), ids, runs: null, attempts: 0 };
     this.requests.push(request);
     this.attempt(request);
   }
@@ -564,7 +611,8 @@ class Simulation {
   private attempt(request: (typeof this.requests)[number]): void {
     if (request.runs !== null) return;
     request.attempts++;
-    const target = this.believedLeader;
+    const sender = this.producers[request.producer];
+    const target = sender.believedLeader;
     let isSettled = false;
     const retry = (): void => {
       if (isSettled) return;
@@ -573,11 +621,13 @@ class Simulation {
     };
     this.clock.setTimeout(() => {
       if (!isSettled) {
-        this.believedLeader = this.ids[Math.floor(this.random() * this.ids.length)];
+        sender.believedLeader = this.ids[Math.floor(this.random() * this.ids.length)];
         retry();
       }
     }, CLIENT_TIMEOUT_MS);
     if (this.random() < this.dropRate) return;
+    // Availability mode: a split cuts the producers too, one on each side.
+    if (this.isAvailability && this.isolated !== null && (request.producer === 0) !== (target === this.isolated)) return;
     this.clock.setTimeout(() => {
       const node = this.nodes.find((candidate) => candidate.nodeId === target)!;
       const host = node.host;
@@ -586,7 +636,7 @@ class Simulation {
       if (!replica.serving) {
         const leader = replica.leaderId;
         this.answerClient(() => {
-          this.believedLeader = leader !== null && leader !== target ? leader : this.ids[Math.floor(this.random() * this.ids.length)];
+          sender.believedLeader = leader !== null && leader !== target ? leader : this.ids[Math.floor(this.random() * this.ids.length)];
           retry();
         });
         return;
@@ -620,6 +670,12 @@ class Simulation {
     request.runs = runs;
     this.result.acked += seqs.length;
     this.trace(`ack request ${request.tag.requestSeq} from ${from} (${outcome}): ${JSON.stringify(runs)}`);
+    if (this.isAvailability) {
+      // Two leaders may hand out one seq in a split; the seq may change on heal. What must hold
+      // is checked at the end: every acked event in the committed log exactly once.
+      seqs.forEach((seq, index) => this.ackedEntities.set(request.ids[index], seq));
+      return;
+    }
     seqs.forEach((seq, index) => {
       const previous = this.acked.get(seq);
       if (previous !== undefined && previous !== request.ids[index]) this.fail(`seq ${seq} acked for events ${previous} and ${request.ids[index]}`);

@@ -16,7 +16,6 @@
 // once forgotten, 'applied'; > hwm + 1 is SEQUENCE_GAP. Validation errors come first and
 // consume nothing.
 
-import * as assert from 'uvu/assert';
 import { TidelogError, isTidelogError } from '../../src/errors.ts';
 import { EVENT_BYTES, decodeEvents, encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { ShardRouter } from '../../src/shard-map.ts';
@@ -450,14 +449,4 @@ export async function settle(turns = 5): Promise<void> {
   for (let turn = 0; turn < turns; turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
-/** Asserts that `promise` rejects with a TidelogError of `code`. */
-export async function expectRejection(promise: Promise<unknown>, code: string): Promise<void> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(isTidelogError(error), String(error));
-    assert.is((error as TidelogError).code, code);
-    return;
-  }
-  assert.unreachable(`expected a rejection with ${code}`);
-}
+export { expectRejection } from './expect-code.ts';

@@ -18,6 +18,8 @@ export interface ReplicaHostOptions {
   wal?: Partial<WalSettings>;
   /** Damage before the tail is repaired from the peers, as a clustered node does. */
   repairFromPeers?: boolean;
+  /** Availability mode: acks at durable, cut batches kept as orphan files. */
+  availability?: boolean;
 }
 
 export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): Promise<ShardHost> {
@@ -34,5 +36,6 @@ export function openReplicaHost(dataDir: string, options: ReplicaHostOptions): P
     ...(options.onDurable === undefined ? {} : { onDurable: options.onDurable }),
     ...(options.io === undefined ? {} : { io: options.io }),
     ...(options.repairFromPeers === undefined ? {} : { repairFromPeers: options.repairFromPeers }),
+    ...(options.availability === undefined ? {} : { availability: options.availability }),
   });
 }
