@@ -126,6 +126,8 @@ function nodeStatus(
       status.followers = Object.entries(replicaStatus.followers).map(([nodeId, matchSeq]) => ({ nodeId, matchSeq }));
     }
     if (replicaStatus.orphanFiles !== undefined) status.orphanFiles = replicaStatus.orphanFiles;
+    if (replicaStatus.orphanBytesSent !== undefined) status.orphanBytesSent = replicaStatus.orphanBytesSent;
+    if (replicaStatus.orphanEventsMerged !== undefined) status.orphanEventsMerged = replicaStatus.orphanEventsMerged;
     return status;
   });
   for (const [shard, error] of unopened) shards.push(unopenedStatus(shard, error));

@@ -84,6 +84,9 @@ export interface ReplicaStatus {
   followers?: Record<string, number>;
   /** Availability mode: orphan files waiting to be merged into the leader's log. */
   orphanFiles?: number;
+  /** Availability mode: bytes of orphan batches sent to be merged, and events the leader appended of them. */
+  orphanBytesSent?: number;
+  orphanEventsMerged?: number;
 }
 
 export class ShardReplica {
@@ -100,6 +103,8 @@ export class ShardReplica {
   /** Orphan files last seen (null: look again); orphansKept when last looked. */
   private orphanFilesSeen: number | null = null;
   private orphansKeptSeen = -1;
+  private orphanBytesSent = 0;
+  private orphanEventsMerged = 0;
 
   constructor(private readonly options: ShardReplicaOptions) {
     const { log, shard, nodeId } = options;
@@ -177,6 +182,8 @@ export class ShardReplica {
             : await this.options.net.merge!(leaderId, { shard: this.options.shard, epoch: log.epoch, fromNode: this.options.nodeId, batches: part });
         for (const key of ['batches', 'inLog', 'alreadyMerged', 'appended', 'events', 'droppedEvents'] as const) totals[key] += reply[key];
         for (const batch of part) totals.bytes += batch.byteLength;
+        for (const batch of part) this.orphanBytesSent += batch.byteLength;
+        this.orphanEventsMerged += reply.events;
       }
       await orphans.removeOrphanFile(name);
       this.orphanFilesSeen = files.length - 1;
@@ -239,7 +246,11 @@ export class ShardReplica {
   status(): ReplicaStatus {
     const status: ReplicaStatus = { ...this.current, epoch: this.options.log.epoch };
     if (this.shipper !== null) status.followers = this.shipper.matchSeqs();
-    if (this.options.acks === 'leader' && this.orphanFilesSeen !== null) status.orphanFiles = this.orphanFilesSeen;
+    if (this.options.acks === 'leader') {
+      if (this.orphanFilesSeen !== null) status.orphanFiles = this.orphanFilesSeen;
+      status.orphanBytesSent = this.orphanBytesSent;
+      status.orphanEventsMerged = this.orphanEventsMerged;
+    }
     return status;
   }
 

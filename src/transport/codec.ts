@@ -328,6 +328,8 @@ function shardStatus(fields: Fields): ShardStatus {
     ...(fields.has('leader') ? { leader: fields.string('leader') } : {}),
     ...(fields.has('repairing') ? { repairing: fields.boolean('repairing') } : {}),
     ...(fields.has('orphanFiles') ? { orphanFiles: fields.integer('orphanFiles', 0, 1 << 30) } : {}),
+    ...(fields.has('orphanBytesSent') ? { orphanBytesSent: fields.integer('orphanBytesSent', 0, Number.MAX_SAFE_INTEGER) } : {}),
+    ...(fields.has('orphanEventsMerged') ? { orphanEventsMerged: fields.integer('orphanEventsMerged', 0, Number.MAX_SAFE_INTEGER) } : {}),
     ...(fields.has('followers')
       ? {
           followers: fields.array('followers', 16).map((item, index) => {

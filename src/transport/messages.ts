@@ -232,6 +232,9 @@ export interface ShardStatus {
   repairing?: boolean;
   /** Availability mode: orphan files this replica still has to merge into the leader's log. */
   orphanFiles?: number;
+  /** Availability mode: bytes of orphan batches this replica sent to be merged since it started, and the events the leader appended of them. */
+  orphanBytesSent?: number;
+  orphanEventsMerged?: number;
 }
 
 export interface FollowerStatus {
