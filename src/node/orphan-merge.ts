@@ -31,6 +31,8 @@ export interface MergeTarget {
   epochAt(seq: number): number;
   /** Appends with a note, no content dedup; resolves with one seq per event. */
   appendWithNote(packed: Uint8Array, note: (assigned: readonly number[]) => Uint8Array): Promise<number[]>;
+  /** appendWithNote resolves at durable (availability mode): the sessions begun are marked so. */
+  answeredAtDurable?: boolean;
 }
 
 export interface MergeResult {
@@ -81,10 +83,9 @@ export async function mergeOrphanBatches(target: MergeTarget, batches: readonly 
     const moved: SessionNote[] = [];
     const begun: SessionTag[] = [identity];
     try {
+      // An earlier merge's identity (this batch is a merged one, orphaned again) is carried like
+      // a producer's session: a replica still holding that older orphan finds it merged.
       for (const request of sessionNotesOf(notes)) {
-        // An earlier merge's identity: this batch is a merged one orphaned again; its new
-        // identity covers it, the old one is not carried.
-        if (request.producerId.startsWith('~merge:')) continue;
         let kind: string;
         try {
           kind = target.sessions.begin(request).kind;
@@ -122,16 +123,19 @@ export async function mergeOrphanBatches(target: MergeTarget, batches: readonly 
         packed.set(batch.subarray(from, from + EVENT_BYTES), at * EVENT_BYTES);
         at++;
       }
+      const noted: Array<{ tag: SessionTag; runs: number[] }> = [];
       await target.appendWithNote(packed, (assigned) => {
         let next = 0;
         for (let index = 0; index < header.count; index++) if (keep[index] === 1) newSeqOf.set(firstSeq + index, assigned[next++]);
+        noted.push({ tag: identity, runs: seqsToRuns(assigned) }, ...moved.map((request) => ({ tag: request, runs: movedRuns(request.runs, newSeqOf) })));
         return encodeMergeNote({
           originEpoch: header.leaderEpoch,
           originFirstSeq: firstSeq,
           originCount: header.count,
-          notes: [encodeSessionNote(identity, seqsToRuns(assigned)), ...moved.map((request) => encodeSessionNote(request, movedRuns(request.runs, newSeqOf)))],
+          notes: noted.map(({ tag, runs }) => encodeSessionNote(tag, runs)),
         });
       });
+      if (target.answeredAtDurable === true) for (const { tag, runs } of noted) target.sessions.markDurable(tag, runs);
       result.appended++;
       result.events += keptCount;
     } catch (error) {

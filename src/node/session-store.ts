@@ -70,6 +70,11 @@ interface InFlightRequest {
 interface Flight {
   epoch: number;
   requests: Map<number, InFlightRequest>;
+  /**
+   * Availability mode: requests answered once durable here, before their note is committed
+   * (requestSeq → runs): a retry is answered with them; they no longer count as in flight.
+   */
+  durable: Map<number, number[]>;
   highest: number;
 }
 
@@ -140,6 +145,11 @@ export class SessionStore {
       this.fenceFlight(producerId, flight, sessionEpoch);
       flight = undefined;
     }
+    const answered = flight?.durable.get(requestSeq);
+    if (answered !== undefined) {
+      if (eventCount !== undefined) checkRetryCount(tag, runsEventCount(answered), eventCount);
+      return { kind: 'replay', runs: answered.slice() };
+    }
     const inFlight = flight?.requests.get(requestSeq);
     if (inFlight !== undefined) {
       checkRetryCount(tag, inFlight.eventCount, eventCount);
@@ -194,6 +204,22 @@ export class SessionStore {
     for (const flight of flights) {
       for (const request of flight.requests.values()) for (const waiter of request.waiters) waiter.reject(error);
     }
+  }
+
+  /**
+   * Availability mode: the request's append is durable here and was answered with `runs`
+   * before its note is committed. Retries waiting on it are answered now, a later retry is
+   * answered from memory, and it stops counting against maxRunsPerSession. Its note's commit
+   * (or a cut: failInFlight) ends the record. A no-op once the note was applied.
+   */
+  markDurable(tag: SessionTag, runs: readonly number[]): void {
+    const flight = this.flights.get(tag.producerId);
+    if (flight === undefined || flight.epoch !== tag.sessionEpoch) return;
+    const request = flight.requests.get(tag.requestSeq);
+    if (request === undefined) return;
+    flight.requests.delete(tag.requestSeq);
+    flight.durable.set(tag.requestSeq, runs.slice());
+    for (const waiter of request.waiters) waiter.resolve(runs.slice());
   }
 
   /**
@@ -323,7 +349,7 @@ export class SessionStore {
           details: { producerId },
         });
       }
-      flight = { epoch, requests: new Map(), highest: 0 };
+      flight = { epoch, requests: new Map(), durable: new Map(), highest: 0 };
       this.flights.set(producerId, flight);
     } else if (flight.requests.size >= this.maxRunsPerSession) {
       throw new TidelogError('OVERLOADED', `producer ${producerId} has ${flight.requests.size} requests in flight`, {
@@ -338,6 +364,10 @@ export class SessionStore {
   private settleFlight(note: SessionNote): void {
     const flight = this.flights.get(note.producerId);
     if (flight === undefined || flight.epoch !== note.sessionEpoch) return;
+    if (flight.durable.delete(note.requestSeq)) {
+      this.dropRequest(note.producerId, flight, note.requestSeq);
+      return;
+    }
     const request = flight.requests.get(note.requestSeq);
     if (request === undefined) return;
     this.dropRequest(note.producerId, flight, note.requestSeq);
@@ -346,11 +376,12 @@ export class SessionStore {
 
   private dropRequest(producerId: string, flight: Flight, requestSeq: number): void {
     flight.requests.delete(requestSeq);
-    if (flight.requests.size === 0) {
+    if (flight.requests.size === 0 && flight.durable.size === 0) {
       this.flights.delete(producerId);
     } else if (requestSeq === flight.highest) {
       flight.highest = 0;
       for (const seq of flight.requests.keys()) if (seq > flight.highest) flight.highest = seq;
+      for (const seq of flight.durable.keys()) if (seq > flight.highest) flight.highest = seq;
     }
   }
 

@@ -251,7 +251,10 @@ export class ShardHost {
           this.state.sessions.abandon(session, error as Error);
           throw error;
         }
-        return { runs: seqsToRuns(seqs), outcome: 'new', written: countWritten(seqs) };
+        const runs = seqsToRuns(seqs);
+        // Availability mode: answered at durable; the note commits later (or is cut).
+        if (this.options.availability === true) this.state.sessions.markDurable(session, runs);
+        return { runs, outcome: 'new', written: countWritten(seqs) };
       }
     }
   }
@@ -355,6 +358,7 @@ export class ShardHost {
         },
         epochAt: (seq) => wal.epochAt(seq),
         appendWithNote: (packed, note) => wal.appendMany(packed, { note, dedup: false }),
+        answeredAtDurable: this.options.availability === true,
       },
       batches,
     );

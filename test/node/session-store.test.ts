@@ -472,4 +472,27 @@ test('session-store - pipelined producers with failures and retries: replies mat
   );
 });
 
+test('session-store - availability mode: a request answered at durable replays from memory, stops counting as in flight, and ends at its note or a cut', async () => {
+  const store = new SessionStore({ maxRunsPerSession: 4 });
+  assert.is(kind(store.begin(tag('p', 1))), 'append');
+  const waiting = store.begin(tag('p', 1));
+  assert.is(waiting.kind, 'pending');
+  store.markDurable(tag('p', 1), runsAt(10, 2));
+  assert.equal(await (waiting as { promise: Promise<number[]> }).promise, [10, 2], 'a waiting retry is answered at durable');
+  assert.equal(store.begin(tag('p', 1)), { kind: 'replay', runs: [10, 2] });
+  // Durable-answered requests leave the in-flight bound: a session goes on while nothing commits.
+  for (let requestSeq = 2; requestSeq <= 20; requestSeq++) {
+    assert.is(kind(store.begin(tag('p', requestSeq))), 'append', `request ${requestSeq}`);
+    store.markDurable(tag('p', requestSeq), runsAt(requestSeq * 10));
+  }
+  assert.is(store.inFlightRequests, 0);
+  expectCode(() => store.begin(tag('p', 22)), 'SEQUENCE_GAP');
+  // Its note commits: the durable part takes over.
+  store.applyNote(note('p', 1, [10, 2]));
+  assert.equal(store.begin(tag('p', 1)), { kind: 'replay', runs: [10, 2] });
+  // A cut: what was only durable is forgotten, so a retry appends again.
+  store.failInFlight(new TidelogError('TRUNCATED', 'cut'));
+  assert.is(kind(store.begin(tag('p', 2))), 'append');
+});
+
 test.run();
