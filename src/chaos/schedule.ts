@@ -21,8 +21,11 @@
 //   disk-full       every WAL write of node i fails with ENOSPC; the same ending
 //   power-cut       node i loses every byte it had not fsynced and dies (SIGKILL), started
 //                   again after the hold
+//   clock-jump      node i's wall clock jumps 5 s–10 min forward or back (its injected clock,
+//                   src/clock.ts), and back after the hold: seal times, dedup windows and
+//                   retention by age read it; timeouts are monotonic and do not
 
-export const FAULT_KINDS = ['kill', 'pause', 'partition-cut', 'partition-blackhole', 'link-delay', 'nats-kill', 'disk-eio', 'disk-full', 'power-cut'] as const;
+export const FAULT_KINDS = ['kill', 'pause', 'partition-cut', 'partition-blackhole', 'link-delay', 'nats-kill', 'disk-eio', 'disk-full', 'power-cut', 'clock-jump'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 export interface FaultStep {
@@ -35,6 +38,8 @@ export interface FaultStep {
   holdMs: number;
   /** link-delay: the added delay each way. */
   delayMs?: number;
+  /** clock-jump: how far the node's wall clock moves (negative: back). */
+  offsetMs?: number;
 }
 
 export interface ScheduleOptions {
@@ -89,6 +94,10 @@ export function faultSchedule(options: ScheduleOptions): FaultStep[] {
         break;
       case 'power-cut':
         step.holdMs = between(500, 4_000);
+        break;
+      case 'clock-jump':
+        step.holdMs = between(2_000, 10_000);
+        step.offsetMs = (random() < 0.5 ? -1 : 1) * between(5_000, 600_000);
         break;
     }
     if (atMs + step.holdMs > endMs) break;

@@ -249,6 +249,7 @@ class FaultInjector {
   private readonly killed = new Set<number>();
   private readonly natsKilled = new Set<number>();
   private readonly diskFaulted = new Set<number>();
+  private readonly clockJumped = new Set<number>();
   private isPartitioned = false;
 
   constructor(
@@ -290,6 +291,11 @@ class FaultInjector {
         this.diskFaulted.add(target);
         break;
       }
+      case 'clock-jump':
+        writeFileSync(this.faultPaths[target], `${JSON.stringify({ rules: [], clockOffsetMs: step.offsetMs ?? 0 })}\n`);
+        await this.children[target].signal('SIGUSR2');
+        this.clockJumped.add(target);
+        break;
       case 'power-cut':
         writeFileSync(this.faultPaths[target], `${JSON.stringify({ rules: [], powerCut: true })}\n`);
         // The node cuts its unsynced bytes and kills itself; restarted at the end of the hold.
@@ -316,6 +322,12 @@ class FaultInjector {
       }
     }
     this.natsKilled.clear();
+    // The clock jumps back (a node killed meanwhile starts with the true clock anyway).
+    for (const target of this.clockJumped) {
+      writeFileSync(this.faultPaths[target], NO_DISK_FAULTS);
+      if (!this.killed.has(target)) await this.children[target].signal('SIGUSR2');
+    }
+    this.clockJumped.clear();
     // A lane that failed stays failed until its node restarts: lift the fault, then restart.
     for (const target of this.diskFaulted) {
       writeFileSync(this.faultPaths[target], NO_DISK_FAULTS);
@@ -507,6 +519,8 @@ function describeStep(step: FaultStep, nodeIds: readonly string[]): string {
       return `${target}'s WAL writes fail (ENOSPC) for ${formatMs(step.holdMs)}, then it restarts`;
     case 'power-cut':
       return `power cut of ${target} (unsynced bytes lost), restart after ${formatMs(step.holdMs)}`;
+    case 'clock-jump':
+      return `${target}'s wall clock jumps ${(step.offsetMs ?? 0) > 0 ? '+' : '−'}${formatMs(Math.abs(step.offsetMs ?? 0))} for ${formatMs(step.holdMs)}`;
   }
 }
 

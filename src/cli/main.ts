@@ -13,6 +13,7 @@ import { runStatus, type StatusOptions } from './status.ts';
 import { runDump } from './dump.ts';
 import { runLoad } from './load.ts';
 import { ExitCode, integerOption, numberOption, type ExitCodeValue } from './options.ts';
+import { runRepairFrom } from './repair-from.ts';
 import { runVerify } from './verify.ts';
 
 const SHARD_MAX = 65_535;
@@ -57,6 +58,9 @@ function buildProgram(done: (code: ExitCodeValue) => void): Command {
     .argument('<dir>', 'WAL directory')
     .option('--shard <n>', 'verify only this shard (default: every shard found)', integerOption(0, SHARD_MAX))
     .option('--json', 'print one JSON document on stdout and nothing else there')
+    .option('--repair-from <nats url>', "repair damaged shards from a replica of the cluster at this NATS URL (the node stopped; <dir> is <dataDir>/wal)")
+    .option('--namespace <ns>', 'with --repair-from: the cluster\'s namespace', 'tidelog')
+    .option('--config <file>', "with --repair-from: the node's config (signal schema, WAL settings, acks)")
     .addHelpText(
       'after',
       `
@@ -66,9 +70,19 @@ Exit codes:
   1  damage: a checksum mismatch or broken record before the tail, a seq gap between
      segments, or a damaged checkpoint; the report names the file and the offset.
   2  usage error (bad option, missing or empty directory).
-A progress bar is drawn on stderr when it is a terminal and the shard is large.`,
+A progress bar is drawn on stderr when it is a terminal and the shard is large.
+With --repair-from (a cluster's replica, its node stopped): each damaged shard is opened on
+its intact prefix with a repair marker, the committed batches after it are fetched from the
+shard's leader (or the replica committed furthest) and appended verbatim; exit 0 once every
+repaired shard verifies. The node then catches up from its leader and votes again.`,
     )
-    .action(async (dir: string, options: { shard?: number; json?: boolean }) => done(await runVerify(dir, options)));
+    .action(async (dir: string, options: { shard?: number; json?: boolean; repairFrom?: string; namespace: string; config?: string }) =>
+      done(
+        options.repairFrom === undefined
+          ? await runVerify(dir, options)
+          : await runRepairFrom(dir, { nats: options.repairFrom, namespace: options.namespace, ...(options.shard === undefined ? {} : { shard: options.shard }), ...(options.config === undefined ? {} : { config: options.config }) }),
+      ),
+    );
 
   wal
     .command('dump')

@@ -17,7 +17,9 @@
 //   sent, or refused definitively, move to the new epoch.
 // - SEQUENCE_GAP for the oldest unsettled batch, below any hole of ours, means the node
 //   lost our session (every earlier number was acknowledged): restart the session the same
-//   way; nothing after the gap can have been applied, so nothing is rejected.
+//   way; nothing after the gap can have been applied, so nothing is rejected — unless the
+//   node says a try may have been applied elsewhere (`maybeAppliedElsewhere`: availability
+//   mode, a split): then the batches in doubt are rejected too.
 // The caller renumbers only while nothing of the shard is on the wire: a reply must name
 // the number its request was sent with.
 
@@ -62,9 +64,12 @@ export class SessionNumbers {
    * SEQUENCE_GAP for the oldest unsettled batch. True (and a restart is due) when no hole of
    * ours explains it: the node forgot the session.
    */
-  gapAtOldest(batch: AppendBatch): boolean {
+  gapAtOldest(batch: AppendBatch, rejectAmbiguous = false): boolean {
     if (batch.requestSeq >= this.lowestHoleSeq) return false;
     this.mustRestart = true;
+    // The gap's node says an earlier try may have been applied elsewhere (availability mode:
+    // on the other side of a split): batches in doubt are answered "maybe applied", not resent.
+    if (rejectAmbiguous) this.mustRejectAmbiguous = true;
     return true;
   }
 

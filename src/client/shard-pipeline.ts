@@ -313,9 +313,11 @@ export class ShardPipeline {
       return;
     }
     if (error.code === 'SEQUENCE_GAP') {
-      // Proof that the node never applied this number, nor any try of it.
-      batch.isAmbiguous = false;
-      if (this.batches[0] === batch && this.numbers.gapAtOldest(batch)) {
+      // Proof that the node never applied this number, nor any try of it — but in availability
+      // mode a try may have reached the other side of a split and be merged later.
+      const maybeElsewhere = error.context.maybeAppliedElsewhere === true;
+      if (!maybeElsewhere) batch.isAmbiguous = false;
+      if (this.batches[0] === batch && this.numbers.gapAtOldest(batch, maybeElsewhere)) {
         this.options.logger?.warn({ shard: this.options.shard, requestSeq: batch.requestSeq }, 'node lost the session; restarting it');
         return;
       }
@@ -324,7 +326,7 @@ export class ShardPipeline {
       return;
     }
     batch.gapSeenAtAttemptId = 0;
-    if (!NOT_APPLIED.has(error.code)) batch.isAmbiguous = true;
+    if (!NOT_APPLIED.has(error.code) || error.context.maybeApplied === true) batch.isAmbiguous = true;
     // A timeout already waited a whole request; anything else backs off.
     const waitMs = error.code === 'TIMEOUT' ? 0 : backoffMs(batch.attempts, this.options);
     batch.retryAtMs = Math.min(this.options.nowMs() + waitMs, batch.deadlineMs);

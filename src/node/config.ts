@@ -257,6 +257,11 @@ function checkCluster(config: NodeConfig, sources: Sources): void {
   if (requestTimeoutMs >= leaderTimeoutMs) fail('cluster.requestTimeoutMs', `is ${requestTimeoutMs}: must be below cluster.leaderTimeoutMs (${leaderTimeoutMs})`);
   // A batch travels whole in one replication message (≤ 1 MiB on NATS by default).
   if (config.wal.batchMaxEvents > 16_384) fail('wal.batchMaxEvents', `is ${config.wal.batchMaxEvents}: at most 16384 in a cluster (a batch travels whole in one replication message)`);
+  // A merge re-appends an orphan batch with all of its session notes in one note, which must fit
+  // MAX_NOTE_BYTES: at 4096 events (each its own request, 64-byte producer ids) it takes ~390 KiB.
+  if (config.cluster.acks === 'leader' && config.wal.batchMaxEvents > 4_096) {
+    fail('wal.batchMaxEvents', `is ${config.wal.batchMaxEvents}: at most 4096 with cluster.acks "leader" (a merged batch's notes must fit one note)`);
+  }
   // A follower's acknowledgement is its fsync: with anything less an ack by a quorum is not
   // on a quorum's disks.
   if (config.wal.fsync !== 'full') fail('wal.fsync', `must be "full" in a cluster (a replica acknowledges a batch once it is fsynced), got "${config.wal.fsync}"`);

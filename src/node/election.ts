@@ -180,6 +180,7 @@ export class ReplicaServer {
 
   async fetch(request: FetchRequest): Promise<FetchReply> {
     const log = this.log;
+    if (request.committedOnly === true) return readCommitted(log, request);
     // Only a log frozen by the candidate's epoch is read for it: one that takes nothing older.
     if (request.epoch < log.epoch || log.leading) return { kind: 'fenced', epoch: log.epoch };
     if (request.epoch > log.epoch) await this.serial(() => log.setEpoch(request.epoch));
@@ -190,6 +191,18 @@ export class ReplicaServer {
     if (request.epochEndOf !== undefined) reply.epochEndSeq = log.epochEnd(request.epochEndOf)?.endSeq ?? -1;
     return reply;
   }
+}
+
+/** The committed batches from fromSeq: read only, nothing recorded (an offline repair's copy). */
+async function readCommitted(log: ReplicaLog, request: FetchRequest): Promise<FetchReply> {
+  const committedSeq = log.committedSeq;
+  const read = request.fromSeq <= committedSeq ? await log.readSealed(request.fromSeq, Math.min(request.maxBytes, FETCH_BYTES)) : [];
+  const batches = read.filter((batch) => {
+    const parsed = readBatchHeader(batch, 0);
+    return parsed.ok && parsed.header.firstSeq + parsed.header.count - 1 <= committedSeq;
+  });
+  const firstSeq = batches.length === 0 ? Math.min(request.fromSeq, committedSeq + 1) : batchFirstSeq(batches[0]);
+  return { kind: 'ok', batches, prevEpoch: log.epochAt(firstSeq - 1), durableSeq: log.durableSeq, committedSeq };
 }
 
 function batchFirstSeq(batch: Uint8Array): number {

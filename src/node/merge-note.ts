@@ -13,15 +13,18 @@
 //        1     8  originEpoch     u64 LE (≤ 2^53-1)
 //        9     8  originFirstSeq  u64 LE, ≥ 1
 //       17     4  originCount     u32 LE, ≥ 1: events the orphan batch held
-//       21     4  noteCount       u32 LE, ≥ 1
-//       25        notes           per note: length u32 LE, then a session note of that length
+//       21     8  originTimeNs    u64 LE: the orphan batch's seal time (its events' HLC wall)
+//       29     4  noteCount       u32 LE, ≥ 1
+//       33        notes           per note: length u32 LE, then a session note of that length
 // Invariant: decode accepts exactly what encode produces.
 
 import { TidelogError } from '../errors.ts';
 import { decodeSessionNote, readU53, type SessionNote } from './session-note.ts';
 
 export const MERGE_NOTE_VERSION = 2;
-const HEAD_BYTES = 25;
+/** Bytes of a merge note before its session notes. */
+export const MERGE_NOTE_HEAD_BYTES = 33;
+const HEAD_BYTES = MERGE_NOTE_HEAD_BYTES;
 /** Producer ids with this prefix are the merge identities; producers may not use it. */
 export const MERGE_PRODUCER_PREFIX = '~merge:';
 
@@ -29,6 +32,8 @@ export interface MergeNote {
   originEpoch: number;
   originFirstSeq: number;
   originCount: number;
+  /** The orphan batch's seal time: the state stamps the merged events' HLCs with it (LWW orders them by when they were written, not merged). */
+  originTimeNs: bigint;
   /** Session notes, already encoded (session-note.ts): the identity's first. */
   notes: Uint8Array[];
 }
@@ -48,6 +53,7 @@ export function encodeMergeNote(note: MergeNote): Uint8Array {
     if (!Number.isSafeInteger(value) || value < min) throw new TidelogError('BAD_REQUEST', `merge note: ${name} must be a u53 ≥ ${min}`);
   }
   if (!Number.isInteger(note.originCount) || note.originCount < 1 || note.originCount > 0xffff_ffff) throw new TidelogError('BAD_REQUEST', 'merge note: originCount must be a u32 ≥ 1');
+  if (typeof note.originTimeNs !== 'bigint' || note.originTimeNs < 0n || note.originTimeNs >= 1n << 64n) throw new TidelogError('BAD_REQUEST', 'merge note: originTimeNs must be a u64');
   let total = HEAD_BYTES;
   for (const inner of note.notes) total += 4 + inner.byteLength;
   const bytes = new Uint8Array(total);
@@ -56,7 +62,8 @@ export function encodeMergeNote(note: MergeNote): Uint8Array {
   view.setBigUint64(1, BigInt(note.originEpoch), true);
   view.setBigUint64(9, BigInt(note.originFirstSeq), true);
   view.setUint32(17, note.originCount, true);
-  view.setUint32(21, note.notes.length, true);
+  view.setBigUint64(21, note.originTimeNs, true);
+  view.setUint32(29, note.notes.length, true);
   let offset = HEAD_BYTES;
   for (const inner of note.notes) {
     view.setUint32(offset, inner.byteLength, true);
@@ -67,7 +74,7 @@ export function encodeMergeNote(note: MergeNote): Uint8Array {
 }
 
 /** Decodes a merge note and its session notes; DECODE_FAILED on any inconsistency. */
-export function decodeMergeNote(bytes: Uint8Array): { originEpoch: number; originFirstSeq: number; originCount: number; sessions: SessionNote[] } {
+export function decodeMergeNote(bytes: Uint8Array): { originEpoch: number; originFirstSeq: number; originCount: number; originTimeNs: bigint; sessions: SessionNote[] } {
   const fail = (reason: string): never => {
     throw new TidelogError('DECODE_FAILED', `merge note: ${reason}`);
   };
@@ -79,7 +86,8 @@ export function decodeMergeNote(bytes: Uint8Array): { originEpoch: number; origi
   if (originFirstSeq < 1) fail('originFirstSeq must be ≥ 1');
   const originCount = view.getUint32(17, true);
   if (originCount < 1) fail('originCount must be ≥ 1');
-  const noteCount = view.getUint32(21, true);
+  const originTimeNs = view.getBigUint64(21, true);
+  const noteCount = view.getUint32(29, true);
   if (noteCount < 1) fail('no session note');
   const sessions: SessionNote[] = [];
   let offset = HEAD_BYTES;
@@ -91,5 +99,5 @@ export function decodeMergeNote(bytes: Uint8Array): { originEpoch: number; origi
     offset += 4 + length;
   }
   if (offset !== bytes.byteLength) fail(`${bytes.byteLength - offset} bytes after the last note`);
-  return { originEpoch, originFirstSeq, originCount, sessions };
+  return { originEpoch, originFirstSeq, originCount, originTimeNs, sessions };
 }

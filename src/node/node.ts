@@ -270,7 +270,9 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           wal: { ...config.wal, retention: config.retention },
           // A replica continues with the highest epoch it recorded; standalone leads epoch 0.
           ...(clustered ? { commit: 'external' as const, onDurable: (info) => replicas.get(shard)?.onDurable(info.sealed) } : { epoch: 0 }),
-          ...(clustered && cluster.acks === 'leader' ? { availability: true } : {}),
+          ...(clustered && cluster.acks === 'leader'
+            ? { availability: true, onOrphansKept: (kept: Record<string, unknown>) => logger.warn({ shard, ...kept }, 'a cut kept its batches as an orphan file (merged into the leader\'s log next)') }
+            : {}),
           schema,
           sessions: { maxSessions: config.limits.maxSessions, maxRunsPerSession: config.limits.maxRunsPerSession },
           recentBytes: RECENT_BYTES_PER_SHARD,
@@ -404,7 +406,9 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
         replicas: set,
         acks: cluster.acks,
         log: host,
-        ...(cluster.acks === 'leader' ? { orphans: host } : {}),
+        // Every clustered replica merges orphan files it holds (left by availability mode, even
+        // after a switch back to quorum); without any it only lists its directory once.
+        orphans: host,
         store: epochStore!,
         net: peerNet,
         leaderTimeoutMs: cluster.leaderTimeoutMs,

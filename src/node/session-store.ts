@@ -126,8 +126,11 @@ export class SessionStore {
    * Throws PRODUCER_FENCED for an epoch below the newest seen, SEQUENCE_GAP for a requestSeq
    * beyond the next one (or a new epoch not starting at 1), OVERLOADED past a bound.
    * After 'append' the caller appends with the note, and calls `abandon` if that fails.
+   * `allowGap` (a merge re-appending a request acknowledged elsewhere): no SEQUENCE_GAP — the
+   * requests before it that this store lacks stay appendable (the window's rule for a requestSeq
+   * in (floor, hwm] never noted).
    */
-  begin(tag: SessionTag, eventCount?: number): BeginResult {
+  begin(tag: SessionTag, eventCount?: number, options: { allowGap?: boolean } = {}): BeginResult {
     producerIdBytes(tag.producerId);
     checkSessionNumbers(tag);
     const { producerId, sessionEpoch, requestSeq } = tag;
@@ -169,11 +172,17 @@ export class SessionStore {
         if (eventCount !== undefined) checkRetryCount(tag, runsEventCount(runs), eventCount);
         return { kind: 'replay', runs: runs.slice() };
       }
+      // With requests landing out of order (availability mode) the floor may pass one noted
+      // only on the other side of a split: it is in an orphan, merged later, so 'applied' holds
+      // for a producer's retry (one never durable anywhere is still unacknowledged, and a
+      // producer never has more requests in flight than the window). A merge asks the log.
       if (requestSeq <= durable.floor) return { kind: 'applied' };
       // Inside the window but never noted: its append failed; this retry appends it.
       return this.startAppend(producerId, sessionEpoch, requestSeq, eventCount, flight);
     }
-    if (durable === undefined && flight === undefined) {
+    if (options.allowGap === true) {
+      // Checked by nothing below: a merge's request may come before ones it follows.
+    } else if (durable === undefined && flight === undefined) {
       // The epoch's first request as far as the store knows.
       const mayBeForgotten = session === undefined && this.evicted > 0;
       if (requestSeq !== 1 && !mayBeForgotten) throw gap(tag, 1);
@@ -204,6 +213,24 @@ export class SessionStore {
     for (const flight of flights) {
       for (const request of flight.requests.values()) for (const waiter of request.waiters) waiter.reject(error);
     }
+  }
+
+  /**
+   * What the store knows of a request, without starting anything (a merge asks before it
+   * decides): 'here' — noted and remembered, answered at durable, or in flight (its events
+   * are in this log or will be); 'forgotten' — at or below the floor, which the store takes for
+   * noted and forgotten but which, where requests land out of order (availability mode), may
+   * never have been; 'fenced' — of an epoch older than the session's; 'unknown' — not noted.
+   */
+  classify(tag: SessionTag): 'here' | 'forgotten' | 'fenced' | 'unknown' {
+    const session = this.sessions.get(tag.producerId);
+    const flight = this.flights.get(tag.producerId);
+    const knownEpoch = Math.max(session?.epoch ?? -1, flight?.epoch ?? -1);
+    if (tag.sessionEpoch < knownEpoch) return 'fenced';
+    if (flight !== undefined && flight.epoch === tag.sessionEpoch && (flight.requests.has(tag.requestSeq) || flight.durable.has(tag.requestSeq))) return 'here';
+    if (session === undefined || session.epoch !== tag.sessionEpoch || tag.requestSeq > session.hwm) return 'unknown';
+    if (session.recent.has(tag.requestSeq)) return 'here';
+    return tag.requestSeq <= session.floor ? 'forgotten' : 'unknown';
   }
 
   /**

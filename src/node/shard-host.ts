@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { MAX_NOTE_BYTES, Wal, clearRepair, isRepairMarked, listOrphans, markRepair, nodeFileIo, readOrphans, removeOrphans, saveOrphans, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, clearRepair, isRepairMarked, listOrphans, markRepair, nodeFileIo, readOrphans, removeOrphanLeftovers, removeOrphans, saveOrphans, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
 import { readBatchHeader } from '../wal/batch-format.ts';
 import { SnapshotReceiver, type SnapshotPart } from '../wal/snapshot-install.ts';
 import { seqsToRuns } from '../transport/codec.ts';
@@ -100,6 +100,8 @@ export interface ShardHostOptions {
    * as orphan files first (the node merges them into the leader's log). Needs commit 'external'.
    */
   availability?: boolean;
+  /** Availability mode: a cut kept its batches as an orphan file (logs). */
+  onOrphansKept?: (kept: { file: string; batches: number; firstSeq: number; lastSeq: number; cutAfter: number }) => void;
 }
 
 export interface AppendOutcome {
@@ -155,6 +157,7 @@ export class ShardHost {
       opened = await ShardHost.openWal({ ...options, salvage: true }, options.epoch);
     }
     const host = new ShardHost(options.shard, opened.wal, opened.state, options, opened.recovery);
+    if (options.commit === 'external') await removeOrphanLeftovers(io, walDir, options.shard);
     host.isRepairingNow = options.repairFromPeers === true && (await isRepairMarked(io, walDir, options.shard));
     return host;
   }
@@ -233,7 +236,12 @@ export class ShardHost {
         details: { events: count, maxEvents: maxSessionRequestEvents(session.producerId) },
       });
     }
-    const decision = this.state.sessions.begin(session, count);
+    // In order, in every mode: a request is appended only after the ones before it (the
+    // session window's floor relies on it: a retry at or below it is answered 'applied'). In
+    // availability mode a producer that switched sides meets SEQUENCE_GAP for requests still
+    // on the other side and restarts its session; the merge then finds those requests fenced
+    // and looks for them in the log (orphan-merge.ts).
+    const decision = this.beginSession(session, count);
     switch (decision.kind) {
       case 'replay':
         return { runs: decision.runs, outcome: 'replayed', written: 0 };
@@ -256,6 +264,23 @@ export class ShardHost {
         if (this.options.availability === true) this.state.sessions.markDurable(session, runs);
         return { runs, outcome: 'new', written: countWritten(seqs) };
       }
+    }
+  }
+
+  /**
+   * sessions.begin; in availability mode a SEQUENCE_GAP says `maybeAppliedElsewhere`: the
+   * requests before it may be on the other side of a split (acknowledged there, merged on
+   * heal), so the gap is no proof that this request was never applied — a try of it may have
+   * reached the other side's leader. The producer restarts its session on such a gap and
+   * answers a request whose earlier try is in doubt "maybe applied" instead of sending it again
+   * under a new number (its first copy may yet be merged).
+   */
+  private beginSession(session: SessionTag, count: number): ReturnType<ShardState['sessions']['begin']> {
+    try {
+      return this.state.sessions.begin(session, count);
+    } catch (error) {
+      if (this.options.availability !== true || !isTidelogError(error, 'SEQUENCE_GAP')) throw error;
+      throw new TidelogError('SEQUENCE_GAP', error.message, { details: { ...error.context, maybeAppliedElsewhere: true } });
     }
   }
 
@@ -293,11 +318,14 @@ export class ShardHost {
    */
   truncateAfter(seq: number): Promise<number> {
     if (this.options.availability !== true) return this.wal.truncateAfter(seq);
-    return this.wal.truncateAfter(seq, { beforeCut: (batches) => this.keepOrphans(batches) }).then((removed) => {
+    return this.wal.truncateAfter(seq, { beforeCut: (batches) => this.keepOrphans(batches, seq) }).then((removed) => {
       // Requests answered at durable whose notes were just cut stay in flight otherwise, and a
       // retry or a merge would wait on them (or take them for landed): they end here. Only a
       // replica that no longer leads cuts, so nothing live is in flight.
-      if (removed > 0) this.state.sessions.failInFlight(new TidelogError('TRUNCATED', `shard ${this.shard}: the log was cut after seq ${seq}`));
+      if (removed > 0) {
+        // Their batches were durable here and are kept as orphans: merged on heal, so maybe applied.
+        this.state.sessions.failInFlight(new TidelogError('TRUNCATED', `shard ${this.shard}: the log was cut after seq ${seq}; the request may yet be merged`, { details: { maybeApplied: true } }));
+      }
       return removed;
     });
   }
@@ -318,11 +346,16 @@ export class ShardHost {
     return batches;
   }
 
-  private async keepOrphans(batches: readonly Uint8Array[]): Promise<void> {
+  private async keepOrphans(batches: readonly Uint8Array[], cutAfter: number): Promise<void> {
     const withEvents = batches.filter((batch) => batch.byteLength > 0 && readEventCount(batch) > 0);
     if (withEvents.length === 0) return;
-    await saveOrphans(this.options.io ?? nodeFileIo, join(this.options.dataDir, 'wal'), this.shard, withEvents);
+    const file = await saveOrphans(this.options.io ?? nodeFileIo, join(this.options.dataDir, 'wal'), this.shard, withEvents);
     this.orphansKept += withEvents.length;
+    const first = readBatchHeader(withEvents[0], 0);
+    const last = readBatchHeader(withEvents[withEvents.length - 1], 0);
+    if (first.ok && last.ok) {
+      this.options.onOrphansKept?.({ file, batches: withEvents.length, firstSeq: first.header.firstSeq, lastSeq: last.header.firstSeq + last.header.count - 1, cutAfter });
+    }
   }
 
   /** Orphan batches kept here since the host opened (availability mode). */
@@ -356,7 +389,12 @@ export class ShardHost {
         get durableSeq() {
           return wal.durableSeq;
         },
+        get firstSeq() {
+          return wal.firstSeq;
+        },
         epochAt: (seq) => wal.epochAt(seq),
+        epochEnd: (epoch) => wal.epochEnd(epoch),
+        readSealed: (fromSeq, maxBytes) => this.readSealed(fromSeq, maxBytes),
         appendWithNote: (packed, note) => wal.appendMany(packed, { note, dedup: false }),
         answeredAtDurable: this.options.availability === true,
       },
@@ -467,9 +505,14 @@ export class ShardHost {
     const offset = await this.receiver.receive(part);
     if (offset < part.fileBytes) return { kind: 'next', offset };
     // The install replaces the whole log: in availability mode its durable batches past the
-    // commit point may have been acknowledged, so they are kept first.
+    // commit point may have been acknowledged, so they are kept first. Where this log holds the
+    // leader's epoch at the snapshot's seq, it equals the leader's log up to there (log
+    // matching: one batch per (seq, epoch)): only what follows is kept. Otherwise everything
+    // past its own commit point (a deposed leader's suffix may run below the snapshot's seq).
     if (this.options.availability === true && this.wal.durableSeq > this.wal.committedSeq) {
-      await this.keepOrphans(await this.readSealedRange(this.wal.committedSeq + 1, this.wal.durableSeq));
+      const matchesAtSnapshot = part.seq <= this.wal.durableSeq && this.wal.epochAt(part.seq) === part.epochAtSeq;
+      const keepAfter = matchesAtSnapshot ? Math.max(this.wal.committedSeq, part.seq) : this.wal.committedSeq;
+      if (this.wal.durableSeq > keepAfter) await this.keepOrphans(await this.readSealedRange(keepAfter + 1, this.wal.durableSeq), keepAfter);
     }
     try {
       await this.receiver.commit();

@@ -8,6 +8,7 @@
 // lead, so the session store and the state hold everything that was ever acknowledged.
 
 import { createActor } from 'xstate';
+import { TidelogError } from '../errors.ts';
 import { createShardMachine, type CampaignResult, type Leadership, type ShardActor, type ShardPhase } from '../actors/shard.ts';
 import type { EpochStore } from '../cluster/epoch-store.ts';
 import { ReplicaServer, campaign, type PeerNet, type ReplicaLog } from './election.ts';
@@ -47,7 +48,7 @@ export interface ShardReplicaOptions {
    * is read and folded) is a majority's in every mode.
    */
   acks: 'quorum' | 'all' | 'leader';
-  /** Availability mode: this replica's orphan files (ShardHost). */
+  /** This replica's orphan files (ShardHost): merged into the leader's log each heartbeat while any exist. */
   orphans?: OrphanSource;
   log: ReplicaLog;
   store: EpochStore;
@@ -104,6 +105,8 @@ export class ShardReplica {
   private orphanFilesSeen: number | null = null;
   private orphansKeptSeen = -1;
   private orphanBytesSent = 0;
+  /** Orphan files whose merge failed: when each may be tried again. */
+  private readonly mergeBackoff = new Map<string, { waitMs: number; untilMs: number }>();
   private orphanEventsMerged = 0;
 
   constructor(private readonly options: ShardReplicaOptions) {
@@ -148,16 +151,17 @@ export class ShardReplica {
     // replica stops taking part instead (the others elect a leader without it).
     this.actor.subscribe({ error: (error) => this.options.onChange?.({ phase: 'failed', epoch: this.options.log.epoch, leaderId: null, reason: `shard machine failed: ${String((error as Error)?.message ?? error)}` }) });
     this.actor.start();
-    if (this.options.acks === 'leader' && this.options.orphans !== undefined) {
+    if (this.options.orphans !== undefined) {
       this.stopMerging = this.timers.every(this.options.heartbeatMs, () => void this.mergeRound());
     }
   }
 
   /**
-   * Availability mode, each heartbeat: the oldest orphan file goes to the shard's leader (or,
-   * serving here, into this log), in requests of at most MERGE_REQUEST_BYTES, and is removed
-   * once every part was answered. A failure leaves the file for the next round; the leader's
-   * merge identities make a resend harmless.
+   * Each heartbeat (availability mode, or any mode while orphan files are left from it): the
+   * oldest orphan file not backing off goes to the shard's leader (or, serving here, into this
+   * log), in requests of at most MERGE_REQUEST_BYTES, and is removed once every part was
+   * answered. A failure leaves the file and backs it off (doubling, up to a minute) so the
+   * files after it go on; the leader's merge identities make a resend harmless.
    */
   private async mergeRound(): Promise<void> {
     const orphans = this.options.orphans;
@@ -167,12 +171,16 @@ export class ShardReplica {
     const log = this.options.log;
     const leaderId = this.serving ? this.options.nodeId : this.current.leaderId;
     this.isMerging = true;
+    let name: string | null = null;
     try {
       this.orphansKeptSeen = orphans.orphansKept;
       const files = await orphans.orphanFiles();
       this.orphanFilesSeen = files.length;
+      for (const known of [...this.mergeBackoff.keys()]) if (!files.includes(known)) this.mergeBackoff.delete(known);
       if (files.length === 0 || leaderId === null || log.isRepairing) return;
-      const name = files[0];
+      const nowMs = this.timers.nowMs();
+      name = files.find((file) => (this.mergeBackoff.get(file)?.untilMs ?? 0) <= nowMs) ?? null;
+      if (name === null) return;
       const batches = await orphans.readOrphanFile(name);
       const totals = { batches: 0, inLog: 0, alreadyMerged: 0, appended: 0, events: 0, droppedEvents: 0, bytes: 0 };
       for (const part of chunks(batches, MERGE_REQUEST_BYTES)) {
@@ -186,18 +194,32 @@ export class ShardReplica {
         this.orphanEventsMerged += reply.events;
       }
       await orphans.removeOrphanFile(name);
+      this.mergeBackoff.delete(name);
       this.orphanFilesSeen = files.length - 1;
-      this.options.onStep?.('merged', { file: name, leader: leaderId, ...totals });
+      this.report('merged', { file: name, leader: leaderId, ...totals });
     } catch (error) {
-      this.options.onStep?.('merge-failed', { leader: leaderId, error: String((error as Error)?.message ?? error) });
+      if (name !== null) {
+        const waitMs = Math.min(60_000, (this.mergeBackoff.get(name)?.waitMs ?? this.options.heartbeatMs) * 2);
+        this.mergeBackoff.set(name, { waitMs, untilMs: this.timers.nowMs() + waitMs });
+      }
+      this.report('merge-failed', { file: name, leader: leaderId, error: String((error as Error)?.message ?? error), code: (error as { code?: unknown })?.code });
     } finally {
       this.isMerging = false;
     }
   }
 
+  /** onStep, never throwing into a timer. */
+  private report(step: string, fields: Record<string, unknown>): void {
+    try {
+      this.options.onStep?.(step, fields);
+    } catch {
+      // A logger that throws is not worth a replica.
+    }
+  }
+
   private async mergeHere(batches: Uint8Array[]) {
     const log = this.options.log;
-    if (!this.serving || log.mergeOrphans === undefined) throw new Error('no longer serving');
+    if (!this.serving || log.mergeOrphans === undefined) throw new TidelogError('NOT_LEADER', `shard ${this.options.shard}: this replica no longer serves; the orphans go to the next leader`);
     return log.mergeOrphans(batches);
   }
 
@@ -246,8 +268,9 @@ export class ShardReplica {
   status(): ReplicaStatus {
     const status: ReplicaStatus = { ...this.current, epoch: this.options.log.epoch };
     if (this.shipper !== null) status.followers = this.shipper.matchSeqs();
-    if (this.options.acks === 'leader') {
-      if (this.orphanFilesSeen !== null) status.orphanFiles = this.orphanFilesSeen;
+    if (this.options.orphans !== undefined && (this.options.acks === 'leader' || (this.orphanFilesSeen ?? 0) > 0 || this.orphanBytesSent > 0)) {
+      // Unknown (omitted) until listed, and again once a cut kept more since the last listing.
+      if (this.orphanFilesSeen !== null && this.options.orphans?.orphansKept === this.orphansKeptSeen) status.orphanFiles = this.orphanFilesSeen;
       status.orphanBytesSent = this.orphanBytesSent;
       status.orphanEventsMerged = this.orphanEventsMerged;
     }

@@ -18,6 +18,9 @@
 //   batches with non-decreasing timestampNs (the node should seal with an HLC so a new leader
 //   never stamps below the old one); at equal T the seq orders them, and the epoch breaks the
 //   tie between two leaders that wrote the same seq in a split.
+//   A batch a merge re-appended (availability mode; its merge note) is stamped with the orphan
+//   batch's seal time and epoch instead, so LWW orders its events by when they were written on
+//   the cut-off side, not by when they were merged (the logical part is the new seq, as always).
 // - an event the schema does not know (written before a schema change) or whose weight the
 //   CRDT cannot hold is skipped and counted (skippedEvents); its seq is still consumed. apply
 //   never throws on content: a WAL hook that throws stops the lane.
@@ -145,7 +148,7 @@ export class ShardState implements WalStateMachine {
     const lastSeq = firstSeq + count - 1;
     const isNew = count > 0 ? lastSeq > this.lastSeq : lastSeq === this.lastSeq;
     if (count > 0 && isNew) {
-      this.foldEvents(batch, this.lastSeq + 1 - firstSeq);
+      this.foldEvents(batch, this.lastSeq + 1 - firstSeq, stampOf(batch));
       this.lastSeq = lastSeq;
     }
     // A batch wholly at or below appliedSeq had its notes folded already. Notes are
@@ -284,12 +287,12 @@ export class ShardState implements WalStateMachine {
   // ---- folding ----
 
   /** Folds events from index `from` of the batch, skipping the ones the CRDT cannot hold. */
-  private foldEvents(batch: StoredBatch, from: number): void {
+  private foldEvents(batch: StoredBatch, from: number, stamp: BatchStamp): void {
     const { events, count, firstSeq } = batch;
     let start = from;
     while (start < count) {
       const bad = this.firstUnfoldable(events, start, count);
-      if (bad > start) this.foldRange(batch, start, bad);
+      if (bad > start) this.foldRange(batch, start, bad, stamp);
       if (bad === count) return;
       // Consume the skipped event's seq, so the events after it fold without a gap.
       this.skipped++;
@@ -299,15 +302,15 @@ export class ShardState implements WalStateMachine {
   }
 
   /** Folds events [from, to) of the batch, stamped as described in the header. */
-  private foldRange(batch: StoredBatch, from: number, to: number): void {
-    const nodeId = batch.leaderEpoch % TWO_POW_32;
+  private foldRange(batch: StoredBatch, from: number, to: number, stamp: BatchStamp): void {
+    const nodeId = stamp.epoch % TWO_POW_32;
     let index = from;
     while (index < to) {
       const seq = batch.firstSeq + index;
       const logical = seq % TWO_POW_32;
       // The logical counter wraps with the seq's low 32 bits: cut the batch there.
       const end = Math.min(to, index + (U32_MAX - logical) + 1);
-      const hlc = new HlcTimestamp(batch.timestampNs, logical, nodeId);
+      const hlc = new HlcTimestamp(stamp.timeNs, logical, nodeId);
       this.signals.applyPacked(batch.events.subarray(index * EVENT_BYTES, end * EVENT_BYTES), this.origin, seq, hlc);
       index = end;
     }
@@ -325,6 +328,25 @@ export class ShardState implements WalStateMachine {
     }
     return count;
   }
+}
+
+/** The wall and node of a batch's events' HLCs: its own seal time and epoch, or (re-appended by a merge) the orphan batch's. */
+interface BatchStamp {
+  timeNs: bigint;
+  epoch: number;
+}
+
+function stampOf(batch: StoredBatch): BatchStamp {
+  for (const note of batch.notes) {
+    if (!isMergeNote(note)) continue;
+    try {
+      const merged = decodeMergeNote(note);
+      return { timeNs: merged.originTimeNs, epoch: merged.originEpoch };
+    } catch (error) {
+      if (!isTidelogError(error, 'DECODE_FAILED')) throw error;
+    }
+  }
+  return { timeNs: batch.timestampNs, epoch: batch.leaderEpoch };
 }
 
 function checkLastSeq(lastSeq: number): void {

@@ -88,6 +88,11 @@ export interface FetchRequest {
   maxBytes: number;
   /** When set: also tell where this epoch (or the largest before it) ends in your log. */
   epochEndOf?: number;
+  /**
+   * Read-only (`tidelog wal verify --repair-from`): committed batches only, and the replica
+   * records nothing (epoch ignored): what every replica holds the same bytes of.
+   */
+  committedOnly?: boolean;
 }
 
 export type FetchReply =
@@ -255,6 +260,7 @@ export function decodeFetch(bytes: Uint8Array): FetchRequest {
     fromSeq: fields.integer('fromSeq', 1, U53_MAX),
     maxBytes: fields.integer('maxBytes', 1, 64 << 20),
     ...(fields.has('epochEndOf') ? { epochEndOf: seq(fields, 'epochEndOf') } : {}),
+    ...(fields.has('committedOnly') ? { committedOnly: fields.boolean('committedOnly') } : {}),
   };
 }
 

@@ -47,4 +47,4 @@ export {
 } from './segment-name.ts';
 export { encodeBatch, readBatchHeader, readNotes, BATCH_HEADER_BYTES, BatchKind, MAX_NOTE_BYTES } from './batch-format.ts';
 export { initChecksum } from './checksum.ts';
-export { listOrphans, readOrphans, removeOrphans, saveOrphans } from './orphans.ts';
+export { listOrphans, readOrphans, removeOrphanLeftovers, removeOrphans, saveOrphans } from './orphans.ts';

@@ -3,7 +3,7 @@
 // every SIGUSR2 (src/cli/serve.ts wires it; without the variable nothing of this runs).
 //
 //   { "rules": [ { "op": "datasync" | "write", "path": "<substring>", "code": "EIO" | "ENOSPC" } ],
-//     "powerCut": false }
+//     "powerCut": false, "clockOffsetMs": 0 }
 //
 // - a rule makes every matching call fail with a Node-shaped error (EIO on fdatasync: the
 //   lane is fail-stop; ENOSPC on write: the disk is full), until a reload drops it;
@@ -12,9 +12,13 @@
 //   to zero), then the process kills itself with SIGKILL. Not modelled: directory entries
 //   never synced (a created or renamed file stays), overwrites inside synced bytes (the WAL
 //   only appends).
+// - `clockOffsetMs` moves the process's wall clock (systemClock) that far from the true one — a
+//   clock jump (an NTP step, an operator's date) — until a reload sets another (absent: 0).
+//   Monotonic timers (leader timeouts, heartbeats) do not move: they never read the wall.
 // The same model as test/support/faulty-file-io.ts, reduced to what a separate process can do.
 
 import * as fs from 'node:fs';
+import { setWallClockOffsetMs } from '../clock.ts';
 import { nodeFileIo, type FileIo, type OpenMode, type WalFile } from './file-io.ts';
 
 export interface InjectedFaultRule {
@@ -27,6 +31,7 @@ export interface InjectedFaultRule {
 export interface InjectedFaultSpec {
   rules: InjectedFaultRule[];
   powerCut?: boolean;
+  clockOffsetMs?: number;
 }
 
 export class InjectedFaultIo implements FileIo {
@@ -38,6 +43,7 @@ export class InjectedFaultIo implements FileIo {
   load(specPath: string): void {
     const spec = JSON.parse(fs.readFileSync(specPath, 'utf8')) as InjectedFaultSpec;
     this.rules = (spec.rules ?? []).filter((rule) => (rule.op === 'datasync' || rule.op === 'write') && (rule.code === 'EIO' || rule.code === 'ENOSPC') && typeof rule.path === 'string');
+    setWallClockOffsetMs(Number.isSafeInteger(spec.clockOffsetMs) ? (spec.clockOffsetMs as number) : 0);
     if (spec.powerCut === true) this.powerCut();
   }
 

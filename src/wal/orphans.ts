@@ -77,3 +77,18 @@ export async function removeOrphans(io: FileIo, dir: string, name: string): Prom
   }
   await io.syncDir(dir);
 }
+
+/** Removes what a crash while writing an orphan file left (`….tlb.tmp`: never renamed, so never relied on). */
+export async function removeOrphanLeftovers(io: FileIo, dir: string, shard: number): Promise<number> {
+  let names: string[];
+  try {
+    names = await io.readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return 0;
+    throw error;
+  }
+  const leftovers = names.filter((name) => name.endsWith('.tlb.tmp') && PATTERN.exec(name.slice(0, -'.tmp'.length))?.[1] === pad(shard, 5));
+  for (const name of leftovers) await io.unlink(join(dir, name));
+  if (leftovers.length > 0) await io.syncDir(dir);
+  return leftovers.length;
+}

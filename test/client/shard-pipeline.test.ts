@@ -57,7 +57,7 @@ function harness(options: { maxInFlightRequests?: number; sendTimeoutMs?: number
     return outcome;
   };
   const ok = (call: Call, seq: number) => call.reply.resolve({ v: 1, t: 'appended', parts: [{ shard: 0, epoch: 1, runs: [seq, 1] }], outcome: 'new' });
-  const fail = (call: Call, code: TidelogError['code']) => call.reply.reject(new TidelogError(code, 'scripted'));
+  const fail = (call: Call, code: TidelogError['code'], details: Record<string, unknown> = {}) => call.reply.reject(new TidelogError(code, 'scripted', { details }));
   const numbers = () => calls.map((call) => [call.session.sessionEpoch, call.session.requestSeq]);
   return { pipeline, calls, outcomes, add, ok, fail, numbers, fenced, setNowMs: (ms: number) => void (nowMs = ms) };
 }
@@ -167,6 +167,35 @@ test('shard-pipeline - PRODUCER_FENCED fails everything and reports it', async (
   const late = add();
   assert.is(late.code, 'PRODUCER_FENCED');
   await pipeline.whenIdle();
+});
+
+test('shard-pipeline - a gap that says maybeAppliedElsewhere (availability mode) restarts the session and fails the batch in doubt "maybe applied" instead of resending it', async () => {
+  for (const maybeElsewhere of [false, true]) {
+    const { calls, add, ok, fail, numbers, setNowMs } = harness({ maxInFlightRequests: 2, sessionEpoch: 1 });
+    const first = add();
+    const second = add();
+    ok(calls[0], 1);
+    // The second's try timed out (it reached the old leader, cut off since); its retry meets a
+    // new leader that lacks earlier requests of the session.
+    fail(calls[1], 'TIMEOUT');
+    await settle();
+    fail(calls[2], 'SEQUENCE_GAP', maybeElsewhere ? { maybeAppliedElsewhere: true } : {});
+    await settle();
+    assert.equal(first.seqs, [1]);
+    setNowMs(5_000);
+    const third = add();
+    await settle();
+    if (maybeElsewhere) {
+      assert.is(second.code, 'TIMEOUT', 'its first copy may yet be merged: not sent again');
+      assert.equal(numbers().slice(3).map(([epoch, seq]) => [epoch > 1, seq]), [[true, 1]], 'a new epoch starts with the next batch');
+    } else {
+      assert.is(second.code, undefined, 'a plain gap proves it never applied: it moves to the new epoch');
+      assert.equal(numbers().slice(3).map(([epoch, seq]) => [epoch > 1, seq]), [[true, 1], [true, 2]]);
+    }
+    for (const call of calls.slice(3)) ok(call, 10 + calls.indexOf(call));
+    await settle();
+    assert.ok(third.seqs !== undefined, 'the session goes on');
+  }
 });
 
 test.run();

@@ -13,6 +13,8 @@ export class LoadLedger {
    * seqsMayMove (availability mode) the other way round: bytes → `${shard}:${seq}` as acked.
    */
   readonly acked = new Map<string, string>();
+  /** seqsMayMove: events of sends answered TIMEOUT ("may or may not have been applied"): in the log at most once. */
+  readonly unknown = new Set<string>();
   readonly shards = new Set<number>();
   sendErrors: Error[] = [];
   private counter = 0;
@@ -58,6 +60,12 @@ export class LoadLedger {
             this.perShard.set(ack.shard, (this.perShard.get(ack.shard) ?? 0) + 1);
           });
         } catch (error) {
+          // Availability mode: a request whose earlier try is in doubt is answered TIMEOUT
+          // ("maybe applied") when its session restarts; its events may be merged later.
+          if (this.seqsMayMove && (error as { code?: string }).code === 'TIMEOUT') {
+            for (let index = 0; index < packed.byteLength / EVENT_BYTES; index++) this.unknown.add(hex(packed.subarray(index * EVENT_BYTES, (index + 1) * EVENT_BYTES)));
+            continue;
+          }
           this.sendErrors.push(error as Error);
           return;
         }

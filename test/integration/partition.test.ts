@@ -5,8 +5,9 @@
 // - healed: the old leader follows the new epoch (its uncommitted suffix cut), the minority
 //   producer's retries land once, and every acknowledged event of both producers is in the
 //   log exactly once.
-// The same again with the link blackholed (held open, silent) instead of cut. And a split that
+// The same again with the link blackholed (held open, silent) instead of cut. A split that
 // puts the shard's majority with the KV bucket's minority: it keeps serving (no epoch needed).
+// A follower cut off (nothing changes; it claims no epoch), then the leader's link flapping.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createConsumer, createProducer } from '../../src/client/index.ts';
@@ -159,6 +160,67 @@ test('partition - the KV bucket\'s majority on the other side: the shard\'s majo
     await consumer.close();
     await Promise.all([onMajority.close(), onMinority.close()]);
     process.stdout.write(`  KV majority on the other side: leader ${leader} kept epoch ${epoch} through the split; the cut-off producer acked again ${minorityBackMs} ms after heal\n`);
+  } finally {
+    await cluster.stop();
+  }
+});
+
+test('partition - a follower cut off keeps nobody from serving and claims no epoch; then the leader\'s link flaps: after it all every ack is in the log once', async () => {
+  const namespace = 'split-flap';
+  const cluster = await TidelogCluster.start({ namespace, shards: 1, faults: true });
+  try {
+    const leader = await cluster.leaderOf(0);
+    const followers = cluster.nodeIds.filter((nodeId) => nodeId !== leader);
+    const leaderTransport = await cluster.connect(cluster.nodeIds.indexOf(leader));
+    const followerTransport = await cluster.connect(cluster.nodeIds.indexOf(followers[0]));
+    cluster.statusVia(leaderTransport);
+    await cluster.converged();
+    const epoch = shardOf((await cluster.status()).find((status) => status.nodeId === leader)!, 0)!.epoch;
+    const { onMajority, onMinority, majorityLedger, minorityLedger, stop } = await loadBothSides(namespace, leaderTransport, followerTransport);
+    await until(() => majorityLedger.hasAcked(300) && minorityLedger.hasAcked(300), 'both producers are acknowledged', 60_000);
+
+    // One follower's server cut off for several leader timeouts: the leader and the other
+    // follower are a quorum, so the same leader goes on at the same epoch; the cut-off
+    // follower's pre-vote finds no one to agree, so it claims nothing.
+    cluster.nats.partition([[followers[0]], [leader, followers[1]]]);
+    const onLeaderSide = majorityLedger.acked.size;
+    await new Promise((resolve) => setTimeout(resolve, 3 * STEP_DOWN_MS));
+    assert.ok(majorityLedger.acked.size > onLeaderSide + 300, 'the leader\'s side acknowledged throughout');
+    cluster.nats.heal();
+    let afterFollower: Array<{ nodeId: string; phase: string | undefined; epoch: number | undefined }> = [];
+    await untilAsync(
+      async () => {
+        afterFollower = (await cluster.status()).map((status) => ({ nodeId: status.nodeId, phase: shardOf(status, 0)?.phase, epoch: shardOf(status, 0)?.epoch }));
+        return afterFollower.length === 3 && afterFollower.filter((view) => view.phase === 'following').length === 2;
+      },
+      () => `the cut-off follower follows again (${JSON.stringify(afterFollower)})`,
+      30_000,
+    );
+    assert.equal(afterFollower.filter((view) => view.phase === 'serving').map((view) => [view.nodeId, view.epoch]), [[leader, epoch]], `the same leader at the same epoch (${JSON.stringify(afterFollower)})`);
+    assert.ok(afterFollower.every((view) => view.epoch === epoch), 'nobody claimed an epoch');
+
+    // The leader's link flaps: cut and healed every 0.4–1.2 s, eight times.
+    for (let flap = 0; flap < 8; flap++) {
+      cluster.nats.partition([[leader], followers]);
+      await new Promise((resolve) => setTimeout(resolve, 400 + flap * 100));
+      cluster.nats.heal();
+      await new Promise((resolve) => setTimeout(resolve, 400 + (7 - flap) * 100));
+    }
+    const healedAt = performance.now();
+    const minorityAfterFlaps = minorityLedger.acked.size;
+    await until(() => minorityLedger.acked.size > minorityAfterFlaps + 300 && majorityLedger.acked.size > 0, 'both producers are acknowledged after the flapping', 90_000);
+    const backMs = Math.round(performance.now() - healedAt);
+    await stop();
+    assert.equal(majorityLedger.sendErrors, []);
+    assert.equal(minorityLedger.sendErrors, []);
+    await cluster.converged();
+    const consumer = await createConsumer({ transport: leaderTransport, namespace });
+    await majorityLedger.verify(consumer);
+    await minorityLedger.verify(consumer);
+    await consumer.close();
+    await Promise.all([onMajority.close(), onMinority.close()]);
+    const final = (await cluster.status()).map((status) => shardOf(status, 0)?.epoch ?? 0);
+    process.stdout.write(`  follower cut off: leader ${leader} kept epoch ${epoch}; after 8 flaps of its link the epoch is ${Math.max(...final)}, producers acked again within ${backMs} ms\n`);
   } finally {
     await cluster.stop();
   }

@@ -4,6 +4,7 @@
 // across a repeated merge, and against a producer's retry that landed on either side.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { TidelogError } from '../../src/errors.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { decodeMergeNote, isMergeNote } from '../../src/node/merge-note.ts';
 import type { ShardHost } from '../../src/node/shard-host.ts';
@@ -68,7 +69,11 @@ test('orphan merge - a cut-off leader acks on its own fsync; deposed, its suffix
 
     const merged = await b.mergeOrphans(orphans);
     assert.equal({ ...merged }, { batches: 2, inLog: 0, alreadyMerged: 0, appended: 2, events: 7, droppedEvents: 0 });
-    await until(() => b.durableSeq === 18, 'merged batches durable on B');
+    assert.is(b.durableSeq, 18, 'answered once durable on B');
+    // A resend right after (its answer was lost), before anything committed: nothing new.
+    const resent = await b.mergeOrphans(orphans);
+    assert.equal([resent.appended, resent.alreadyMerged], [0, 2]);
+    assert.is(b.durableSeq, 18);
     await b.commitTo(18);
     // The same orphans again (a resend after a lost answer, or from another replica): nothing new.
     const again = await b.mergeOrphans(orphans);
@@ -156,6 +161,159 @@ test('orphan merge - refused off the leader and for a damaged batch; producers m
     flipped[70] ^= 0x01;
     await expectRejection(a.mergeOrphans([flipped]), 'CHECKSUM_MISMATCH');
     await expectRejection(a.append(events(9, 1), { producerId: '~merge:1:6', sessionEpoch: 1, requestSeq: 1 }), 'BAD_REQUEST');
+  } finally {
+    await a.close();
+    await b.close();
+    removeDir(dirs.a);
+    removeDir(dirs.b);
+  }
+});
+
+test('orphan merge - a request merged before the one it follows: no gap refused; the earlier one stays appendable, the merged one replays', async () => {
+  const dirs = { a: tempDir('avail-a'), b: tempDir('avail-b') };
+  const { a, b } = await twoReplicas(dirs);
+  try {
+    await a.append(events(100, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 2 });
+    await a.append(events(200, 3), { producerId: 'p', sessionEpoch: 1, requestSeq: 3 });
+    await b.lead(2);
+    await a.setEpoch(2);
+    await a.truncateAfter(5);
+    const orphans = await a.readOrphanFile((await a.orphanFiles())[0]);
+    assert.is(orphans.length, 2);
+    // Only request 3's batch reaches the leader first (request 2's is, say, on another replica).
+    const merged = await b.mergeOrphans([orphans[1]]);
+    assert.equal([merged.appended, merged.events], [1, 3]);
+    await until(() => b.durableSeq === 8, 'durable');
+    await b.commitTo(8);
+    const retry3 = await b.append(events(200, 3), { producerId: 'p', sessionEpoch: 1, requestSeq: 3 });
+    assert.equal([retry3.outcome, retry3.runs], ['replayed', [6, 3]]);
+    const retry2 = b.append(events(100, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 2 });
+    await until(() => b.durableSeq === 10, 'request 2 appended');
+    await b.commitTo(10);
+    assert.equal([(await retry2).outcome, (await retry2).runs], ['new', [9, 2]]);
+    // Its orphan arriving now finds it landed: nothing twice.
+    const late = await b.mergeOrphans([orphans[0]]);
+    assert.equal([late.appended, late.droppedEvents], [0, 2]);
+    for (const entity of [100, 101, 200, 202]) assert.is(count(b, entity), 1, `entity ${entity} once`);
+  } finally {
+    await a.close();
+    await b.close();
+    removeDir(dirs.a);
+    removeDir(dirs.b);
+  }
+});
+
+test('orphan merge - LWW flags order merged events by when they were written: a hide on the cut-off side loses to a later unhide on the majority', async () => {
+  const dirs = { a: tempDir('avail-a'), b: tempDir('avail-b') };
+  const { a, b } = await twoReplicas(dirs);
+  const flag = (signalType: number) => encodeEvents([{ entityId: 500n, signalType, weight: 1, timestampNs: 1_700_000_000_000_000_000n }]);
+  try {
+    await a.append(flag(200)); // hide, on the cut-off side first
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await b.lead(2);
+    const unhide = b.append(flag(201)); // then unhide on the majority
+    await until(() => b.durableSeq === 6, 'durable');
+    await b.commitTo(6);
+    await unhide;
+    await a.setEpoch(2);
+    await a.truncateAfter(5);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await b.mergeOrphans(await a.readOrphanFile((await a.orphanFiles())[0]));
+    await until(() => b.durableSeq === 7, 'merged');
+    await b.commitTo(7);
+    assert.is(b.state.query(500n, [1], AT_NS)[0].isHidden, false, 'the later unhide wins although the hide was merged after it');
+  } finally {
+    await a.close();
+    await b.close();
+    removeDir(dirs.a);
+    removeDir(dirs.b);
+  }
+});
+
+test('orphan merge - a producer that restarted its session since: a fenced request found in the log is left out, one not found is kept', async () => {
+  const dirs = { a: tempDir('avail-a'), b: tempDir('avail-b') };
+  const { a, b } = await twoReplicas(dirs);
+  try {
+    // The cut-off side acknowledges requests 2 and 3 of epoch 1.
+    await a.append(events(100, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 2 });
+    await a.append(events(200, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 3 });
+    await b.lead(2);
+    // Request 2's ack was lost: the producer retried it on the majority, then started epoch 2.
+    const retried = b.append(events(100, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 2 });
+    const restarted = b.append(events(300, 1), { producerId: 'p', sessionEpoch: 2, requestSeq: 1 });
+    await until(() => b.durableSeq === 8, 'durable');
+    await b.commitTo(8);
+    await Promise.all([retried, restarted]);
+    await a.setEpoch(2);
+    await a.truncateAfter(5);
+    const merged = await b.mergeOrphans(await a.readOrphanFile((await a.orphanFiles())[0]));
+    assert.equal([merged.appended, merged.events, merged.droppedEvents], [1, 2, 2], 'request 2 found in the log, request 3 kept');
+    await until(() => b.durableSeq === 10, 'durable');
+    await b.commitTo(10);
+    for (const entity of [100, 101, 200, 201, 300]) assert.is(count(b, entity), 1, `entity ${entity} once`);
+  } finally {
+    await a.close();
+    await b.close();
+    removeDir(dirs.a);
+    removeDir(dirs.b);
+  }
+});
+
+test('orphan merge - a request the leader\'s session floor has passed (later ones merged first) is looked for in the log, not taken for landed', async () => {
+  const dirs = { a: tempDir('avail-a'), b: tempDir('avail-b') };
+  const { a, b } = await twoReplicas(dirs);
+  try {
+    // The cut-off side acknowledges p's requests 2..70; the merge brings 3..70 first (say, a
+    // resend of a later part), so B's window (64 requests) moves its floor past 2.
+    for (let seq = 2; seq <= 70; seq++) await a.append(events(1000 + seq * 10, 1), { producerId: 'p', sessionEpoch: 1, requestSeq: seq });
+    await b.lead(2);
+    await a.setEpoch(2);
+    await a.truncateAfter(5);
+    const orphans = await a.readOrphanFile((await a.orphanFiles())[0]);
+    assert.is(orphans.length, 69);
+    await b.mergeOrphans(orphans.slice(1));
+    await b.commitTo(b.durableSeq);
+    assert.is(b.state.sessions.classify({ producerId: 'p', sessionEpoch: 1, requestSeq: 2 }), 'forgotten');
+    const merged = await b.mergeOrphans(orphans.slice(0, 1));
+    assert.equal([merged.appended, merged.events, merged.droppedEvents], [1, 1, 0], 'not in the log: appended');
+    await b.commitTo(b.durableSeq);
+    for (const entity of [1020, 1030, 1700]) assert.is(count(b, entity), 1, `entity ${entity} once`);
+    // And sent again now: found in the log this time.
+    const again = await b.mergeOrphans(orphans);
+    assert.equal([again.appended, again.alreadyMerged], [0, 69]);
+  } finally {
+    await a.close();
+    await b.close();
+    removeDir(dirs.a);
+    removeDir(dirs.b);
+  }
+});
+
+test('orphan merge - a gap at the majority says maybeAppliedElsewhere; the producer restarts its session, and the old epoch\'s cut-off request is merged once', async () => {
+  const dirs = { a: tempDir('avail-a'), b: tempDir('avail-b') };
+  const { a, b } = await twoReplicas(dirs);
+  try {
+    // Request 2 acknowledged on the cut-off side; the producer's request 3 reaches B.
+    await a.append(events(100, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 2 });
+    await b.lead(2);
+    const gap = await b.append(events(200, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 3 }).then(
+      () => null,
+      (error: TidelogError) => error,
+    );
+    assert.is(gap?.code, 'SEQUENCE_GAP');
+    assert.is(gap?.context.maybeAppliedElsewhere, true, 'the gap is no proof here');
+    // The producer restarts under epoch 2: request 3's events go again as its request 1.
+    const restarted = b.append(events(200, 2), { producerId: 'p', sessionEpoch: 2, requestSeq: 1 });
+    await until(() => b.durableSeq === 7, 'durable');
+    await b.commitTo(7);
+    assert.equal((await restarted).runs, [6, 2]);
+    // Heal: request 2 (epoch 1, now fenced) is not in the log: merged once.
+    await a.setEpoch(2);
+    await a.truncateAfter(5);
+    const merged = await b.mergeOrphans(await a.readOrphanFile((await a.orphanFiles())[0]));
+    assert.equal([merged.appended, merged.events], [1, 2]);
+    await b.commitTo(b.durableSeq);
+    for (const entity of [100, 101, 200, 201]) assert.is(count(b, entity), 1, `entity ${entity} once`);
   } finally {
     await a.close();
     await b.close();

@@ -3,8 +3,9 @@
 // SIGTERM or kill it with SIGKILL mid-load. Children never outlive the parent process.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 
 const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
 const CLI = join(REPO_ROOT, 'src', 'cli', 'main.ts');
@@ -44,13 +45,15 @@ export class NodeProcess {
     await writeFile(configPath, JSON.stringify({ dataDir: join(options.dir, 'data'), ...options.config }, null, 2));
     const child = spawn(process.execPath, [...(options.execArgv ?? []), '--import', 'tsx', CLI, 'serve', '--config', configPath], {
       cwd: REPO_ROOT,
-      env: { ...process.env, TIDELOG_LOG_LEVEL: 'warn', ...options.env },
+      env: { ...process.env, TIDELOG_LOG_LEVEL: process.env.TIDELOG_TEST_LOG_LEVEL ?? 'warn', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     live.add(child);
     const node = new NodeProcess(child, options);
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
+      const logDir = process.env.TIDELOG_TEST_LOG_DIR;
+      if (logDir !== undefined && logDir !== '') appendFileSync(join(logDir, `${basename(options.dir)}.log`), chunk);
       // Keep the tail only: enough to explain a failure, bounded for long runs.
       node.stderr = (node.stderr + chunk).slice(-16_384);
     });
@@ -62,7 +65,10 @@ export class NodeProcess {
         rejectReady(new Error(`tidelog serve did not become ready in ${options.readyTimeoutMs ?? 30_000} ms:\n${node.stderr}`));
       }, options.readyTimeoutMs ?? 30_000);
       child.stdout?.setEncoding('utf8');
+      // TIDELOG_TEST_LOG_DIR: every node's log lines kept in <dir>/<node dir name>.log (debugging a run).
+      const logDir = process.env.TIDELOG_TEST_LOG_DIR;
       child.stdout?.on('data', (chunk: string) => {
+        if (logDir !== undefined && logDir !== '') appendFileSync(join(logDir, `${basename(options.dir)}.log`), chunk);
         stdout += chunk;
         if (stdout.includes(' ready ')) {
           clearTimeout(timer);

@@ -7,6 +7,7 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { systemClock } from '../../src/clock.ts';
 import { InjectedFaultIo } from '../../src/wal/injected-faults.ts';
 import { removeDir, tempDir } from '../support/wal-fixtures.ts';
 
@@ -63,6 +64,27 @@ console.log('still alive');
     assert.is(statSync(join(dir, 'wal-a.seg')).size, 1000, 'the synced bytes stay, the 500 after them are lost');
     assert.ok(readFileSync(join(dir, 'wal-a.seg')).every((byte) => byte === 7));
     assert.is(statSync(join(dir, 'tmp-b')).size, 0, 'a file never synced is empty');
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test('injected faults - clockOffsetMs moves the process\'s wall clock (forward, back) until a reload without it', () => {
+  const dir = tempDir('injected-clock');
+  try {
+    const specPath = join(dir, 'faults.json');
+    const io = new InjectedFaultIo();
+    const skew = (): number => systemClock.nowMs() - Date.now();
+    const skewNs = (): number => Number(systemClock.nowNs() / 1_000_000n) - Date.now();
+    for (const offsetMs of [600_000, -300_000]) {
+      writeFileSync(specPath, JSON.stringify({ rules: [], clockOffsetMs: offsetMs }));
+      io.load(specPath);
+      assert.ok(Math.abs(skew() - offsetMs) <= 5, `nowMs moved ${skew()} ms, asked ${offsetMs}`);
+      assert.ok(Math.abs(skewNs() - offsetMs) <= 5, `nowNs moved ${skewNs()} ms, asked ${offsetMs}`);
+    }
+    writeFileSync(specPath, JSON.stringify({ rules: [] }));
+    io.load(specPath);
+    assert.ok(Math.abs(skew()) <= 5, `back to the true clock (${skew()} ms)`);
   } finally {
     removeDir(dir);
   }

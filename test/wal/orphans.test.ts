@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { listOrphans, nodeFileIo, readOrphans, removeOrphans, saveOrphans } from '../../src/wal/index.ts';
+import { listOrphans, nodeFileIo, readOrphans, removeOrphanLeftovers, removeOrphans, saveOrphans } from '../../src/wal/index.ts';
 import { readBatchHeader } from '../../src/wal/batch-format.ts';
 import { makeEvent, openLeading, removeDir, tempDir } from '../support/wal-fixtures.ts';
 import { SumMachine } from '../support/sum-machine.ts';
@@ -89,6 +89,12 @@ test('orphans - files hold batches verbatim, per shard, oldest first; damage is 
     await removeOrphans(nodeFileIo, orphanDir, second);
     await removeOrphans(nodeFileIo, orphanDir, second);
     assert.equal(await listOrphans(nodeFileIo, orphanDir, 3), [first]);
+    // A crash mid-write leaves a temporary file: never listed, removed on the next open.
+    writeFileSync(join(orphanDir, `${second}.tmp`), bytes.subarray(0, 10));
+    assert.equal(await listOrphans(nodeFileIo, orphanDir, 3), [first]);
+    assert.is(await removeOrphanLeftovers(nodeFileIo, orphanDir, 4), 0, "another shard's leftovers are not this one's");
+    assert.is(await removeOrphanLeftovers(nodeFileIo, orphanDir, 3), 1);
+    assert.not.ok(readdirSync(orphanDir).some((name) => name.endsWith('.tmp')));
   } finally {
     removeDir(dir);
   }
