@@ -23,6 +23,9 @@ import { SessionNumbers } from './session-numbers.ts';
 
 export type { BatchItem } from './append-batch.ts';
 
+/** Numbers a session may run ahead of its oldest unacknowledged request: half the node's default window (64). */
+export const SESSION_WINDOW = 32;
+
 export type SendAppend = (shard: number, session: SessionTag, events: Uint8Array) => Promise<AppendReply>;
 
 export interface ShardPipelineOptions extends BackoffOptions {
@@ -226,6 +229,11 @@ export class ShardPipeline {
       // A gap: the number it waits for was on the wire when the gap was seen; send after
       // that try settles, or after it was sent again (then it travels ahead of this one).
       if (batch.gapSeenAtAttemptId > 0 && oldestInFlightAttemptId <= batch.gapSeenAtAttemptId) break;
+      // The node remembers a session's newest requests only (maxRunsPerSession, 64 by default):
+      // an unacknowledged request must stay inside that window, or once enough later ones land
+      // a retry of it is answered 'applied' though it never was. New numbers wait meanwhile.
+      const oldest = this.batches[0];
+      if (batch.requestSeq === 0 && oldest !== undefined && oldest.requestSeq > 0 && this.numbers.nextRequestSeq - oldest.requestSeq >= SESSION_WINDOW) break;
       this.transmit(batch);
       oldestInFlightAttemptId = Math.min(oldestInFlightAttemptId, batch.attemptId);
     }

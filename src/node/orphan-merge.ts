@@ -201,11 +201,20 @@ function parseOrphan(shard: number, batch: Uint8Array): Orphan {
  */
 async function findUncertainRequests(target: MergeTarget, orphans: readonly Orphan[]): Promise<Set<string>> {
   const wanted = new Map<number, Set<string>>();
+  // Where this log and the orphans' may part: no later than the end of their epoch here, nor
+  // than just before the first orphan batch (this log may hold an older epoch's tail past
+  // it, which the orphans' leader never had: a copy of a request may sit there).
+  let firstOrphanSeq = Number.POSITIVE_INFINITY;
+  for (const { header } of orphans) if (header.count > 0) firstOrphanSeq = Math.min(firstOrphanSeq, header.firstSeq);
   for (const { header, requests } of orphans) {
+    if (header.count === 0) continue;
+    // Merged before (identity noted, or forgotten with it): nothing of it is appended.
+    const identity = target.sessions.classify(mergeIdentity(header.leaderEpoch, header.firstSeq));
+    if (identity === 'here' || identity === 'forgotten') continue;
     for (const request of requests) {
       const known = target.sessions.classify(request);
       if (known !== 'forgotten' && known !== 'fenced') continue;
-      const from = target.epochEnd(header.leaderEpoch)?.endSeq ?? 0;
+      const from = Math.min(target.epochEnd(header.leaderEpoch)?.endSeq ?? 0, firstOrphanSeq - 1);
       let keys = wanted.get(from);
       if (keys === undefined) wanted.set(from, (keys = new Set()));
       keys.add(requestKey(request));

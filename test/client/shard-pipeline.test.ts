@@ -2,7 +2,7 @@
 // (re)sends, and how the session numbers continue after a batch leaves unacknowledged.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ShardPipeline, type BatchItem } from '../../src/client/shard-pipeline.ts';
+import { SESSION_WINDOW, ShardPipeline, type BatchItem } from '../../src/client/shard-pipeline.ts';
 import { deferred, type Deferred } from '../../src/deferred.ts';
 import { TidelogError } from '../../src/errors.ts';
 import { EVENT_BYTES } from '../../src/event.ts';
@@ -13,6 +13,7 @@ interface Call {
   session: SessionTag;
   count: number;
   reply: Deferred<AppendReply>;
+  settled?: boolean;
 }
 
 interface Outcome {
@@ -196,6 +197,28 @@ test('shard-pipeline - a gap that says maybeAppliedElsewhere (availability mode)
     await settle();
     assert.ok(third.seqs !== undefined, 'the session goes on');
   }
+});
+
+test('shard-pipeline - new numbers stay within SESSION_WINDOW of the oldest unacknowledged request (a retry of it must not fall below the node\'s window)', async () => {
+  const { calls, add, ok, fail, numbers, setNowMs } = harness({ maxInFlightRequests: 8 });
+  const outcomes = Array.from({ length: 100 }, () => add());
+  // Request 1 keeps being refused (not applied); everything behind it is acknowledged.
+  for (let round = 0; round < 30; round++) {
+    await settle();
+    for (const call of calls.filter((candidate) => !candidate.settled)) {
+      call.settled = true;
+      if (call.session.requestSeq === 1) fail(call, 'OVERLOADED');
+      else ok(call, 1000 + call.session.requestSeq);
+    }
+    setNowMs(round * 10 + 10);
+    // The pipeline's retry wake-up is a real timer (its clock is ours).
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  await settle();
+  const highest = Math.max(...numbers().map(([, seq]) => seq));
+  assert.ok(highest < 1 + SESSION_WINDOW, `numbers reached ${highest} while request 1 was unacknowledged`);
+  assert.ok(calls.filter((call) => call.session.requestSeq === 1).length > 5, 'request 1 was retried throughout');
+  assert.is(outcomes[0].seqs, undefined, 'request 1 is still waiting');
 });
 
 test.run();

@@ -322,4 +322,55 @@ test('orphan merge - a gap at the majority says maybeAppliedElsewhere; the produ
   }
 });
 
+test('orphan merge - the log lookup starts before the first orphan batch: a copy in an older epoch\'s tail the orphans\' leader never had is found', async () => {
+  const dirs = { x: tempDir('r4-x'), z: tempDir('r4-z') };
+  const shipped: Uint8Array[] = [];
+  const x = await openReplicaHost(dirs.x, { fsync: 'full', availability: true, onDurable: (info) => shipped.push(info.sealed!.slice()) });
+  const z = await openReplicaHost(dirs.z, { fsync: 'full', availability: true });
+  try {
+    // Epoch 1, leader X: p's request 1 committed on X and Z (seqs 1..5).
+    await x.lead(1);
+    const first = x.append(events(1, 5), { producerId: 'p', sessionEpoch: 1, requestSeq: 1 });
+    await until(() => x.durableSeq === 5, 'durable');
+    for (const batch of shipped.splice(0)) await z.appendSealed(batch);
+    await x.commitTo(5);
+    await z.commitTo(5);
+    await first;
+    // X fsyncs p's request 2 (seqs 6..7, epoch 1) and acks it on its own disk; the reply is lost, X goes away.
+    await x.append(events(100, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 2 });
+    shipped.splice(0);
+    // Z is elected epoch 2 (votes of Z and Y, neither holds 6..7) and is cut off at once; the
+    // producer's retry of request 2 lands there, then request 3.
+    await z.lead(2);
+    const r2 = await z.append(events(100, 2), { producerId: 'p', sessionEpoch: 1, requestSeq: 2 });
+    const r3 = await z.append(events(200, 1), { producerId: 'p', sessionEpoch: 1, requestSeq: 3 });
+    assert.equal([r2.runs, r3.runs], [[6, 2], [8, 1]]);
+    // X comes back and wins epoch 3 against Y (same confirmed epoch 1, longer log): it keeps
+    // seqs 6..7 of epoch 1 and commits them.
+    await x.lead(3);
+    // The producer (request 4 next) meets SEQUENCE_GAP at X and restarts its session under epoch 2.
+    const gap = await x.append(events(300, 1), { producerId: 'p', sessionEpoch: 1, requestSeq: 4 }).then(() => null, (error: TidelogError) => error);
+    assert.is(gap?.code, 'SEQUENCE_GAP');
+    const restarted = x.append(events(300, 1), { producerId: 'p', sessionEpoch: 2, requestSeq: 1 });
+    await until(() => x.durableSeq === 8, 'durable');
+    await x.commitTo(8);
+    await restarted;
+    // Heal: Z is cut back to the common prefix; its suffix (epoch 2) becomes an orphan, merged at X.
+    await z.setEpoch(3);
+    await z.truncateAfter(5);
+    const orphans = await z.readOrphanFile((await z.orphanFiles())[0]);
+    const merged = await x.mergeOrphans(orphans);
+    assert.is(merged.droppedEvents, 2, 'request 2 found at seqs 6..7');
+    await until(() => x.durableSeq > 8, 'merged');
+    await x.commitTo(x.durableSeq);
+    assert.is(count(x, 200), 1, 'request 3 (only on Z) merged once');
+    assert.is(count(x, 100), 1, 'request 2 (at seqs 6..7 of epoch 1 here, and in the orphan) counted once');
+  } finally {
+    await x.close();
+    await z.close();
+    removeDir(dirs.x);
+    removeDir(dirs.z);
+  }
+});
+
 test.run();
