@@ -25,6 +25,7 @@ import { TidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import { seqsToRuns } from '../transport/codec.ts';
 import type { SessionTag } from '../transport/messages.ts';
+import type { MergeReply } from '../transport/replication-codec.ts';
 import { BATCH_HEADER_BYTES, MAX_NOTE_BYTES, readBatchHeader, readNotes, verifyBatch, type BatchHeader } from '../wal/batch-format.ts';
 import { MERGE_NOTE_HEAD_BYTES, decodeMergeNote, encodeMergeNote, isMergeNote, mergeIdentity } from './merge-note.ts';
 import { decodeSessionNote, encodeSessionNote, producerIdBytes, sessionNoteBytes, type SessionNote } from './session-note.ts';
@@ -39,28 +40,16 @@ export interface MergeTarget {
   epochAt(seq: number): number;
   /** The end of the newest epoch ≤ `epoch` in this log (null: none). */
   epochEnd(epoch: number): { epoch: number; endSeq: number } | null;
-  /** The sealed batches from `fromSeq` to the durable end, in order (at most maxBytes each call, at least one). */
-  readSealed(fromSeq: number, maxBytes: number): Promise<Uint8Array[]>;
+  /** The sealed batches from the one holding fromSeq to the one holding toSeq, in order (ShardHost.sealedBetween). */
+  sealedBetween(fromSeq: number, toSeq: number): AsyncIterable<Uint8Array>;
   /** Appends with a note, no content dedup; resolves with one seq per event. */
   appendWithNote(packed: Uint8Array, note: (assigned: readonly number[]) => Uint8Array): Promise<number[]>;
   /** appendWithNote resolves at durable (availability mode): the sessions begun are marked so. */
   answeredAtDurable?: boolean;
 }
 
-export interface MergeResult {
-  /** Orphan batches looked at. */
-  batches: number;
-  /** Found in this log as they are. */
-  inLog: number;
-  /** Merged before (their identity is noted), or nothing of them left to append. */
-  alreadyMerged: number;
-  /** Re-appended now. */
-  appended: number;
-  /** Events re-appended now. */
-  events: number;
-  /** Events left out: their producer request is in this log already. */
-  droppedEvents: number;
-}
+/** What a merge did (the merge request's reply: src/transport/replication-codec.ts). */
+export type MergeResult = MergeReply;
 
 interface Orphan {
   bytes: Uint8Array;
@@ -224,20 +213,13 @@ async function findUncertainRequests(target: MergeTarget, orphans: readonly Orph
   for (const [afterSeq, keys] of wanted) {
     // What retention deleted cannot be looked at: such a request is taken as not here (its
     // events stay: at worst twice in the log, never lost).
-    for (let next = Math.max(afterSeq + 1, target.firstSeq); next <= target.durableSeq; ) {
-      const part = await target.readSealed(next, 4 << 20);
-      const before = next;
-      for (const batch of part) {
-        const parsed = readBatchHeader(batch, 0);
-        if (!parsed.ok) throw new TidelogError('CORRUPT_SEGMENT', `merge: a batch near seq ${next} does not parse`);
-        const { header } = parsed;
-        for (const note of notesOf(batch, header).sessions) {
-          const key = requestKey(note);
-          if (keys.has(key)) found.add(key);
-        }
-        next = Math.max(next, header.firstSeq + header.count);
+    for await (const batch of target.sealedBetween(Math.max(afterSeq + 1, target.firstSeq), target.durableSeq)) {
+      const parsed = readBatchHeader(batch, 0);
+      if (!parsed.ok) continue; // sealedBetween parsed it already
+      for (const note of notesOf(batch, parsed.header).sessions) {
+        const key = requestKey(note);
+        if (keys.has(key)) found.add(key);
       }
-      if (next === before) break;
     }
   }
   return found;

@@ -332,18 +332,22 @@ export class ShardHost {
 
   private async readSealedRange(fromSeq: number, toSeq: number): Promise<Uint8Array[]> {
     const batches: Uint8Array[] = [];
+    for await (const batch of this.sealedBetween(fromSeq, toSeq)) batches.push(batch);
+    return batches;
+  }
+
+  /** The sealed batches (copies) from the one holding fromSeq to the one holding toSeq, in order, read a few MiB at a time. */
+  async *sealedBetween(fromSeq: number, toSeq: number): AsyncGenerator<Uint8Array> {
     for (let next = fromSeq; next <= toSeq; ) {
-      const part = await this.readSealed(next, 4 << 20);
       const before = next;
-      for (const batch of part) {
+      for (const batch of await this.readSealed(next, 4 << 20)) {
         const parsed = readBatchHeader(batch, 0);
         if (!parsed.ok) throw new TidelogError('CORRUPT_SEGMENT', `shard ${this.shard}: a batch near seq ${next} does not parse`);
-        batches.push(new Uint8Array(batch));
+        yield batch;
         next = Math.max(next, parsed.header.firstSeq + parsed.header.count);
       }
       if (next === before) break;
     }
-    return batches;
   }
 
   private async keepOrphans(batches: readonly Uint8Array[], cutAfter: number): Promise<void> {
@@ -394,7 +398,7 @@ export class ShardHost {
         },
         epochAt: (seq) => wal.epochAt(seq),
         epochEnd: (epoch) => wal.epochEnd(epoch),
-        readSealed: (fromSeq, maxBytes) => this.readSealed(fromSeq, maxBytes),
+        sealedBetween: (fromSeq, toSeq) => this.sealedBetween(fromSeq, toSeq),
         appendWithNote: (packed, note) => wal.appendMany(packed, { note, dedup: false }),
         answeredAtDurable: this.options.availability === true,
       },
