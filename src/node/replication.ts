@@ -31,9 +31,10 @@
 // quorum of replicas confirmed by E, and among them the longest holds it.
 
 import { TidelogError, isTidelogError } from '../errors.ts';
-import { MAX_INSTALL_PART_BYTES, type InstallReply, type InstallRequest, type ReplicateReply, type ReplicateRequest } from '../transport/replication-codec.ts';
+import { MAX_INSTALL_EPOCH_STARTS, MAX_INSTALL_PART_BYTES, type InstallReply, type InstallRequest, type ReplicateReply, type ReplicateRequest } from '../transport/replication-codec.ts';
 import { readBatchHeader } from '../wal/batch-format.ts';
 import type { SnapshotPart } from '../wal/snapshot-install.ts';
+import type { EpochStart } from '../wal/index.ts';
 
 export type { InstallReply, InstallRequest, ReplicateReply, ReplicateRequest };
 
@@ -174,6 +175,8 @@ export interface LeaderLog {
   commitTo(seq: number): Promise<void>;
   epochAt(seq: number): number;
   epochEnd(epoch: number): { epoch: number; endSeq: number } | null;
+  /** Where each epoch's part of the log begins, epochs ascending. */
+  epochStarts(): EpochStart[];
   /** Sealed batches from fromSeq to the durable end, at most maxBytes (at least one). */
   readSealed(fromSeq: number, maxBytes: number): Promise<Uint8Array[]>;
   /** Lowest seq still held (retention deleted what came before). */
@@ -224,7 +227,7 @@ interface FollowerState {
   /** When the follower last answered this epoch's leader (not fenced), monotonic ms. */
   lastReplyMs: number;
   /** The snapshot being sent while the follower's next seq is behind this log's retention. */
-  install: { fileName: string; seq: number; epochAtSeq: number; fileBytes: number; offset: number } | null;
+  install: { fileName: string; seq: number; epochAtSeq: number; epochStarts: EpochStart[]; fileBytes: number; offset: number } | null;
 }
 
 /**
@@ -437,7 +440,13 @@ export class Shipper {
       if (snapshot === null || snapshot.seq + 1 < this.log.firstSeq) {
         throw new TidelogError('OUT_OF_RANGE', `shard ${this.options.shard}: ${follower.link.nodeId} needs seq ${follower.nextSeq}, and no snapshot covers the log's start ${this.log.firstSeq}`);
       }
-      install = { fileName: snapshot.fileName, seq: snapshot.seq, epochAtSeq: this.log.epochAt(snapshot.seq), fileBytes: snapshot.bytes, offset: 0 };
+      // The epoch table through S travels with the snapshot: the follower then knows which epoch
+      // wrote each seq it holds (snapshot-install.ts).
+      const epochStarts = this.log
+        .epochStarts()
+        .filter((start) => start.firstSeq <= snapshot.seq)
+        .slice(-MAX_INSTALL_EPOCH_STARTS);
+      install = { fileName: snapshot.fileName, seq: snapshot.seq, epochAtSeq: this.log.epochAt(snapshot.seq), epochStarts, fileBytes: snapshot.bytes, offset: 0 };
       follower.install = install;
     }
     let bytes: Uint8Array;
@@ -454,6 +463,7 @@ export class Shipper {
       leaderId: this.options.leaderId,
       seq: install.seq,
       epochAtSeq: install.epochAtSeq,
+      ...(install.offset === 0 ? { epochStarts: install.epochStarts } : {}),
       fileBytes: install.fileBytes,
       offset: install.offset,
       bytes,

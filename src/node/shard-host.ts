@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { EVENT_BYTES } from '../event.ts';
 import type { SignalSchema } from '../crdt/index.ts';
-import { MAX_NOTE_BYTES, Wal, clearRepair, isRepairMarked, listOrphans, markRepair, nodeFileIo, readOrphans, removeOrphanLeftovers, removeOrphans, saveOrphans, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
+import { MAX_NOTE_BYTES, Wal, clearRepair, isRepairMarked, listOrphans, markRepair, nodeFileIo, readOrphans, removeOrphanLeftovers, removeOrphans, saveOrphans, type EpochStart, type FileIo, type PersistedInfo, type StoredBatch, type WalOptions, type WalRecovery, type WalStats } from '../wal/index.ts';
 import { readBatchHeader } from '../wal/batch-format.ts';
 import { SnapshotReceiver, type SnapshotPart } from '../wal/snapshot-install.ts';
 import { seqsToRuns } from '../transport/codec.ts';
@@ -460,6 +460,11 @@ export class ShardHost {
   /** The divergence search: the largest epoch ≤ `epoch` in this log and its last seq here. */
   epochEnd(epoch: number): { epoch: number; endSeq: number } | null {
     return this.wal.epochEnd(epoch);
+  }
+
+  /** Where each epoch's part of this log begins (a copy; a snapshot install sends it along). */
+  epochStarts(): EpochStart[] {
+    return this.wal.epochStarts();
   }
 
   /**

@@ -127,6 +127,8 @@ export interface InstallRequest {
   /** The snapshot's seq, and the epoch of the leader's batch there. */
   seq: number;
   epochAtSeq: number;
+  /** The leader's epoch starts through `seq`, with the part at offset 0 (snapshot-install.ts). */
+  epochStarts?: ReadonlyArray<{ epoch: number; firstSeq: number }>;
   /** The whole snapshot file's length, and where `bytes` go in it. */
   fileBytes: number;
   offset: number;
@@ -285,8 +287,14 @@ export function decodeFetchReply(bytes: Uint8Array): FetchReply {
 /** Most bytes of snapshot file one install request carries (keeps it under NATS's 1 MiB). */
 export const MAX_INSTALL_PART_BYTES = 512 << 10;
 
+/** Most epoch starts an install carries (the newest; ≤ 16 bytes each, so the part still fits). */
+export const MAX_INSTALL_EPOCH_STARTS = 16_384;
+
 export function encodeInstall(request: InstallRequest): Uint8Array {
-  return packWire({ v: PROTOCOL_VERSION, t: 'install', ...request }, 'install');
+  const { epochStarts, ...rest } = request;
+  // On the wire the table is flat: [epoch, firstSeq, epoch, firstSeq, …].
+  const table = epochStarts === undefined ? {} : { epochStarts: epochStarts.flatMap((start) => [start.epoch, start.firstSeq]) };
+  return packWire({ v: PROTOCOL_VERSION, t: 'install', ...rest, ...table }, 'install');
 }
 
 export function decodeInstall(bytes: Uint8Array): InstallRequest {
@@ -301,10 +309,22 @@ export function decodeInstall(bytes: Uint8Array): InstallRequest {
     leaderId: fields.string('leaderId'),
     seq: fields.integer('seq', 1, U53_MAX),
     epochAtSeq: seq(fields, 'epochAtSeq'),
+    ...(fields.has('epochStarts') ? { epochStarts: epochStartList(fields) } : {}),
     fileBytes: seq(fields, 'fileBytes'),
     offset: seq(fields, 'offset'),
     bytes: part,
   };
+}
+
+/** An install's flat epoch table, as pairs (their order is the receiver's to check). */
+function epochStartList(fields: Fields): Array<{ epoch: number; firstSeq: number }> {
+  const flat = fields.array('epochStarts', 2 * MAX_INSTALL_EPOCH_STARTS);
+  if (flat.length % 2 !== 0) throw fields.valueFault('epochStarts', 'must hold (epoch, firstSeq) pairs');
+  const starts: Array<{ epoch: number; firstSeq: number }> = [];
+  for (let at = 0; at < flat.length; at += 2) {
+    starts.push({ epoch: fields.at('epochStarts', at, flat[at]).integer(0, U53_MAX), firstSeq: fields.at('epochStarts', at + 1, flat[at + 1]).integer(1, U53_MAX) });
+  }
+  return starts;
 }
 
 export function encodeInstallReply(reply: InstallReply): Uint8Array {

@@ -77,7 +77,11 @@ export interface ReplicaFile {
 const EPOCH_START_BYTES = 16;
 const CONFIRMED_BYTES = 8;
 
-export async function writeReplicaFile(io: FileIo, dir: string, shard: number, replica: ReplicaFile, timestampNs: bigint): Promise<void> {
+/**
+ * Writes the shard's replica file (durably, atomically). `fileName` names another file of the
+ * same record: an install's epoch table (snapshot-install.ts).
+ */
+export async function writeReplicaFile(io: FileIo, dir: string, shard: number, replica: ReplicaFile, timestampNs: bigint, fileName = replicaFileName(shard)): Promise<void> {
   const payload = new Uint8Array(CONFIRMED_BYTES + replica.epochStarts.length * EPOCH_START_BYTES);
   const view = new DataView(payload.buffer);
   view.setBigUint64(0, BigInt(replica.confirmedEpoch), true);
@@ -89,12 +93,12 @@ export async function writeReplicaFile(io: FileIo, dir: string, shard: number, r
     { kind: BatchKind.Checkpoint, shardId: shard, count: 0, leaderEpoch: replica.epoch, firstSeq: replica.committedSeq + 1, timestampNs },
     payload,
   );
-  await writeFileAtomic(io, dir, replicaFileName(shard), record);
+  await writeFileAtomic(io, dir, fileName, record);
 }
 
-/** The shard's replica file, or null when it has none. A damaged file is CHECKPOINT_DAMAGED. */
-export async function readReplicaFile(io: FileIo, dir: string, shard: number): Promise<ReplicaFile | null> {
-  const read = await readRecordFile(io, join(dir, replicaFileName(shard)));
+/** The shard's replica file (or `fileName`), or null when it has none. A damaged file is CHECKPOINT_DAMAGED. */
+export async function readReplicaFile(io: FileIo, dir: string, shard: number, fileName = replicaFileName(shard)): Promise<ReplicaFile | null> {
+  const read = await readRecordFile(io, join(dir, fileName));
   if (read === null) return null;
   const { bytes, header, fail } = read;
   if (header.kind !== BatchKind.Checkpoint || header.payloadBytes < CONFIRMED_BYTES || (header.payloadBytes - CONFIRMED_BYTES) % EPOCH_START_BYTES !== 0) {

@@ -33,7 +33,7 @@ export {
   type ListedSegment,
 } from './recovery.ts';
 export type { ScannedBatch } from './segment-scan.ts';
-export { readCheckpointFile, type CheckpointFile } from './checkpoint-file.ts';
+export { readCheckpointFile, type CheckpointFile, type EpochStart } from './checkpoint-file.ts';
 export { readSnapshotFile, SNAPSHOT_CHUNK_BYTES, type SnapshotMeta, type SnapshotReading } from './snapshot-file.ts';
 export { readSegmentHead, encodeMarkerRecord, type SegmentHead } from './segment-head.ts';
 export {

@@ -4,19 +4,25 @@
 // log untouched or the install complete once the directory is opened again — never a mix.
 //
 //   receive chunks ─► install-SSSSS.tmp (written in order, fdatasync'ed, every checksum of the
-//   snapshot file verified) ─► rename to install-SSSSS-<S>-<E>.snap, fsync(dir)   ← committed
+//   snapshot file verified) ─► the leader's epoch table through S to
+//   install-SSSSS-<S>-<E>.epochs (durably) ─► rename to install-SSSSS-<S>-<E>.snap,
+//   fsync(dir)   ← committed
 //   ─► completeInstall (here, and again on every open until done; idempotent):
 //        delete the shard's segments and snapshot files (and a checkpoint past S),
-//        write the replica file: committed S, epoch starts [(E, S)], recorded and confirmed
-//        epochs kept; rename the install file to the snapshot name snap-SSSSS-<S>.snap
+//        write the replica file: committed S, the leader's epoch starts through S (or [(E, S)]
+//        from a leader that sent none), recorded and confirmed epochs kept; rename the install
+//        file to the snapshot name snap-SSSSS-<S>.snap; remove the .epochs file
 //   ─► Wal.open restores the snapshot and opens the first segment at S + 1.
 //
 // E is the epoch of the leader's batch at S (the log-matching check at S + 1 needs it); the
-// snapshot file itself is the leader's, byte for byte.
+// snapshot file itself is the leader's, byte for byte. The epoch table tells which epoch wrote
+// each seq the snapshot holds: a replica that later leads must recognise a batch of an older
+// epoch as one its log holds (availability mode's merge, src/node/orphan-merge.ts), and without
+// the table it would know no epoch below S.
 
 import { join } from 'node:path';
 import { TidelogError, isTidelogError } from '../errors.ts';
-import { readReplicaFile, readCheckpointFile, writeReplicaFile } from './checkpoint-file.ts';
+import { readReplicaFile, readCheckpointFile, writeReplicaFile, type EpochStart } from './checkpoint-file.ts';
 import { deleteGradually, writeFully, type FileIo, type WalFile } from './file-io.ts';
 import { checkpointFileName, listShardSegments, listShardSnapshots, snapshotFileName } from './segment-name.ts';
 import { readSnapshotFile } from './snapshot-file.ts';
@@ -31,6 +37,16 @@ export function installStagingName(shard: number): string {
 /** The name a received snapshot takes once it is complete and verified: the install's commit point. */
 export function installFileName(shard: number, seq: number, epochAtSeq: number): string {
   return `install-${String(shard).padStart(5, '0')}-${String(seq).padStart(20, '0')}-${String(epochAtSeq).padStart(20, '0')}.snap`;
+}
+
+/** The leader's epoch table through S, kept beside the install until it completes. */
+function installEpochsName(installName: string): string {
+  return installName.replace(/\.snap$/, '.epochs');
+}
+
+/** Whether `name` is an install's epoch table (or its temporary file) of `shard`: a leftover once no install is pending. */
+export function isInstallEpochsFile(name: string, shard: number): boolean {
+  return name.startsWith(`install-${String(shard).padStart(5, '0')}-`) && (name.endsWith('.epochs') || name.endsWith('.epochs.tmp'));
 }
 
 export interface PendingInstall {
@@ -58,6 +74,11 @@ export interface SnapshotPart {
   seq: number;
   /** The epoch of the leader's batch at `seq`. */
   epochAtSeq: number;
+  /**
+   * The leader's epoch starts through `seq` (the last one holds `seq`, of `epochAtSeq`), sent
+   * with the part at offset 0; a leader of an older version sends none.
+   */
+  epochStarts?: readonly EpochStart[];
   /** The whole file's length. */
   fileBytes: number;
   /** Where `bytes` go in the file. */
@@ -75,7 +96,7 @@ const MAX_SNAPSHOT_FILE_BYTES = 64 * 2 ** 30;
  */
 export class SnapshotReceiver {
   private file: WalFile | null = null;
-  private current: { seq: number; epochAtSeq: number; fileBytes: number; nextOffset: number } | null = null;
+  private current: { seq: number; epochAtSeq: number; epochStarts: readonly EpochStart[]; fileBytes: number; nextOffset: number } | null = null;
 
   constructor(
     private readonly io: FileIo,
@@ -128,6 +149,11 @@ export class SnapshotReceiver {
       // Every chunk's checksum, and that it is this shard's snapshot at the seq announced.
       await readSnapshotFile(this.io, this.dir, staging, { shard: this.shard, seq: receiving.seq }, () => undefined);
       const fileName = installFileName(this.shard, receiving.seq, receiving.epochAtSeq);
+      if (receiving.epochStarts.length > 0) {
+        // No time is read from this record; the replica file written from it gets the install's.
+        const table = { epoch: receiving.epochAtSeq, committedSeq: receiving.seq, confirmedEpoch: 0, epochStarts: receiving.epochStarts };
+        await writeReplicaFile(this.io, this.dir, this.shard, table, 0n, installEpochsName(fileName));
+      }
       await this.io.rename(join(this.dir, staging), join(this.dir, fileName));
       this.current = null;
       try {
@@ -161,7 +187,7 @@ export class SnapshotReceiver {
     await this.abort();
     if (!(await this.io.exists(this.dir))) await this.io.mkdirp(this.dir);
     this.file = await this.io.open(join(this.dir, installStagingName(this.shard)), 'create');
-    this.current = { seq: part.seq, epochAtSeq: part.epochAtSeq, fileBytes: part.fileBytes, nextOffset: 0 };
+    this.current = { seq: part.seq, epochAtSeq: part.epochAtSeq, epochStarts: part.epochStarts ?? [], fileBytes: part.fileBytes, nextOffset: 0 };
   }
 }
 
@@ -172,6 +198,23 @@ function checkPart(part: SnapshotPart): void {
   }
   if (part.fileBytes > MAX_SNAPSHOT_FILE_BYTES) throw new TidelogError('BAD_REQUEST', `snapshot part: a ${part.fileBytes}-byte file is larger than ${MAX_SNAPSHOT_FILE_BYTES}`);
   if (part.bytes.byteLength === 0 && part.offset < part.fileBytes) throw new TidelogError('BAD_REQUEST', 'snapshot part: empty');
+  if (part.epochStarts !== undefined) checkEpochTable(part.epochStarts, part.seq, part.epochAtSeq);
+}
+
+/** BAD_REQUEST unless `starts` is an epoch table through `seq` whose last epoch is `epochAtSeq`. */
+function checkEpochTable(starts: readonly EpochStart[], seq: number, epochAtSeq: number): void {
+  if (starts.length === 0) return;
+  const fail = (reason: string): never => {
+    throw new TidelogError('BAD_REQUEST', `snapshot part: epoch starts ${reason}`);
+  };
+  starts.forEach((start, index) => {
+    const previous = starts[index - 1];
+    if (!Number.isSafeInteger(start.epoch) || !Number.isSafeInteger(start.firstSeq) || start.epoch < 0 || start.firstSeq < 1 || start.firstSeq > seq) {
+      fail(`hold (${start.epoch}, ${start.firstSeq}), not an epoch with a first seq in 1..${seq}`);
+    }
+    if (previous !== undefined && (start.epoch <= previous.epoch || start.firstSeq < previous.firstSeq)) fail('are out of order');
+  });
+  if (starts[starts.length - 1].epoch !== epochAtSeq) fail(`end with epoch ${starts[starts.length - 1].epoch}, not ${epochAtSeq} (the epoch at ${seq})`);
 }
 
 /**
@@ -184,7 +227,10 @@ export async function completeInstall(io: FileIo, dir: string, shard: number, ti
   const pending = installs.pop();
   if (pending === undefined) return null;
   // An older committed install a crash left behind is superseded by the newest.
-  for (const older of installs) await io.unlink(join(dir, older.fileName));
+  for (const older of installs) {
+    await io.unlink(join(dir, older.fileName));
+    await io.unlink(join(dir, installEpochsName(older.fileName))).catch(() => undefined);
+  }
   for (const segment of listShardSegments(names, shard)) await deleteGradually(io, dir, segment.fileName);
   for (const snapshot of listShardSnapshots(names, shard)) await deleteGradually(io, dir, snapshot.fileName);
   // A checkpoint past S would make the new log start after it.
@@ -192,6 +238,9 @@ export async function completeInstall(io: FileIo, dir: string, shard: number, ti
   if (checkpoint !== null && checkpoint.seq > pending.seq) await io.unlink(join(dir, checkpointFileName(shard)));
   await io.syncDir(dir);
   const replica = await readReplicaFile(io, dir, shard);
+  const epochsName = installEpochsName(pending.fileName);
+  const sent = await readReplicaFile(io, dir, shard, epochsName).catch(() => null);
+  const epochStarts = sent !== null && isEpochTable(sent.epochStarts, pending.seq, pending.epochAtSeq) ? sent.epochStarts : [{ epoch: pending.epochAtSeq, firstSeq: pending.seq }];
   await writeReplicaFile(
     io,
     dir,
@@ -202,11 +251,21 @@ export async function completeInstall(io: FileIo, dir: string, shard: number, ti
       // The log is now the committed prefix through S, longer than the one confirmed before:
       // the confirmation stands (docs/REPLICATION.md, "Snapshot install").
       confirmedEpoch: replica?.confirmedEpoch ?? 0,
-      epochStarts: [{ epoch: pending.epochAtSeq, firstSeq: pending.seq }],
+      epochStarts,
     },
     timestampNs,
   );
   await io.rename(join(dir, pending.fileName), join(dir, snapshotFileName(shard, pending.seq)));
+  await io.unlink(join(dir, epochsName)).catch(() => undefined);
   await io.syncDir(dir);
   return pending;
+}
+
+function isEpochTable(starts: readonly EpochStart[], seq: number, epochAtSeq: number): boolean {
+  try {
+    checkEpochTable(starts, seq, epochAtSeq);
+    return starts.length > 0;
+  } catch {
+    return false;
+  }
 }

@@ -26,7 +26,7 @@ import { SegmentIndex } from './segment-index.ts';
 import { checkpointFileName, listShardSnapshots, replicaFileName, segmentFileName, snapshotFileName, type SnapshotName } from './segment-name.ts';
 import { SegmentWriter, type FsyncMode } from './segment-writer.ts';
 import { readSnapshotFile, type SnapshotMeta } from './snapshot-file.ts';
-import { installStagingName } from './snapshot-install.ts';
+import { installStagingName, isInstallEpochsFile } from './snapshot-install.ts';
 import type { WalStateMachine } from './state-machine.ts';
 
 
@@ -463,7 +463,8 @@ async function removeLeftovers(io: FileIo, dir: string, shard: number): Promise<
     // A file deleteGradually was cutting down when the process stopped: already dropped.
     const isDeleting = (name.startsWith(segmentPrefix) || name.startsWith(snapshotPrefix)) && name.endsWith(DELETING_SUFFIX);
     // An install's staging file: the transfer starts over (snapshot-install.ts).
-    const isInstallTmp = name === installStagingName(shard);
+    // An install's epoch table with no install pending (completeInstall ran before this).
+    const isInstallTmp = name === installStagingName(shard) || isInstallEpochsFile(name, shard);
     if (isSegmentTmp || isSnapshotTmp || isDeleting || isInstallTmp || name === checkpointTmp || name === replicaTmp) await io.unlink(join(dir, name));
   }
 }

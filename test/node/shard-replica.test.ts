@@ -299,6 +299,9 @@ test('shard replicas - a follower silent past retentionWaitMs holds no segment; 
     const first = away.host!.firstSeq;
     assert.ok(first > awayEnd + 1, `its log now starts after the snapshot (${first})`);
     assert.equal(await logFrom(away, first), await logFrom(leader, first), 'its log equals the leader log from there');
+    // The leader's epoch table came with the snapshot: the seqs the snapshot holds have their epochs.
+    assert.equal(away.host!.epochStarts(), leader.host!.epochStarts(), "the leader's epoch table");
+    assert.is(away.host!.epochAt(first - 2), leader.host!.epochAt(first - 2), 'the epoch of a seq below the snapshot');
     for (const entity of [1n, 50n, 100_000n, 100_000n + BigInt(rounds * 1_000), 100_000n + BigInt(rounds * 2_000 - 1)]) {
       const expected = leader.host!.state.query(entity, [1], AT_NS);
       assert.is(expected[0]?.count, 1, `entity ${entity} was appended once`);

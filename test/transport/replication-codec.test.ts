@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { isTidelogError, TidelogError } from '../../src/errors.ts';
 import { encodeMessage, errorReply } from '../../src/transport/codec.ts';
 import {
+  MAX_INSTALL_EPOCH_STARTS,
   MAX_INSTALL_PART_BYTES,
   decodeInstall,
   decodeInstallReply,
@@ -109,6 +110,12 @@ test('replication codec - install requests and every reply kind round-trip; a pa
   for (const reply of replies) assert.equal(decodeInstallReply(encodeInstallReply(reply)), reply);
   assert.is(codeOf(() => decodeInstall(encodeInstall({ ...request, bytes: new Uint8Array(MAX_INSTALL_PART_BYTES + 1) }))), 'DECODE_FAILED');
   assert.is(codeOf(() => decodeInstall(encodeInstall({ ...request, seq: 0 }))), 'DECODE_FAILED');
+  // The epoch table (with the part at offset 0) travels flat and comes back as pairs.
+  const withTable: InstallRequest = { ...request, offset: 0, epochStarts: [{ epoch: 1, firstSeq: 1 }, { epoch: 7, firstSeq: 3_100 }] };
+  const decodedTable = decodeInstall(encodeInstall(withTable));
+  assert.equal({ ...decodedTable, bytes: [...decodedTable.bytes] }, { ...withTable, bytes: [1, 2, 3, 4] });
+  assert.is(codeOf(() => decodeInstall(packWire({ ...withTable, v: 1, t: 'install', epochStarts: [1, 1, 7] }, 'install'))), 'DECODE_FAILED', 'an odd-length table');
+  assert.is(codeOf(() => decodeInstall(encodeInstall({ ...withTable, epochStarts: Array.from({ length: MAX_INSTALL_EPOCH_STARTS + 1 }, (_, at) => ({ epoch: at, firstSeq: at + 1 })) }))), 'DECODE_FAILED', 'a table past its bound');
   assert.is(replicationSubject('tl', 3, 'n2', 'install'), 'tl.repl.3.n2.install');
 });
 

@@ -1,6 +1,7 @@
 // Snapshot install (src/wal/snapshot-install.ts): a replica behind its leader's retention
 // receives the leader's snapshot file part by part and its log is replaced by it. Checked: the
-// reopened WAL holds the leader's state at S and continues at S + 1 with epochAt(S) known;
+// reopened WAL holds the leader's state at S and continues at S + 1 with epochAt(S) known, and
+// with the leader's epoch table through S when it sent one;
 // parts out of order or from another transfer are answered with the offset expected; a file
 // that does not verify changes nothing; and a power cut before, at or after any file operation
 // of the install leaves either the old log or the installed one — never a mix, never a shard
@@ -10,12 +11,19 @@ import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { isTidelogError } from '../../src/errors.ts';
 import { Wal, nodeFileIo, type FileIo, type SignalEvent } from '../../src/wal/index.ts';
-import { SnapshotReceiver, completeInstall, installFileName } from '../../src/wal/snapshot-install.ts';
+import { SnapshotReceiver, completeInstall, installFileName, type SnapshotPart } from '../../src/wal/snapshot-install.ts';
 import { MemoryDisk } from '../support/memory-disk.ts';
 import { SumMachine } from '../support/sum-machine.ts';
 import { withTempDir } from '../support/wal-fixtures.ts';
 
 const SHARD = 0;
+
+/** The epoch table a leader sends with its snapshot at 200 (epoch 4 wrote seq 200). */
+const TABLE = [
+  { epoch: 0, firstSeq: 1 },
+  { epoch: 2, firstSeq: 120 },
+  { epoch: 4, firstSeq: 181 },
+];
 
 function eventAt(seq: number): SignalEvent {
   return { entityId: BigInt(seq * 7919), signalType: 1, weight: 1, timestampNs: 1_700_000_000_000_000_000n + BigInt(seq) };
@@ -67,10 +75,11 @@ async function openState(io: FileIo, dir: string): Promise<{ lastSeq: number; st
 }
 
 /** Sends `file` in parts of `partBytes`; returns when the receiver says it is complete. */
-async function sendAll(receiver: SnapshotReceiver, file: Uint8Array, seq: number, epochAtSeq: number, partBytes: number): Promise<void> {
+async function sendAll(receiver: SnapshotReceiver, file: Uint8Array, seq: number, epochAtSeq: number, partBytes: number, epochStarts?: SnapshotPart['epochStarts']): Promise<void> {
   let offset = 0;
   while (offset < file.byteLength) {
-    offset = await receiver.receive({ seq, epochAtSeq, fileBytes: file.byteLength, offset, bytes: file.subarray(offset, offset + partBytes) });
+    const table = offset === 0 && epochStarts !== undefined ? { epochStarts } : {};
+    offset = await receiver.receive({ seq, epochAtSeq, ...table, fileBytes: file.byteLength, offset, bytes: file.subarray(offset, offset + partBytes) });
   }
 }
 
@@ -86,7 +95,12 @@ test('snapshot install - the follower reopens holding the leader state at S, epo
     assert.is(await receiver.receive({ seq: 200, epochAtSeq: 4, fileBytes: leader.file.byteLength, offset: 48, bytes: leader.file.subarray(48, 64) }), 16, 'a skipped part is asked for again');
     // A part of another transfer (another seq) while this one runs: start over.
     assert.is(await receiver.receive({ seq: 150, epochAtSeq: 4, fileBytes: leader.file.byteLength, offset: 16, bytes: leader.file.subarray(16, 32) }), 0);
-    await sendAll(receiver, leader.file, 200, 4, 37);
+    // A table that does not end with the epoch at S, or out of order, is refused.
+    for (const bad of [TABLE.slice(0, 2), [TABLE[1], TABLE[0], TABLE[2]], [{ epoch: 4, firstSeq: 201 }]]) {
+      const error = await receiver.receive({ seq: 200, epochAtSeq: 4, epochStarts: bad, fileBytes: leader.file.byteLength, offset: 0, bytes: leader.file.subarray(0, 16) }).catch((caught: unknown) => caught);
+      assert.ok(isTidelogError(error, 'BAD_REQUEST'), `table ${JSON.stringify(bad)} refused (${String(error)})`);
+    }
+    await sendAll(receiver, leader.file, 200, 4, 37, TABLE);
     const pending = await receiver.commit();
     assert.is(pending.fileName, installFileName(SHARD, 200, 4));
     const opened = await openState(nodeFileIo, dir);
@@ -94,8 +108,30 @@ test('snapshot install - the follower reopens holding the leader state at S, epo
       assert.is(opened.lastSeq, 200);
       assert.is(opened.state, leader.state, "the leader's state at 200");
       assert.is(opened.epochAtLast, 4, 'epochAt(S) is the epoch the leader named');
+      assert.equal(opened.wal.epochStarts(), TABLE, "the leader's epoch table through S");
+      assert.is(opened.wal.epochAt(150), 2, 'a seq the snapshot holds has the epoch that wrote it');
+      assert.equal(opened.wal.epochEnd(3), { epoch: 2, endSeq: 180 }, "an older epoch's end, below S");
+      assert.equal((await nodeFileIo.readdir(dir)).filter((name) => name.startsWith('install-')), [], 'no install file is left');
       assert.is(opened.firstSeq, 201);
       assert.equal(await opened.wal.appendMany(events(201, 3)), [201, 202, 203]);
+    } finally {
+      await opened.wal.close();
+    }
+  });
+});
+
+test('snapshot install - from a leader that sends no epoch table, the log knows the epoch at S only', async () => {
+  await withTempDir(async (root) => {
+    const leader = await leaderSnapshot(nodeFileIo, join(root, 'leader'));
+    const dir = join(root, 'follower');
+    await followerLog(nodeFileIo, dir, 50);
+    const receiver = new SnapshotReceiver(nodeFileIo, dir, SHARD);
+    await sendAll(receiver, leader.file, 200, 4, 4096);
+    await receiver.commit();
+    const opened = await openState(nodeFileIo, dir);
+    try {
+      assert.equal(opened.wal.epochStarts(), [{ epoch: 4, firstSeq: 200 }]);
+      assert.is(opened.wal.epochAt(150), -1);
     } finally {
       await opened.wal.close();
     }
@@ -161,7 +197,7 @@ test('snapshot install - a power cut before or after any file operation leaves t
     });
     const install = (async () => {
       const receiver = new SnapshotReceiver(counted, dir, SHARD);
-      await sendAll(receiver, leader.file, 200, 4, 128);
+      await sendAll(receiver, leader.file, 200, 4, 128, TABLE);
       await receiver.commit();
       await completeInstall(counted, dir, SHARD, 1n);
     })();
@@ -180,8 +216,11 @@ test('snapshot install - a power cut before or after any file operation leaves t
         assert.is(opened.lastSeq, 200, `cut at ${cutAt}: the installed log ends at S`);
         assert.is(opened.state, leader.state, `cut at ${cutAt}: the leader's state at S`);
         assert.is(opened.epochAtLast, 4, `cut at ${cutAt}: epochAt(S)`);
+        assert.equal(opened.wal.epochStarts(), TABLE, `cut at ${cutAt}: the leader's epoch table`);
         sawInstalled++;
       }
+      const leftovers = (await disk.mount().readdir(dir)).filter((name) => name.startsWith('install-'));
+      assert.equal(leftovers, [], `cut at ${cutAt}: no install file left after the open`);
     } finally {
       await opened.wal.close();
     }
