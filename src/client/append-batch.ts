@@ -12,7 +12,8 @@ export interface BatchItem {
   readonly count: number;
   /** seqs[offset … offset+count-1] are this item's seqs (0: duplicate / applied earlier). */
   acked(seqs: readonly number[], offset: number, epoch: number): void;
-  failed(error: TidelogError): void;
+  /** Rejected; `maybeApplied`: a try may have been applied unheard (resending may write it twice). */
+  failed(error: TidelogError, maybeApplied: boolean): void;
 }
 
 /** Codes by which the node says "refused: not applied, and the requestSeq not consumed". */

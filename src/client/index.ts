@@ -1,6 +1,6 @@
 // The client library's public surface: the producer (batched, idempotent appends with
 // backpressure) and the consumer (read, tail, state, info, status). Import from here only.
-export { createProducer, Producer, DEFAULT_MAX_BATCH_EVENTS, type Ack, type ProducerOptions, type ProducerStats } from './producer.ts';
+export { createProducer, Producer, DEFAULT_MAX_BATCH_EVENTS, SendError, type Ack, type ProducerOptions, type ProducerStats, type SendPartFailure } from './producer.ts';
 export { createConsumer, Consumer, type ConsumerOptions, type ReadOptions } from './consumer.ts';
 export { ShardTail, type TailOptions, type TailStats } from './shard-tail.ts';
 export type { ConsumedEvent } from './page-reader.ts';

@@ -41,7 +41,7 @@ import { localClosedError, requestBytes, type ClientLogger } from './retry.ts';
 import { PendingSend, type Ack } from './pending-send.ts';
 import { ShardPipeline, zeroCounters, type BatchItem, type PipelineCounters, type ShardPipelineStats } from './shard-pipeline.ts';
 
-export type { Ack } from './pending-send.ts';
+export { SendError, type Ack, type SendPartFailure } from './pending-send.ts';
 
 const U32_MAX = 0xffff_ffff;
 
@@ -254,8 +254,8 @@ export class Producer {
         pending.acked(part, at, count, seqs, offset, epoch);
         this.settled(pending, count);
       },
-      failed: (error) => {
-        pending.failed(error);
+      failed: (error, maybeApplied) => {
+        pending.partFailed(part, at, count, error, maybeApplied);
         this.settled(pending, count);
       },
     };

@@ -115,7 +115,7 @@ export class ShardPipeline {
   /** Adds an item to the open batch; closes the batch first when the item would not fit. */
   add(item: BatchItem): void {
     if (this.closedError !== null) {
-      item.failed(this.closedError);
+      item.failed(this.closedError, false);
       return;
     }
     const { maxBatchEvents, lingerMs } = this.options;
@@ -163,13 +163,14 @@ export class ShardPipeline {
     this.open = null;
     if (open !== null) this.rejectItems(open, error);
     for (const batch of this.batches.splice(0)) {
-      if (batch.state === 'in-flight') {
+      const isInFlight = batch.state === 'in-flight';
+      if (isInFlight) {
         this.counters.inFlightRequests--;
         this.counters.inFlightEvents -= batch.eventCount;
         this.counters.queuedEvents += batch.eventCount; // rejectItems takes them off again
       }
       batch.state = 'done';
-      this.rejectItems(batch, error);
+      this.rejectItems(batch, error, batch.isAmbiguous || isInFlight);
     }
     this.notifyIfIdle();
   }
@@ -369,10 +370,11 @@ export class ShardPipeline {
     for (const batch of doomed) {
       this.remove(batch);
       batch.state = 'done';
-      this.rejectItems(batch, new TidelogError('TIMEOUT', `shard ${this.options.shard}: the session restarted after a request timed out; this one may or may not have been applied`, {
+      const error = new TidelogError('TIMEOUT', `shard ${this.options.shard}: the session restarted after a request timed out; this one may or may not have been applied`, {
         cause: batch.lastError ?? undefined,
         details: { shard: this.options.shard, requestSeq: batch.requestSeq, sessionEpoch: previousEpoch },
-      }));
+      });
+      this.rejectItems(batch, error, true);
     }
     if (this.numbers.sessionEpoch !== previousEpoch) {
       this.epochUsableAtMs = (this.numbers.sessionEpoch + 1) * 1000;
@@ -388,10 +390,10 @@ export class ShardPipeline {
     this.batches.splice(index, 1);
   }
 
-  private rejectItems(batch: AppendBatch, error: TidelogError): void {
+  private rejectItems(batch: AppendBatch, error: TidelogError, maybeApplied = batch.isAmbiguous): void {
     this.counters.queuedEvents -= batch.eventCount;
     this.counters.rejectedEvents += batch.eventCount;
-    for (const item of batch.items) item.failed(error);
+    for (const item of batch.items) item.failed(error, maybeApplied);
   }
 
   private scheduleRetry(atMs: number, nowMs: number): void {

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { systemClock, type Clock } from '../../src/clock.ts';
-import { createProducer, type Producer, type ProducerOptions } from '../../src/client/index.ts';
+import { SendError, createProducer, type Producer, type ProducerOptions } from '../../src/client/index.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
 import type { RouterSpec } from '../../src/transport/messages.ts';
@@ -139,6 +139,39 @@ test('producer - acks map back to input order across shards', async () => {
   // Packed input gets the same treatment.
   const packedAcks = await producer.send(encodeEvents(events.slice(0, 10)));
   packedAcks.forEach((ack, index) => assert.equal(node.events(ack.shard)[ack.seq - 1], events[index]));
+  await producer.close();
+});
+
+test("producer - a send spanning shards that fails on one rejects with each event's outcome; resending only what was not applied writes every event once", async () => {
+  const clock = new SteppedClock();
+  const { node, producer } = await setup({ lingerMs: 0, sendTimeoutMs: 60_000, clock }, { router: { strategy: 'hash', shards: 4 } });
+  const events: SignalEvent[] = Array.from({ length: 400 }, (_, index) => ({ entityId: BigInt(index * 7919 + 1), signalType: 1, weight: index, timestampNs: BigInt(index) }));
+  const shardOf = (index: number): number => node.router.shardOf(events[index].entityId);
+  // Shard 1 refuses for good (not applied); shard 2 answers only TIMEOUT (maybe applied).
+  node.failShard(1, 'REQUEST_TOO_LARGE');
+  node.failShard(2, 'TIMEOUT');
+  const sent = producer.send(events);
+  await until(() => node.appendRequests(2).length >= 2, 'shard 2 was tried again');
+  clock.stepMs(60_000);
+  const error = await sent.then(
+    () => null,
+    (caught: unknown) => caught,
+  );
+  assert.ok(error instanceof SendError, `a SendError (${String(error)})`);
+  assert.is(error.code, 'REQUEST_TOO_LARGE', "the first failure's code");
+  const byShard = (shard: number): number[] => events.map((_, index) => index).filter((index) => shardOf(index) === shard);
+  assert.equal(error.notApplied, byShard(1), "shard 1's events were certainly not applied");
+  assert.equal(error.maybeApplied, byShard(2), "shard 2's events may have been (timeouts)");
+  assert.equal(error.failures.map((failure) => [failure.shard, failure.error.code, failure.maybeApplied]).sort(), [[1, 'REQUEST_TOO_LARGE', false], [2, 'TIMEOUT', true]]);
+  error.acks.forEach((ack, index) => {
+    const shard = shardOf(index);
+    if (shard === 1 || shard === 2) assert.is(ack, null, `event ${index} has no ack`);
+    else assert.equal(node.events(shard)[ack!.seq - 1], events[index], `event ${index} is at its acked seq`);
+  });
+  node.clearFaults();
+  const acks = await producer.send(error.eventsAt(error.notApplied));
+  acks.forEach((ack, at) => assert.equal(node.events(ack.shard)[ack.seq - 1], events[error.notApplied[at]], 'the resent event landed'));
+  for (const shard of [0, 1, 3]) assert.equal(node.events(shard), byShard(shard).map((index) => events[index]), `shard ${shard} holds its events once, in order`);
   await producer.close();
 });
 

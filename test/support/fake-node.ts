@@ -87,6 +87,8 @@ export class FakeNode {
   private readonly logs = new Map<number, ReadBatch[]>();
   private readonly sessions = new Map<string, Session>();
   private readonly faults = new Map<Endpoint, Fault[]>();
+  /** Shards whose appends are answered with a code, not applied, until clearFaults(). */
+  private readonly failingShards = new Map<number, string>();
   private readonly held: Array<() => void> = [];
   private isHolding = false;
   private feedToSkip = 0;
@@ -141,6 +143,11 @@ export class FakeNode {
     this.addFaults(endpoint, count, { kind: 'fail', code });
   }
 
+  /** Every append to `shard` is answered with `code`, not applied, until clearFaults(). */
+  failShard(shard: number, code: string): void {
+    this.failingShards.set(shard, code);
+  }
+
   /** The next `count` requests are handled after delayMs. */
   delayRequests(count: number, delayMs: number, endpoint: Endpoint = 'append'): void {
     this.addFaults(endpoint, count, { kind: 'delay', delayMs });
@@ -149,6 +156,7 @@ export class FakeNode {
   /** Forgets every pending fault. */
   clearFaults(): void {
     this.faults.clear();
+    this.failingShards.clear();
   }
 
   /** Appends wait (unhandled, in order) until release(). */
@@ -231,6 +239,8 @@ export class FakeNode {
           const request = decodeRequest(data, 'append', limits);
           this.record({ endpoint, shard, session: request.session ?? null, eventCount: request.events.byteLength / EVENT_BYTES, fromSeq: null });
           if (fault?.kind === 'fail') throw new TidelogError(fault.code as TidelogError['code'], 'injected by the fake node');
+          const shardCode = this.failingShards.get(shard as number);
+          if (shardCode !== undefined) throw new TidelogError(shardCode as TidelogError['code'], `shard ${shard} fails (the fake node)`);
           reply = this.append(shard as number, request.shard, request.events, request.session);
           break;
         }
