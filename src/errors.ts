@@ -31,6 +31,7 @@ export const ErrorCodes = [
   'NOT_LEADER', // this node does not lead the shard (replication: ask the leader)
   'SEQUENCE_GAP', // a producer session skipped a request seq; resend the missing ones first
   'PRODUCER_FENCED', // a newer session epoch of the same producer id exists
+  'REQUEST_MISMATCH', // a session's requestSeq reused for other events than those first applied under it
   'TIMEOUT', // no reply within the deadline; the request may or may not have been applied
   'NO_RESPONDERS', // nothing listens on the subject (no node up, or wrong namespace)
   'DISCONNECTED', // the transport lost its connection and the operation could not complete

@@ -24,6 +24,7 @@ export const DEFINITIVE_REJECTIONS: ReadonlySet<string> = new Set([
   'UNKNOWN_SHARD',
   'REQUEST_TOO_LARGE',
   'UNSUPPORTED_VERSION',
+  'REQUEST_MISMATCH',
 ]);
 
 /** Retryable failures that prove this try was not applied. */

@@ -5,7 +5,8 @@
 // session (`~merge:E:S`, so a repeated merge of the same batch is answered, not appended), and
 // the session notes of producers whose requests the batch held, their runs moved to the new
 // seqs (so a producer's retry is answered with where its events are now). Old logs hold no
-// merge note and read unchanged; a session note starts with byte 1, a merge note with 2.
+// merge note and read unchanged; a session note starts with byte 1 (3 with its events' digest),
+// a merge note with 2.
 //
 //   offset  size  field           type
 //   ------  ----  --------------  ---------------------------------------------

@@ -103,7 +103,7 @@ export async function mergeOrphanBatches(target: MergeTarget, batches: readonly 
         else {
           // No gap check: the requests before it may land later (from another orphan, or a
           // retry); the store keeps them appendable.
-          const begin = target.sessions.begin(request, undefined, { allowGap: true });
+          const begin = target.sessions.begin(request, undefined, { allowGap: true, digest: request.digest });
           isHere = begin.kind !== 'append';
           if (!isHere) {
             moved.push(request);
@@ -140,18 +140,19 @@ export async function mergeOrphanBatches(target: MergeTarget, batches: readonly 
         packed.set(orphan.bytes.subarray(from, from + EVENT_BYTES), at * EVENT_BYTES);
         at++;
       }
-      const noted: Array<{ tag: SessionTag; runs: number[] }> = [];
+      // A moved request keeps its digest (its events are the same); the identity has none.
+      const noted: Array<{ tag: SessionTag; runs: number[]; digest?: number }> = [];
       await target.appendWithNote(packed, (assigned) => {
         const newSeqOf = new Map<number, number>();
         let next = 0;
         for (let index = 0; index < header.count; index++) if (keep[index] === 1) newSeqOf.set(firstSeq + index, assigned[next++]);
-        noted.push({ tag: identity, runs: seqsToRuns(assigned) }, ...moved.map((request) => ({ tag: request, runs: movedRuns(request.runs, newSeqOf) })));
+        noted.push({ tag: identity, runs: seqsToRuns(assigned) }, ...moved.map((request) => ({ tag: request, runs: movedRuns(request.runs, newSeqOf), digest: request.digest })));
         return encodeMergeNote({
           originEpoch: header.leaderEpoch,
           originFirstSeq: firstSeq,
           originCount: header.count,
           originTimeNs: orphan.originTimeNs,
-          notes: noted.map(({ tag, runs }) => encodeSessionNote(tag, runs)),
+          notes: noted.map(({ tag, runs, digest }) => encodeSessionNote(tag, runs, digest)),
         });
       });
       if (target.answeredAtDurable === true) for (const { tag, runs } of noted) target.sessions.markDurable(tag, runs);

@@ -8,7 +8,7 @@
 //   offset  size   field            notes (all integers little-endian)
 //   ------  -----  ---------------  ----------------------------------------------------
 //        0      4  magic            ASCII "TLSS"
-//        4      2  version          u16 = 1
+//        4      2  version          u16 = 2 (1: recent requests without digest fields)
 //        6      2  reserved         0
 //        8      8  evictedSessions  u64 ≤ 2^53-1, sessions forgotten so far (non-zero: an
 //                                   unknown producer past requestSeq 1 may be a forgotten one)
@@ -24,7 +24,11 @@
 //     +25+P   …  recent           ascending requestSeq, the last one = hwm (when any), each:
 //                                   8  requestSeq  u64 in (floor, hwm]
 //                                   4  runCount    u32 ≥ 1
+//                                   1  hasDigest   u8, 0 or 1     (version 2)
+//                                   4  digest      u32, 0 without (version 2)
 //                                   12 × runCount  runs as in session-note.ts
+//
+// A version 1 snapshot (written before digests) still decodes: its requests have none.
 //
 // A session with no recent requests has floor = hwm: the newest noted request is forgotten
 // last, so hwm is remembered unless every request is.
@@ -33,11 +37,13 @@ import { TidelogError } from '../errors.ts';
 import { MAX_PRODUCER_ID_BYTES } from '../transport/messages.ts';
 import { RUN_BYTES, readProducerId, readRuns, readU53, writeRuns } from './session-note.ts';
 
-export const SESSION_SNAPSHOT_VERSION = 1;
+export const SESSION_SNAPSHOT_VERSION = 2;
+const VERSION_WITHOUT_DIGESTS = 1;
 const SNAPSHOT_MAGIC = 0x53534c54; // "TLSS" read as u32 little-endian
 const SNAPSHOT_HEAD_BYTES = 20;
 const SESSION_HEAD_BYTES = 25;
-const RECENT_HEAD_BYTES = 12;
+const RECENT_HEAD_BYTES = 17;
+const RECENT_HEAD_BYTES_V1 = 12;
 
 /** One producer's durable session; the session store mutates it as notes are folded. */
 export interface SessionRecord {
@@ -49,6 +55,8 @@ export interface SessionRecord {
   floor: number;
   /** requestSeq → runs ([seq, length, …]) of the remembered requests. */
   readonly recent: Map<number, number[]>;
+  /** requestSeq → the digest of its events, for the requests of `recent` whose note had one. */
+  readonly digests: Map<number, number>;
   /** The keys of `recent`, ascending. */
   readonly recentSeqs: number[];
   /** Runs held in `recent`. */
@@ -88,8 +96,11 @@ export function encodeSessionSnapshot(evictedSessions: number, sessions: Iterabl
     offset += SESSION_HEAD_BYTES - 1;
     for (const requestSeq of session.recentSeqs) {
       const runs = session.recent.get(requestSeq) as number[];
+      const digest = session.digests.get(requestSeq);
       view.setBigUint64(offset, BigInt(requestSeq), true);
       view.setUint32(offset + 8, runs.length / 2, true);
+      bytes[offset + 12] = digest === undefined ? 0 : 1;
+      view.setUint32(offset + 13, digest ?? 0, true);
       offset = writeRuns(view, offset + RECENT_HEAD_BYTES, runs);
     }
   }
@@ -102,7 +113,8 @@ export function decodeSessionSnapshot(bytes: Uint8Array): SessionSnapshot {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.getUint32(0, true) !== SNAPSHOT_MAGIC) corrupt('bad magic');
   const version = view.getUint16(4, true);
-  if (version !== SESSION_SNAPSHOT_VERSION) corrupt(`unknown version ${version}`);
+  if (version !== SESSION_SNAPSHOT_VERSION && version !== VERSION_WITHOUT_DIGESTS) corrupt(`unknown version ${version}`);
+  const recentHeadBytes = version === VERSION_WITHOUT_DIGESTS ? RECENT_HEAD_BYTES_V1 : RECENT_HEAD_BYTES;
   if (view.getUint16(6, true) !== 0) corrupt('reserved bytes are not zero');
   const evictedSessions = readU53(view, 8);
   const count = view.getUint32(16, true);
@@ -130,19 +142,25 @@ export function decodeSessionSnapshot(bytes: Uint8Array): SessionSnapshot {
     offset += SESSION_HEAD_BYTES - 1;
     if (floor > hwm) corrupt(`session ${index}: floor ${floor} above hwm ${hwm}`);
     if (recentCount > hwm - floor) corrupt(`session ${index}: ${recentCount} requests do not fit in (${floor}, ${hwm}]`);
-    const session: SessionRecord = { producerId, producerBytes, epoch, hwm, floor, recent: new Map(), recentSeqs: [], runCount: 0 };
+    const session: SessionRecord = { producerId, producerBytes, epoch, hwm, floor, recent: new Map(), digests: new Map(), recentSeqs: [], runCount: 0 };
     let previous = floor;
     for (let recent = 0; recent < recentCount; recent++) {
-      need(RECENT_HEAD_BYTES);
+      need(recentHeadBytes);
       const requestSeq = readU53(view, offset);
       const runCount = view.getUint32(offset + 8, true);
       if (requestSeq <= previous || requestSeq > hwm) corrupt(`session ${index}: requestSeq ${requestSeq} out of order`);
       if (runCount < 1) corrupt(`session ${index}: request ${requestSeq} has no runs`);
-      need(RECENT_HEAD_BYTES + runCount * RUN_BYTES);
-      session.recent.set(requestSeq, readRuns(view, offset + RECENT_HEAD_BYTES, runCount));
+      if (recentHeadBytes === RECENT_HEAD_BYTES) {
+        const hasDigest = bytes[offset + 12];
+        const digest = view.getUint32(offset + 13, true);
+        if (hasDigest > 1 || (hasDigest === 0 && digest !== 0)) corrupt(`session ${index}: request ${requestSeq} has a bad digest field`);
+        if (hasDigest === 1) session.digests.set(requestSeq, digest);
+      }
+      need(recentHeadBytes + runCount * RUN_BYTES);
+      session.recent.set(requestSeq, readRuns(view, offset + recentHeadBytes, runCount));
       session.recentSeqs.push(requestSeq);
       session.runCount += runCount;
-      offset += RECENT_HEAD_BYTES + runCount * RUN_BYTES;
+      offset += recentHeadBytes + runCount * RUN_BYTES;
       previous = requestSeq;
     }
     if (recentCount === 0 ? floor !== hwm : previous !== hwm) corrupt(`session ${index}: hwm ${hwm} is not its newest request`);

@@ -14,6 +14,10 @@
 //   recent         requestSeq → runs for the newest noted requests in (floor, hwm], at most
 //                  maxRunsPerSession of them; the lowest requestSeq is forgotten first
 //                  (floor rises to it), because retries are of recent requests.
+//   digests        requestSeq → the digest of its events (session-note.ts), for those of
+//                  `recent` whose note carried one: a retry with other events under a
+//                  remembered number is REQUEST_MISMATCH, never answered with the first
+//                  request's seqs (its events would be dropped without a word).
 // A requestSeq in (floor, hwm] that `recent` lacks was never noted: it is a request whose
 // append failed while later pipelined ones succeeded, so a retry of it is appended. That is
 // why eviction goes by requestSeq, not by access, and why in-flight requests per session are
@@ -61,8 +65,13 @@ export type BeginResult =
   /** The same request is in flight: resolves with its runs once durable, rejects if it fails. */
   | { kind: 'pending'; promise: Promise<number[]> };
 
-interface InFlightRequest {
+/** What a request carried, as far as the caller said: a retry must carry the same. */
+interface RequestShape {
   eventCount: number | undefined;
+  digest: number | undefined;
+}
+
+interface InFlightRequest extends RequestShape {
   waiters: Deferred<number[]>[];
 }
 
@@ -72,9 +81,9 @@ interface Flight {
   requests: Map<number, InFlightRequest>;
   /**
    * Availability mode: requests answered once durable here, before their note is committed
-   * (requestSeq → runs): a retry is answered with them; they no longer count as in flight.
+   * (requestSeq → runs and shape): a retry is answered with them; they no longer count as in flight.
    */
-  durable: Map<number, number[]>;
+  durable: Map<number, { runs: number[]; shape: RequestShape }>;
   highest: number;
 }
 
@@ -121,8 +130,9 @@ export class SessionStore {
   }
 
   /**
-   * Decides what to do with a tagged request of `eventCount` events (when given, a retry
-   * whose event count differs from the original's is BAD_REQUEST: a reused requestSeq).
+   * Decides what to do with a tagged request of `eventCount` events whose events have
+   * `options.digest` (session-note.ts's eventsDigest; when given, a retry whose event count or
+   * digest differs from the original's is REQUEST_MISMATCH: a reused requestSeq).
    * Throws PRODUCER_FENCED for an epoch below the newest seen, SEQUENCE_GAP for a requestSeq
    * beyond the next one (or a new epoch not starting at 1), OVERLOADED past a bound.
    * After 'append' the caller appends with the note, and calls `abandon` if that fails.
@@ -130,7 +140,8 @@ export class SessionStore {
    * requests before it that this store lacks stay appendable (the window's rule for a requestSeq
    * in (floor, hwm] never noted).
    */
-  begin(tag: SessionTag, eventCount?: number, options: { allowGap?: boolean } = {}): BeginResult {
+  begin(tag: SessionTag, eventCount?: number, options: { allowGap?: boolean; digest?: number } = {}): BeginResult {
+    const shape: RequestShape = { eventCount, digest: options.digest };
     producerIdBytes(tag.producerId);
     checkSessionNumbers(tag);
     const { producerId, sessionEpoch, requestSeq } = tag;
@@ -150,12 +161,12 @@ export class SessionStore {
     }
     const answered = flight?.durable.get(requestSeq);
     if (answered !== undefined) {
-      if (eventCount !== undefined) checkRetryCount(tag, runsEventCount(answered), eventCount);
-      return { kind: 'replay', runs: answered.slice() };
+      checkRetry(tag, { eventCount: runsEventCount(answered.runs), digest: answered.shape.digest }, shape);
+      return { kind: 'replay', runs: answered.runs.slice() };
     }
     const inFlight = flight?.requests.get(requestSeq);
     if (inFlight !== undefined) {
-      checkRetryCount(tag, inFlight.eventCount, eventCount);
+      checkRetry(tag, inFlight, shape);
       if (inFlight.waiters.length >= this.maxWaitersPerRequest) {
         throw new TidelogError('OVERLOADED', `producer ${producerId}: ${inFlight.waiters.length} retries already wait for request ${requestSeq}`, {
           details: { producerId, requestSeq },
@@ -169,7 +180,7 @@ export class SessionStore {
     if (durable !== undefined && requestSeq <= durable.hwm) {
       const runs = durable.recent.get(requestSeq);
       if (runs !== undefined) {
-        if (eventCount !== undefined) checkRetryCount(tag, runsEventCount(runs), eventCount);
+        checkRetry(tag, { eventCount: runsEventCount(runs), digest: durable.digests.get(requestSeq) }, shape);
         return { kind: 'replay', runs: runs.slice() };
       }
       // With requests landing out of order (availability mode) the floor may pass one noted
@@ -178,7 +189,7 @@ export class SessionStore {
       // producer never has more requests in flight than the window). A merge asks the log.
       if (requestSeq <= durable.floor) return { kind: 'applied' };
       // Inside the window but never noted: its append failed; this retry appends it.
-      return this.startAppend(producerId, sessionEpoch, requestSeq, eventCount, flight);
+      return this.startAppend(producerId, sessionEpoch, requestSeq, shape, flight);
     }
     if (options.allowGap === true) {
       // Checked by nothing below: a merge's request may come before ones it follows.
@@ -190,7 +201,7 @@ export class SessionStore {
       const highest = Math.max(durable?.hwm ?? 0, flight?.highest ?? 0);
       if (requestSeq > highest + 1) throw gap(tag, highest + 1);
     }
-    return this.startAppend(producerId, sessionEpoch, requestSeq, eventCount, flight);
+    return this.startAppend(producerId, sessionEpoch, requestSeq, shape, flight);
   }
 
   /**
@@ -245,7 +256,7 @@ export class SessionStore {
     const request = flight.requests.get(tag.requestSeq);
     if (request === undefined) return;
     flight.requests.delete(tag.requestSeq);
-    flight.durable.set(tag.requestSeq, runs.slice());
+    flight.durable.set(tag.requestSeq, { runs: runs.slice(), shape: { eventCount: request.eventCount, digest: request.digest } });
     for (const waiter of request.waiters) waiter.resolve(runs.slice());
   }
 
@@ -307,6 +318,7 @@ export class SessionStore {
         hwm: 0,
         floor: 0,
         recent: new Map(),
+        digests: new Map(),
         recentSeqs: [],
         runCount: 0,
       };
@@ -319,6 +331,7 @@ export class SessionStore {
     this.sessions.set(producerId, session);
     insertSorted(session.recentSeqs, requestSeq);
     session.recent.set(requestSeq, note.runs.slice());
+    if (note.digest !== undefined) session.digests.set(requestSeq, note.digest);
     session.runCount += note.runs.length / 2;
     this.rememberedRuns += note.runs.length / 2;
     if (requestSeq > session.hwm) session.hwm = requestSeq;
@@ -348,6 +361,7 @@ export class SessionStore {
     const requestSeq = session.recentSeqs.shift() as number;
     const runs = session.recent.get(requestSeq) as number[];
     session.recent.delete(requestSeq);
+    session.digests.delete(requestSeq);
     session.runCount -= runs.length / 2;
     this.rememberedRuns -= runs.length / 2;
     if (requestSeq > session.floor) session.floor = requestSeq;
@@ -366,7 +380,7 @@ export class SessionStore {
     producerId: string,
     epoch: number,
     requestSeq: number,
-    eventCount: number | undefined,
+    shape: RequestShape,
     existing: Flight | undefined,
   ): BeginResult {
     let flight = existing;
@@ -383,7 +397,7 @@ export class SessionStore {
         details: { producerId, requestSeq },
       });
     }
-    flight.requests.set(requestSeq, { eventCount, waiters: [] });
+    flight.requests.set(requestSeq, { ...shape, waiters: [] });
     if (requestSeq > flight.highest) flight.highest = requestSeq;
     return { kind: 'append' };
   }
@@ -429,13 +443,18 @@ function gap(tag: SessionTag, expected: number): TidelogError {
   );
 }
 
-function checkRetryCount(tag: SessionTag, original: number | undefined, retry: number | undefined): void {
-  if (original === undefined || retry === undefined || original === retry) return;
-  throw new TidelogError(
-    'BAD_REQUEST',
-    `producer ${tag.producerId}: requestSeq ${tag.requestSeq} was used for ${original} events, this request has ${retry}`,
-    { details: { producerId: tag.producerId, requestSeq: tag.requestSeq, original, retry } },
-  );
+/**
+ * REQUEST_MISMATCH unless a retry carries what the request first seen under its number
+ * carried (what either side does not know is not compared: a version 1 note has no digest).
+ */
+function checkRetry(tag: SessionTag, original: RequestShape, retry: RequestShape): void {
+  const countDiffers = original.eventCount !== undefined && retry.eventCount !== undefined && original.eventCount !== retry.eventCount;
+  const digestDiffers = original.digest !== undefined && retry.digest !== undefined && original.digest !== retry.digest;
+  if (!countDiffers && !digestDiffers) return;
+  const what = countDiffers ? `${original.eventCount} events, this request has ${retry.eventCount}` : `${original.eventCount ?? 'its'} other events`;
+  throw new TidelogError('REQUEST_MISMATCH', `producer ${tag.producerId} epoch ${tag.sessionEpoch}: requestSeq ${tag.requestSeq} was used for ${what}`, {
+    details: { producerId: tag.producerId, sessionEpoch: tag.sessionEpoch, requestSeq: tag.requestSeq, originalEvents: original.eventCount ?? null, retryEvents: retry.eventCount ?? null },
+  });
 }
 
 function positive(value: number, name: string): number {

@@ -22,7 +22,7 @@ import { FEED_INTEREST_MS, MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatc
 import { MERGE_PRODUCER_PREFIX } from './merge-note.ts';
 import { mergeOrphanBatches, type MergeResult } from './orphan-merge.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
-import { RUN_BYTES, encodeSessionNote, producerIdBytes, sessionNoteBytes } from './session-note.ts';
+import { RUN_BYTES, encodeSessionNote, eventsDigest, producerIdBytes, sessionNoteBytes } from './session-note.ts';
 import type { SessionLimits } from './session-store.ts';
 import { ShardState } from './shard-state.ts';
 
@@ -241,7 +241,9 @@ export class ShardHost {
     // availability mode a producer that switched sides meets SEQUENCE_GAP for requests still
     // on the other side and restarts its session; the merge then finds those requests fenced
     // and looks for them in the log (orphan-merge.ts).
-    const decision = this.beginSession(session, count);
+    // What a retry must carry again: the same events (a reused number with others is refused).
+    const digest = eventsDigest(packed);
+    const decision = this.beginSession(session, count, digest);
     switch (decision.kind) {
       case 'replay':
         return { runs: decision.runs, outcome: 'replayed', written: 0 };
@@ -254,7 +256,7 @@ export class ShardHost {
         try {
           // A session makes its retries exactly-once; content dedup would drop real signals
           // that share their 21 bytes (views stamped in the same millisecond), so it is off.
-          seqs = await this.wal.appendMany(packed, { note: (assigned) => encodeSessionNote(session, seqsToRuns(assigned)), dedup: false });
+          seqs = await this.wal.appendMany(packed, { note: (assigned) => encodeSessionNote(session, seqsToRuns(assigned), digest), dedup: false });
         } catch (error) {
           this.state.sessions.abandon(session, error as Error);
           throw error;
@@ -275,9 +277,9 @@ export class ShardHost {
    * answers a request whose earlier try is in doubt "maybe applied" instead of sending it again
    * under a new number (its first copy may yet be merged).
    */
-  private beginSession(session: SessionTag, count: number): ReturnType<ShardState['sessions']['begin']> {
+  private beginSession(session: SessionTag, count: number, digest: number): ReturnType<ShardState['sessions']['begin']> {
     try {
-      return this.state.sessions.begin(session, count);
+      return this.state.sessions.begin(session, count, { digest });
     } catch (error) {
       if (this.options.availability !== true || !isTidelogError(error, 'SEQUENCE_GAP')) throw error;
       throw new TidelogError('SEQUENCE_GAP', error.message, { details: { ...error.context, maybeAppliedElsewhere: true } });

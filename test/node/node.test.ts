@@ -36,7 +36,7 @@ async function startHarness(overrides: ConfigOverrides = {}, io?: FileIo): Promi
     env: {},
     overrides: { namespace: NAMESPACE, dataDir: dir, router: ROUTER, wal: { fsync: 'off', batchLingerMs: 0 }, log: { level: 'silent' }, ...overrides },
   });
-  const logger = pino({ level: 'silent' });
+  const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
   let nodeTransport = new InProcessTransport({ bus });
   const harness: Harness = {
     dir,
@@ -138,7 +138,7 @@ test('node - the any-node append splits by shard, acks each event durably, and r
   }
 });
 
-test('node - a session retry is answered with the original seqs, before and after a node restart', async () => {
+test('node - a session retry is answered with the original seqs, before and after a node restart; other events under the same number are REQUEST_MISMATCH', async () => {
   const harness = await startHarness();
   try {
     const shard = 2;
@@ -151,10 +151,19 @@ test('node - a session retry is answered with the original seqs, before and afte
     const retry = await shardAppend(harness, shard, packed, session);
     assert.is(retry.outcome, 'replayed');
     assert.equal(retry.parts[0].runs, first.parts[0].runs);
+    // The same count of other events under the same number: refused, never answered 'replayed'.
+    const other = packed.slice();
+    other[EVENT_BYTES * (count - 1) + 9] ^= 1; // the last event's signal type or weight
+    const mismatch = async (): Promise<void> => {
+      const error = await rejection(() => shardAppend(harness, shard, other, session));
+      assert.ok(isTidelogError(error, 'REQUEST_MISMATCH'), String(error));
+    };
+    await mismatch();
     await harness.restart();
     const afterRestart = await shardAppend(harness, shard, packed, session);
     assert.is(afterRestart.outcome, 'replayed', 'the idempotency store came back from the WAL');
     assert.equal(afterRestart.parts[0].runs, first.parts[0].runs);
+    await mismatch();
     assert.is((await readShard(harness, shard)).length, count, 'nothing was appended twice');
     const next = await shardAppend(harness, shard, eventsOfShard(packedEvents(1000, 200), shard), { ...session, requestSeq: 2 });
     assert.is(next.outcome, 'new');

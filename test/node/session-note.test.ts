@@ -5,6 +5,7 @@ import {
   RUN_BYTES,
   decodeSessionNote,
   encodeSessionNote,
+  eventsDigest,
   runsEventCount,
   runsProblem,
   sessionNoteBytes,
@@ -35,14 +36,16 @@ const note = fc.record({
   sessionEpoch: fc.oneof(fc.integer({ min: 0, max: 10 }), fc.constant(0xffff_ffff)),
   requestSeq: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.constant(Number.MAX_SAFE_INTEGER)),
   runs: callSeqs.map(seqsToRuns),
+  digest: fc.option(fc.integer({ min: 0, max: 0xffff_ffff }), { nil: undefined }),
 });
 
 test('session-note - round-trips every tag and canonical runs', () => {
   fc.assert(
-    fc.property(note, (value) => {
-      const bytes = encodeSessionNote(value, value.runs);
-      assert.is(bytes.byteLength, sessionNoteBytes(new TextEncoder().encode(value.producerId).byteLength, value.runs.length / 2));
-      assert.equal(decodeSessionNote(bytes), { ...value });
+    fc.property(note, ({ digest, ...value }) => {
+      const bytes = encodeSessionNote(value, value.runs, digest);
+      assert.is(bytes.byteLength, sessionNoteBytes(new TextEncoder().encode(value.producerId).byteLength, value.runs.length / 2, digest !== undefined));
+      assert.is(bytes[0], digest === undefined ? 1 : 3, 'version 3 carries the digest; without one, version 1');
+      assert.equal(decodeSessionNote(bytes), digest === undefined ? value : { ...value, digest });
     }),
     { seed: 31, numRuns: 400 },
   );
@@ -66,6 +69,26 @@ test('session-note - the layout is the documented one', () => {
     [...bytes],
     [1, 2, 0x61, 0x62, 4, 3, 2, 1, 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0],
   );
+  // Version 3: the events' digest between runCount and the runs.
+  const withDigest = encodeSessionNote({ producerId: 'ab', sessionEpoch: 0x01020304, requestSeq: 7 }, [0x0102, 3], 0x0a0b0c0d);
+  assert.equal(
+    [...withDigest],
+    [3, 2, 0x61, 0x62, 4, 3, 2, 1, 7, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0x0d, 0x0c, 0x0b, 0x0a, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0],
+  );
+});
+
+test('session-note - eventsDigest tells other events of the same count apart, and is stable', () => {
+  const events = new Uint8Array(21 * 3).map((_, at) => (at * 37) & 0xff);
+  const other = events.slice();
+  other[40] ^= 1;
+  assert.is.not(eventsDigest(events), eventsDigest(other), 'one bit of one event differs');
+  assert.is.not(eventsDigest(events), eventsDigest(events.subarray(0, 42)), 'one event fewer');
+  assert.is(eventsDigest(events), eventsDigest(events.slice()), 'the same bytes anywhere');
+  const inBatch = new Uint8Array(events.byteLength + 5);
+  inBatch.set(events, 5);
+  assert.is(eventsDigest(inBatch.subarray(5)), eventsDigest(events), 'a view at an unaligned offset');
+  // Digests are kept in logs and snapshots: the function may never change.
+  assert.is(eventsDigest(events), 0x701c8591);
 });
 
 test('session-note - runs as the node builds them (seqsToRuns) are canonical', () => {
@@ -110,7 +133,9 @@ test('session-note - decode rejects every truncation, extension and version with
     copy[at] = value;
     return copy;
   };
-  expectCode(() => decodeSessionNote(mutate(0, 2)), 'DECODE_FAILED'); // version
+  expectCode(() => decodeSessionNote(mutate(0, 3)), 'DECODE_FAILED'); // version 3 needs 4 more bytes
+  expectCode(() => decodeSessionNote(mutate(0, 2)), 'DECODE_FAILED'); // a merge note's version
+  expectCode(() => decodeSessionNote(mutate(0, 4)), 'DECODE_FAILED'); // version
   expectCode(() => decodeSessionNote(mutate(1, 0)), 'DECODE_FAILED'); // producer length 0
   expectCode(() => decodeSessionNote(mutate(1, 65)), 'DECODE_FAILED'); // producer length 65
   expectCode(() => decodeSessionNote(mutate(2, 0xff)), 'DECODE_FAILED'); // not UTF-8
@@ -125,6 +150,11 @@ test('session-note - decode rejects every truncation, extension and version with
   const emptyRun = new Uint8Array(bytes);
   new DataView(emptyRun.buffer).setUint32(26 + 8, 0, true);
   expectCode(() => decodeSessionNote(emptyRun), 'DECODE_FAILED');
+  const version3 = encodeSessionNote({ producerId: 'producer', sessionEpoch: 3, requestSeq: 44 }, [10, 4, 0, 2, 14, 1], 99);
+  for (let length = 0; length < version3.byteLength; length++) expectCode(() => decodeSessionNote(version3.subarray(0, length)), 'DECODE_FAILED');
+  const asVersion1 = version3.slice();
+  asVersion1[0] = 1;
+  expectCode(() => decodeSessionNote(asVersion1), 'DECODE_FAILED'); // version 1 is 4 bytes shorter
 });
 
 test('session-note - decode never throws anything but DECODE_FAILED on random bytes', () => {

@@ -12,7 +12,7 @@ import {
 import { expectCode } from '../support/expect-code.ts';
 
 /** A session as the store holds it: hwm is the newest remembered request, or the floor. */
-function record(producerId: string, epoch: number, floor: number, recent: Array<[number, number[]]>): SessionRecord {
+function record(producerId: string, epoch: number, floor: number, recent: Array<[number, number[], number?]>): SessionRecord {
   return {
     producerId,
     producerBytes: producerIdBytes(producerId),
@@ -20,6 +20,7 @@ function record(producerId: string, epoch: number, floor: number, recent: Array<
     hwm: recent.length === 0 ? floor : recent[recent.length - 1][0],
     floor,
     recent: new Map(recent.map(([requestSeq, runs]) => [requestSeq, runs])),
+    digests: new Map(recent.filter((entry): entry is [number, number[], number] => entry[2] !== undefined).map(([requestSeq, , digest]) => [requestSeq, digest])),
     recentSeqs: recent.map(([requestSeq]) => requestSeq),
     runCount: recent.reduce((total, [, runs]) => total + runs.length / 2, 0),
   };
@@ -33,7 +34,7 @@ const GOLDEN: SessionSnapshot = {
   evictedSessions: 3,
   sessions: [
     record('ab', 7, 2, [
-      [3, [10, 2]],
+      [3, [10, 2], 0xdeadbeef],
       [4, [0, 1, 12, 1]],
     ]),
     record('cd', 0, 5, []),
@@ -48,14 +49,24 @@ test('session-snapshot - encodes the layout of the table, byte for byte', () => 
   const u64 = (value: number): string => hex(new Uint8Array(new BigUint64Array([BigInt(value)]).buffer));
   const u32 = (value: number): string => hex(new Uint8Array(new Uint32Array([value]).buffer));
   const expected = [
-    '544c5353', '0100', '0000', u64(3), u32(2), // magic "TLSS", version, reserved, evicted, count
+    '544c5353', '0200', '0000', u64(3), u32(2), // magic "TLSS", version, reserved, evicted, count
     '02', '6162', u32(7), u64(4), u64(2), u32(2), // "ab": epoch 7, hwm 4, floor 2, 2 recent
-    u64(3), u32(1), u64(10), u32(2), // request 3: seqs 10..11
-    u64(4), u32(2), u64(0), u32(1), u64(12), u32(1), // request 4: one duplicate, then seq 12
+    u64(3), u32(1), '01', u32(0xdeadbeef), u64(10), u32(2), // request 3: its digest, seqs 10..11
+    u64(4), u32(2), '00', u32(0), u64(0), u32(1), u64(12), u32(1), // request 4: no digest; one duplicate, then seq 12
     '02', '6364', u32(0), u64(5), u64(5), u32(0), // "cd": epoch 0, hwm 5 = floor 5, none recent
   ].join('');
   assert.is(hex(encode(GOLDEN)), expected);
   assert.equal(decodeSessionSnapshot(encode(GOLDEN)), GOLDEN);
+  // Version 1 (before digests) still decodes: the same sessions without a digest.
+  const version1 = [
+    '544c5353', '0100', '0000', u64(3), u32(2),
+    '02', '6162', u32(7), u64(4), u64(2), u32(2),
+    u64(3), u32(1), u64(10), u32(2),
+    u64(4), u32(2), u64(0), u32(1), u64(12), u32(1),
+    '02', '6364', u32(0), u64(5), u64(5), u32(0),
+  ].join('');
+  const withoutDigests = { ...GOLDEN, sessions: GOLDEN.sessions.map((session) => ({ ...session, digests: new Map<number, number>() })) };
+  assert.equal(decodeSessionSnapshot(new Uint8Array(Buffer.from(version1, 'hex'))), withoutDigests);
 });
 
 test('session-snapshot - an empty store encodes to its 20-byte head', () => {
@@ -74,7 +85,7 @@ function damaged(change: (view: DataView, bytes: Uint8Array) => void): Uint8Arra
 test('session-snapshot - rejects each broken rule of the table with DECODE_FAILED', () => {
   const cases: Record<string, Uint8Array> = {
     'bad magic': damaged((_view, bytes) => (bytes[0] = 0x58)),
-    'unknown version': damaged((view) => view.setUint16(4, 2, true)),
+    'unknown version': damaged((view) => view.setUint16(4, 3, true)),
     'reserved not zero': damaged((_view, bytes) => (bytes[6] = 1)),
     'evictedSessions past 2^53-1': damaged((view) => view.setBigUint64(8, 1n << 60n, true)),
     'more sessions than bytes': damaged((view) => view.setUint32(16, 3, true)),
@@ -82,15 +93,17 @@ test('session-snapshot - rejects each broken rule of the table with DECODE_FAILE
     'empty producer id': damaged((_view, bytes) => (bytes[20] = 0)),
     'producer id over 64 bytes': damaged((_view, bytes) => (bytes[20] = 65)),
     'producer id not UTF-8': damaged((_view, bytes) => (bytes[21] = 0xff)),
-    'producer twice': damaged((_view, bytes) => bytes.set([0x61, 0x62], 108)),
-    'floor above hwm': damaged((view) => view.setBigUint64(122, 6n, true)),
+    'producer twice': damaged((_view, bytes) => bytes.set([0x61, 0x62], 118)),
+    'floor above hwm': damaged((view) => view.setBigUint64(132, 6n, true)),
     'more recent requests than (floor, hwm] holds': damaged((view) => view.setUint32(43, 3, true)),
-    'requestSeqs not ascending': damaged((view) => view.setBigUint64(71, 3n, true)),
+    'requestSeqs not ascending': damaged((view) => view.setBigUint64(76, 3n, true)),
     'request without runs': damaged((view) => view.setUint32(55, 0, true)),
-    'run of length 0': damaged((view) => view.setUint32(67, 0, true)),
-    'two duplicate runs in a row': damaged((view) => view.setBigUint64(95, 0n, true)),
+    'hasDigest neither 0 nor 1': damaged((_view, bytes) => (bytes[59] = 2)),
+    'a digest without hasDigest': damaged((view) => view.setUint32(89, 1, true)),
+    'run of length 0': damaged((view) => view.setUint32(72, 0, true)),
+    'two duplicate runs in a row': damaged((view) => view.setBigUint64(105, 0n, true)),
     'hwm above the newest request': damaged((view) => view.setBigUint64(27, 5n, true)),
-    'hwm above the floor with no request': damaged((view) => view.setBigUint64(114, 6n, true)),
+    'hwm above the floor with no request': damaged((view) => view.setBigUint64(124, 6n, true)),
   };
   for (const [name, bytes] of Object.entries(cases)) {
     try {
@@ -145,7 +158,7 @@ const sessionArbitrary: fc.Arbitrary<SessionRecord> = fc
     producerId: fc.string({ unit: 'binary', minLength: 1, maxLength: 16 }),
     epoch: fc.integer({ min: 0, max: 0xffff_ffff }),
     floor: fc.oneof(fc.nat(20), fc.integer({ min: 0, max: 2 ** 52 })),
-    recent: fc.array(fc.record({ gap: fc.nat(3), runs: runsArbitrary }), { maxLength: 5 }),
+    recent: fc.array(fc.record({ gap: fc.nat(3), runs: runsArbitrary, digest: fc.option(fc.integer({ min: 0, max: 0xffff_ffff }), { nil: undefined }) }), { maxLength: 5 }),
   })
   .map(({ producerId, epoch, floor, recent }) => {
     let requestSeq = floor;
@@ -153,9 +166,9 @@ const sessionArbitrary: fc.Arbitrary<SessionRecord> = fc
       producerId,
       epoch,
       floor,
-      recent.map(({ gap, runs }): [number, number[]] => {
+      recent.map(({ gap, runs, digest }): [number, number[], number?] => {
         requestSeq += 1 + gap;
-        return [requestSeq, runs];
+        return [requestSeq, runs, digest];
       }),
     );
   });
@@ -178,6 +191,15 @@ test('session-snapshot - decode(encode(s)) is s, for any sessions the store can 
   );
 });
 
+/**
+ * A snapshot that decodes re-encodes to itself — or, for bytes that became version 1 (which
+ * the encoder no longer writes), to a version 2 snapshot of the same sessions.
+ */
+function assertCanonical(bytes: Uint8Array, decoded: SessionSnapshot): void {
+  if (new DataView(bytes.buffer, bytes.byteOffset).getUint16(4, true) === 1) assert.equal(decodeSessionSnapshot(encode(decoded)), decoded);
+  else assert.equal(encode(decoded), bytes);
+}
+
 test('session-snapshot - decode accepts only canonical bytes: a damaged snapshot is DECODE_FAILED or re-encodes to itself', () => {
   const flips = fc.record({ snapshot: snapshotArbitrary, at: fc.nat(), mask: fc.integer({ min: 1, max: 255 }) });
   fc.assert(
@@ -191,7 +213,7 @@ test('session-snapshot - decode accepts only canonical bytes: a damaged snapshot
         assert.ok(isTidelogError(error, 'DECODE_FAILED'), String(error));
         return;
       }
-      assert.equal(encode(decoded), bytes);
+      assertCanonical(bytes, decoded);
     }),
     { seed: 52, numRuns: 1000 },
   );
@@ -206,7 +228,7 @@ test('session-snapshot - decode accepts only canonical bytes: a damaged snapshot
       assert.ok(isTidelogError(error, 'DECODE_FAILED'), String(error));
       continue;
     }
-    assert.equal(encode(decoded), copy);
+    assertCanonical(copy, decoded);
   }
 });
 

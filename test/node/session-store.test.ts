@@ -69,11 +69,39 @@ test('session-store - a retry of an in-flight request waits and gets the runs on
   store.begin(tag('p', 1), 2);
   const retry = store.begin(tag('p', 1), 2);
   assert.is(retry.kind, 'pending');
-  expectCode(() => store.begin(tag('p', 1), 5), 'BAD_REQUEST'); // same requestSeq, other content
+  expectCode(() => store.begin(tag('p', 1), 5), 'REQUEST_MISMATCH'); // same requestSeq, other content
   store.applyNote(note('p', 1, [7, 2]));
   assert.equal(await (retry as { promise: Promise<number[]> }).promise, [7, 2]);
-  expectCode(() => store.begin(tag('p', 1), 1), 'BAD_REQUEST');
+  expectCode(() => store.begin(tag('p', 1), 1), 'REQUEST_MISMATCH');
 });
+
+test('session-store - a retry whose events differ (same count, other digest) is REQUEST_MISMATCH in flight, answered at durable, noted, and after a snapshot', () => {
+  const store = new SessionStore();
+  assert.is(kind(store.begin(tag('p', 1), 2, { digest: 111 })), 'append');
+  assert.is(kind(store.begin(tag('p', 1), 2, { digest: 111 })), 'pending', 'the same events wait for the first try');
+  expectCode(() => store.begin(tag('p', 1), 2, { digest: 222 }), 'REQUEST_MISMATCH');
+  // Availability mode: answered once durable, before its note.
+  assert.is(kind(store.begin(tag('p', 2), 2, { digest: 333 })), 'append');
+  store.markDurable(tag('p', 2), [20, 2]);
+  expectCode(() => store.begin(tag('p', 2), 2, { digest: 334 }), 'REQUEST_MISMATCH');
+  assert.equal(store.begin(tag('p', 2), 2, { digest: 333 }), { kind: 'replay', runs: [20, 2] });
+  store.applyNote(encodeSessionNote(tag('p', 1), [10, 2], 111));
+  store.applyNote(encodeSessionNote(tag('p', 2), [20, 2], 333));
+  for (const remembered of [store, restored(store)]) {
+    expectCode(() => remembered.begin(tag('p', 1), 2, { digest: 222 }), 'REQUEST_MISMATCH');
+    assert.equal(remembered.begin(tag('p', 1), 2, { digest: 111 }), { kind: 'replay', runs: [10, 2] });
+    assert.equal(remembered.begin(tag('p', 1), 2), { kind: 'replay', runs: [10, 2] }, 'a caller that knows no digest compares the count only');
+  }
+  // A note written before digests (version 1) is checked by count only.
+  store.applyNote(note('p', 3, [30, 1]));
+  assert.equal(store.begin(tag('p', 3), 1, { digest: 5 }), { kind: 'replay', runs: [30, 1] });
+});
+
+function restored(store: SessionStore): SessionStore {
+  const copy = new SessionStore();
+  copy.restore(store.encode());
+  return copy;
+}
 
 test('session-store - abandon rejects the waiters and lets the request be sent again', async () => {
   const store = new SessionStore();
