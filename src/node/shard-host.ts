@@ -22,7 +22,7 @@ import { FEED_INTEREST_MS, MAX_READ_REPLY_BYTES, type FeedMessage, type ReadBatc
 import { MERGE_PRODUCER_PREFIX } from './merge-note.ts';
 import { mergeOrphanBatches, type MergeResult } from './orphan-merge.ts';
 import { RecentBatches, trimBatch } from './recent-batches.ts';
-import { RUN_BYTES, encodeSessionNote, eventsDigest, producerIdBytes, sessionNoteBytes } from './session-note.ts';
+import { RUN_BYTES, checkSessionNumbers, encodeSessionNote, eventsDigest, producerIdBytes, sessionNoteBytes } from './session-note.ts';
 import type { SessionLimits } from './session-store.ts';
 import { ShardState } from './shard-state.ts';
 
@@ -221,6 +221,12 @@ export class ShardHost {
     this.state.checkSignalTypes(packed);
     if (session !== undefined && typeof session.producerId === 'string' && session.producerId.startsWith(MERGE_PRODUCER_PREFIX)) {
       throw new TidelogError('BAD_REQUEST', `producer ids starting with ${MERGE_PRODUCER_PREFIX} are reserved for merges`);
+    }
+    if (session !== undefined && count === 0) {
+      // A no-op (docs/PROTOCOL.md): the tag is checked, nothing is noted, the number is not used up.
+      producerIdBytes(session.producerId);
+      checkSessionNumbers(session);
+      return { runs: [], outcome: 'new', written: 0 };
     }
     if (session === undefined) {
       // Without a session, the content dedup window is what makes a retry harmless.

@@ -165,6 +165,10 @@ test('node - a session retry is answered with the original seqs, before and afte
     assert.equal(afterRestart.parts[0].runs, first.parts[0].runs);
     await mismatch();
     assert.is((await readShard(harness, shard)).length, count, 'nothing was appended twice');
+    // A session request of 0 events is a no-op that uses no number up (PROTOCOL.md).
+    const empty = await shardAppend(harness, shard, new Uint8Array(0), { ...session, requestSeq: 2 });
+    assert.is(empty.outcome, 'new');
+    assert.equal(empty.parts[0]?.runs ?? [], []);
     const next = await shardAppend(harness, shard, eventsOfShard(packedEvents(1000, 200), shard), { ...session, requestSeq: 2 });
     assert.is(next.outcome, 'new');
     assert.is(runsToSeqs(next.parts[0].runs, next.parts[0].runs[1])[0], count + 1);
