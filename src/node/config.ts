@@ -20,6 +20,8 @@ const U64_DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
 const NAMESPACE = /^[A-Za-z0-9_-]{1,64}$/;
 /** The value of `signals` that means the schema shipped with tidelog. */
 export const DEFAULT_SIGNALS = 'config/signals.json';
+/** The monitoring endpoint's default port (as nats-server's is 8222). */
+export const DEFAULT_MONITOR_PORT = 8322;
 
 const rangeSchema = z.strictObject({
   shard: z.int().min(0).max(65535),
@@ -118,7 +120,13 @@ export const nodeConfigSchema = z.strictObject({
     .prefault({}),
   metrics: z
     .strictObject({
-      port: z.int().min(0).max(65535).default(0).describe('Port of the Prometheus /metrics endpoint; 0: off.'),
+      enabled: z.boolean().default(true).describe('Serve the monitoring endpoint: /metrics, /healthz, /status and a status page at / (docs/OPERATIONS.md).'),
+      port: z
+        .int()
+        .min(0)
+        .max(65535)
+        .default(DEFAULT_MONITOR_PORT)
+        .describe(`Port of the monitoring endpoint; 0: a free port. The default (${DEFAULT_MONITOR_PORT}), when taken, falls back to a free port with a warning.`),
       host: z.string().min(1).default('127.0.0.1'),
     })
     .prefault({}),
@@ -196,6 +204,7 @@ export const CONFIG_ENV: Readonly<Record<string, EnvVariable>> = {
   TIDELOG_NATS_EMBEDDED: { path: ['nats', 'embedded'], parse: asBoolean },
   TIDELOG_DATA_DIR: { path: ['dataDir'], parse: asText },
   TIDELOG_FSYNC: { path: ['wal', 'fsync'], parse: asText },
+  TIDELOG_METRICS_ENABLED: { path: ['metrics', 'enabled'], parse: asBoolean },
   TIDELOG_METRICS_PORT: { path: ['metrics', 'port'], parse: asNumber },
   TIDELOG_METRICS_HOST: { path: ['metrics', 'host'], parse: asText },
   TIDELOG_LOG_LEVEL: { path: ['log', 'level'], parse: asText },

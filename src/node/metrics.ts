@@ -1,12 +1,10 @@
 // Prometheus metrics of one node, on a registry of its own (several nodes can share a process
-// in tests) and served on GET /metrics by a small HTTP server bound to loopback by default.
+// in tests), served on GET /metrics by the monitoring endpoint (monitor.ts).
 // Hot-path counters are plain increments; gauges that mirror WAL state are read at scrape
 // time (collect), so serving metrics costs nothing between scrapes.
 
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { TidelogError } from '../errors.ts';
+import { LatencyWindow } from './monitor.ts';
 
 export interface ShardGaugeSource {
   shard: number;
@@ -44,7 +42,8 @@ export class NodeMetrics {
   readonly requestErrors: Counter<'endpoint' | 'code'>;
   readonly requestEvents: Histogram;
   readonly appendLatency: Histogram<'shard'>;
-  private server: Server | null = null;
+  /** Ack latencies of the monitor's current second (monitor.ts). */
+  readonly ackWindow = new LatencyWindow();
 
   constructor(nodeId: string, shardSource: () => ShardGaugeSource[]) {
     this.registry.setDefaultLabels({ node: nodeId });
@@ -121,29 +120,9 @@ export class NodeMetrics {
     shardGauge('tidelog_shard_failed', '1 when the shard is stopped by a failure (its lane, or damage found on open)', (s) => s.failed);
   }
 
-  /** Serves GET /metrics; port 0 picks a free one. Resolves with the bound port. */
-  async listen(port: number, host: string): Promise<number> {
-    const server = createServer((request, response) => {
-      if (request.method !== 'GET' || request.url?.split('?')[0] !== '/metrics') {
-        response.writeHead(404).end('not found: try GET /metrics\n');
-        return;
-      }
-      this.registry.metrics().then(
-        (text) => response.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
-        (error: unknown) => response.writeHead(500).end(String(error)),
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (cause) => reject(new TidelogError('IO_ERROR', `metrics: cannot listen on ${host}:${port}`, { cause })));
-      server.listen(port, host, () => resolve());
-    });
-    this.server = server;
-    return (server.address() as AddressInfo).port;
-  }
-
-  async close(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  /** One append request answered after `seconds`: the histogram, and the monitor's window. */
+  observeAppend(shard: number, seconds: number): void {
+    this.appendLatency.observe({ shard: String(shard) }, seconds);
+    this.ackWindow.record(seconds * 1000);
   }
 }

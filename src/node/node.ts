@@ -19,11 +19,12 @@ import { replicaSet } from '../cluster/placement.ts';
 import type { EpochStore } from '../cluster/epoch-store.ts';
 import { KvEpochStore } from '../cluster/kv-epoch-store.ts';
 import { NatsTransport } from '../transport/nats.ts';
-import type { NodeConfig } from './config.ts';
+import { DEFAULT_MONITOR_PORT, type NodeConfig } from './config.ts';
 import { TransportPeerNet, serveReplica } from './replica-net.ts';
 import { ShardReplica, type ReplicaTimers } from './shard-replica.ts';
 import type { Endpoints } from './request-handlers.ts';
 import { NodeMetrics } from './metrics.ts';
+import { MonitorServer, Timeline, type MonitorSources, type TimelinePoint, type TimelineTotals } from './monitor.ts';
 import { serveEndpoints } from './request-handlers.ts';
 import { ShardHost, failureFields } from './shard-host.ts';
 
@@ -65,12 +66,22 @@ export class TidelogNode {
     private readonly hosts: Map<number, ShardHost>,
     private readonly unopened: Map<number, Error>,
     private readonly replicas: Map<number, ShardReplica>,
-    /** Port of the /metrics endpoint; null when it is off. */
-    readonly metricsPort: number | null,
+    /** The monitoring endpoint (/metrics, /healthz, /status, the status page); null when off. */
+    private readonly monitor: { server: MonitorServer | null; sampler: NodeJS.Timeout; timeline: Timeline },
     private readonly startedAtMs: number,
     /** Hands every shard this node serves to a caught-up follower (a cluster; else nothing). */
     private readonly handOff: () => Promise<void>,
   ) {}
+
+  /** Port of the monitoring endpoint; null when it is off. */
+  get metricsPort(): number | null {
+    return this.monitor.server?.port ?? null;
+  }
+
+  /** The last minutes of ingest and latency, a point a second (the status page's plots). */
+  timeline(): TimelinePoint[] {
+    return this.monitor.timeline.points();
+  }
 
   get state(): string {
     return String(this.actor.getSnapshot().value);
@@ -95,7 +106,8 @@ export class TidelogNode {
       await this.handOff();
       this.actor.send({ type: 'STOP' });
       const snapshot = await waitFor(this.actor, (state) => state.status === 'done', { timeout: Infinity });
-      await this.metrics.close();
+      clearInterval(this.monitor.sampler);
+      await this.monitor.server?.close();
       this.actor.stop();
       const error = snapshot.context.error;
       if (error !== null && snapshot.value === 'stopped') throw error;
@@ -158,6 +170,34 @@ function replicationGauges(host: ShardHost, replica: ShardReplica | undefined): 
   if (replica === undefined) return { hwm, epoch: host.epoch, leader: 1, followerLagEvents: 0 };
   const followers = Object.values(replica.status().followers ?? {});
   return { hwm, epoch: host.epoch, leader: replica.serving ? 1 : 0, followerLagEvents: followers.length === 0 ? 0 : Math.max(0, ...followers.map((matchSeq) => hwm - matchSeq)) };
+}
+
+/** Totals since start over the shards held here, for the timeline's differences. */
+function timelineTotals(hosts: ReadonlyMap<number, ShardHost>): TimelineTotals {
+  const totals: TimelineTotals = { events: 0, fsyncs: 0, fsyncTotalUs: 0 };
+  for (const host of hosts.values()) {
+    const flush = host.stats().flush;
+    totals.events += flush.events;
+    totals.fsyncs += flush.fsyncs;
+    totals.fsyncTotalUs += flush.fsyncTotalUs;
+  }
+  return totals;
+}
+
+/**
+ * The monitoring endpoint on metrics.host:metrics.port. The default port, when taken (another
+ * node on this host), falls back to a free one with a warning; a port set otherwise must bind.
+ */
+async function listenMonitor(config: NodeConfig, sources: MonitorSources, logger: Logger): Promise<MonitorServer> {
+  const { port, host } = config.metrics;
+  try {
+    return await MonitorServer.listen(port, host, sources);
+  } catch (error) {
+    if (port !== DEFAULT_MONITOR_PORT || !isTidelogError(error, 'IO_ERROR') || error.context.errno !== 'EADDRINUSE') throw error;
+    const server = await MonitorServer.listen(0, host, sources);
+    logger.warn({ port: server.port, defaultPort: port }, 'monitoring: the default port is taken; serving on a free one');
+    return server;
+  }
 }
 
 /** Errors that stop one shard's open but not the node: the shard's own files are damaged or unreadable. */
@@ -445,17 +485,22 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
     actor.stop();
     throw fatal ?? snapshot.context.error ?? new TidelogError('CLOSED', 'node stopped while starting');
   }
-  let metricsPort: number | null = null;
-  if (config.metrics.port !== 0) {
+  const timeline = new Timeline();
+  const sampler = setInterval(() => timeline.sample(Date.now(), timelineTotals(hosts), metrics.ackWindow), 1000);
+  sampler.unref();
+  let monitor: MonitorServer | null = null;
+  if (config.metrics.enabled) {
     try {
-      metricsPort = await metrics.listen(config.metrics.port, config.metrics.host);
+      monitor = await listenMonitor(config, { metrics, timeline, status: () => nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas) }, logger);
     } catch (error) {
+      clearInterval(sampler);
       actor.send({ type: 'STOP' });
       await waitFor(actor, (state) => state.status === 'done', { timeout: Infinity });
       actor.stop();
       throw error;
     }
   }
+  const metricsPort = monitor?.port ?? null;
   const handOff = async (): Promise<void> => {
     await Promise.all(
       [...replicas].map(async ([shard, replica]) => {
@@ -466,7 +511,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       }),
     );
   };
-  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, replicas, metricsPort, startedAtMs, handOff);
+  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, replicas, { server: monitor, sampler, timeline }, startedAtMs, handOff);
   logger.info({ nodeId, namespace: config.namespace, shards: router.shards.length, metricsPort }, 'node serving');
   return node;
 }

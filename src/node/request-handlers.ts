@@ -141,7 +141,7 @@ export function serveEndpoints(context: EndpointContext): Endpoints {
         const duplicates = packed.byteLength / EVENT_BYTES - outcome.written;
         if (duplicates > 0) context.metrics.duplicatesSkipped.inc({ shard: String(shard) }, duplicates);
       }
-      context.metrics.appendLatency.observe({ shard: String(shard) }, Number(process.hrtime.bigint() - startedNs) / 1e9);
+      context.metrics.observeAppend(shard, Number(process.hrtime.bigint() - startedNs) / 1e9);
       return { part: { shard, epoch: host.epoch, runs: outcome.runs } satisfies AckPart, outcome: outcome.outcome };
     } catch (error) {
       if (host.failure !== null) context.shardFailed(shard, host.failure);

@@ -16,6 +16,8 @@ export interface FlushMetricsSnapshot {
   events: number;
   bytes: number;
   fsyncs: number;
+  /** Time spent in fdatasync since start, µs (a monitor's mean latency per interval: its differences). */
+  fsyncTotalUs: number;
   rotations: number;
   /** Bytes written to the open segment and bytes known durable there. */
   writtenOffset: number;
@@ -32,6 +34,7 @@ export class FlushMetrics {
   events = 0;
   bytes = 0;
   fsyncs = 0;
+  fsyncTotalUs = 0;
   rotations = 0;
   writtenOffset = 0;
   syncedOffset = 0;
@@ -45,6 +48,7 @@ export class FlushMetrics {
       events: this.events,
       bytes: this.bytes,
       fsyncs: this.fsyncs,
+      fsyncTotalUs: this.fsyncTotalUs,
       rotations: this.rotations,
       writtenOffset: this.writtenOffset,
       syncedOffset: this.syncedOffset,

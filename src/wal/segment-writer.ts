@@ -159,7 +159,9 @@ export class SegmentWriter {
     if (target === this.metrics.syncedOffset) return;
     const startNs = this.nowNs();
     await this.wrap('FSYNC_FAILED', () => file.datasync());
-    recordUs(this.metrics.fsyncLatency, startNs, this.nowNs());
+    const endNs = this.nowNs();
+    recordUs(this.metrics.fsyncLatency, startNs, endNs);
+    this.metrics.fsyncTotalUs += Number(endNs - startNs) / 1000;
     this.metrics.fsyncs++;
     this.metrics.syncedOffset = target;
   }

@@ -63,7 +63,7 @@ test('config - defaults: a single router, namespace tidelog, the WAL defaults, t
   });
   assert.equal(config.retention, { maxAgeMs: 0, maxBytes: 0 }, 'retention is off unless configured');
   assert.equal(config.limits, { maxRequestEvents: 32_768, maxRequestBytes: 1 << 20, maxSessions: 100_000, maxRunsPerSession: 64 });
-  assert.equal(config.metrics, { port: 0, host: '127.0.0.1' });
+  assert.equal(config.metrics, { enabled: true, port: 8322, host: '127.0.0.1' }, 'monitoring is on by default, at 8322');
   assert.is(config.signals, DEFAULT_SIGNAL_SCHEMA_PATH);
   assert.is(config.nodeId, '');
 });
@@ -101,6 +101,7 @@ test('config - every documented environment variable sets its field', () => {
     TIDELOG_NATS_EMBEDDED: ['true', true],
     TIDELOG_DATA_DIR: ['/var/lib/tidelog', '/var/lib/tidelog'],
     TIDELOG_FSYNC: ['normal', 'normal'],
+    TIDELOG_METRICS_ENABLED: ['false', false],
     TIDELOG_METRICS_PORT: ['9464', 9464],
     TIDELOG_METRICS_HOST: ['0.0.0.0', '0.0.0.0'],
     TIDELOG_LOG_LEVEL: ['debug', 'debug'],
