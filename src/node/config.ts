@@ -51,7 +51,7 @@ export const nodeConfigSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9_.-]{0,64}$/, 'must be 0..64 of A-Z a-z 0-9 _ . -')
     .default('')
-    .describe('Name of this node in status replies; empty: <hostname>-<pid>.'),
+    .describe('Name of this node (status, metrics, logs; in a cluster its identity). Empty: generated once as <hostname>-<8 hex> and kept in <dataDir>/node-id.'),
   namespace: z
     .string()
     .regex(NAMESPACE, 'must be a NATS token: 1..64 of A-Z a-z 0-9 _ -')

@@ -2,6 +2,7 @@
 // transport. `startNode` resolves once every shard is recovered and the endpoints answer, or
 // rejects with the error that stopped it (a damaged log, a held lock…), leaving nothing open.
 
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -14,7 +15,7 @@ import { ShardRouter } from '../shard-map.ts';
 import { decodeReply, encodeMessage } from '../transport/codec.ts';
 import { subjects as subjectsOf, type InfoReply, type ShardStatus, type StatusReply } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
-import { nodeFileIo, replicaFileName, type FileIo } from '../wal/index.ts';
+import { nodeFileIo, readWhole, replicaFileName, writeFileAtomic, type FileIo } from '../wal/index.ts';
 import { replicaSet } from '../cluster/placement.ts';
 import type { EpochStore } from '../cluster/epoch-store.ts';
 import { KvEpochStore } from '../cluster/kv-epoch-store.ts';
@@ -172,6 +173,28 @@ function replicationGauges(host: ShardHost, replica: ShardReplica | undefined): 
   return { hwm, epoch: host.epoch, leader: replica.serving ? 1 : 0, followerLagEvents: followers.length === 0 ? 0 : Math.max(0, ...followers.map((matchSeq) => hwm - matchSeq)) };
 }
 
+/** Where a node without a configured nodeId keeps the one it generated (in its data dir). */
+export const NODE_ID_FILE = 'node-id';
+
+/**
+ * A standalone node's id when the config names none: generated once (host name and 8 random
+ * hex digits) and kept in `<dataDir>/node-id`, so restarts keep it (metrics labels, status,
+ * logs); a node with a configured id (every cluster node) uses that.
+ */
+async function storedNodeId(dataDir: string, io: FileIo): Promise<string> {
+  const path = join(dataDir, NODE_ID_FILE);
+  if (await io.exists(path)) {
+    const stored = new TextDecoder().decode(await readWhole(io, path)).trim();
+    if (/^[A-Za-z0-9_.-]{1,64}$/.test(stored)) return stored;
+    throw new TidelogError('CONFIG_INVALID', `${path} holds no node id (1..64 of A-Z a-z 0-9 _ . -); set nodeId, or remove the file to generate one`, { details: { file: path } });
+  }
+  const host = hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 40) || 'node';
+  const generated = `${host}-${randomBytes(4).toString('hex')}`;
+  await io.mkdirp(dataDir);
+  await writeFileAtomic(io, dataDir, NODE_ID_FILE, new TextEncoder().encode(`${generated}\n`));
+  return generated;
+}
+
 /** Totals since start over the shards held here, for the timeline's differences. */
 function timelineTotals(hosts: ReadonlyMap<number, ShardHost>): TimelineTotals {
   const totals: TimelineTotals = { events: 0, fsyncs: 0, fsyncTotalUs: 0 };
@@ -214,7 +237,7 @@ const CONTAINED_OPEN_ERRORS = new Set<string>([
 export async function startNode(options: StartNodeOptions): Promise<TidelogNode> {
   const { config, transport } = options;
   const logger = options.logger ?? pino({ level: config.log.level }, pino.destination(2));
-  const nodeId = config.nodeId === '' ? `${hostname()}-${process.pid}` : config.nodeId;
+  const nodeId = config.nodeId === '' ? await storedNodeId(config.dataDir, options.io ?? nodeFileIo) : config.nodeId;
   const schema = options.schema ?? loadSignalSchema(config.signals);
   const router = ShardRouter.fromSpec(config.router);
   const subjects = subjectsOf(config.namespace);

@@ -18,7 +18,7 @@ export type { NoteCallback } from './commit-queue.ts';
 export { EVENT_BYTES, encodeEvents, decodeEvents, decodeEvent, decodeEventAt, type SignalEvent } from '../event.ts';
 export type { FsyncMode } from './segment-writer.ts';
 export type { FileIo, WalFile, OpenMode } from './file-io.ts';
-export { nodeFileIo } from './file-io.ts';
+export { nodeFileIo, readWhole, writeFileAtomic } from './file-io.ts';
 export { clearRepair, isRepairMarked, markRepair, repairMarkerFileName } from './repair-marker.ts';
 export { replicaFileName } from './segment-name.ts';
 export { readBatches, type SegmentInfo, type StoredBatch } from './reader.ts';

@@ -2,11 +2,13 @@
 // and bad input answered with stable codes while accepted data stays intact.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pino from 'pino';
 import { isTidelogError } from '../../src/errors.ts';
 import { EVENT_BYTES, decodeEvents, encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { loadConfig, type ConfigOverrides } from '../../src/node/config.ts';
-import { startNode, type TidelogNode } from '../../src/node/node.ts';
+import { NODE_ID_FILE, startNode, type TidelogNode } from '../../src/node/node.ts';
 import { ShardRouter } from '../../src/shard-map.ts';
 import { decodeReply, decodeRoute, encodeMessage, runsToSeqs } from '../../src/transport/codec.ts';
 import { InProcessBus, InProcessTransport } from '../../src/transport/in-process.ts';
@@ -174,6 +176,28 @@ test('node - a session retry is answered with the original seqs, before and afte
     assert.is(runsToSeqs(next.parts[0].runs, next.parts[0].runs[1])[0], count + 1);
   } finally {
     await harness.close();
+  }
+});
+
+test('node - without a configured nodeId a node generates one once and keeps it in its data dir across restarts', async () => {
+  const harness = await startHarness();
+  const first = harness.node.nodeId;
+  try {
+    assert.match(first, /^[A-Za-z0-9_.-]+-[0-9a-f]{8}$/);
+    assert.is(readFileSync(join(harness.dir, NODE_ID_FILE), 'utf8').trim(), first);
+    await harness.restart();
+    assert.is(harness.node.nodeId, first, 'the same id after a restart');
+    const status = decodeReply(await call(harness, subjects.status, { v: 1, t: 'status' }), 'status');
+    assert.is(status.nodeId, first);
+  } finally {
+    await harness.close();
+  }
+  const other = await startHarness();
+  try {
+    assert.match(other.node.nodeId, /-[0-9a-f]{8}$/);
+    assert.is.not(other.node.nodeId, first, 'another data dir, another generated id');
+  } finally {
+    await other.close();
   }
 });
 
