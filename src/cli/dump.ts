@@ -8,7 +8,7 @@
 import { BATCH_HEADER_BYTES, EVENT_BYTES, decodeEvent, initChecksum, nodeFileIo, recoverShard, type SignalEvent } from '../wal/index.ts';
 import { formatWeight } from './format.ts';
 import { ExitCode, type ExitCodeValue } from './options.ts';
-import { checkWalDirectory, pickShard } from './wal-dir.ts';
+import { findWalDirectory, pickShard } from './wal-dir.ts';
 
 export interface DumpOptions {
   shard?: number;
@@ -26,8 +26,9 @@ class LimitReached extends Error {}
 
 const CHUNK_CHARS = 1 << 16;
 
-export async function runDump(dir: string, options: DumpOptions): Promise<ExitCodeValue> {
-  const shard = pickShard(dir, await checkWalDirectory(dir), options.shard);
+export async function runDump(path: string, options: DumpOptions): Promise<ExitCodeValue> {
+  const { dir, fileNames } = await findWalDirectory(path);
+  const shard = pickShard(dir, fileNames, options.shard);
   const fromSeq = options.fromSeq ?? 1;
   const limit = options.limit ?? Number.POSITIVE_INFINITY;
   const isJson = options.json === true;

@@ -12,7 +12,7 @@ import { checkpointFileName } from '../wal/segment-name.ts';
 import { formatBytes, formatCount, formatMs, formatRate } from './format.ts';
 import { ExitCode, type ExitCodeValue } from './options.ts';
 import { StatusLine, renderBar } from './progress.ts';
-import { checkWalDirectory, liveWriterPid, segmentFiles, setAsideFiles, shardsIn, type SegmentFile } from './wal-dir.ts';
+import { checkShardPresent, checkWalDirectory, findWalDirectory, liveWriterPid, segmentFiles, setAsideFiles, shardsIn, type SegmentFile } from './wal-dir.ts';
 
 export interface VerifyOptions {
   shard?: number;
@@ -47,8 +47,9 @@ const PROGRESS_MIN_SEGMENTS = 8;
 /** A segment removed between readdir and read (a live writer's truncateBefore): rescan. */
 const MAX_SCAN_ATTEMPTS = 3;
 
-export async function runVerify(dir: string, options: VerifyOptions): Promise<ExitCodeValue> {
-  const fileNames = await checkWalDirectory(dir);
+export async function runVerify(path: string, options: VerifyOptions): Promise<ExitCodeValue> {
+  const { dir, fileNames } = await findWalDirectory(path);
+  if (options.shard !== undefined) checkShardPresent(dir, fileNames, options.shard);
   const shards = options.shard === undefined ? shardsIn(fileNames) : [options.shard];
   if (shards.length === 0) {
     process.stderr.write(`tidelog wal verify: ${dir} holds no WAL segments (wal-SSSSS-NNNN….seg)\n`);

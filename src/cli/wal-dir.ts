@@ -27,6 +27,27 @@ export async function checkWalDirectory(dir: string): Promise<string[]> {
   }
 }
 
+/**
+ * The WAL directory a user named: a WAL directory itself, or a node's data dir (its `wal/`
+ * holds the shards) — whichever holds shard files; BAD_REQUEST when neither is readable.
+ */
+export async function findWalDirectory(path: string): Promise<{ dir: string; fileNames: string[] }> {
+  const fileNames = await checkWalDirectory(path);
+  if (shardsIn(fileNames).length > 0 || !fileNames.includes('wal')) return { dir: path, fileNames };
+  const nested = join(path, 'wal');
+  const nestedNames = await checkWalDirectory(nested);
+  return shardsIn(nestedNames).length > 0 ? { dir: nested, fileNames: nestedNames } : { dir: path, fileNames };
+}
+
+/** BAD_REQUEST unless `shard` has files in `dir` (a typo must not read as an empty, intact shard). */
+export function checkShardPresent(dir: string, fileNames: readonly string[], shard: number): void {
+  const shards = shardsIn(fileNames);
+  if (shards.includes(shard)) return;
+  throw new TidelogError('BAD_REQUEST', `${dir} holds no files of shard ${shard} (shards present: ${shards.length === 0 ? 'none' : shards.join(', ')})`, {
+    details: { dir, shard, shards },
+  });
+}
+
 /** Shard ids with a segment, snapshot or checkpoint file in `fileNames`, ascending. */
 export function shardsIn(fileNames: readonly string[]): number[] {
   const shards = new Set<number>();
@@ -41,7 +62,10 @@ export function shardsIn(fileNames: readonly string[]): number[] {
 
 /** The shard to read when the user named none: the only one present, else a usage error. */
 export function pickShard(dir: string, fileNames: readonly string[], shard: number | undefined): number {
-  if (shard !== undefined) return shard;
+  if (shard !== undefined) {
+    checkShardPresent(dir, fileNames, shard);
+    return shard;
+  }
   const shards = shardsIn(fileNames);
   if (shards.length === 1) return shards[0];
   if (shards.length === 0) throw new TidelogError('BAD_REQUEST', `${dir} holds no WAL segments`);

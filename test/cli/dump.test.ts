@@ -47,6 +47,26 @@ test('dump - prints exactly the events written', async () => {
   }
 });
 
+test("dump and verify - take a node's data dir (its wal/) as well as the WAL dir, and refuse a shard with no files (exit 2)", async () => {
+  const { dir, remove } = makeTempDir('datadir');
+  try {
+    const written = await writeWal(join(dir, 'wal'), { calls: 5, perCall: 4 });
+    const dumped = runCli(['wal', 'dump', dir, '--json']);
+    assert.is(dumped.status, 0, dumped.stderr);
+    assert.equal(parseLines<DumpedEvent>(dumped.stdout).map((event) => event.seq), written.map((event) => event.seq), 'the events of <dataDir>/wal');
+    const verified = runCli(['wal', 'verify', dir]);
+    assert.is(verified.status, 0, verified.stderr);
+    assert.match(verified.stdout, /shard 0/);
+    for (const command of ['dump', 'verify']) {
+      const unknown = runCli(['wal', command, dir, '--shard', '3']);
+      assert.is(unknown.status, 2, `wal ${command} --shard 3: ${unknown.stderr}`);
+      assert.match(unknown.stderr, /holds no files of shard 3 \(shards present: 0\)/);
+    }
+  } finally {
+    remove();
+  }
+});
+
 test('dump - respects --from-seq and --limit', async () => {
   const { dir, remove } = makeTempDir('dump');
   try {
