@@ -82,7 +82,7 @@ export interface FlushWorkerInput {
   maxQueuedOps: number;
 }
 
-interface FlushWorkerContext extends FlushWorkerInput {
+export interface FlushWorkerContext extends FlushWorkerInput {
   ops: FlushWorkerOp[];
   failure: Error | null;
 }

@@ -4,22 +4,10 @@
 // and atomic below PIPE_BUF, so each line the parent reads is an acknowledgement.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { FsyncMode } from '../wal/index.ts';
+import { cliArgs } from './cli-process.ts';
 import { parseLoadMessage, type ProgressMessage, type ReadyMessage } from './load-messages.ts';
-
-export const MAIN_PATH = join(import.meta.dirname, 'main.ts');
-
-/** tsx's loader as an absolute URL, so the child starts from any working directory. */
-export function tsxLoaderUrl(): string {
-  return import.meta.resolve('tsx');
-}
-
-/** argv (after process.execPath) that runs the tidelog CLI with `args`. */
-export function cliArgs(args: readonly string[]): string[] {
-  return ['--import', tsxLoaderUrl(), MAIN_PATH, ...args];
-}
 
 export interface AckedRange {
   firstSeq: number;

@@ -1,6 +1,8 @@
+#!/usr/bin/env node
 // The `tidelog` command line. Parsing and help come from commander; each command lives in
 // its own file and returns an exit code: 0 ok, 1 damage/failure/loss, 2 usage (options.ts).
 
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { isTidelogError } from '../errors.ts';
 import type { FsyncMode } from '../wal/index.ts';
@@ -18,6 +20,12 @@ import { runVerify } from './verify.ts';
 
 const SHARD_MAX = 65_535;
 const FSYNC_MODES: FsyncMode[] = ['full', 'normal', 'off'];
+
+/** The package's version: package.json two levels up, from src/cli/ (tsx) and from dist/cli/ (the build) alike. */
+function packageVersion(): string {
+  const json = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return json.version;
+}
 
 /** Runs the CLI on `argv` (node-style: [execPath, script, ...args]) and returns the exit code. */
 export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
@@ -44,6 +52,7 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
 function buildProgram(done: (code: ExitCodeValue) => void): Command {
   const program = new Command('tidelog')
     .description('tidelog: a durable, replicated log for signal events')
+    .version(packageVersion(), '-V, --version', 'print the tidelog version')
     // Settings made before .command() are inherited by every subcommand.
     .exitOverride()
     .showHelpAfterError()

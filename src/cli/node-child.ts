@@ -5,9 +5,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-
-const CLI = resolve(import.meta.dirname, 'main.ts');
+import { join } from 'node:path';
+import { cliArgs } from './cli-process.ts';
 
 export class NodeChild {
   private child: ChildProcess | null = null;
@@ -24,7 +23,7 @@ export class NodeChild {
   }
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'serve', '--config', this.configPath], {
+    const child = spawn(process.execPath, cliArgs(['serve', '--config', this.configPath]), {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, TIDELOG_LOG_LEVEL: 'info', ...this.env },
     });

@@ -1,5 +1,0 @@
-#!/usr/bin/env node
-// The `tidelog` bin: runs the TypeScript CLI through tsx's loader so no build step is needed.
-import { register } from 'tsx/esm/api';
-register();
-await import('../src/cli/main.ts');
