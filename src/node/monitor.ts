@@ -198,8 +198,8 @@ function json(response: ServerResponse, code: number, body: unknown): void {
 
 /**
  * The status page: no dependency, no build step. It fetches /status every 2 s and draws each
- * series on a canvas of its own (lines over the last 10 minutes, the newest value in the
- * title). Colours: ingest blue, ack p50 green and p99 orange, fsync purple.
+ * series on a canvas of its own (lines over what the timeline holds, up to its 10 minutes and
+ * at least 10 s wide; the newest value in the title). Colours: ingest blue, ack p50 green and p99 orange, fsync purple.
  */
 const STATUS_PAGE = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tidelog node</title>
@@ -232,7 +232,8 @@ const STATUS_PAGE = `<!doctype html>
 const COLORS = { events: '#2166ac', ackP50Ms: '#1a9850', ackP99Ms: '#e66101', fsyncMeanMs: '#7b3294' };
 function text(id, value) { document.getElementById(id).textContent = value; }
 function fmt(value) { return value >= 100 ? Math.round(value).toLocaleString() : value.toFixed(value >= 10 ? 1 : 2); }
-function plot(canvasId, points, keys) {
+// when(point): whether the series has a value there (a second without acks has no latency: the line breaks).
+function plot(canvasId, points, keys, when) {
   const canvas = document.getElementById(canvasId);
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth * ratio, height = canvas.clientHeight * ratio;
@@ -240,7 +241,9 @@ function plot(canvasId, points, keys) {
   const g = canvas.getContext('2d');
   g.fillStyle = '#ffffff'; g.fillRect(0, 0, width, height);
   const left = 48 * ratio, bottom = 18 * ratio, top = 6 * ratio, right = 6 * ratio;
-  const spanMs = 600000, endMs = points.length ? points[points.length - 1].atMs : Date.now();
+  // The window shown: what the timeline holds (up to its 10 minutes), at least 10 s.
+  const endMs = points.length ? points[points.length - 1].atMs : Date.now();
+  const spanMs = Math.max(10000, points.length ? endMs - points[0].atMs : 0);
   let max = 0;
   for (const p of points) for (const k of keys) max = Math.max(max, p[k]);
   max = max <= 0 ? 1 : max * 1.1;
@@ -250,18 +253,24 @@ function plot(canvasId, points, keys) {
     g.beginPath(); g.moveTo(left, y); g.lineTo(width - right, y); g.stroke();
     g.fillText(fmt(max * (4 - i) / 4), 2 * ratio, y + 4 * ratio);
   }
-  for (let m = 0; m <= 10; m += 2) g.fillText('-' + m + 'm', left + (width - left - right) * (1 - m / 10) - 14 * ratio, height - 4 * ratio);
-  for (const k of keys) {
-    g.strokeStyle = COLORS[k]; g.lineWidth = 2 * ratio; g.beginPath();
+  for (let i = 0; i <= 4; i++) {
+    const agoS = spanMs / 1000 * (4 - i) / 4;
+    const label = agoS === 0 ? 'now' : agoS >= 120 ? '-' + Math.round(agoS / 60) + 'm' : '-' + Math.round(agoS) + 's';
+    g.fillText(label, left + (width - left - right) * i / 4 - (i === 4 ? 24 : 10) * ratio, height - 4 * ratio);
+  }
+  // Later series are drawn thinner on top, so a series equal to an earlier one still shows.
+  keys.forEach((k, index) => {
+    g.strokeStyle = COLORS[k]; g.lineWidth = (keys.length - index + 1) * 1.5 * ratio; g.beginPath();
     let started = false;
     for (const p of points) {
       const x = left + (width - left - right) * (1 - (endMs - p.atMs) / spanMs);
       const y = top + (height - top - bottom) * (1 - p[k] / max);
       if (x < left) continue;
+      if (when && !when(p)) { started = false; continue; }
       if (started) g.lineTo(x, y); else { g.moveTo(x, y); started = true; }
     }
     g.stroke();
-  }
+  });
 }
 async function refresh() {
   let status;
@@ -290,8 +299,8 @@ async function refresh() {
   text('t-ack', 'ack latency: p50 ' + fmt(last.ackP50Ms) + ' ms, p99 ' + fmt(last.ackP99Ms) + ' ms');
   text('t-fsync', 'fsync latency, mean: ' + fmt(last.fsyncMeanMs) + ' ms');
   plot('p-ingest', points, ['events']);
-  plot('p-ack', points, ['ackP50Ms', 'ackP99Ms']);
-  plot('p-fsync', points, ['fsyncMeanMs']);
+  plot('p-ack', points, ['ackP99Ms', 'ackP50Ms'], (p) => p.acks > 0);
+  plot('p-fsync', points, ['fsyncMeanMs'], (p) => p.fsyncs > 0);
   document.body.dataset.refreshed = String(Date.now());
 }
 refresh(); setInterval(refresh, 2000);
