@@ -99,7 +99,7 @@ export function viewEntity(
 
 /**
  * The cell's event count and weight sum as PN-counters keyed by origin (PN-counters hold
- * micro-units: `events.toNumber()` is the event count, `weightMicros.value` the weight sum in
+ * micro-units: `events.value` is the event count, `weightMicros.micros` the weight sum in
  * micro-units).
  */
 export function countersOf(column: ScoreColumn | undefined, entity: number): { events: PNCounter; weightMicros: PNCounter } {

@@ -12,7 +12,9 @@
 //                              amount is at most MAX_ABS_WEIGHT (1e9) units, an integer one any
 //                              safe integer (converted exactly)
 //   increment(node, 500_000n)  a bigint is already in micro-units, exact and unbounded
-//   value, positive, negative  bigint micro-units (exact); toNumber() is value in units (float64)
+//   value                      ΣP − ΣN in units, the nearest float64 (DESIGN's contract)
+//   micros, positiveMicros,    bigint micro-units, exact (what merging and checks use)
+//   negativeMicros
 
 import { TidelogError } from '../errors.ts';
 import { U32_MAX } from './hlc-timestamp.ts';
@@ -42,23 +44,23 @@ export class PNCounter {
     return this;
   }
 
+  /** ΣP − ΣN in units, the nearest float64 (for display and scoring; exact: `micros`). */
+  get value(): number {
+    return microsToUnits(this.micros);
+  }
+
   /** ΣP − ΣN in micro-units, exact. */
-  get value(): bigint {
+  get micros(): bigint {
     return sum(this.increments) - sum(this.decrements);
   }
 
-  /** ΣP − ΣN in units, the nearest float64 (for display and scoring, never for merging). */
-  toNumber(): number {
-    return microsToUnits(this.value);
-  }
-
   /** ΣP alone in micro-units (what the counter has ever added). */
-  get positive(): bigint {
+  get positiveMicros(): bigint {
     return sum(this.increments);
   }
 
   /** ΣN alone in micro-units (what the counter has ever subtracted). */
-  get negative(): bigint {
+  get negativeMicros(): bigint {
     return sum(this.decrements);
   }
 

@@ -246,7 +246,7 @@ export class CrdtSignalState {
 
   /**
    * The entity's event count and weight sum as PN-counters keyed by origin (micro-units:
-   * `events.toNumber()` is the count, `weightMicros.value` the exact weight sum in micro-units).
+   * `events.value` is the count, `weightMicros.micros` the exact weight sum in micro-units).
    */
   counters(entityId: bigint, signalType: number): { events: PNCounter; weightMicros: PNCounter } {
     checkU64(entityId, 'entityId');

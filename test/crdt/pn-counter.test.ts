@@ -56,10 +56,10 @@ const prefixes = fc.array(fc.integer({ min: 0, max: 130 }), { minLength: NODES, 
 
 test('pn-counter - value is the increments minus the decrements, in micro-units', () => {
   const counter = new PNCounter().increment(1, 10).increment(2, 5).decrement(1, 3).increment(1);
-  assert.is(counter.value, 13n * MICROS);
-  assert.is(counter.toNumber(), 13);
-  assert.is(counter.positive, 16n * MICROS);
-  assert.is(counter.negative, 3n * MICROS);
+  assert.is(counter.micros, 13n * MICROS);
+  assert.is(counter.value, 13);
+  assert.is(counter.positiveMicros, 16n * MICROS);
+  assert.is(counter.negativeMicros, 3n * MICROS);
   assert.equal(counter.entries(), [
     { node: 1, p: 11n * MICROS, n: 3n * MICROS },
     { node: 2, p: 5n * MICROS, n: 0n },
@@ -69,23 +69,23 @@ test('pn-counter - value is the increments minus the decrements, in micro-units'
 // Regression: fractional amounts used to be BAD_REQUEST; the issue wants f32 weights counted.
 test('pn-counter - fractional amounts count as fixed-point micro-units with the weight rule', () => {
   const counter = new PNCounter().increment(1, 0.5).increment(1, Math.fround(0.1)).decrement(2, 1e-6).increment(3, 250n);
-  assert.is(counter.value, 500_000n + 100_000n - 1n + 250n);
-  assert.is(counter.toNumber(), 0.600249);
+  assert.is(counter.micros, 500_000n + 100_000n - 1n + 250n);
+  assert.is(counter.value, 0.600249);
   // round(x × 10⁶) half away from zero, on the exact value given (an f32 weight is exact in f64).
-  assert.is(new PNCounter().increment(1, 2.5e-6).value, 3n);
-  assert.is(new PNCounter().increment(1, 0.4e-6).value, 0n);
+  assert.is(new PNCounter().increment(1, 2.5e-6).micros, 3n);
+  assert.is(new PNCounter().increment(1, 0.4e-6).micros, 0n);
   // The same amounts in any order and split across merges give the same bits.
   const a = new PNCounter().increment(1, 0.1).increment(1, 0.2);
   const b = new PNCounter().increment(1, 0.2).increment(1, 0.1);
   assert.ok(a.equals(b));
-  assert.is(a.value, 300_000n);
+  assert.is(a.micros, 300_000n);
 });
 
 test('pn-counter - merge takes the per-node maximum and returns this', () => {
   const a = new PNCounter().increment(1, 10).decrement(2, 4);
   const b = new PNCounter().increment(1, 7).increment(3, 2).decrement(2, 9);
   assert.is(a.merge(b), a);
-  assert.is(a.value, (10n + 2n - 9n) * MICROS);
+  assert.is(a.micros, (10n + 2n - 9n) * MICROS);
   assert.equal(a.toJSON(), { p: [[1, '10000000'], [3, '2000000']], n: [[2, '9000000']] });
 });
 
@@ -109,7 +109,7 @@ test('pn-counter - merge is commutative, associative and idempotent over 100k op
         p1.map((length, node) => Math.max(length, p2[node])),
       );
       assert.ok(a.clone().merge(b).equals(joined), 'join = per-node longest prefix');
-      assert.is(a.clone().merge(b).value, joined.value);
+      assert.is(a.clone().merge(b).micros, joined.micros);
     }),
     { seed: 11, numRuns: 250 },
   );
@@ -131,7 +131,7 @@ test('pn-counter - replicas that merged everything agree on the exact total', ()
         for (const r of replicas) for (const other of replicas) r.merge(other);
         let expected = 0n;
         for (const op of history) expected += op.isIncrement ? microsOf(op.amount) : -microsOf(op.amount);
-        for (const r of replicas) assert.is(r.value, expected);
+        for (const r of replicas) assert.is(r.micros, expected);
       },
     ),
     { seed: 12, numRuns: 200 },
@@ -142,7 +142,7 @@ test('pn-counter - clone is independent and JSON round-trips', () => {
   const a = new PNCounter().increment(4, 2n ** 70n).decrement(9, 3);
   const copy = a.clone();
   copy.increment(4, 1);
-  assert.is(a.value, 2n ** 70n - 3n * MICROS);
+  assert.is(a.micros, 2n ** 70n - 3n * MICROS);
   const restored = PNCounter.fromJSON(JSON.parse(JSON.stringify(a)));
   assert.ok(restored.equals(a));
   assert.ok(new PNCounter().increment(1, 0).equals(new PNCounter()), 'zero entries are not stored');
@@ -169,7 +169,7 @@ test('pn-counter - raise type-checks its amounts', () => {
   expectCode(() => new PNCounter().raise(1, 5 as unknown as bigint, 0n), 'BAD_REQUEST');
   expectCode(() => new PNCounter().raise(1, 0n, -1n), 'BAD_REQUEST');
   expectCode(() => new PNCounter().raise(1.5, 0n, 0n), 'BAD_REQUEST');
-  assert.is(new PNCounter().raise(1, 7n, 2n).raise(1, 3n, 4n).value, 7n - 4n);
+  assert.is(new PNCounter().raise(1, 7n, 2n).raise(1, 3n, 4n).micros, 7n - 4n);
 });
 
 test.run();

@@ -65,7 +65,7 @@ test('signal-state - apply folds an event into score, counts, totals and last se
   state.apply(event(44n, HIDE, 1, START_NS), 1, stamp(2n, 0, 1), 3);
   assert.is(state.query(43n, at).signals.view.eventCount, 0);
   assert.is(state.flag(43n, 'hidden').isSet, false);
-  assert.is(state.counters(43n, VIEW).events.toNumber(), 0);
+  assert.is(state.counters(43n, VIEW).events.value, 0);
 });
 
 test('signal-state - windowed counts forget events older than the window', () => {
@@ -85,7 +85,7 @@ test('signal-state - negative weights go to the N side of the weight PN-counter'
   assert.is(like.weightSumMicros, 1_750_000n);
   assert.is(like.score, 1.75);
   const { events, weightMicros } = state.counters(5n, LIKE);
-  assert.is(events.toNumber(), 2);
+  assert.is(events.value, 2);
   assert.equal(weightMicros.entries(), [
     { node: 1, p: 3_000_000n, n: 0n },
     { node: 2, p: 0n, n: 1_250_000n },

@@ -60,7 +60,7 @@ test('status page - draws the shard table and the ingest, ack latency and fsync 
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(String(error)));
     await page.goto(url);
-    await page.waitForFunction(() => document.body.dataset.refreshed !== undefined, undefined, { timeout: 10_000 });
+    await page.waitForFunction('document.body.dataset.refreshed !== undefined', undefined, { timeout: 10_000 });
     assert.equal(errors, [], 'the page runs without script errors');
     assert.is(await page.textContent('#health'), 'healthy');
     assert.is(await page.textContent('#node'), node.nodeId);

@@ -156,13 +156,13 @@ export const mode: FsyncMode = 'full';
 export const event: SignalEvent = { entityId: 1n, signalType: 1, weight: 1, timestampNs: 1n };
 export type Seen = [Ack, ConsumedEvent, SignalSchema];
 export const factories = [createProducer, createConsumer, Wal.open, defaultSignalSchema] as const;
-export const total: bigint = new PNCounter().increment(1, 2).value;
+export const total: bigint = new PNCounter().increment(1, 2).micros;
 // Each line below is an error only if the declarations were found (an unresolved import is any).
 // @ts-expect-error createProducer is a function
 export const notANumber: number = createProducer;
 // @ts-expect-error the fsync modes are a closed set
 export const notAMode: FsyncMode = 'sometimes';
-// @ts-expect-error value is a bigint
+// @ts-expect-error value is a number
 export const notAString: string = new PNCounter().value;
 `,
   );
@@ -335,7 +335,7 @@ process.stdout.write(JSON.stringify({
   acks: acks.map(({ shard, seq }) => ({ shard, seq })),
   read,
   wal: { seqs: walSeqs, read: walRead },
-  crdt: { signals: schema.signals.map((signal) => signal.name), counter: counter.toNumber() },
+  crdt: { signals: schema.signals.map((signal) => signal.name), counter: counter.value },
 }) + '\\n');
 `;
 
