@@ -42,7 +42,8 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     if (isTidelogError(error)) {
       // Operational errors have a code and a message that names what failed; no stack.
       process.stderr.write(`tidelog: ${error.message}\n`);
-      return error.code === 'BAD_REQUEST' ? ExitCode.usage : ExitCode.failed;
+      // Usage and config errors alike exit 2: the command was not run as asked.
+      return error.code === 'BAD_REQUEST' || error.code === 'CONFIG_INVALID' ? ExitCode.usage : ExitCode.failed;
     }
     process.stderr.write(`tidelog: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     return ExitCode.failed;
@@ -212,7 +213,7 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
     .option('--nats <urls>', 'NATS server urls, comma separated')
     .option('--namespace <ns>', 'subject namespace')
     .option('--data-dir <dir>', 'where the shards keep their WALs')
-    .option('--node-id <id>', 'node id (default: hostname-pid)')
+    .option('--node-id <id>', 'node id (default: generated once, kept in <dataDir>/node-id)')
     .option('--metrics-port <port>', 'Prometheus /metrics port (0: off)', integerOption(0, 65_535))
     .option('--salvage', 'open damaged shards on their durable prefix (damaged bytes kept aside as .damaged) instead of leaving them stopped')
     .action(async (options: ServeOptions) => done(await runServe(options)));

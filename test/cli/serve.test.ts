@@ -63,13 +63,13 @@ test('serve - status sees the node, /metrics serves its counters, SIGTERM exits 
   }
 });
 
-test('serve - a bad config file is refused with CONFIG_INVALID naming the field', () => {
+test('serve - a bad config file is refused with CONFIG_INVALID naming the field, exit 2 (a usage error)', () => {
   const dir = tempDir('serve-bad');
   try {
     const path = join(dir, 'bad.json');
     writeFileSync(path, JSON.stringify({ wal: { batchMaxEvents: 0 } }));
     const result = runCli(['serve', '--config', path]);
-    assert.is(result.status, 1);
+    assert.is(result.status, 2);
     assert.match(result.stderr, /CONFIG_INVALID/);
     assert.match(result.stderr, /wal\.batchMaxEvents/);
   } finally {
