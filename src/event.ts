@@ -74,8 +74,14 @@ export function checkPackedLength(bytes: Uint8Array): number {
   return bytes.byteLength / EVENT_BYTES;
 }
 
-/** Validates packed events: length and finite weights (the only field bytes cannot express safely). */
-export function validatePacked(bytes: Uint8Array): number {
+/**
+ * Validates packed events: length and finite weights (the only field bytes cannot express
+ * safely). With maxAbsWeight, also |weight| ≤ it, judged on the stored f32 as a node reads
+ * it: a producer passes the bound the node's state machine folds (MAX_ABS_WEIGHT, 1e9,
+ * src/crdt/weight-micros.ts) to refuse before queueing what the node would refuse; the codec
+ * and the WAL leave that bound to the state machine.
+ */
+export function validatePacked(bytes: Uint8Array, maxAbsWeight = Number.POSITIVE_INFINITY): number {
   const count = checkPackedLength(bytes);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let index = 0; index < count; index++) {
@@ -83,6 +89,11 @@ export function validatePacked(bytes: Uint8Array): number {
     if (!Number.isFinite(weight)) {
       throw new TidelogError('BAD_REQUEST', `event ${index}: weight must be finite, got ${weight}`, {
         details: { index },
+      });
+    }
+    if (Math.abs(weight) > maxAbsWeight) {
+      throw new TidelogError('BAD_REQUEST', `event ${index}: |weight| must be at most ${maxAbsWeight}, got ${weight}`, {
+        details: { index, maxAbsWeight },
       });
     }
   }

@@ -3,7 +3,9 @@
 // entity state, info and status. Invariants: every iterator yields seqs in order with no
 // gap and no duplicate; close() ends every open tail at once (a read rejects CLOSED at its
 // next page) and closes the transport only if this consumer opened it; open tails are
-// bounded (maxTails, OVERLOADED past it).
+// bounded (maxTails, OVERLOADED past it). Reads and tails learn the shard map and limits
+// from `{ns}.info` before their first page (info.ts ClusterView): a shard outside the map
+// rejects UNKNOWN_SHARD, and pages never ask for more than the node's maxRequestEvents.
 
 import { setMaxListeners } from 'node:events';
 import { TidelogError } from '../errors.ts';
@@ -12,7 +14,7 @@ import { decodeReply, encodeMessage } from '../transport/codec.ts';
 import { subjects as subjectsOf, type InfoReply, type StateReply, type StatusReply, type Subjects } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 import { openClientTransport, positiveIntegerOption, type ClientTransportOptions } from './client-transport.ts';
-import { fetchInfo } from './info.ts';
+import { ClusterView } from './info.ts';
 import { eventsFrom, readPage, type ConsumedEvent, type PageReaderContext } from './page-reader.ts';
 import { localClosedError, requestBytes, retrying, type ClientLogger } from './retry.ts';
 import { ShardTail, type TailOptions, type TailSettings } from './shard-tail.ts';
@@ -22,9 +24,13 @@ const U64_MAX = 0xffff_ffff_ffff_ffffn;
 export interface ConsumerOptions extends ClientTransportOptions {
   /** One try of one request (default 2 000). */
   requestTimeoutMs?: number;
-  /** read/state/info/seek retry until this long after they started (default 30 000); tails retry forever. */
+  /**
+   * read/state/info/seek retry until this long after they started (default 30 000); tails
+   * retry forever, except a start past the log's end: asked again this long (a follower
+   * answering may lag its leader), then the tail ends OUT_OF_RANGE.
+   */
   retryTimeoutMs?: number;
-  /** Events per page read (default 4 096). */
+  /** Events per page read (default 4 096; lowered to the node's maxRequestEvents). */
   pageEvents?: number;
   /** Per tail: feed messages (default 1 024) and events (default 262 144) buffered at most. */
   maxBufferedFeedMessages?: number;
@@ -74,15 +80,14 @@ export class Consumer {
     setMaxListeners(0, this.closeController.signal);
     const clock = options.clock ?? systemClock;
     this.subjects = subjectsOf(namespace);
-    this.context = {
-      transport,
-      subjects: this.subjects,
+    const requestOptions = {
       requestTimeoutMs: positiveIntegerOption('requestTimeoutMs', options.requestTimeoutMs, 2000),
       nowMs: () => clock.nowMs(),
       retryBackoffMs: positiveIntegerOption('retryBackoffMs', options.retryBackoffMs, 20),
       maxRetryBackoffMs: positiveIntegerOption('maxRetryBackoffMs', options.maxRetryBackoffMs, 1000),
       logger: options.logger,
     };
+    this.context = { ...requestOptions, transport, subjects: this.subjects, cluster: new ClusterView(transport, this.subjects, requestOptions) };
     this.retryTimeoutMs = positiveIntegerOption('retryTimeoutMs', options.retryTimeoutMs, 30_000);
     this.maxTails = positiveIntegerOption('maxTails', options.maxTails, 1024);
     this.statusTimeoutMs = positiveIntegerOption('statusTimeoutMs', options.statusTimeoutMs, 500);
@@ -91,12 +96,14 @@ export class Consumer {
       maxBufferedFeedMessages: positiveIntegerOption('maxBufferedFeedMessages', options.maxBufferedFeedMessages, 1024),
       maxBufferedFeedEvents: positiveIntegerOption('maxBufferedFeedEvents', options.maxBufferedFeedEvents, 262_144),
       idlePollMs: positiveIntegerOption('idlePollMs', options.idlePollMs, 1000),
+      retryTimeoutMs: this.retryTimeoutMs,
     };
   }
 
   /**
    * Durable events of `shard` from fromSeq up to the hwm the first page reports, then ends.
-   * Rejects OUT_OF_RANGE when fromSeq was truncated away or lies beyond hwm + 1.
+   * Rejects OUT_OF_RANGE when fromSeq was truncated away or lies beyond hwm + 1, and
+   * UNKNOWN_SHARD for a shard outside the cluster's map.
    */
   async *read(options: ReadOptions): AsyncGenerator<ConsumedEvent, void, undefined> {
     const { shard } = checkShard(options.shard);
@@ -124,7 +131,12 @@ export class Consumer {
     }
   }
 
-  /** Every event of `shard` from fromSeq (or fromTimestampNs), then every new one, until return()/break/close(). */
+  /**
+   * Every event of `shard` from fromSeq (or fromTimestampNs), then every new one, until
+   * return()/break/close(). A fromSeq of hwm + 1 waits for the next event; the iterator
+   * throws UNKNOWN_SHARD for a shard outside the map, OUT_OF_RANGE for a fromSeq past
+   * hwm + 1 (after retryTimeoutMs) or truncated away, and any other code retrying cannot fix.
+   */
   tail(options: TailOptions): ShardTail {
     checkShard(options.shard);
     if (options.fromSeq !== undefined) checkSeq('fromSeq', options.fromSeq);
@@ -140,6 +152,7 @@ export class Consumer {
       maxBufferedFeedMessages: positiveIntegerOption('maxBufferedFeedMessages', options.maxBufferedFeedMessages, this.tailSettings.maxBufferedFeedMessages),
       maxBufferedFeedEvents: positiveIntegerOption('maxBufferedFeedEvents', options.maxBufferedFeedEvents, this.tailSettings.maxBufferedFeedEvents),
       idlePollMs: positiveIntegerOption('idlePollMs', options.idlePollMs, this.tailSettings.idlePollMs),
+      retryTimeoutMs: this.tailSettings.retryTimeoutMs,
     };
     const tail: ShardTail = new ShardTail(this.context, options, settings, this.closeController.signal, () => this.tails.delete(tail));
     this.tails.add(tail);
@@ -149,6 +162,8 @@ export class Consumer {
   /** The first seq of `shard` whose batch was sealed at or after timestampNs (hwm + 1 if none). */
   async seek(shard: number, timestampNs: bigint): Promise<number> {
     checkShard(shard);
+    this.checkOpen();
+    await this.context.cluster.forShard(shard, this.context.nowMs() + this.retryTimeoutMs, this.closeController.signal);
     const request = encodeMessage({ v: 1, t: 'seek', shard, timestampNs });
     const reply = await this.withRetries(async () =>
       decodeReply(await requestBytes(this.transport, this.subjects.shardSeek(shard), request, this.context.requestTimeoutMs), 'sought'),
@@ -167,14 +182,10 @@ export class Consumer {
     );
   }
 
-  /** The shard map and limits. */
+  /** The shard map and limits, asked now (reads and tails then go by this answer). */
   async info(): Promise<InfoReply> {
     this.checkOpen();
-    return fetchInfo(this.transport, this.subjects, {
-      ...this.context,
-      deadlineMs: this.context.nowMs() + this.retryTimeoutMs,
-      signal: this.closeController.signal,
-    });
+    return this.context.cluster.refresh(this.context.nowMs() + this.retryTimeoutMs, this.closeController.signal);
   }
 
   /**

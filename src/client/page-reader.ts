@@ -8,6 +8,7 @@ import { EVENT_BYTES, decodeEventAt, type SignalEvent } from '../event.ts';
 import { decodeReply, encodeMessage } from '../transport/codec.ts';
 import type { ReadBatch, ReadReply, Subjects } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
+import type { ClusterView } from './info.ts';
 import { requestBytes, retrying, type BackoffOptions, type ClientLogger } from './retry.ts';
 
 export interface ConsumedEvent {
@@ -22,16 +23,23 @@ export interface PageReaderContext extends BackoffOptions {
   requestTimeoutMs: number;
   nowMs: () => number;
   logger?: ClientLogger;
+  /** The shard map and limits, shared by a consumer's reads and tails. */
+  cluster: ClusterView;
 }
 
-/** One page from fromSeq, retried (TIMEOUT, NO_RESPONDERS, …) until deadlineMs or the signal. */
-export function readPage(
+/**
+ * One page from fromSeq, retried (TIMEOUT, NO_RESPONDERS, …) until deadlineMs or the signal.
+ * At most the node's maxRequestEvents events are asked for, whatever maxEvents says; a shard
+ * outside the cluster's map rejects UNKNOWN_SHARD before any read.
+ */
+export async function readPage(
   context: PageReaderContext,
   request: { shard: number; fromSeq: number; maxEvents: number },
   deadlineMs: number,
   signal: AbortSignal,
 ): Promise<ReadReply> {
-  const bytes = encodeMessage({ v: 1, t: 'read', ...request });
+  const { maxRequestEvents } = await context.cluster.forShard(request.shard, deadlineMs, signal);
+  const bytes = encodeMessage({ v: 1, t: 'read', ...request, maxEvents: Math.min(request.maxEvents, maxRequestEvents) });
   return retrying(
     async () => {
       const reply = decodeReply(

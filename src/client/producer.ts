@@ -28,6 +28,7 @@
 // earlier, its seqs forgotten).
 
 import { randomBytes } from 'node:crypto';
+import { MAX_ABS_WEIGHT } from '../crdt/weight-micros.ts';
 import { TidelogError } from '../errors.ts';
 import { EVENT_BYTES, encodeEvents, validatePacked, type SignalEvent } from '../event.ts';
 import { systemClock, type Clock } from '../clock.ts';
@@ -153,19 +154,21 @@ export class Producer {
   /**
    * Appends events (objects, or packed n × 21 bytes that must not change until the promise
    * settles). Resolves with one Ack per event in input order once all are durable; rejects
-   * with BAD_REQUEST (nothing queued), OVERLOADED, CLOSED, PRODUCER_FENCED, TIMEOUT or the
-   * node's code for the batch that carried them.
+   * with BAD_REQUEST (nothing queued: a malformed event, or a weight beyond ±1e9),
+   * OVERLOADED, CLOSED, PRODUCER_FENCED, TIMEOUT or the node's code for the batch that
+   * carried them.
    */
   send(events: readonly SignalEvent[] | Uint8Array): Promise<Ack[]> {
     let packed: Uint8Array;
     let count: number;
     try {
+      // The node refuses a weight beyond ±MAX_ABS_WEIGHT: refuse it here, before anything is queued.
       if (events instanceof Uint8Array) {
-        count = validatePacked(events);
+        count = validatePacked(events, MAX_ABS_WEIGHT);
         packed = events;
       } else if (Array.isArray(events)) {
         packed = encodeEvents(events);
-        count = events.length;
+        count = validatePacked(packed, MAX_ABS_WEIGHT);
       } else {
         throw new TidelogError('BAD_REQUEST', 'events must be an array of SignalEvent or packed bytes');
       }

@@ -20,6 +20,16 @@
 //
 // Pages are read only when the caller asks for more than the last page held, so the
 // iterator's pace is the page reads' pace.
+//
+// Errors: failures that say "not now" (TIMEOUT, NO_RESPONDERS, NOT_LEADER, DISCONNECTED, a
+// node's CLOSED…) are retried forever; any other code ends the tail, and the caller's
+// for-await throws it. Two need care, because a failover looks like them at first:
+// - A shard outside the cluster's map has no node subscribed, so its reads meet
+//   NO_RESPONDERS as in a failover: the map (asked with `{ns}.info`) decides, UNKNOWN_SHARD.
+// - A read past the end (OUT_OF_RANGE with the hwm) may come from a follower lagging its
+//   leader. Once a page read answered or the feed went past the next seq, the log is known
+//   to reach it, and such an answer is only lag: wait. Before that, it may be a fromSeq beyond
+//   hwm + 1: ask again (with back-off) until retryTimeoutMs, then end the tail with it.
 
 import { TidelogError, isTidelogError } from '../errors.ts';
 import { decodeFeed, encodeMessage, decodeReply } from '../transport/codec.ts';
@@ -27,7 +37,7 @@ import { TAIL_ANNOUNCE_MS, type ReadBatch } from '../transport/messages.ts';
 import type { Subscription } from '../transport/transport.ts';
 import { FeedBuffer } from './feed-buffer.ts';
 import { endSeqOf, eventsFrom, readPage, type ConsumedEvent, type PageReaderContext } from './page-reader.ts';
-import { isLocalClosed, requestBytes, retrying } from './retry.ts';
+import { backoffMs, isLocalClosed, requestBytes, retrying } from './retry.ts';
 
 export interface TailOptions {
   shard: number;
@@ -64,6 +74,8 @@ export interface TailSettings {
   maxBufferedFeedMessages: number;
   maxBufferedFeedEvents: number;
   idlePollMs: number;
+  /** How long a start past the log's end is asked again before the tail ends OUT_OF_RANGE. */
+  retryTimeoutMs: number;
 }
 
 export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
@@ -73,6 +85,11 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
   private readonly counters = { pagesRead: 0, eventsFromPages: 0, feedMessagesUsed: 0, eventsFromFeed: 0, feedGaps: 0, switchesToFeed: 0, feedDecodeFailures: 0 };
   private nextSeq: number;
   private hasEnded = false;
+  /** The log is known to reach nextSeq − 1: a page read answered, the feed went past nextSeq, or a seek chose it. */
+  private isStartConfirmed = false;
+  /** Reads past the end before the start was confirmed (paces the next one). */
+  private unconfirmedReads = 0;
+  private startDeadlineMs = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly context: PageReaderContext,
@@ -134,10 +151,16 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
       this.announce();
       announcer = setInterval(() => this.announce(), TAIL_ANNOUNCE_MS);
       announcer.unref();
-      if (this.options.fromTimestampNs !== undefined) this.nextSeq = await this.seek(this.options.fromTimestampNs, signal);
+      this.startDeadlineMs = this.context.nowMs() + this.settings.retryTimeoutMs;
+      if (this.options.fromTimestampNs !== undefined) {
+        this.nextSeq = await this.seek(this.options.fromTimestampNs, signal);
+        this.isStartConfirmed = true; // a seek answers at most hwm + 1
+      }
       while (!signal.aborted) {
         this.buffer.discardBefore(this.nextSeq);
         const head = this.buffer.peek();
+        // A feed message that ends past nextSeq shows the leader's log holds nextSeq.
+        if (head !== undefined) this.isStartConfirmed = true;
         if (head !== undefined && head.firstSeq <= this.nextSeq) {
           this.counters.switchesToFeed++;
           yield* this.fromFeed(signal);
@@ -145,8 +168,10 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
         }
         const page = await this.page(signal);
         if (page === null) {
-          // Caught up with the disk: wait for the feed (or the next idle check).
-          await this.buffer.wait(this.settings.idlePollMs, signal);
+          // Caught up with the disk: wait for the feed (or the next idle check). A start not
+          // confirmed yet is asked about again sooner: a lagging follower catches up fast.
+          const waitMs = this.isStartConfirmed ? this.settings.idlePollMs : Math.min(this.settings.idlePollMs, backoffMs(this.unconfirmedReads, this.context));
+          await this.buffer.wait(waitMs, signal);
           continue;
         }
         for (const batch of page) {
@@ -209,11 +234,17 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
     try {
       reply = await readPage(this.context, { shard, fromSeq: this.nextSeq, maxEvents: this.settings.pageEvents }, Number.POSITIVE_INFINITY, signal);
     } catch (error) {
-      // Past the end of what this replica has (a lagging follower, or we read the feed of a
-      // leader ahead of it): nothing newer yet. Below the first seq on disk stays an error.
-      if (isTidelogError(error, 'OUT_OF_RANGE') && error.context.firstSeq === undefined && error.context.hwm !== undefined) return null;
-      throw error;
+      // Below the first seq on disk is an error whoever answers. Past the end of what this
+      // replica has is a lagging follower (or we read the feed of a leader ahead of it) once
+      // the start was confirmed: nothing newer yet. Before, it may be a fromSeq past the end.
+      if (!isPastEnd(error)) throw error;
+      if (this.isStartConfirmed) return null;
+      if (this.context.nowMs() >= this.startDeadlineMs) throw error;
+      this.unconfirmedReads++;
+      this.context.logger?.debug({ shard, nextSeq: this.nextSeq, hwm: error.context.hwm }, 'tail start past the end of the replica that answered; asking again');
+      return null;
     }
+    this.isStartConfirmed = true;
     this.counters.pagesRead++;
     const fresh = reply.batches.filter((batch) => endSeqOf(batch) > this.nextSeq);
     return fresh.length === 0 ? null : fresh;
@@ -221,6 +252,7 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
 
   private async seek(timestampNs: bigint, signal: AbortSignal): Promise<number> {
     const { shard } = this.options;
+    await this.context.cluster.forShard(shard, Number.POSITIVE_INFINITY, signal); // UNKNOWN_SHARD, not NO_RESPONDERS forever
     const request = encodeMessage({ v: 1, t: 'seek', shard, timestampNs });
     const reply = await retrying(
       async () => decodeReply(await requestBytes(this.context.transport, this.context.subjects.shardSeek(shard), request, this.context.requestTimeoutMs), 'sought'),
@@ -229,4 +261,9 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
     if (reply.shard !== shard) throw new TidelogError('DECODE_FAILED', `asked shard ${shard} to seek, got shard ${reply.shard}`);
     return reply.seq;
   }
+}
+
+/** OUT_OF_RANGE for a read beyond the answering replica's hwm + 1 (not below its first seq). */
+function isPastEnd(error: unknown): error is TidelogError {
+  return isTidelogError(error, 'OUT_OF_RANGE') && error.context.firstSeq === undefined && error.context.hwm !== undefined;
 }

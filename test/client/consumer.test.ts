@@ -1,19 +1,20 @@
 // The consumer's bounded reads and its request/reply calls against a scripted node.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createConsumer, type Consumer, type ConsumedEvent } from '../../src/client/index.ts';
+import { createConsumer, type Consumer, type ConsumerOptions, type ConsumedEvent } from '../../src/client/index.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
-import { FakeNode, eventsForShard, expectRejection } from '../support/fake-node.ts';
+import { FakeNode, eventsForShard, expectRejection, type FakeNodeOptions } from '../support/fake-node.ts';
 import { WAIT_MS } from '../support/waits.ts';
 
-async function setup(): Promise<{ node: FakeNode; consumer: Consumer }> {
-  const node = new FakeNode({ router: { strategy: 'hash', shards: 2 } });
+async function setup(consumerOptions: Partial<ConsumerOptions> = {}, nodeOptions: FakeNodeOptions = {}): Promise<{ node: FakeNode; consumer: Consumer }> {
+  const node = new FakeNode({ router: { strategy: 'hash', shards: 2 }, ...nodeOptions });
   const consumer = await createConsumer({
     transport: new InProcessTransport({ bus: node.transport.bus }),
     namespace: node.namespace,
     requestTimeoutMs: WAIT_MS, // a hang bound: no healthy reply is ever timed out
     retryBackoffMs: 1,
     maxRetryBackoffMs: 4,
+    ...consumerOptions,
   });
   return { node, consumer };
 }
@@ -60,6 +61,31 @@ test('consumer - read retries a busy node and rejects OUT_OF_RANGE past the end'
   assert.equal((await collect(consumer.read({ shard: 0 }))).map((consumed) => consumed.seq), [1, 2]);
   await expectRejection(collect(consumer.read({ shard: 0, fromSeq: 9 })), 'OUT_OF_RANGE');
   await expectRejection(collect(consumer.read({ shard: 0, fromSeq: 0 })), 'BAD_REQUEST');
+  await consumer.close();
+});
+
+test("consumer - pageEvents above the node's maxRequestEvents is lowered to it, not refused", async () => {
+  const { node, consumer } = await setup({ pageEvents: 50 }, { maxRequestEvents: 4 });
+  const events = eventsForShard(node.router, 1, 10);
+  node.appendDirect(1, events);
+  const everyPage = await collect(consumer.read({ shard: 1 }));
+  const wideOption = await collect(consumer.read({ shard: 1, fromSeq: 3, pageEvents: 1000 }));
+  assert.equal(everyPage.map((consumed) => consumed.event), events);
+  assert.equal(wideOption.map((consumed) => consumed.seq), [3, 4, 5, 6, 7, 8, 9, 10]);
+  const pageSizes = node.requests.filter((request) => request.endpoint === 'read').map((request) => request.eventCount);
+  assert.ok(pageSizes.every((size) => size <= 4), `pages of at most 4 events: ${pageSizes.join(', ')}`);
+  await consumer.close();
+});
+
+test('consumer - a read or seek of a shard outside the map rejects UNKNOWN_SHARD, not NO_RESPONDERS after the retries', async () => {
+  // Nothing subscribes to shard 5's subjects, as during a failover: only the map tells the two apart.
+  const { node, consumer } = await setup({ retryTimeoutMs: 2000 });
+  await expectRejection(collect(consumer.read({ shard: 5 })), 'UNKNOWN_SHARD');
+  await expectRejection(consumer.seek(5, 1n), 'UNKNOWN_SHARD');
+  // The map is asked about the missing shard each time (it may have grown), and a shard it has reads on.
+  node.appendDirect(1, eventsForShard(node.router, 1, 1));
+  assert.equal((await collect(consumer.read({ shard: 1 }))).map((consumed) => consumed.seq), [1]);
+  assert.ok(node.requests.filter((request) => request.endpoint === 'info').length >= 2);
   await consumer.close();
 });
 

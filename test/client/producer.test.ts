@@ -3,6 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { systemClock, type Clock } from '../../src/clock.ts';
+import { isTidelogError } from '../../src/errors.ts';
 import { SendError, createProducer, type Producer, type ProducerOptions } from '../../src/client/index.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
@@ -260,6 +261,27 @@ test('producer - BAD_REQUEST input is refused whole and queues nothing', async (
   assert.is(producer.stats().queuedEvents, 0);
   assert.is(node.appendRequests().length, 0);
   assert.equal(await producer.send([]), []);
+  await producer.close();
+});
+
+test('producer - a weight beyond ±1e9 (the node refuses it) is refused locally with BAD_REQUEST and queues nothing', async () => {
+  const { node, producer } = await setup();
+  const [event] = eventsForShard(node.router, 0, 1);
+  try {
+    await producer.send([event, { ...event, weight: 2e9 }]);
+    assert.unreachable('a weight of 2e9 was accepted');
+  } catch (error) {
+    assert.ok(isTidelogError(error, 'BAD_REQUEST'), String(error));
+    assert.is(error.context.index, 1, 'the error names the event');
+  }
+  await expectRejection(producer.send([{ ...event, weight: -1.5e9 }]), 'BAD_REQUEST');
+  await expectRejection(producer.send(encodeEvents([event, { ...event, weight: 1e10 }])), 'BAD_REQUEST');
+  await producer.flush();
+  assert.is(producer.stats().queuedEvents, 0);
+  assert.is(node.appendRequests().length, 0, 'nothing reached the node');
+  // The bound itself passes, judged on the f32 the node reads: 1e9 + 10 is stored as 1e9.
+  const acks = await producer.send([{ ...event, weight: 1e9 }, { ...event, weight: -1e9 }, { ...event, weight: 1e9 + 10 }]);
+  assert.equal(acks.map((ack) => ack.seq), [1, 2, 3]);
   await producer.close();
 });
 

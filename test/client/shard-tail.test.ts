@@ -3,14 +3,15 @@
 // full buffers and lost feed messages.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createConsumer, type Consumer, type ConsumedEvent, type ShardTail } from '../../src/client/index.ts';
+import type { Clock } from '../../src/clock.ts';
+import { createConsumer, type Consumer, type ConsumerOptions, type ConsumedEvent, type ShardTail } from '../../src/client/index.ts';
 import type { SignalEvent } from '../../src/event.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
-import { FakeNode, eventsForShard, settle } from '../support/fake-node.ts';
-import { WAIT_MS } from '../support/waits.ts';
+import { FakeNode, eventsForShard, expectRejection, settle, type FakeNodeOptions } from '../support/fake-node.ts';
+import { until, WAIT_MS, within } from '../support/waits.ts';
 
-async function setup(): Promise<{ node: FakeNode; consumer: Consumer }> {
-  const node = new FakeNode({ router: { strategy: 'single' } });
+async function setup(consumerOptions: Partial<ConsumerOptions> = {}, nodeOptions: FakeNodeOptions = {}): Promise<{ node: FakeNode; consumer: Consumer }> {
+  const node = new FakeNode({ router: { strategy: 'single' }, ...nodeOptions });
   const consumer = await createConsumer({
     transport: new InProcessTransport({ bus: node.transport.bus }),
     namespace: node.namespace,
@@ -18,8 +19,34 @@ async function setup(): Promise<{ node: FakeNode; consumer: Consumer }> {
     retryBackoffMs: 1,
     maxRetryBackoffMs: 4,
     idlePollMs: 60_000, // only tests about idleness rely on the poll
+    ...consumerOptions,
   });
   return { node, consumer };
+}
+
+/** A clock that stands still until the test moves it: a deadline passes when the test says so. */
+class ManualClock implements Clock {
+  private atMs = 1_000_000;
+  nowMs(): number {
+    return this.atMs;
+  }
+  nowNs(): bigint {
+    return BigInt(this.atMs) * 1_000_000n;
+  }
+  stepMs(ms: number): void {
+    this.atMs += ms;
+  }
+}
+
+function readsFrom(node: FakeNode, fromSeq: number): number {
+  return node.requests.filter((request) => request.endpoint === 'read' && request.fromSeq === fromSeq).length;
+}
+
+/** Iterates `tail` with for-await to its end; rejects with what the loop throws. */
+async function drain(tail: ShardTail): Promise<ConsumedEvent[]> {
+  const out: ConsumedEvent[] = [];
+  for await (const consumed of tail) out.push(consumed);
+  return out;
 }
 
 /** Pulls from `tail` until it yielded seq `lastSeq`; the tail stays open. */
@@ -145,6 +172,9 @@ test('shard-tail - read failures are retried; break and close() end tails', asyn
   node.appendDirect(0, eventsForShard(node.router, 0, 3, 0));
   node.failRequests(1, 'TIMEOUT', 'read');
   node.failRequests(1, 'CLOSED', 'read'); // a shard not serving for a moment
+  node.failRequests(1, 'NO_RESPONDERS', 'read'); // a failover: no replica subscribed for a moment
+  node.failRequests(1, 'NOT_LEADER', 'read');
+  node.failRequests(1, 'DISCONNECTED', 'read');
   node.ignoreRequests(1, 'read');
   const seqs: number[] = [];
   for await (const consumed of consumer.tail({ shard: 0 })) {
@@ -158,6 +188,69 @@ test('shard-tail - read failures are retried; break and close() end tails', asyn
   await consumer.close();
   assert.ok((await next).done, 'a tail waiting for events ends on close()');
   assert.throws(() => consumer.tail({ shard: 0 }));
+});
+
+test('shard-tail - a start past hwm + 1 ends the for-await with OUT_OF_RANGE once retryTimeoutMs passed', async () => {
+  const clock = new ManualClock();
+  const { node, consumer } = await setup({ clock, retryTimeoutMs: 1000 });
+  node.appendDirect(0, eventsForShard(node.router, 0, 3, 0)); // hwm 3: seq 4 is next, 5 is past the end
+  const failing = drain(consumer.tail({ shard: 0, fromSeq: 5 }));
+  failing.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+  // A follower answering the read may lag its leader: the tail asks again before it gives up.
+  await until(() => readsFrom(node, 5) >= 3, 'the tail to ask again');
+  clock.stepMs(1001);
+  await expectRejection(within(failing, 'the tail past the end to fail'), 'OUT_OF_RANGE');
+  await consumer.close();
+});
+
+test('shard-tail - at hwm + 1 the tail waits for the next event, through lagging replicas, past retryTimeoutMs', async () => {
+  const clock = new ManualClock();
+  const { node, consumer } = await setup({ clock, retryTimeoutMs: 1000 });
+  node.appendDirect(0, eventsForShard(node.router, 0, 3, 0));
+  node.lagReads(2, 2); // the first two answers come from a follower two events behind: seq 4 is past its end
+  const tail = consumer.tail({ shard: 0, fromSeq: 4, idlePollMs: 5 });
+  const next = tail.next();
+  let failure: unknown = null;
+  next.catch((error: unknown) => (failure = error));
+  const isWaiting = (reads: number) => (): boolean => failure !== null || readsFrom(node, 4) >= reads;
+  await until(isWaiting(3), 'the tail to reach an up-to-date replica');
+  clock.stepMs(60_000); // the start was confirmed: no deadline is left to pass
+  node.lagReads(3, 2); // and a lagging replica answering now means lag, not a bad fromSeq
+  await until(isWaiting(readsFrom(node, 4) + 5), 'the idle tail to read past the lagging answers');
+  assert.is(failure, null, 'the tail kept waiting');
+  const seq = node.appendDirect(0, eventsForShard(node.router, 0, 1, 1));
+  const consumed = await within(next, 'the next event');
+  assert.not.ok(consumed.done, 'the tail is still running');
+  assert.is((consumed.value as ConsumedEvent).seq, seq);
+  assert.is(seq, 4);
+  await tail.return();
+  await consumer.close();
+});
+
+test('shard-tail - a shard outside the map ends the for-await with UNKNOWN_SHARD at once', async () => {
+  const { node, consumer } = await setup();
+  // Nothing subscribes to shard 7's subjects: its reads and seeks would meet NO_RESPONDERS,
+  // as in a failover, which is retried forever.
+  await expectRejection(within(drain(consumer.tail({ shard: 7 })), 'the tail of shard 7 to fail'), 'UNKNOWN_SHARD');
+  await expectRejection(within(drain(consumer.tail({ shard: 7, fromTimestampNs: 1n })), 'the tail of shard 7 by time to fail'), 'UNKNOWN_SHARD');
+  // A shard the map has still tails on the same consumer.
+  node.appendDirect(0, eventsForShard(node.router, 0, 1, 0));
+  const tail = consumer.tail({ shard: 0 });
+  assert.is(((await tail.next()).value as ConsumedEvent).seq, 1);
+  await tail.return();
+  await consumer.close();
+});
+
+test("shard-tail - pageEvents above the node's maxRequestEvents is lowered to it, not refused", async () => {
+  const { node, consumer } = await setup({ pageEvents: 50 }, { maxRequestEvents: 4 });
+  node.appendDirect(0, eventsForShard(node.router, 0, 10, 0));
+  const tail = consumer.tail({ shard: 0 });
+  const consumed = await within(takeUntil(tail, 10), 'ten events');
+  assertExactly(consumed, 1, node.events(0));
+  const reads = node.requests.filter((request) => request.endpoint === 'read');
+  assert.ok(reads.length >= 3 && reads.every((request) => request.eventCount <= 4), `pages of at most 4 events: ${reads.map((request) => request.eventCount).join(', ')}`);
+  await tail.return();
+  await consumer.close();
 });
 
 test.run();

@@ -70,7 +70,12 @@ interface Session {
   results: Map<number, number[]>;
 }
 
-type Fault = { kind: 'drop-reply' } | { kind: 'ignore' } | { kind: 'fail'; code: string } | { kind: 'delay'; delayMs: number };
+type Fault =
+  | { kind: 'drop-reply' }
+  | { kind: 'ignore' }
+  | { kind: 'fail'; code: string }
+  | { kind: 'delay'; delayMs: number }
+  | { kind: 'lag'; lagEvents: number };
 
 /** Requests kept in `requests`: far above what a unit test sends. */
 const MAX_RECORDED_REQUESTS = 100_000;
@@ -151,6 +156,14 @@ export class FakeNode {
   /** The next `count` requests are handled after delayMs. */
   delayRequests(count: number, delayMs: number, endpoint: Endpoint = 'append'): void {
     this.addFaults(endpoint, count, { kind: 'delay', delayMs });
+  }
+
+  /**
+   * The next `count` reads are answered as a follower `lagEvents` behind the log would answer
+   * them: its hwm that much lower, so a read past it is OUT_OF_RANGE.
+   */
+  lagReads(count: number, lagEvents: number): void {
+    this.addFaults('read', count, { kind: 'lag', lagEvents });
   }
 
   /** Forgets every pending fault. */
@@ -249,7 +262,8 @@ export class FakeNode {
           this.record({ endpoint, shard, session: null, eventCount: request.maxEvents, fromSeq: request.fromSeq });
           if (fault?.kind === 'fail') throw new TidelogError(fault.code as TidelogError['code'], 'injected by the fake node');
           this.beforeRead?.(request.shard, request.fromSeq);
-          reply = { v: 1, t: 'batches', shard: request.shard, ...this.read(request.shard, request.fromSeq, request.maxEvents) };
+          const hwm = Math.max(0, this.lastSeq(request.shard) - (fault?.kind === 'lag' ? fault.lagEvents : 0));
+          reply = { v: 1, t: 'batches', shard: request.shard, ...this.read(request.shard, request.fromSeq, request.maxEvents, hwm) };
           break;
         }
         case 'seek': {
@@ -364,13 +378,12 @@ export class FakeNode {
     return firstSeq;
   }
 
-  private read(shard: number, fromSeq: number, maxEvents: number): { batches: ReadBatch[]; hwm: number; firstSeq: number } {
-    const hwm = this.lastSeq(shard);
+  private read(shard: number, fromSeq: number, maxEvents: number, hwm: number): { batches: ReadBatch[]; hwm: number; firstSeq: number } {
     if (fromSeq > hwm + 1) {
       throw new TidelogError('OUT_OF_RANGE', `fromSeq ${fromSeq} is beyond ${hwm}`, { details: { shard, fromSeq, hwm } });
     }
     const batches: ReadBatch[] = [];
-    let remaining = maxEvents;
+    let remaining = Math.min(maxEvents, hwm - fromSeq + 1); // as the node: nothing past its hwm
     for (const batch of this.logOf(shard)) {
       if (remaining <= 0) break;
       const count = batch.events.byteLength / EVENT_BYTES;
