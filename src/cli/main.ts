@@ -14,7 +14,7 @@ import { runServe, type ServeOptions } from './serve.ts';
 import { runStatus, type StatusOptions } from './status.ts';
 import { runDump } from './dump.ts';
 import { runLoad } from './load.ts';
-import { ExitCode, integerOption, numberOption, type ExitCodeValue } from './options.ts';
+import { ExitCode, addNatsAuthOptions, integerOption, numberOption, type ExitCodeValue, type NatsAuthFlags } from './options.ts';
 import { runRepairFrom } from './repair-from.ts';
 import { runVerify } from './verify.ts';
 
@@ -62,10 +62,10 @@ function buildProgram(done: (code: ExitCodeValue) => void): Command {
 
   const wal = program.command('wal').description('inspect and exercise a write-ahead log directory');
 
-  wal
+  const verify = wal
     .command('verify')
     .description('verify every batch of every shard read-only (never takes the lock, safe beside a running writer)')
-    .argument('<dir>', 'WAL directory')
+    .argument('<dir>', "a node's data dir, or its WAL directory")
     .option('--shard <n>', 'verify only this shard (default: every shard found)', integerOption(0, SHARD_MAX))
     .option('--json', 'print one JSON document on stdout and nothing else there')
     .option('--repair-from <nats url>', "repair damaged shards from a replica of the cluster at this NATS URL (the node stopped; <dir> is <dataDir>/wal)")
@@ -86,13 +86,13 @@ its intact prefix with a repair marker, the committed batches after it are fetch
 shard's leader (or the replica committed furthest) and appended verbatim; exit 0 once every
 repaired shard verifies. The node then catches up from its leader and votes again.`,
     )
-    .action(async (dir: string, options: { shard?: number; json?: boolean; repairFrom?: string; namespace: string; config?: string }) =>
-      done(
-        options.repairFrom === undefined
-          ? await runVerify(dir, options)
-          : await runRepairFrom(dir, { nats: options.repairFrom, namespace: options.namespace, ...(options.shard === undefined ? {} : { shard: options.shard }), ...(options.config === undefined ? {} : { config: options.config }) }),
-      ),
-    );
+  addNatsAuthOptions(verify).action(async (dir: string, options: NatsAuthFlags & { shard?: number; json?: boolean; repairFrom?: string; namespace: string; config?: string }) =>
+    done(
+      options.repairFrom === undefined
+        ? await runVerify(dir, options)
+        : await runRepairFrom(dir, { ...options, nats: options.repairFrom, namespace: options.namespace, ...(options.shard === undefined ? {} : { shard: options.shard }), ...(options.config === undefined ? {} : { config: options.config }) }),
+    ),
+  );
 
   wal
     .command('dump')
@@ -206,27 +206,33 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
       return done(await runChaos({ seconds, seed, shards, rate, batch, kinds: parseFaultKinds(options.faults), ...(dir === undefined ? {} : { dir }), ...(keep === undefined ? {} : { keep }), ...(json === undefined ? {} : { json }) }));
     });
 
-  program
-    .command('serve')
-    .description('run a node: config file, then TIDELOG_* environment variables, then these flags')
-    .option('--config <file>', 'JSON config (schema: config/node.schema.json; defaults: config/default.json)')
-    .option('--nats <urls>', 'NATS server urls, comma separated')
-    .option('--namespace <ns>', 'subject namespace')
-    .option('--data-dir <dir>', 'where the shards keep their WALs')
-    .option('--node-id <id>', 'node id (default: generated once, kept in <dataDir>/node-id)')
-    .option('--metrics-port <port>', 'Prometheus /metrics port (0: off)', integerOption(0, 65_535))
-    .option('--salvage', 'open damaged shards on their durable prefix (damaged bytes kept aside as .damaged) instead of leaving them stopped')
-    .action(async (options: ServeOptions) => done(await runServe(options)));
+  addNatsAuthOptions(
+    program
+      .command('serve')
+      .description('run a node: config file (relative paths in it from its folder), then TIDELOG_* environment variables, then these flags')
+      .option('--config <file>', 'JSON config (schema: config/node.schema.json; defaults: config/default.json)')
+      .option('--nats <urls>', 'NATS server urls, comma separated')
+      .option('--namespace <ns>', 'subject namespace')
+      .option('--data-dir <dir>', 'where the shards keep their WALs')
+      .option('--node-id <id>', 'node id (default: generated once, kept in <dataDir>/node-id)')
+      .addOption(new Option('--shards <n>', 'hash entity ids over n shards (router strategy hash; only on an empty data dir)').argParser(integerOption(1, SHARD_MAX + 1)))
+      .addOption(new Option('--fsync <mode>', 'full: ack after fdatasync (default); normal: sync every syncIntervalMs; off').choices(FSYNC_MODES))
+      .option('--metrics-port <port>', 'monitoring endpoint port: /, /status, /healthz, /metrics (default 8322; 0: a free port)', integerOption(0, 65_535))
+      .option('--no-metrics', 'no monitoring endpoint')
+      .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+      .option('--salvage', 'open damaged shards on their durable prefix (damaged bytes kept aside as .damaged) instead of leaving them stopped'),
+  ).action(async (options: ServeOptions) => done(await runServe(options)));
 
-  program
-    .command('status')
+  addNatsAuthOptions(
+    program
+      .command('status')
     .description('ask every node of a namespace for its status and print a table')
     .option('--nats <urls>', 'NATS server urls, comma separated', 'nats://127.0.0.1:4222')
     .option('--namespace <ns>', 'subject namespace', 'tidelog')
     .option('--timeout-ms <ms>', 'how long to collect answers', integerOption(10, 600_000), 500)
     .option('--nodes <n>', 'stop as soon as this many nodes answered (the timeout still bounds the wait)', integerOption(1, 65_536))
-    .option('--json', 'print JSON instead of a table')
-    .action(async (options: StatusOptions) => done(await runStatus(options)));
+      .option('--json', 'print JSON instead of a table'),
+  ).action(async (options: StatusOptions) => done(await runStatus(options)));
 
   return program;
 }

@@ -25,11 +25,12 @@ import { decodeFetchReply, encodeFetch, replicationSubject } from '../transport/
 import { readBatchHeader } from '../wal/batch-format.ts';
 import { initChecksum } from '../wal/index.ts';
 import { formatCount } from './format.ts';
-import { ExitCode, type ExitCodeValue } from './options.ts';
+import { ExitCode, cliNatsAuth, type ExitCodeValue, type NatsAuthFlags } from './options.ts';
 import { verifyShard } from './verify.ts';
 import { checkWalDirectory, shardsIn } from './wal-dir.ts';
 
-export interface RepairFromOptions {
+/** Credentials: the config's nats.auth, then TIDELOG_NATS_* (docs/SECURITY.md), then the NatsAuthFlags. */
+export interface RepairFromOptions extends NatsAuthFlags {
   /** NATS server URL(s), comma-separated. */
   nats: string;
   namespace: string;
@@ -71,7 +72,8 @@ export async function runRepairFrom(walDir: string, options: RepairFromOptions):
     process.stdout.write('nothing to repair: every shard verifies\n');
     return ExitCode.ok;
   }
-  const transport = await NatsTransport.connect({ servers: options.nats.split(','), name: 'tidelog-repair', maxReconnectAttempts: 0 });
+  const auth = cliNatsAuth(options, config === null ? {} : { base: config.nats.auth });
+  const transport = await NatsTransport.connect({ servers: options.nats.split(','), name: 'tidelog-repair', maxReconnectAttempts: 0, ...(auth === undefined ? {} : { auth }) });
   try {
     for (const shard of damaged) await repairShard(transport, walDir, shard, config, options);
   } catch (error) {

@@ -5,9 +5,10 @@ import { encodeMessage, decodeReply } from '../transport/codec.ts';
 import { subjects, type StatusReply } from '../transport/messages.ts';
 import { NatsTransport } from '../transport/nats.ts';
 import { formatBytes, formatCount, formatMs, formatTable } from './format.ts';
-import { ExitCode, type ExitCodeValue } from './options.ts';
+import { ExitCode, cliNatsAuth, type ExitCodeValue, type NatsAuthFlags } from './options.ts';
 
-export interface StatusOptions {
+/** Credentials: TIDELOG_NATS_* (docs/SECURITY.md), then the NatsAuthFlags. */
+export interface StatusOptions extends NatsAuthFlags {
   nats: string;
   namespace: string;
   timeoutMs: number;
@@ -17,7 +18,8 @@ export interface StatusOptions {
 }
 
 export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> {
-  const transport = await NatsTransport.connect({ servers: options.nats.split(','), name: 'tidelog-status' });
+  const auth = cliNatsAuth(options);
+  const transport = await NatsTransport.connect({ servers: options.nats.split(','), name: 'tidelog-status', ...(auth === undefined ? {} : { auth }) });
   let replies: StatusReply[];
   try {
     const raw = await transport.requestMany(subjects(options.namespace).status, encodeMessage({ v: 1, t: 'status' }), {

@@ -3,7 +3,7 @@
 // to the caller, who may share it between clients and a node (the embedded mode).
 
 import { TidelogError } from '../errors.ts';
-import { NatsTransport } from '../transport/nats.ts';
+import { NatsTransport, type NatsAuthOptions } from '../transport/nats.ts';
 import { isValidNamespace } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
 
@@ -18,6 +18,11 @@ export interface ClientTransportOptions {
   namespace?: string;
   /** Name shown in the NATS server's connection list. */
   name?: string;
+  /**
+   * With `servers`: credentials and TLS of the connection (user + pass, token, NKey seed,
+   * creds file; CA, client certificate; a private inbox prefix), see docs/SECURITY.md.
+   */
+  auth?: NatsAuthOptions;
 }
 
 export interface ClientTransport {
@@ -37,11 +42,14 @@ export async function openClientTransport(options: ClientTransportOptions): Prom
   if (options.transport !== undefined && options.servers !== undefined) {
     throw new TidelogError('BAD_REQUEST', 'give either servers or transport, not both');
   }
+  if (options.transport !== undefined && options.auth !== undefined) {
+    throw new TidelogError('BAD_REQUEST', 'auth applies to a connection opened from servers; a transport handed in is already connected');
+  }
   if (options.transport !== undefined) return { transport: options.transport, namespace, isOwned: false };
   if (options.servers === undefined || options.servers.length === 0) {
     throw new TidelogError('BAD_REQUEST', 'servers (NATS urls) or transport is required');
   }
-  const transport = await NatsTransport.connect({ servers: options.servers, name: options.name });
+  const transport = await NatsTransport.connect({ servers: options.servers, name: options.name, ...(options.auth === undefined ? {} : { auth: options.auth }) });
   return { transport, namespace, isOwned: true };
 }
 

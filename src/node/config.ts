@@ -7,13 +7,19 @@
 //
 // Layers, each over the one before: defaults ← file (JSON) ← environment ← overrides (CLI
 // flags). Objects merge field by field; arrays, values and the `router` object replace.
+// Paths (PATH_FIELDS) come out absolute: a relative one from the file is taken relative to
+// the file's folder, one from the environment, a flag or the defaults to the working directory.
+// Secrets (nats.auth.pass, token, nkeySeed) are never in an error message; redactConfig gives
+// the config fit to log.
 
 import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_SIGNAL_SCHEMA_PATH } from '../crdt/index.ts';
 import { TidelogError } from '../errors.ts';
 import { ShardRouter } from '../shard-map.ts';
 import { DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_EVENTS } from '../transport/messages.ts';
+import { natsAuthProblems, redactNatsAuth, redactServers } from '../transport/nats.ts';
 import { DEFAULT_MAX_RUNS_PER_SESSION, DEFAULT_MAX_SESSIONS } from './session-store.ts';
 
 const U64_DECIMAL = /^(0|[1-9][0-9]{0,19})$/;
@@ -45,6 +51,36 @@ const routerSchema = z
     }
   });
 
+const pathInFile = (what: string): z.ZodOptional<z.ZodString> => z.string().min(1).optional().describe(`${what}; relative: to the config file's folder.`);
+
+const natsAuthSchema = z
+  .strictObject({
+    user: z.string().min(1).optional().describe('User name of the node\'s NATS user (with pass).'),
+    pass: z.string().min(1).optional().describe('Password of user. Secret, never logged: better in TIDELOG_NATS_PASS than in a file.'),
+    token: z.string().min(1).optional().describe('Authorization token (instead of a user). Secret, never logged: better in TIDELOG_NATS_TOKEN.'),
+    nkeySeed: z.string().min(1).optional().describe('NKey user seed (SU…). Secret, never logged: better nkeySeedFile or TIDELOG_NATS_NKEY_SEED.'),
+    nkeySeedFile: pathInFile('File holding the NKey user seed (what `nk -gen user` writes)'),
+    credsFile: pathInFile('A .creds file (user JWT + NKey seed) of a server in operator mode (`nsc generate creds`)'),
+    inboxPrefix: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Prefix of the node\'s reply inboxes (default _INBOX); a user whose permissions allow replies to a private prefix only needs it (docs/SECURITY.md).'),
+    tls: z
+      .strictObject({
+        caFile: pathInFile('PEM file of the CA(s) that signed the NATS servers\' certificates (default: Node\'s bundled CAs)'),
+        certFile: pathInFile('PEM certificate of this node, for servers that verify clients (with keyFile)'),
+        keyFile: pathInFile('PEM private key of certFile'),
+      })
+      .optional()
+      .describe('TLS towards NATS; given at all (even {}), TLS is required.'),
+  })
+  .prefault({})
+  .describe('How the node authenticates to NATS (docs/SECURITY.md): at most one of user + pass, token, nkeySeed / nkeySeedFile, credsFile; TLS with any of them.')
+  .superRefine((auth, context) => {
+    for (const problem of natsAuthProblems(auth)) context.addIssue({ code: 'custom', path: problem.field.split('.'), message: problem.message });
+  });
+
 export const nodeConfigSchema = z.strictObject({
   $schema: z.string().optional().describe('Path or URL of this JSON Schema (for editors); ignored.'),
   nodeId: z
@@ -59,11 +95,17 @@ export const nodeConfigSchema = z.strictObject({
     .describe('Subject prefix; nodes and clients of one cluster share it.'),
   nats: z
     .strictObject({
-      servers: z.array(z.string().min(1)).min(1).max(64).default(['nats://127.0.0.1:4222']),
-      embedded: z.boolean().default(false).describe('Start a nats-server (from PATH) on a free loopback port.'),
+      servers: z
+        .array(z.string().min(1))
+        .min(1)
+        .max(64)
+        .default(['nats://127.0.0.1:4222'])
+        .describe('NATS server urls (nats://host:port; tls://host:port requires TLS). Credentials go in nats.auth, not in a url.'),
+      embedded: z.boolean().default(false).describe('Start a nats-server (from PATH) on a free loopback port (it has no auth: nats.auth is not used).'),
+      auth: natsAuthSchema,
     })
     .prefault({}),
-  dataDir: z.string().min(1).default('data').describe('Directory of the WAL segments and checkpoints.'),
+  dataDir: z.string().min(1).default('data').describe('Directory of the WAL segments and checkpoints; relative: to the config file\'s folder.'),
   router: routerSchema.default({ strategy: 'single' }),
   wal: z
     .strictObject({
@@ -173,7 +215,7 @@ export const nodeConfigSchema = z.strictObject({
     .string()
     .min(1)
     .default(DEFAULT_SIGNALS)
-    .describe(`Path of the signal schema; "${DEFAULT_SIGNALS}" is the one shipped with tidelog.`),
+    .describe(`Path of the signal schema (relative: to the config file's folder); "${DEFAULT_SIGNALS}" is the one shipped with tidelog.`),
 });
 
 export type NodeConfig = z.output<typeof nodeConfigSchema>;
@@ -202,6 +244,16 @@ export const CONFIG_ENV: Readonly<Record<string, EnvVariable>> = {
   TIDELOG_NAMESPACE: { path: ['namespace'], parse: asText },
   TIDELOG_NATS_SERVERS: { path: ['nats', 'servers'], parse: asList },
   TIDELOG_NATS_EMBEDDED: { path: ['nats', 'embedded'], parse: asBoolean },
+  TIDELOG_NATS_USER: { path: ['nats', 'auth', 'user'], parse: asText },
+  TIDELOG_NATS_PASS: { path: ['nats', 'auth', 'pass'], parse: asText },
+  TIDELOG_NATS_TOKEN: { path: ['nats', 'auth', 'token'], parse: asText },
+  TIDELOG_NATS_NKEY_SEED: { path: ['nats', 'auth', 'nkeySeed'], parse: asText },
+  TIDELOG_NATS_NKEY_SEED_FILE: { path: ['nats', 'auth', 'nkeySeedFile'], parse: asText },
+  TIDELOG_NATS_CREDS: { path: ['nats', 'auth', 'credsFile'], parse: asText },
+  TIDELOG_NATS_INBOX_PREFIX: { path: ['nats', 'auth', 'inboxPrefix'], parse: asText },
+  TIDELOG_NATS_TLS_CA: { path: ['nats', 'auth', 'tls', 'caFile'], parse: asText },
+  TIDELOG_NATS_TLS_CERT: { path: ['nats', 'auth', 'tls', 'certFile'], parse: asText },
+  TIDELOG_NATS_TLS_KEY: { path: ['nats', 'auth', 'tls', 'keyFile'], parse: asText },
   TIDELOG_DATA_DIR: { path: ['dataDir'], parse: asText },
   TIDELOG_FSYNC: { path: ['wal', 'fsync'], parse: asText },
   TIDELOG_METRICS_ENABLED: { path: ['metrics', 'enabled'], parse: asBoolean },
@@ -220,7 +272,20 @@ export interface LoadConfigOptions {
   env?: NodeJS.ProcessEnv;
   /** CLI flags, applied last. */
   overrides?: ConfigOverrides;
+  /** What relative paths from the environment, flags and defaults are relative to (default: process.cwd()). */
+  cwd?: string;
 }
+
+/** The fields that hold a path (PATH_FIELDS): made absolute by loadConfig. */
+export const PATH_FIELDS: readonly (readonly string[])[] = [
+  ['dataDir'],
+  ['signals'],
+  ['nats', 'auth', 'nkeySeedFile'],
+  ['nats', 'auth', 'credsFile'],
+  ['nats', 'auth', 'tls', 'caFile'],
+  ['nats', 'auth', 'tls', 'certFile'],
+  ['nats', 'auth', 'tls', 'keyFile'],
+];
 
 type Sources = Map<string, string>;
 
@@ -229,10 +294,10 @@ type Sources = Map<string, string>;
  * the schema shipped with tidelog. CONFIG_INVALID, naming field and source, when invalid.
  */
 export function loadConfig(options: LoadConfigOptions = {}): NodeConfig {
-  const { file, env = process.env, overrides = {} } = options;
+  const { file, env = process.env, overrides = {}, cwd = process.cwd() } = options;
   const merged: Record<string, unknown> = {};
   const sources: Sources = new Map();
-  if (file !== undefined) mergeLayer(merged, readConfigFile(file), `file ${file}`, sources, []);
+  if (file !== undefined) mergeLayer(merged, readConfigFile(resolve(cwd, file)), `file ${file}`, sources, []);
   for (const [name, variable] of Object.entries(CONFIG_ENV)) {
     const text = env[name];
     if (text === undefined) continue;
@@ -244,8 +309,28 @@ export function loadConfig(options: LoadConfigOptions = {}): NodeConfig {
   if (!result.success) throw configError(result.error.issues, sources);
   const config = result.data;
   checkCluster(config, sources);
-  if (config.signals === DEFAULT_SIGNALS && !sources.has('signals')) config.signals = DEFAULT_SIGNAL_SCHEMA_PATH;
+  // The value that names the shipped schema, wherever it came from (not a path to resolve).
+  if (config.signals === DEFAULT_SIGNALS) config.signals = DEFAULT_SIGNAL_SCHEMA_PATH;
+  resolvePaths(config, file === undefined ? null : { source: `file ${file}`, dir: dirname(resolve(cwd, file)) }, cwd, sources);
   return config;
+}
+
+/** Makes every PATH_FIELDS value absolute: against the config file's folder when the file set it, else against cwd. */
+function resolvePaths(config: NodeConfig, file: { source: string; dir: string } | null, cwd: string, sources: Sources): void {
+  for (const path of PATH_FIELDS) {
+    let holder: unknown = config;
+    for (const key of path.slice(0, -1)) holder = isPlainObject(holder) ? holder[key] : undefined;
+    if (!isPlainObject(holder)) continue;
+    const key = path[path.length - 1];
+    const value = holder[key];
+    if (typeof value !== 'string' || isAbsolute(value)) continue;
+    holder[key] = resolve(file !== null && sourceOf(path, sources) === file.source ? file.dir : cwd, value);
+  }
+}
+
+/** The config fit to log or print: nats.auth's pass, token and nkeySeed, and any secret in a server url, read [redacted]. */
+export function redactConfig(config: NodeConfig): NodeConfig {
+  return { ...config, nats: { ...config.nats, servers: redactServers(config.nats.servers), auth: redactNatsAuth(config.nats.auth) } };
 }
 
 /** A cluster config names this node among its members and keeps R within them. */

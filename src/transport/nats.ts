@@ -26,8 +26,28 @@
 //
 // Data: a message's `data` is a view into the socket read that carried it; receivers must
 // treat it as read-only. Publishers must not change `data` after publish.
+//
+// Credentials (NatsAuthOptions, docs/SECURITY.md): user + password, a token, an NKey seed or a
+// `.creds` file (JWT + seed), over TLS with a CA and a client certificate if asked. Files are
+// read once at connect (a missing or bad one fails connect() with BAD_REQUEST naming the
+// option, never its content) and again at every reconnect, so rotated creds take effect
+// without a restart. Secrets never appear in an error message: servers are shown with
+// redactServerUrl, options with redactNatsAuth.
 
-import { connect, createInbox, errors, type Msg, type NatsConnection, type Subscription as NatsSubscription } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import {
+  connect,
+  createInbox,
+  credsAuthenticator,
+  errors,
+  nkeyAuthenticator,
+  nkeys,
+  type Authenticator,
+  type ConnectionOptions,
+  type Msg,
+  type NatsConnection,
+  type Subscription as NatsSubscription,
+} from '@nats-io/transport-node';
 import { deferred, type Deferred } from '../deferred.ts';
 import { TidelogError, type ErrorCode } from '../errors.ts';
 import { StatusListeners, handlerError } from './status-listeners.ts';
@@ -74,7 +94,48 @@ export interface NatsTransportOptions {
   reconnectBufferBytes?: number;
   /** request/requestMany calls awaiting replies at once (default 65 536); OVERLOADED past it. */
   maxPendingRequests?: number;
+  /** Credentials and TLS (docs/SECURITY.md); none: connect anonymously, TLS only for tls:// urls. */
+  auth?: NatsAuthOptions;
 }
+
+/** TLS towards the NATS servers. Given at all (even `{}`), TLS is required. */
+export interface NatsTlsOptions {
+  /** PEM file of the CA(s) that signed the servers' certificates (default: Node's bundled CAs). */
+  caFile?: string;
+  /** PEM certificate of this client, for servers that verify clients (`tls { verify: true }`); needs keyFile. */
+  certFile?: string;
+  /** PEM private key of certFile. */
+  keyFile?: string;
+}
+
+/**
+ * How a connection proves who it is, the way NATS clients do (docs/SECURITY.md). At most one
+ * method: user + pass, token, nkeySeed / nkeySeedFile, or credsFile; TLS combines with any.
+ */
+export interface NatsAuthOptions {
+  /** User name of `authorization`/`accounts` users; needs pass. */
+  user?: string;
+  /** Password of user (secret: never logged). */
+  pass?: string;
+  /** Authorization token (secret: never logged). */
+  token?: string;
+  /** NKey user seed, `SU…` (secret: never logged); or nkeySeedFile. */
+  nkeySeed?: string;
+  /** File holding an NKey user seed (what `nk -gen user` writes). */
+  nkeySeedFile?: string;
+  /** A `.creds` file (user JWT + NKey seed) of a server in operator mode (`nsc generate creds`). */
+  credsFile?: string;
+  /**
+   * Prefix of this connection's reply inboxes (default `_INBOX`). With a private prefix per
+   * user its permissions can allow replies to it alone (docs/SECURITY.md).
+   */
+  inboxPrefix?: string;
+  /** TLS: verify the servers against caFile; certFile + keyFile authenticate this client. */
+  tls?: NatsTlsOptions;
+}
+
+/** What a redacted secret reads as in logs and messages. */
+export const REDACTED = '[redacted]';
 
 interface BufferedMessage {
   readonly subject: string;
@@ -90,6 +151,8 @@ export class NatsTransport implements Transport {
   private readonly pendingRequests = new Set<PendingRequest>();
   private readonly reconnectBufferBytes: number;
   private readonly maxPendingRequests: number;
+  /** Prefix of our reply inboxes ('' : the client's default, _INBOX). */
+  private readonly inboxPrefix: string;
   private isDisconnected = false;
   private hasReportedReconnecting = false;
   /** Settles at the next reconnect or at close; waiters re-check the state afterwards. */
@@ -106,16 +169,20 @@ export class NatsTransport implements Transport {
   ) {
     this.reconnectBufferBytes = options.reconnectBufferBytes ?? DEFAULT_RECONNECT_BUFFER_BYTES;
     this.maxPendingRequests = options.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS;
+    this.inboxPrefix = options.auth?.inboxPrefix ?? '';
     void this.watchStatus();
     void connection.closed().then((error) => this.onConnectionClosed(error));
   }
 
   /** Connects to one of `servers`; rejects DISCONNECTED when none answers. */
   static async connect(options: NatsTransportOptions): Promise<NatsTransport> {
+    const { servers, security } = natsConnectSecurity(options.servers, options.auth);
+    const shownServers = redactServers(options.servers);
     let connection: NatsConnection;
     try {
       connection = await connect({
-        servers: options.servers,
+        ...security,
+        servers,
         name: options.name,
         reconnect: options.reconnect ?? true,
         maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
@@ -128,11 +195,15 @@ export class NatsTransport implements Transport {
         // nats.js otherwise builds an Error per request and per timer for its stack (a third
         // of a producer's CPU at 1000 sends/s, measured); ours name the subject and the cause.
         noAsyncTraces: true,
+        // The client otherwise stops reconnecting for good after two refused logins in a row
+        // (a server restarted while its auth config was being changed, a creds rotation):
+        // never giving up means retrying those too. The first connect still fails at once.
+        ignoreAuthErrorAbort: (options.maxReconnectAttempts ?? -1) === -1,
       });
     } catch (error) {
-      throw new TidelogError('DISCONNECTED', `cannot connect to NATS at ${String(options.servers)}: ${messageOf(error)}`, {
+      throw new TidelogError('DISCONNECTED', `cannot connect to NATS at ${String(shownServers)}: ${messageOf(error)}`, {
         cause: error,
-        details: { servers: options.servers },
+        details: { servers: shownServers },
       });
     }
     return new NatsTransport(connection, options);
@@ -282,7 +353,7 @@ export class NatsTransport implements Transport {
       if (!inbox.isClosed()) inbox.unsubscribe();
       done.resolve(replies);
     };
-    const inbox = this.connection.subscribe(createInbox(), {
+    const inbox = this.connection.subscribe(createInbox(this.inboxPrefix), {
       callback: (error, message) => {
         if (error !== null) {
           clearTimeout(timer);
@@ -347,6 +418,9 @@ export class NatsTransport implements Transport {
           }
           break;
         case 'reconnect':
+          // After refused logins the client reports one reconnect per refused attempt, all at
+          // once when one succeeds (seen with nats.js 3.4): one report per outage is enough.
+          if (!this.isDisconnected) break;
           this.replayBuffered();
           this.isDisconnected = false;
           this.settleReconnected();
@@ -439,5 +513,200 @@ export function toTidelogError(error: unknown, subject: string, timeoutMs?: numb
   else if (isDisconnectError(error) || has(errors.ConnectionError)) code = 'DISCONNECTED';
   else if (has(errors.InvalidSubjectError) || has(errors.InvalidArgumentError) || has(errors.PermissionViolationError)) code = 'BAD_REQUEST';
   else code = 'IO_ERROR';
+  // A permission the server refused (docs/SECURITY.md): what and where, for callers and logs.
+  const violation = chain.find((link): link is InstanceType<typeof errors.PermissionViolationError> => link instanceof errors.PermissionViolationError);
+  if (violation !== undefined) {
+    const permission = { operation: violation.operation, subject: violation.subject, ...(violation.queue === undefined ? {} : { queue: violation.queue }) };
+    const hint = violation.operation === 'subscription' && /^_INBOX[._]/.test(violation.subject) ? ' (replies come to an inbox this user may not subscribe to: set auth.inboxPrefix to the one its permissions allow)' : '';
+    return new TidelogError(code, `${subject === '' ? 'NATS' : subject}: ${messageOf(error)}${hint}`, { cause: error, details: { subject, permission } });
+  }
   return new TidelogError(code, `${subject === '' ? 'NATS' : subject}: ${messageOf(error)}`, { cause: error, details: { subject } });
+}
+
+// ── credentials ─────────────────────────────────────────────────────────────────────────
+
+/** One thing wrong with a NatsAuthOptions: the option (e.g. `tls.certFile`) and why; never its value. */
+export interface NatsAuthProblem {
+  field: string;
+  message: string;
+}
+
+const SECRET_FIELDS = ['pass', 'token', 'nkeySeed'] as const;
+const STRING_FIELDS = ['user', 'pass', 'token', 'nkeySeed', 'nkeySeedFile', 'credsFile', 'inboxPrefix'] as const;
+const TLS_FIELDS = ['caFile', 'certFile', 'keyFile'] as const;
+/** A published subject: dot-separated tokens without wildcards or whitespace. */
+const INBOX_PREFIX = /^[^\s.*>]+(\.[^\s.*>]+)*$/;
+
+/**
+ * What is wrong with `auth` as given (its files are not read here): the node's config check
+ * and connect() share it. Messages name options, never values.
+ */
+export function natsAuthProblems(auth: NatsAuthOptions): NatsAuthProblem[] {
+  const problems: NatsAuthProblem[] = [];
+  const add = (field: string, message: string): void => void problems.push({ field, message });
+  for (const field of STRING_FIELDS) if (auth[field] === '') add(field, 'must not be empty');
+  for (const field of TLS_FIELDS) if (auth.tls?.[field] === '') add(`tls.${field}`, 'must not be empty');
+  const has = (value: string | undefined): boolean => value !== undefined && value !== '';
+  if (has(auth.user) && !has(auth.pass)) add('pass', 'is required with user');
+  if (has(auth.pass) && !has(auth.user)) add('user', 'is required with pass');
+  const methods: Array<[string, string]> = [];
+  if (has(auth.user) || has(auth.pass)) methods.push(['user', 'user + pass']);
+  if (has(auth.token)) methods.push(['token', 'token']);
+  if (has(auth.nkeySeed) || has(auth.nkeySeedFile)) methods.push([has(auth.nkeySeed) ? 'nkeySeed' : 'nkeySeedFile', 'an NKey seed']);
+  if (has(auth.credsFile)) methods.push(['credsFile', 'a creds file']);
+  if (methods.length > 1) add(methods[1][0], `give one way to authenticate, not ${methods.map(([, name]) => name).join(' and ')}`);
+  if (has(auth.nkeySeed) && has(auth.nkeySeedFile)) add('nkeySeedFile', 'give nkeySeed or nkeySeedFile, not both');
+  if (has(auth.nkeySeed)) {
+    const problem = nkeySeedProblem(auth.nkeySeed ?? '');
+    if (problem !== null) add('nkeySeed', problem);
+  }
+  if (has(auth.inboxPrefix) && !INBOX_PREFIX.test(auth.inboxPrefix ?? '')) add('inboxPrefix', 'must be a subject without wildcards or whitespace (e.g. _INBOX_producer)');
+  if (has(auth.tls?.certFile) && !has(auth.tls?.keyFile)) add('tls.keyFile', 'is required with tls.certFile');
+  if (has(auth.tls?.keyFile) && !has(auth.tls?.certFile)) add('tls.certFile', 'is required with tls.keyFile');
+  return problems;
+}
+
+/** Why `seed` is not an NKey user seed, or null when it is one. Never quotes the seed. */
+function nkeySeedProblem(seed: string): string | null {
+  let publicKey: string;
+  try {
+    publicKey = nkeys.fromSeed(new TextEncoder().encode(seed.trim())).getPublicKey();
+  } catch {
+    return 'is not an NKey seed (a user seed starts with SU)';
+  }
+  return publicKey.startsWith('U') ? null : 'is an NKey seed, but not a user\'s (a user seed starts with SU)';
+}
+
+interface UrlCredentials {
+  user?: string;
+  pass?: string;
+  token?: string;
+}
+
+/** [scheme://][userinfo@]rest, the way NATS urls carry credentials (nats://user:pass@host, nats://token@host). */
+const URL_USERINFO = /^((?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?)([^@/?#]*)@(.*)$/s;
+
+function splitServerUrl(url: string): { url: string; credentials: UrlCredentials | null } {
+  const match = URL_USERINFO.exec(url);
+  if (match === null) return { url, credentials: null };
+  const [, scheme, userinfo, rest] = match;
+  const colon = userinfo.indexOf(':');
+  const decode = (text: string): string => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return text;
+    }
+  };
+  const credentials = colon < 0 ? { token: decode(userinfo) } : { user: decode(userinfo.slice(0, colon)), pass: decode(userinfo.slice(colon + 1)) };
+  return { url: `${scheme}${rest}`, credentials };
+}
+
+/** A server url fit to print: a password or token in it becomes [redacted]. */
+export function redactServerUrl(url: string): string {
+  const match = URL_USERINFO.exec(url);
+  if (match === null) return url;
+  const [, scheme, userinfo, rest] = match;
+  const colon = userinfo.indexOf(':');
+  return colon < 0 ? `${scheme}${REDACTED}@${rest}` : `${scheme}${userinfo.slice(0, colon)}:${REDACTED}@${rest}`;
+}
+
+export function redactServers<T extends string | readonly string[]>(servers: T): T {
+  return (typeof servers === 'string' ? redactServerUrl(servers) : servers.map(redactServerUrl)) as T;
+}
+
+/** `auth` fit to print: pass, token and nkeySeed become [redacted]; user, file paths and TLS stay. */
+export function redactNatsAuth<T extends NatsAuthOptions | undefined>(auth: T): T {
+  if (auth === undefined) return auth;
+  const copy: NatsAuthOptions = { ...auth, ...(auth.tls === undefined ? {} : { tls: { ...auth.tls } }) };
+  for (const field of SECRET_FIELDS) if (copy[field] !== undefined) copy[field] = REDACTED;
+  return copy as T;
+}
+
+/**
+ * The client's connect options for `auth` and `servers` (credentials in a url move to the
+ * options; the urls keep no secret). Reads every file now: BAD_REQUEST naming the option when
+ * one is missing, unreadable or not what it should hold. Files are read again at every
+ * (re)connect; a read failing then keeps the last good content.
+ */
+export function natsConnectSecurity(servers: string | readonly string[], auth: NatsAuthOptions = {}): { servers: string[]; security: Partial<ConnectionOptions> } {
+  const split = (typeof servers === 'string' ? [servers] : [...servers]).map(splitServerUrl);
+  const fromUrls = split.map((entry) => entry.credentials).filter((credentials): credentials is UrlCredentials => credentials !== null);
+  const bad = (problems: NatsAuthProblem[]): TidelogError =>
+    new TidelogError('BAD_REQUEST', `NATS auth: ${problems.map((problem) => `${problem.field} ${problem.message}`).join('; ')}`, { details: { problems } });
+  if (fromUrls.length > 0 && new Set(fromUrls.map((credentials) => JSON.stringify(credentials))).size > 1) {
+    throw bad([{ field: 'servers', message: 'carry different credentials in their urls' }]);
+  }
+  const hasMethod = [auth.user, auth.pass, auth.token, auth.nkeySeed, auth.nkeySeedFile, auth.credsFile].some((value) => value !== undefined);
+  if (fromUrls.length > 0 && hasMethod) throw bad([{ field: 'servers', message: 'carry credentials in a url, and auth gives some too: give them in one place' }]);
+  const effective: NatsAuthOptions = { ...auth, ...(fromUrls[0] ?? {}) };
+  const problems = natsAuthProblems(effective);
+  if (problems.length > 0) throw bad(problems);
+
+  const security: Partial<ConnectionOptions> = {};
+  if (effective.user !== undefined) {
+    security.user = effective.user;
+    security.pass = effective.pass;
+  }
+  if (effective.token !== undefined) security.token = effective.token;
+  if (effective.nkeySeed !== undefined) {
+    const seed = new TextEncoder().encode(effective.nkeySeed.trim());
+    security.authenticator = nkeyAuthenticator(seed);
+  }
+  if (effective.nkeySeedFile !== undefined) {
+    const source = fileSource('nkeySeedFile', effective.nkeySeedFile, (bytes) => nkeySeedProblem(new TextDecoder().decode(bytes)));
+    security.authenticator = nkeyAuthenticator(() => new TextEncoder().encode(new TextDecoder().decode(source()).trim()));
+  }
+  if (effective.credsFile !== undefined) {
+    const source = fileSource('credsFile', effective.credsFile, credsProblem);
+    security.authenticator = credsAuthenticator(source);
+  }
+  if (effective.inboxPrefix !== undefined) security.inboxPrefix = effective.inboxPrefix;
+  const isTlsUrl = split.some((entry) => /^tls:\/\//i.test(entry.url));
+  if (effective.tls !== undefined || isTlsUrl) {
+    const tls: NonNullable<ConnectionOptions['tls']> = {};
+    for (const field of TLS_FIELDS) {
+      const path = effective.tls?.[field];
+      if (path === undefined) continue;
+      fileSource(`tls.${field}`, path, () => null);
+      tls[field] = path;
+    }
+    security.tls = tls;
+  }
+  return { servers: split.map((entry) => entry.url), security };
+}
+
+/** The bytes of a file, read now (BAD_REQUEST naming `field` if it cannot be, or `check` objects) and at each call after. */
+function fileSource(field: string, path: string, check: (bytes: Uint8Array) => string | null): () => Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new TidelogError('BAD_REQUEST', `NATS auth: ${field}: cannot read ${path} (${code})`, { cause, details: { problems: [{ field, message: `cannot read ${path} (${code})` }] } });
+  }
+  const problem = check(bytes);
+  if (problem !== null) throw new TidelogError('BAD_REQUEST', `NATS auth: ${field}: ${path} ${problem}`, { details: { problems: [{ field, message: `${path} ${problem}` }] } });
+  let lastGood = bytes;
+  return () => {
+    try {
+      const fresh = readFileSync(path);
+      if (check(fresh) === null) lastGood = fresh;
+    } catch {
+      // keep the last good content: a rotation in progress must not break a reconnect
+    }
+    return lastGood;
+  };
+}
+
+/** Why `bytes` is not a creds file (a user JWT and its NKey seed), or null. */
+function credsProblem(bytes: Uint8Array): string | null {
+  try {
+    const authenticate: Authenticator = credsAuthenticator(bytes);
+    const { jwt } = authenticate('probe') as { jwt?: string };
+    if (typeof jwt !== 'string' || jwt.split('.').length !== 3) return 'holds no user JWT';
+    return null;
+  } catch {
+    return 'is not a creds file (a user JWT and its NKey seed, as `nsc generate creds` writes)';
+  }
 }

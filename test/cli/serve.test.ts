@@ -10,6 +10,8 @@ import { startTestNats, connectTestTransport } from '../support/nats-harness.ts'
 import { NodeProcess } from '../support/node-process.ts';
 import { removeDir, tempDir } from '../support/wal-fixtures.ts';
 import { runCli } from './harness.ts';
+import { serveOverrides } from '../../src/cli/serve.ts';
+import { loadConfig } from '../../src/node/config.ts';
 
 const test = suite('cli serve');
 
@@ -61,6 +63,22 @@ test('serve - status sees the node, /metrics serves its counters, SIGTERM exits 
     await server.stop();
     removeDir(dir);
   }
+});
+
+test('serve - the common settings have flags, and the flags win over the environment', () => {
+  const config = loadConfig({
+    env: { TIDELOG_FSYNC: 'off', TIDELOG_LOG_LEVEL: 'debug' },
+    overrides: serveOverrides({ shards: 8, fsync: 'normal', metricsPort: 0, logLevel: 'warn', nodeId: 'n-9', dataDir: '/tmp/tl', namespace: 'flags', nats: 'nats://a:1, nats://b:2' }),
+  });
+  assert.equal(config.router, { strategy: 'hash', shards: 8 });
+  assert.is(config.wal.fsync, 'normal');
+  assert.is(config.log.level, 'warn');
+  assert.equal(config.metrics, { enabled: true, port: 0, host: '127.0.0.1' });
+  assert.equal([config.nodeId, config.dataDir, config.namespace], ['n-9', '/tmp/tl', 'flags']);
+  assert.equal(config.nats.servers, ['nats://a:1', 'nats://b:2']);
+  assert.is(loadConfig({ env: {}, overrides: serveOverrides({ metrics: false }) }).metrics.enabled, false, '--no-metrics');
+  const help = runCli(['serve', '--help']);
+  for (const flag of ['--shards', '--fsync', '--metrics-port', '--no-metrics', '--log-level', '--salvage', '--nats-creds', '--nats-tls-ca']) assert.match(help.stdout, flag);
 });
 
 test('serve - a bad config file is refused with CONFIG_INVALID naming the field, exit 2 (a usage error)', () => {

@@ -5,12 +5,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { nkeys } from '@nats-io/transport-node';
 import { DEFAULT_SIGNAL_SCHEMA_PATH } from '../../src/crdt/index.ts';
 import { isTidelogError } from '../../src/errors.ts';
 import { CONFIG_ENV, configArtifacts, defaultConfig, loadConfig, nodeConfigJsonSchema, nodeConfigSchema, type LoadConfigOptions } from '../../src/node/config.ts';
 import { withTempDir } from '../support/wal-fixtures.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
+const NKEY_SEED = new TextDecoder().decode(nkeys.createUser().getSeed());
 
 /** The CONFIG_INVALID a load throws, with its context. */
 function configFailure(options: LoadConfigOptions): { path?: string; source?: string; problems: Array<{ path: string; source: string }> } {
@@ -39,9 +41,10 @@ test('config - config/default.json and config/node.schema.json are generated fro
   }
 });
 
-test('config - config/default.json loads as a config file to the defaults', () => {
+test('config - config/default.json loads as a config file to the defaults (its relative dataDir taken relative to config/)', () => {
   const fromFile = loadConfig({ file: join(ROOT, 'config', 'default.json'), env: {} });
-  assert.equal({ ...fromFile, $schema: undefined }, { ...defaultConfig(), $schema: undefined });
+  const expected = { ...defaultConfig(), $schema: undefined, dataDir: join(ROOT, 'config', 'data'), signals: DEFAULT_SIGNAL_SCHEMA_PATH };
+  assert.equal({ ...fromFile, $schema: undefined }, expected);
 });
 
 test('config - defaults: a single router, namespace tidelog, the WAL defaults, the shipped signal schema', () => {
@@ -106,10 +109,27 @@ test('config - every documented environment variable sets its field', () => {
     TIDELOG_METRICS_HOST: ['0.0.0.0', '0.0.0.0'],
     TIDELOG_LOG_LEVEL: ['debug', 'debug'],
     TIDELOG_SIGNALS: ['/etc/tidelog/signals.json', '/etc/tidelog/signals.json'],
+    TIDELOG_NATS_USER: ['tidelog-node', 'tidelog-node'],
+    TIDELOG_NATS_PASS: ['s3cret', 's3cret'],
+    TIDELOG_NATS_TOKEN: ['t0ken', 't0ken'],
+    TIDELOG_NATS_NKEY_SEED: [NKEY_SEED, NKEY_SEED],
+    TIDELOG_NATS_NKEY_SEED_FILE: ['/etc/tidelog/node.nk', '/etc/tidelog/node.nk'],
+    TIDELOG_NATS_CREDS: ['/etc/tidelog/node.creds', '/etc/tidelog/node.creds'],
+    TIDELOG_NATS_INBOX_PREFIX: ['_INBOX_node', '_INBOX_node'],
+    TIDELOG_NATS_TLS_CA: ['/etc/tidelog/ca.pem', '/etc/tidelog/ca.pem'],
+    TIDELOG_NATS_TLS_CERT: ['/etc/tidelog/node.pem', '/etc/tidelog/node.pem'],
+    TIDELOG_NATS_TLS_KEY: ['/etc/tidelog/node-key.pem', '/etc/tidelog/node-key.pem'],
+  };
+  // Variables valid only in pairs get their partner.
+  const partners: Record<string, Record<string, string>> = {
+    TIDELOG_NATS_USER: { TIDELOG_NATS_PASS: 'p' },
+    TIDELOG_NATS_PASS: { TIDELOG_NATS_USER: 'u' },
+    TIDELOG_NATS_TLS_CERT: { TIDELOG_NATS_TLS_KEY: '/k.pem' },
+    TIDELOG_NATS_TLS_KEY: { TIDELOG_NATS_TLS_CERT: '/c.pem' },
   };
   assert.equal(Object.keys(values).sort(), Object.keys(CONFIG_ENV).sort());
   for (const [name, [text, expected]] of Object.entries(values)) {
-    let field: unknown = loadConfig({ env: { [name]: text } });
+    let field: unknown = loadConfig({ env: { ...partners[name], [name]: text } });
     for (const part of CONFIG_ENV[name].path) field = (field as Record<string, unknown>)[part];
     assert.equal(field, expected, name);
   }
