@@ -68,6 +68,8 @@ export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> 
       rows,
     )}\n`,
   );
+  const consumers = consumerRows(replies);
+  if (consumers.length > 0) process.stdout.write(`\n${formatTable(['consumer', 'shard', 'position', 'lag'], consumers)}\n`);
   for (const reply of replies) {
     for (const shard of reply.shards) {
       if (shard.failure === undefined) continue;
@@ -76,6 +78,29 @@ export async function runStatus(options: StatusOptions): Promise<ExitCodeValue> 
     }
   }
   return ExitCode.ok;
+}
+
+/**
+ * Durable consumers' positions (every node of a cluster lists the same ones; the highest seen
+ * is shown) and their lag: events of the shard's HWM (the highest any replica reported) after
+ * the position.
+ */
+function consumerRows(replies: readonly StatusReply[]): string[][] {
+  const hwm = new Map<number, number>();
+  for (const reply of replies) for (const shard of reply.shards) hwm.set(shard.shard, Math.max(hwm.get(shard.shard) ?? 0, shard.hwm));
+  const positions = new Map<string, { consumer: string; shard: number; seq: number }>();
+  for (const reply of replies) {
+    for (const position of reply.consumers ?? []) {
+      const key = `${position.consumer}\u0000${position.shard}`;
+      if ((positions.get(key)?.seq ?? -1) < position.seq) positions.set(key, position);
+    }
+  }
+  return [...positions.values()]
+    .sort((a, b) => (a.consumer < b.consumer ? -1 : a.consumer > b.consumer ? 1 : a.shard - b.shard))
+    .map((position) => {
+      const shardHwm = hwm.get(position.shard);
+      return [position.consumer, String(position.shard), formatCount(position.seq), shardHwm === undefined ? '-' : formatCount(Math.max(0, shardHwm - position.seq))];
+    });
 }
 
 /** A leader's followers as "n2 0, n3 12" (events each lacks of the HWM); "-" elsewhere. */

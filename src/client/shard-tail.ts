@@ -37,12 +37,28 @@ import { TAIL_ANNOUNCE_MS, type ReadBatch } from '../transport/messages.ts';
 import type { Subscription } from '../transport/transport.ts';
 import { FeedBuffer } from './feed-buffer.ts';
 import { endSeqOf, eventsFrom, readPage, type ConsumedEvent, type PageReaderContext } from './page-reader.ts';
+import { commitPosition, fetchPosition } from './positions.ts';
 import { backoffMs, isLocalClosed, requestBytes, retrying } from './retry.ts';
 
 export interface TailOptions {
   shard: number;
-  /** First seq to yield (default 1). */
+  /** First seq to yield (default 1; a durable consumer's default: its committed position + 1). */
   fromSeq?: number;
+  /**
+   * A durable consumer's name (1..64 of A-Z a-z 0-9 _ -): without fromSeq or fromTimestampNs
+   * the tail starts after the position the name last committed in this shard (the cluster
+   * keeps it across restarts and failovers), and commit() stores where it got to.
+   */
+  consumer?: string;
+  /**
+   * Commit as the caller moves on (needs `consumer`): asking for the next event counts the
+   * previous one as processed, and the position is committed at most every
+   * autoCommitIntervalMs (default 1 000) and when the tail ends. At-least-once: what was
+   * handed out after the last commit is delivered again after a crash (the event in hand
+   * when the loop breaks, too).
+   */
+  autoCommit?: boolean;
+  autoCommitIntervalMs?: number;
   /** Start at the first batch sealed at or after this time (asks `{ns}.shard.{n}.seek`); wins over fromSeq. */
   fromTimestampNs?: bigint;
   /** Events per page read (default: the consumer's pageEvents). */
@@ -90,6 +106,12 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
   /** Reads past the end before the start was confirmed (paces the next one). */
   private unconfirmedReads = 0;
   private startDeadlineMs = Number.POSITIVE_INFINITY;
+  /** Durable consumers: the seq of the event handed out last, the one processed (the caller asked past it), and the one committed. */
+  private yieldedSeq = 0;
+  private processedSeq = 0;
+  private committedSeq = 0;
+  private lastCommitMs = 0;
+  private commitInFlight: Promise<void> | null = null;
 
   constructor(
     private readonly context: PageReaderContext,
@@ -110,16 +132,57 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
     return this;
   }
 
-  next(): Promise<IteratorResult<ConsumedEvent>> {
-    return this.generator.next();
+  async next(): Promise<IteratorResult<ConsumedEvent>> {
+    if (this.yieldedSeq > this.processedSeq) this.processedSeq = this.yieldedSeq;
+    if (this.options.autoCommit === true && this.processedSeq > this.committedSeq && this.context.nowMs() - this.lastCommitMs >= (this.options.autoCommitIntervalMs ?? 1000)) {
+      void this.commitQuietly(this.processedSeq);
+    }
+    const result = await this.generator.next();
+    if (result.done !== true) this.yieldedSeq = result.value.seq;
+    return result;
   }
 
-  /** Ends the tail; a next() waiting for events resolves done. */
+  /** Ends the tail; a next() waiting for events resolves done. With autoCommit, commits what was processed first. */
   async return(): Promise<IteratorResult<ConsumedEvent>> {
+    if (this.options.autoCommit === true && !this.abort.signal.aborted) {
+      while (this.commitInFlight !== null) await this.commitInFlight.catch(() => undefined);
+      if (this.processedSeq > this.committedSeq) await this.commitQuietly(this.processedSeq);
+    }
     this.abort.abort();
     await this.generator.return(undefined);
     this.end(); // a tail never iterated has no finally block to run
     return { done: true, value: undefined };
+  }
+
+  /**
+   * Stores the durable consumer's position in this shard: `seq` (default: the event handed out
+   * last, i.e. "processed through the one I hold"). Resolves once the cluster holds it.
+   */
+  async commit(seq = this.yieldedSeq): Promise<void> {
+    const consumer = this.options.consumer;
+    if (consumer === undefined) throw new TidelogError('BAD_REQUEST', 'commit() needs a tail opened with a consumer name');
+    // One at a time, in order: a later position never lands before an earlier one.
+    while (this.commitInFlight !== null) await this.commitInFlight.catch(() => undefined);
+    const commit = commitPosition(this.context, consumer, this.options.shard, seq, this.context.nowMs() + this.settings.retryTimeoutMs);
+    this.commitInFlight = commit;
+    try {
+      await commit;
+    } finally {
+      this.commitInFlight = null;
+    }
+    this.lastCommitMs = this.context.nowMs();
+    this.committedSeq = seq;
+  }
+
+  /** An automatic commit: skipped while one is in flight; a failure is logged and the next one tries again. */
+  private async commitQuietly(seq: number): Promise<void> {
+    if (this.commitInFlight !== null) return;
+    this.lastCommitMs = this.context.nowMs();
+    try {
+      await this.commit(seq);
+    } catch (error) {
+      this.context.logger?.warn({ err: error, shard: this.options.shard, consumer: this.options.consumer, seq }, 'auto-commit failed; the next one tries again');
+    }
   }
 
   private end(): void {
@@ -152,6 +215,12 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
       announcer = setInterval(() => this.announce(), TAIL_ANNOUNCE_MS);
       announcer.unref();
       this.startDeadlineMs = this.context.nowMs() + this.settings.retryTimeoutMs;
+      const { consumer } = this.options;
+      if (consumer !== undefined && this.options.fromSeq === undefined && this.options.fromTimestampNs === undefined) {
+        const position = await fetchPosition(this.context, consumer, shard, Number.POSITIVE_INFINITY, signal);
+        this.nextSeq = position + 1;
+        this.committedSeq = position;
+      }
       if (this.options.fromTimestampNs !== undefined) {
         this.nextSeq = await this.seek(this.options.fromTimestampNs, signal);
         this.isStartConfirmed = true; // a seek answers at most hwm + 1

@@ -19,6 +19,7 @@ import { nodeFileIo, readWhole, replicaFileName, writeFileAtomic, type FileIo } 
 import { replicaSet } from '../cluster/placement.ts';
 import type { EpochStore } from '../cluster/epoch-store.ts';
 import { KvEpochStore } from '../cluster/kv-epoch-store.ts';
+import { DEFAULT_MAX_CONSUMER_POSITIONS, FileConsumerStore, KvConsumerStore, MemoryConsumerStore, type ConsumerStore } from '../cluster/consumer-store.ts';
 import { NatsTransport } from '../transport/nats.ts';
 import { DEFAULT_MONITOR_PORT, type NodeConfig } from './config.ts';
 import { TransportPeerNet, serveReplica } from './replica-net.ts';
@@ -49,6 +50,11 @@ export interface StartNodeOptions {
   epochStore?: EpochStore;
   /** Timers of the replicated shards (tests); default the real ones. */
   replicaTimers?: ReplicaTimers;
+  /**
+   * Durable consumers' positions; default a file in the data dir (standalone) or the
+   * namespace's JetStream KV bucket (a cluster; an in-process transport gets a memory store).
+   */
+  consumerStore?: ConsumerStore;
 }
 
 /** Node-wide bound on requests being worked on at once (each also bounded by its shard). */
@@ -72,6 +78,8 @@ export class TidelogNode {
     private readonly startedAtMs: number,
     /** Hands every shard this node serves to a caught-up follower (a cluster; else nothing). */
     private readonly handOff: () => Promise<void>,
+    /** Durable consumers' positions. */
+    readonly consumers: ConsumerStore,
   ) {}
 
   /** Port of the monitoring endpoint; null when it is off. */
@@ -93,7 +101,7 @@ export class TidelogNode {
   }
 
   status(): StatusReply {
-    return nodeStatus(this.nodeId, this.startedAtMs, this.state, this.hosts, this.unopened, this.replicas);
+    return withConsumers(nodeStatus(this.nodeId, this.startedAtMs, this.state, this.hosts, this.unopened, this.replicas), this.consumers);
   }
 
   /** The replica of a replicated shard held here (undefined standalone or when not held). */
@@ -109,6 +117,7 @@ export class TidelogNode {
       const snapshot = await waitFor(this.actor, (state) => state.status === 'done', { timeout: Infinity });
       clearInterval(this.monitor.sampler);
       await this.monitor.server?.close();
+      await this.consumers.close();
       this.actor.stop();
       const error = snapshot.context.error;
       if (error !== null && snapshot.value === 'stopped') throw error;
@@ -146,6 +155,39 @@ function nodeStatus(
   for (const [shard, error] of unopened) shards.push(unopenedStatus(shard, error));
   shards.sort((a, b) => a.shard - b.shard);
   return { v: 1, t: 'status', nodeId, pid: process.pid, uptimeMs: Date.now() - startedAtMs, state, sessions, shards };
+}
+
+/** Positions a status reply lists at most (the reply stays far below NATS's 1 MiB). */
+const MAX_STATUS_CONSUMERS = 1000;
+
+/** The status with the consumers' positions this node knows of (by name, then shard; the first 1000). */
+function withConsumers(status: StatusReply, consumers: ConsumerStore): StatusReply {
+  const positions = consumers.positions().slice(0, MAX_STATUS_CONSUMERS);
+  return positions.length === 0 ? status : { ...status, consumers: positions.map(({ name, shard, seq }) => ({ consumer: name, shard, seq })) };
+}
+
+/** The durable consumers' store the options or the mode call for. */
+async function openConsumerStore(options: StartNodeOptions, clustered: boolean, logger: Logger): Promise<ConsumerStore> {
+  const { config, transport } = options;
+  if (options.consumerStore !== undefined) return options.consumerStore;
+  if (!clustered) return FileConsumerStore.open(options.io ?? nodeFileIo, config.dataDir, DEFAULT_MAX_CONSUMER_POSITIONS);
+  if (!(transport instanceof NatsTransport)) return new MemoryConsumerStore(DEFAULT_MAX_CONSUMER_POSITIONS);
+  // Like the epoch bucket: a NATS cluster that just started elects its JetStream meta leader first.
+  const deadlineMs = performance.now() + EPOCH_STORE_OPEN_MS;
+  for (;;) {
+    try {
+      return await KvConsumerStore.open(transport.connection, {
+        namespace: config.namespace,
+        bucketReplicas: config.cluster.epochBucketReplicas,
+        timeoutMs: config.cluster.requestTimeoutMs * 5,
+        maxPositions: DEFAULT_MAX_CONSUMER_POSITIONS,
+      });
+    } catch (error) {
+      if (performance.now() > deadlineMs) throw error;
+      logger.warn({ err: error }, 'consumer positions: bucket not ready; retrying');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
 }
 
 /** A shard that could not open: nothing to report but the error and where it is. */
@@ -248,6 +290,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
   const localShards = clustered ? router.shards.filter((shard) => replicaSets.get(shard)?.includes(nodeId) === true) : router.shards;
   await refuseSecondNode(transport, subjects.status, nodeId, clustered);
   const epochStore = clustered ? (options.epochStore ?? (await openEpochStore(transport, config, logger))) : null;
+  const consumers = await openConsumerStore(options, clustered, logger);
   const peerNet = new TransportPeerNet(transport, config.namespace, cluster.requestTimeoutMs);
   const replicas = new Map<number, ShardReplica>();
   let endpoints: Endpoints | null = null;
@@ -441,7 +484,8 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           },
           info: () => info,
           // Answered from the hosts, not `node`: requests can arrive before startNode returns.
-          status: () => nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas),
+          status: () => withConsumers(nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas), consumers),
+          consumers,
         });
         endpoints = served;
         const stopReplication = clustered && epochStore !== null ? startReplicas(routerActor) : [];
@@ -506,6 +550,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
   const snapshot = await waitFor(actor, (state) => state.value === 'serving' || state.status === 'done', { timeout: Infinity });
   if (snapshot.value !== 'serving') {
     actor.stop();
+    await consumers.close();
     throw fatal ?? snapshot.context.error ?? new TidelogError('CLOSED', 'node stopped while starting');
   }
   const timeline = new Timeline();
@@ -514,12 +559,13 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
   let monitor: MonitorServer | null = null;
   if (config.metrics.enabled) {
     try {
-      monitor = await listenMonitor(config, { metrics, timeline, status: () => nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas) }, logger);
+      monitor = await listenMonitor(config, { metrics, timeline, status: () => withConsumers(nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas), consumers) }, logger);
     } catch (error) {
       clearInterval(sampler);
       actor.send({ type: 'STOP' });
       await waitFor(actor, (state) => state.status === 'done', { timeout: Infinity });
       actor.stop();
+      await consumers.close();
       throw error;
     }
   }
@@ -534,7 +580,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
       }),
     );
   };
-  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, replicas, { server: monitor, sampler, timeline }, startedAtMs, handOff);
+  const node = new TidelogNode(nodeId, config, actor, metrics, hosts, unopened, replicas, { server: monitor, sampler, timeline }, startedAtMs, handOff, consumers);
   logger.info({ nodeId, namespace: config.namespace, shards: router.shards.length, metricsPort }, 'node serving');
   return node;
 }

@@ -12,7 +12,9 @@ import { decodeReply, decodeRequest, encodeMessage, errorReply, routeOf } from '
 import type {
   AckPart,
   AppendReply,
+  CommitReply,
   InfoReply,
+  PositionReply,
   ReadReply,
   SeekReply,
   StateReply,
@@ -20,6 +22,7 @@ import type {
   Subjects,
 } from '../transport/messages.ts';
 import type { Subscription, Transport, TransportMessage } from '../transport/transport.ts';
+import type { ConsumerStore } from '../cluster/consumer-store.ts';
 import type { NodeMetrics } from './metrics.ts';
 import type { ShardHost } from './shard-host.ts';
 
@@ -55,9 +58,11 @@ export interface EndpointContext {
   shardFailed(shard: number, error: Error): void;
   info(): InfoReply;
   status(): StatusReply;
+  /** Durable consumers' positions (src/cluster/consumer-store.ts). */
+  consumers: ConsumerStore;
 }
 
-type Endpoint = 'append' | 'shard-append' | 'read' | 'seek' | 'state' | 'info' | 'status';
+type Endpoint = 'append' | 'shard-append' | 'read' | 'seek' | 'state' | 'info' | 'status' | 'commit' | 'position';
 
 export interface Endpoints {
   /** Unsubscribes every endpoint. */
@@ -238,6 +243,34 @@ export function serveEndpoints(context: EndpointContext): Endpoints {
       decodeRequest(message.data, 'info', context.limits);
       context.metrics.requests.inc({ endpoint: 'info', outcome: 'ok' });
       return encodeMessage(context.info());
+    }),
+  );
+
+  /** UNKNOWN_SHARD unless `shard` is in the shard map. */
+  const checkMapped = (shard: number): void => {
+    if (!router.shards.includes(shard)) throw new TidelogError('UNKNOWN_SHARD', `shard ${shard} is not in the shard map`, { details: { shard } });
+  };
+
+  // Durable consumers' positions: any node answers (the store is the cluster's, or the only node's).
+  subscribe(subjects.consumerCommit, subjects.nodesQueue, (message) =>
+    answer('commit', message, async () => {
+      const request = decodeRequest(message.data, 'commit', context.limits);
+      checkMapped(request.shard);
+      await context.consumers.commit(request.consumer, request.shard, request.seq);
+      context.metrics.requests.inc({ endpoint: 'commit', outcome: 'ok' });
+      const reply: CommitReply = { v: 1, t: 'committed', consumer: request.consumer, shard: request.shard, seq: request.seq };
+      return encodeMessage(reply);
+    }),
+  );
+
+  subscribe(subjects.consumerPosition, subjects.nodesQueue, (message) =>
+    answer('position', message, async () => {
+      const request = decodeRequest(message.data, 'position', context.limits);
+      checkMapped(request.shard);
+      const seq = await context.consumers.position(request.consumer, request.shard);
+      context.metrics.requests.inc({ endpoint: 'position', outcome: 'ok' });
+      const reply: PositionReply = { v: 1, t: 'positioned', consumer: request.consumer, shard: request.shard, seq };
+      return encodeMessage(reply);
     }),
   );
 

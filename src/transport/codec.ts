@@ -145,7 +145,16 @@ const requestReaders: { [T in Request['t']]: (root: Fields, maxRequestEvents: nu
   info: () => ({ v: PROTOCOL_VERSION, t: 'info' }),
   status: () => ({ v: PROTOCOL_VERSION, t: 'status' }),
   tail: (root) => ({ v: PROTOCOL_VERSION, t: 'tail', shard: root.integer('shard', 0, U16_MAX) }),
+  commit: (root) => ({ v: PROTOCOL_VERSION, t: 'commit', consumer: consumerName(root), shard: root.integer('shard', 0, U16_MAX), seq: root.integer('seq', 0, U53_MAX) }),
+  position: (root) => ({ v: PROTOCOL_VERSION, t: 'position', consumer: consumerName(root), shard: root.integer('shard', 0, U16_MAX) }),
 };
+
+/** A durable consumer's name: a token of a subject and a KV key alike. */
+function consumerName(root: Fields): string {
+  const name = root.string('consumer');
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw root.valueFault('consumer', 'must be 1..64 of A-Z a-z 0-9 _ -');
+  return name;
+}
 
 /** The append path's only per-event work: validatePacked (finite weights). */
 function requestEvents(root: Fields, maxRequestEvents: number): Uint8Array {
@@ -252,6 +261,8 @@ const replyReaders: { [T in ReplyType]: (root: Fields) => ReplyOf<T> } = {
     } satisfies ReadReply;
   },
   sought: (root) => ({ v: PROTOCOL_VERSION, t: 'sought', shard: root.integer('shard', 0, U16_MAX), seq: root.integer('seq', 1, U53_MAX) }),
+  committed: (root) => ({ v: PROTOCOL_VERSION, t: 'committed', consumer: consumerName(root), shard: root.integer('shard', 0, U16_MAX), seq: root.integer('seq', 0, U53_MAX) }),
+  positioned: (root) => ({ v: PROTOCOL_VERSION, t: 'positioned', consumer: consumerName(root), shard: root.integer('shard', 0, U16_MAX), seq: root.integer('seq', 0, U53_MAX) }),
   entity: (root) =>
     ({
       v: PROTOCOL_VERSION,
@@ -281,6 +292,14 @@ const replyReaders: { [T in ReplyType]: (root: Fields) => ReplyOf<T> } = {
       state: root.string('state'),
       sessions: root.integer('sessions', 0, U53_MAX),
       shards: root.array('shards').map((item, index) => shardStatus(root.at('shards', index, item).asMap())),
+      ...(root.has('consumers')
+        ? {
+            consumers: root.array('consumers').map((item, index) => {
+              const position = root.at('consumers', index, item).asMap();
+              return { consumer: consumerName(position), shard: position.integer('shard', 0, U16_MAX), seq: position.integer('seq', 0, U53_MAX) };
+            }),
+          }
+        : {}),
     }) satisfies StatusReply,
 };
 

@@ -187,6 +187,44 @@ export interface InfoReply {
   maxRequestBytes: number;
 }
 
+/**
+ * `{ns}.consumer.commit` (any node): a durable consumer's position in one shard — every seq
+ * through `seq` was processed; a consumer resuming reads from seq + 1 (at-least-once).
+ */
+export interface CommitRequest {
+  v: 1;
+  t: 'commit';
+  /** The consumer's name: 1..64 of A-Z a-z 0-9 _ -. */
+  consumer: string;
+  shard: number;
+  seq: number;
+}
+
+export interface CommitReply {
+  v: 1;
+  t: 'committed';
+  consumer: string;
+  shard: number;
+  seq: number;
+}
+
+/** `{ns}.consumer.position` (any node): a durable consumer's committed position in one shard. */
+export interface PositionRequest {
+  v: 1;
+  t: 'position';
+  consumer: string;
+  shard: number;
+}
+
+export interface PositionReply {
+  v: 1;
+  t: 'positioned';
+  consumer: string;
+  shard: number;
+  /** 0 when the consumer never committed in this shard. */
+  seq: number;
+}
+
 /** `{ns}.status`: every node answers (no queue group). */
 export interface StatusRequest {
   v: 1;
@@ -252,6 +290,14 @@ export interface StatusReply {
   state: string;
   sessions: number;
   shards: ShardStatus[];
+  /** Durable consumers' committed positions this node knows of (a cluster: every one; older nodes do not send it). */
+  consumers?: ConsumerPositionStatus[];
+}
+
+export interface ConsumerPositionStatus {
+  consumer: string;
+  shard: number;
+  seq: number;
 }
 
 export interface ErrorReply {
@@ -263,8 +309,8 @@ export interface ErrorReply {
   details?: Record<string, unknown>;
 }
 
-export type Request = AppendRequest | ReadRequest | SeekRequest | StateRequest | InfoRequest | StatusRequest | TailAnnounce;
-export type Reply = AppendReply | ReadReply | SeekReply | StateReply | InfoReply | StatusReply | ErrorReply;
+export type Request = AppendRequest | ReadRequest | SeekRequest | StateRequest | InfoRequest | StatusRequest | TailAnnounce | CommitRequest | PositionRequest;
+export type Reply = AppendReply | ReadReply | SeekReply | StateReply | InfoReply | StatusReply | CommitReply | PositionReply | ErrorReply;
 export type Message = Request | Reply | FeedMessage;
 
 /** Subjects under one namespace (a NATS token: letters, digits, `-`, `_`). */
@@ -274,6 +320,8 @@ export function subjects(namespace: string) {
     info: `${namespace}.info`,
     state: `${namespace}.state`,
     status: `${namespace}.status`,
+    consumerCommit: `${namespace}.consumer.commit`,
+    consumerPosition: `${namespace}.consumer.position`,
     shardAppend: (shard: number) => `${namespace}.shard.${shard}.append`,
     shardRead: (shard: number) => `${namespace}.shard.${shard}.read`,
     shardSeek: (shard: number) => `${namespace}.shard.${shard}.seek`,

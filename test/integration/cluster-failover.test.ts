@@ -27,9 +27,11 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
     const ledger = new LoadLedger(2);
     let isStopping = false;
     const load = ledger.run(producer, 3, 100, () => isStopping);
-    // A tail of shard 0 runs across every failover: it must see every seq once, in order.
+    // A tail of shard 0 runs across every failover: it must see every seq once, in order. It is
+    // a durable consumer committing its position as it goes (the positions live in the
+    // cluster's KV bucket, so any node answers, whichever was killed).
     const tailer = await createConsumer({ transport: cluster.transport, namespace: 'failover' });
-    const tail = tailer.tail({ shard: 0, fromSeq: 1 });
+    const tail = tailer.tail({ shard: 0, consumer: 'indexer', autoCommit: true, autoCommitIntervalMs: 200 });
     const tailed: Array<{ seq: number; entity: bigint }> = [];
     const tailing = (async () => {
       for await (const { seq, event } of tail) tailed.push({ seq, entity: event.entityId });
@@ -64,8 +66,25 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
     await until(() => tailed.length > 0 && tailed[tailed.length - 1].seq >= hwm0, () => `the tail reaches shard 0's hwm ${hwm0} (at ${tailed[tailed.length - 1]?.seq ?? 0})`, 60_000);
     await tail.return();
     await tailing;
-    await tailer.close();
     tailed.forEach((item, index) => assert.is(item.seq, index + 1, 'the tail saw every seq once, in order, across the failovers'));
+    // Ending the tail committed what was processed: the loop had asked for the event after its
+    // last one (it waited in next() when return() came), so every event it received.
+    const position = await tailer.position({ consumer: 'indexer', shard: 0 });
+    assert.is(position, tailed.length, 'the durable consumer committed through the last event it moved past');
+    // Moved back 100 (the load has stopped: nothing would come after the end), then a node
+    // gone (the shard's leader killed): the position is the cluster's, and a new tail of the
+    // name resumes after it.
+    await tailer.commit({ consumer: 'indexer', shard: 0, seq: position - 100 });
+    const killed = await cluster.leaderOf(0);
+    await cluster.kill(killed);
+    const resumed = tailer.tail({ shard: 0, consumer: 'indexer' });
+    const first = await resumed.next();
+    assert.is(first.done, false);
+    assert.is(first.value!.seq, position - 99, 'a tail of the consumer name resumes after its committed position');
+    await resumed.return();
+    await tailer.close();
+    await cluster.startNode(killed);
+    await cluster.converged();
     // `tidelog status` shows each node's pid and, per shard, role, leader and follower lag.
     const table = runCli(['status', '--nats', cluster.nats.urls[0], '--namespace', 'failover', '--nodes', '3', '--timeout-ms', '10000']);
     assert.is(table.status, 0, table.stderr);
@@ -73,6 +92,7 @@ test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged 
     for (const nodeId of cluster.nodeIds) assert.match(table.stdout, new RegExp(`${nodeId}\\s+${cluster.processes.get(nodeId)!.pid}\\s`));
     assert.match(table.stdout, /leader \(serving\)/);
     assert.match(table.stdout, /follower \(following\)/);
+    assert.match(table.stdout, /indexer\s+0\s+[\d,]+\s+[\d,]+/, 'the durable consumer, its position and lag');
     const consumer = await createConsumer({ transport: cluster.transport, namespace: 'failover' });
     await ledger.verify(consumer);
     await consumer.close();
