@@ -15,6 +15,7 @@ import { TidelogError } from './errors.ts';
 export const EVENT_BYTES = 21;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
+/** An event as decoded (WAL, CRDT, wire, consumer): entityId is always a bigint. */
 export interface SignalEvent {
   entityId: bigint;
   signalType: number;
@@ -22,8 +23,34 @@ export interface SignalEvent {
   timestampNs: bigint;
 }
 
+/** An entity id as callers may give one: a u64 bigint, or a number that is a non-negative safe integer. */
+export type EntityIdInput = bigint | number;
+
+/** An event as callers may give one (producer.send, encodeEvents): entityId may be a safe integer number. */
+export interface SignalEventInput extends Omit<SignalEvent, 'entityId'> {
+  entityId: EntityIdInput;
+}
+
+const ENTITY_ID_RULE = 'entityId must be a u64 bigint or a non-negative safe integer';
+
+/** `value` as a u64 bigint if it is one, or a non-negative safe integer number; else null. */
+export function entityIdOrNull(value: unknown): bigint | null {
+  if (typeof value === 'bigint') return value >= 0n && value <= U64_MAX ? value : null;
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value);
+  return null;
+}
+
+/** `value` as a u64 bigint; BAD_REQUEST naming entityId if it is neither a u64 bigint nor a non-negative safe integer. */
+export function toEntityId(value: unknown): bigint {
+  const entityId = entityIdOrNull(value);
+  if (entityId === null) {
+    throw new TidelogError('BAD_REQUEST', `${ENTITY_ID_RULE}, got ${describeValue(value)}`, { details: { entityId: describeValue(value) } });
+  }
+  return entityId;
+}
+
 /** Packs events into n × 21 bytes, rejecting anything that would not round-trip. */
-export function encodeEvents(events: readonly SignalEvent[]): Uint8Array {
+export function encodeEvents(events: readonly SignalEventInput[]): Uint8Array {
   const bytes = new Uint8Array(events.length * EVENT_BYTES);
   const view = new DataView(bytes.buffer);
   for (let index = 0; index < events.length; index++) writeEvent(view, index * EVENT_BYTES, events[index], index);
@@ -31,9 +58,9 @@ export function encodeEvents(events: readonly SignalEvent[]): Uint8Array {
 }
 
 /** Writes one validated event at `offset` of `view`. */
-export function writeEvent(view: DataView, offset: number, event: SignalEvent, index = 0): void {
-  validateEvent(event, index);
-  view.setBigUint64(offset, BigInt(event.entityId), true);
+export function writeEvent(view: DataView, offset: number, event: SignalEventInput, index = 0): void {
+  const entityId = validateEvent(event, index);
+  view.setBigUint64(offset, entityId, true);
   view.setUint8(offset + 8, event.signalType);
   view.setFloat32(offset + 9, event.weight, true);
   view.setBigUint64(offset + 13, BigInt(event.timestampNs), true);
@@ -100,13 +127,17 @@ export function validatePacked(bytes: Uint8Array, maxAbsWeight = Number.POSITIVE
   return count;
 }
 
-function validateEvent(event: SignalEvent, index: number): void {
-  const fail = (what: string): never => {
-    throw new TidelogError('BAD_REQUEST', `event ${index}: ${what}`, { details: { index } });
+/** Throws BAD_REQUEST for an event that would not round-trip; returns its entity id as a bigint. */
+function validateEvent(event: SignalEventInput, index: number): bigint {
+  const fail = (what: string, details: Record<string, unknown> = {}): never => {
+    throw new TidelogError('BAD_REQUEST', `event ${index}: ${what}`, { details: { index, ...details } });
   };
   if (event === null || typeof event !== 'object') fail('not an object');
-  const entityId = toBigIntOrNull(event.entityId);
-  if (entityId === null || entityId < 0n || entityId > U64_MAX) fail('entityId must be a u64');
+  const entityId = entityIdOrNull(event.entityId);
+  if (entityId === null) {
+    const got = describeValue(event.entityId);
+    return fail(`${ENTITY_ID_RULE}, got ${got}`, { entityId: got });
+  }
   if (!Number.isInteger(event.signalType) || event.signalType < 0 || event.signalType > 255) {
     fail('signalType must be an integer 0..255');
   }
@@ -114,6 +145,14 @@ function validateEvent(event: SignalEvent, index: number): void {
   if (Math.abs(event.weight) > 3.4028234663852886e38) fail('weight does not fit in f32');
   const timestampNs = toBigIntOrNull(event.timestampNs);
   if (timestampNs === null || timestampNs < 0n || timestampNs > U64_MAX) fail('timestampNs must be a u64');
+  return entityId;
+}
+
+function describeValue(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
+  return typeof value;
 }
 
 function toBigIntOrNull(value: unknown): bigint | null {

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
-import { EVENT_BYTES, decodeEvents, encodeEvents, validatePacked, type SignalEvent } from '../src/event.ts';
+import { EVENT_BYTES, decodeEvents, encodeEvents, toEntityId, validatePacked, type SignalEvent, type SignalEventInput } from '../src/event.ts';
 import { isTidelogError } from '../src/errors.ts';
 
 const arbitraryEvent: fc.Arbitrary<SignalEvent> = fc.record({
@@ -54,6 +54,49 @@ test('event - rejects what would not round-trip with BAD_REQUEST', () => {
       assert.unreachable(`accepted ${String(event)}`);
     } catch (error) {
       assert.ok(isTidelogError(error, 'BAD_REQUEST'), String(error));
+    }
+  }
+});
+
+test('event - entityId: a u64 bigint or a non-negative safe integer number; decoded always as a bigint', () => {
+  const asNumber: SignalEventInput = { entityId: 42, signalType: 1, weight: 1, timestampNs: 7n };
+  const maxSafe: SignalEventInput = { entityId: Number.MAX_SAFE_INTEGER, signalType: 1, weight: 1, timestampNs: 7n };
+  const packed = encodeEvents([asNumber, maxSafe]);
+  assert.equal(packed, encodeEvents([{ ...asNumber, entityId: 42n }, { ...maxSafe, entityId: 2n ** 53n - 1n }]));
+  assert.equal(decodeEvents(packed).map((event) => event.entityId), [42n, 2n ** 53n - 1n]);
+  assert.is(toEntityId(0), 0n);
+  assert.is(toEntityId(Number.MAX_SAFE_INTEGER), 2n ** 53n - 1n);
+  assert.is(toEntityId(2n ** 64n - 1n), 2n ** 64n - 1n);
+});
+
+test('event - an entityId that is no u64 is BAD_REQUEST naming the field, the event and the value', () => {
+  const bad: Array<[unknown, string]> = [
+    [2 ** 53, '9007199254740992'],
+    [1.5, '1.5'],
+    [-1, '-1'],
+    [Number.NaN, 'NaN'],
+    [Number.POSITIVE_INFINITY, 'Infinity'],
+    [-1n, '-1n'],
+    [2n ** 64n, '18446744073709551616n'],
+    ['42', '"42"'],
+    [undefined, 'undefined'],
+  ];
+  for (const [entityId, shown] of bad) {
+    const good: SignalEventInput = { entityId: 1n, signalType: 1, weight: 1, timestampNs: 0n };
+    try {
+      encodeEvents([good, { ...good, entityId: entityId as bigint }]);
+      assert.unreachable(`accepted ${shown}`);
+    } catch (error) {
+      assert.ok(isTidelogError(error, 'BAD_REQUEST'), String(error));
+      assert.is(error.message, `BAD_REQUEST: event 1: entityId must be a u64 bigint or a non-negative safe integer, got ${shown}`);
+      assert.equal(error.context, { index: 1, entityId: shown });
+    }
+    try {
+      toEntityId(entityId);
+      assert.unreachable(`toEntityId accepted ${shown}`);
+    } catch (error) {
+      assert.ok(isTidelogError(error, 'BAD_REQUEST'), String(error));
+      assert.is(error.message, `BAD_REQUEST: entityId must be a u64 bigint or a non-negative safe integer, got ${shown}`);
     }
   }
 });

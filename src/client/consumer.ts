@@ -10,10 +10,13 @@
 import { setMaxListeners } from 'node:events';
 import { TidelogError } from '../errors.ts';
 import { systemClock, type Clock } from '../clock.ts';
+import { toEntityId, type EntityIdInput } from '../event.ts';
 import { decodeReply, encodeMessage } from '../transport/codec.ts';
-import { subjects as subjectsOf, type InfoReply, type StateReply, type StatusReply, type Subjects } from '../transport/messages.ts';
+import { subjects as subjectsOf, type InfoReply, type StatusReply, type Subjects } from '../transport/messages.ts';
 import type { Transport } from '../transport/transport.ts';
-import { openClientTransport, positiveIntegerOption, type ClientTransportOptions } from './client-transport.ts';
+import { nonNegativeOption, openClientTransport, positiveIntegerOption, type ClientTransportOptions } from './client-transport.ts';
+import { checkConsumerName, commitPosition, fetchPosition } from './positions.ts';
+import { entityStateOf, type EntityState } from './entity-state.ts';
 import { ClusterView } from './info.ts';
 import { eventsFrom, readPage, type ConsumedEvent, type PageReaderContext } from './page-reader.ts';
 import { localClosedError, requestBytes, retrying, type ClientLogger } from './retry.ts';
@@ -140,6 +143,9 @@ export class Consumer {
   tail(options: TailOptions): ShardTail {
     checkShard(options.shard);
     if (options.fromSeq !== undefined) checkSeq('fromSeq', options.fromSeq);
+    if (options.consumer !== undefined) checkConsumerName(options.consumer);
+    if (options.autoCommit === true && options.consumer === undefined) throw new TidelogError('BAD_REQUEST', 'autoCommit needs a consumer name');
+    if (options.autoCommitIntervalMs !== undefined) nonNegativeOption('autoCommitIntervalMs', options.autoCommitIntervalMs, 0);
     if (options.fromTimestampNs !== undefined && (typeof options.fromTimestampNs !== 'bigint' || options.fromTimestampNs < 0n || options.fromTimestampNs > U64_MAX)) {
       throw new TidelogError('BAD_REQUEST', 'fromTimestampNs must be a u64 bigint', { details: { fromTimestampNs: String(options.fromTimestampNs) } });
     }
@@ -159,6 +165,26 @@ export class Consumer {
     return tail;
   }
 
+  /**
+   * Stores `seq` as the durable consumer's position in `shard` (every seq through it was
+   * processed); a tail opened later with this consumer name starts at seq + 1. Resolves once the
+   * cluster holds it (it survives node restarts and failovers).
+   */
+  async commit(options: { consumer: string; shard: number; seq: number }): Promise<void> {
+    checkConsumerName(options.consumer);
+    checkShard(options.shard);
+    this.checkOpen();
+    await commitPosition(this.context, options.consumer, options.shard, options.seq, this.context.nowMs() + this.retryTimeoutMs, this.closeController.signal);
+  }
+
+  /** The durable consumer's committed position in `shard` (0: none yet; a tail would start at 1). */
+  async position(options: { consumer: string; shard: number }): Promise<number> {
+    checkConsumerName(options.consumer);
+    checkShard(options.shard);
+    this.checkOpen();
+    return fetchPosition(this.context, options.consumer, options.shard, this.context.nowMs() + this.retryTimeoutMs, this.closeController.signal);
+  }
+
   /** The first seq of `shard` whose batch was sealed at or after timestampNs (hwm + 1 if none). */
   async seek(shard: number, timestampNs: bigint): Promise<number> {
     checkShard(shard);
@@ -171,15 +197,18 @@ export class Consumer {
     return reply.seq;
   }
 
-  /** CRDT signal state of one entity, from the node that serves its shard. */
-  async state(entityId: bigint, signalTypes?: readonly number[]): Promise<StateReply> {
-    if (typeof entityId !== 'bigint' || entityId < 0n || entityId > U64_MAX) {
-      throw new TidelogError('BAD_REQUEST', 'entityId must be a u64 bigint', { details: { entityId: String(entityId) } });
-    }
-    const request = encodeMessage({ v: 1, t: 'state', entityId: entityId.toString(), ...(signalTypes === undefined ? {} : { signalTypes: [...signalTypes] }) });
-    return this.withRetries(async () =>
+  /**
+   * CRDT signal state of one entity (all signals, or only `signalTypes`), from the node that
+   * serves its shard, as a typed view: `(await consumer.state(42n)).signal('view')?.score`.
+   * entityId is a u64 bigint or a non-negative safe integer number, else BAD_REQUEST.
+   */
+  async state(entityId: EntityIdInput, signalTypes?: readonly number[]): Promise<EntityState> {
+    const id = toEntityId(entityId);
+    const request = encodeMessage({ v: 1, t: 'state', entityId: id.toString(), ...(signalTypes === undefined ? {} : { signalTypes: [...signalTypes] }) });
+    const reply = await this.withRetries(async () =>
       decodeReply(await requestBytes(this.transport, this.subjects.state, request, this.context.requestTimeoutMs), 'entity'),
     );
+    return entityStateOf(reply);
   }
 
   /** The shard map and limits, asked now (reads and tails then go by this answer). */

@@ -30,7 +30,7 @@
 import { randomBytes } from 'node:crypto';
 import { MAX_ABS_WEIGHT } from '../crdt/weight-micros.ts';
 import { TidelogError } from '../errors.ts';
-import { EVENT_BYTES, encodeEvents, validatePacked, type SignalEvent } from '../event.ts';
+import { EVENT_BYTES, encodeEvents, validatePacked, type SignalEventInput } from '../event.ts';
 import { systemClock, type Clock } from '../clock.ts';
 import { ShardRouter } from '../shard-map.ts';
 import { decodeReply, encodeMessage } from '../transport/codec.ts';
@@ -153,12 +153,13 @@ export class Producer {
 
   /**
    * Appends events (objects, or packed n × 21 bytes that must not change until the promise
-   * settles). Resolves with one Ack per event in input order once all are durable; rejects
-   * with BAD_REQUEST (nothing queued: a malformed event, or a weight beyond ±1e9),
+   * settles); an object's entityId is a u64 bigint or a non-negative safe integer number.
+   * Resolves with one Ack per event in input order once all are durable; rejects with
+   * BAD_REQUEST (nothing queued: a malformed event, or a weight beyond ±1e9),
    * OVERLOADED, CLOSED, PRODUCER_FENCED, TIMEOUT or the node's code for the batch that
    * carried them.
    */
-  send(events: readonly SignalEvent[] | Uint8Array): Promise<Ack[]> {
+  send(events: readonly SignalEventInput[] | Uint8Array): Promise<Ack[]> {
     let packed: Uint8Array;
     let count: number;
     try {

@@ -1,7 +1,11 @@
 // The consumer's bounded reads and its request/reply calls against a scripted node.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createConsumer, type Consumer, type ConsumerOptions, type ConsumedEvent } from '../../src/client/index.ts';
+import { createConsumer, type Consumer, type ConsumerOptions, type ConsumedEvent, type EntityState, type SignalState } from '../../src/client/index.ts';
+import { entityStateOf } from '../../src/client/entity-state.ts';
+import { isTidelogError } from '../../src/errors.ts';
+import { decodeReply, encodeMessage } from '../../src/transport/codec.ts';
+import type { StateReply } from '../../src/transport/messages.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
 import { FakeNode, eventsForShard, expectRejection, type FakeNodeOptions } from '../support/fake-node.ts';
 import { WAIT_MS } from '../support/waits.ts';
@@ -128,6 +132,90 @@ test('consumer - 200 state() calls at once: every one answered, no listener-leak
     process.off('warning', onWarning);
     await consumer.close();
   }
+});
+
+test('entity state - the wire reply becomes typed values: bigint ids, the hide flag once, signals by name and type', () => {
+  const maxU64 = 2n ** 64n - 1n;
+  const lastViewNs = 1_700_000_000_123_456_789n; // beyond 2^53: a number would round it
+  const wire: StateReply = {
+    v: 1,
+    t: 'entity',
+    entityId: maxU64.toString(),
+    shard: 3,
+    appliedSeq: 41,
+    signals: [
+      { signalType: 1, name: 'view', score: 2.75, count: 3, total: 4.5, isHidden: true, lastUpdateNs: lastViewNs },
+      { signalType: 2, name: 'click', score: 0, count: 0, total: -0.25, isHidden: true, lastUpdateNs: 0n },
+      { signalType: 200, name: 'hide', score: 0, count: 0, total: 0, isHidden: true, lastUpdateNs: 1_700_000_000_000_000_001n },
+    ],
+  };
+  // Through the codec, as consumer.state() gets it.
+  const state: EntityState = entityStateOf(decodeReply(encodeMessage(wire), 'entity'));
+  assert.is(state.entityId, maxU64);
+  assert.is(state.shard, 3);
+  assert.is(state.appliedSeq, 41);
+  assert.is(state.isHidden, true);
+  const view: SignalState = { signalType: 1, name: 'view', score: 2.75, count: 3, total: 4.5, lastUpdateNs: lastViewNs };
+  assert.equal(state.signals, [
+    view,
+    { signalType: 2, name: 'click', score: 0, count: 0, total: -0.25, lastUpdateNs: 0n },
+    { signalType: 200, name: 'hide', score: 0, count: 0, total: 0, lastUpdateNs: 1_700_000_000_000_000_001n },
+  ]);
+  assert.equal(state.signal('view'), view);
+  assert.is(state.signal('view'), state.signals[0], 'by name');
+  assert.is(state.signal(200), state.signals[2], 'by signal type');
+  assert.is(state.signal('like'), undefined);
+  assert.is(state.signal(7), undefined);
+  assert.is(state.signal('1'), undefined, 'a string is a name, never a type');
+  assert.ok(Object.isFrozen(state.signals) && Object.isFrozen(state.signals[0]));
+
+  const visible = entityStateOf({ ...wire, entityId: '7', signals: wire.signals.map((signal) => ({ ...signal, isHidden: false })) });
+  assert.is(visible.entityId, 7n);
+  assert.is(visible.isHidden, false);
+  const empty = entityStateOf({ ...wire, signals: [] });
+  assert.is(empty.isHidden, null, 'no signal in the reply: the flag is unknown, not false');
+  assert.equal(empty.signals, []);
+});
+
+test('consumer - state() answers a typed EntityState, for a bigint id or a safe integer number', async () => {
+  const { node, consumer } = await setup();
+  const events = eventsForShard(node.router, 1, 2);
+  node.appendDirect(1, [events[0], events[0], { ...events[0], signalType: 2 }, events[1]]);
+  const state = await consumer.state(events[0].entityId);
+  assert.is(state.entityId, events[0].entityId);
+  assert.is(typeof state.entityId, 'bigint');
+  assert.is(state.shard, 1);
+  assert.is(state.appliedSeq, 4);
+  assert.is(state.isHidden, false);
+  assert.equal(state.signals.map((signal) => [signal.name, signal.count]), [['type-1', 2], ['type-2', 1]]);
+  assert.is(state.signal('type-1')?.count, 2);
+  assert.is(state.signal('type-1')?.score, 2);
+  assert.is(state.signal(2)?.total, 1);
+  assert.is(state.signal('type-3'), undefined);
+  const byNumber = await consumer.state(Number(events[0].entityId), [2]);
+  assert.is(byNumber.entityId, events[0].entityId);
+  assert.equal(byNumber.signals.map((signal) => signal.name), ['type-2']);
+  await consumer.close();
+});
+
+test('consumer - state() refuses an entity id that is no u64 with BAD_REQUEST naming entityId, and asks nothing', async () => {
+  const { node, consumer } = await setup();
+  const asked = (): number => node.requests.filter((request) => request.endpoint === 'state').length;
+  const bad: unknown[] = [2 ** 53, 1.5, -1, Number.NaN, Number.POSITIVE_INFINITY, -1n, 2n ** 64n, '42', null];
+  for (const entityId of bad) {
+    try {
+      await consumer.state(entityId as bigint);
+      assert.unreachable(`accepted ${String(entityId)}`);
+    } catch (error) {
+      assert.ok(isTidelogError(error, 'BAD_REQUEST'), String(error));
+      assert.match(error.message, /entityId must be a u64 bigint or a non-negative safe integer, got /);
+    }
+  }
+  assert.is(asked(), 0);
+  assert.is((await consumer.state(Number.MAX_SAFE_INTEGER)).entityId, BigInt(Number.MAX_SAFE_INTEGER));
+  assert.is((await consumer.state(2n ** 64n - 1n)).entityId, 2n ** 64n - 1n);
+  assert.is(asked(), 2);
+  await consumer.close();
 });
 
 test('consumer - status is [] when no node answers', async () => {

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { systemClock, type Clock } from '../../src/clock.ts';
 import { isTidelogError } from '../../src/errors.ts';
-import { SendError, createProducer, type Producer, type ProducerOptions } from '../../src/client/index.ts';
+import { SendError, createProducer, type Producer, type ProducerOptions, type SignalEventInput } from '../../src/client/index.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { InProcessTransport } from '../../src/transport/in-process.ts';
 import type { RouterSpec } from '../../src/transport/messages.ts';
@@ -261,6 +261,38 @@ test('producer - BAD_REQUEST input is refused whole and queues nothing', async (
   assert.is(producer.stats().queuedEvents, 0);
   assert.is(node.appendRequests().length, 0);
   assert.equal(await producer.send([]), []);
+  await producer.close();
+});
+
+test('producer - an entityId may be a non-negative safe integer number: sent as that u64, read back as a bigint', async () => {
+  const { node, producer } = await setup();
+  const events: SignalEventInput[] = [
+    { entityId: 42, signalType: 1, weight: 1, timestampNs: 1n },
+    { entityId: Number.MAX_SAFE_INTEGER, signalType: 1, weight: 2, timestampNs: 2n },
+    { entityId: 2n ** 64n - 1n, signalType: 1, weight: 3, timestampNs: 3n },
+  ];
+  const acks = await producer.send(events);
+  assert.equal(acks.map((ack) => ack.seq), [1, 2, 3]);
+  assert.equal(node.events(0).map((event) => event.entityId), [42n, 2n ** 53n - 1n, 2n ** 64n - 1n]);
+  await producer.close();
+});
+
+test('producer - an entityId number that is not a non-negative safe integer is BAD_REQUEST naming entityId, nothing queued', async () => {
+  const { node, producer } = await setup();
+  const [event] = eventsForShard(node.router, 0, 1);
+  for (const entityId of [2 ** 53, 1.5, -1, Number.NaN]) {
+    try {
+      await producer.send([event, { ...event, entityId }]);
+      assert.unreachable(`entityId ${entityId} was accepted`);
+    } catch (error) {
+      assert.ok(isTidelogError(error, 'BAD_REQUEST'), String(error));
+      assert.match(error.message, `event 1: entityId must be a u64 bigint or a non-negative safe integer, got ${entityId}`);
+      assert.is(error.context.index, 1);
+    }
+  }
+  await producer.flush();
+  assert.is(producer.stats().queuedEvents, 0);
+  assert.is(node.appendRequests().length, 0);
   await producer.close();
 });
 

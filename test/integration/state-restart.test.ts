@@ -5,8 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createConsumer, createProducer } from '../../src/client/index.ts';
-import type { StateReply } from '../../src/transport/messages.ts';
+import { createConsumer, createProducer, type EntityState } from '../../src/client/index.ts';
 import { startTestNats, connectTestTransport } from '../support/nats-harness.ts';
 import { NodeProcess } from '../support/node-process.ts';
 import { tempDir, removeDir } from '../support/wal-fixtures.ts';
@@ -35,7 +34,7 @@ function batch(index: number): Uint8Array {
 }
 
 /** What state() says, with the decayed score rounded: it moves with the query time. */
-function comparable(reply: StateReply): unknown {
+function comparable(reply: EntityState): unknown {
   return reply.signals.map((signal) => ({ ...signal, score: Number(signal.score.toPrecision(6)) }));
 }
 
