@@ -235,6 +235,8 @@ export class Consumer {
   /** Ends every tail and read, then closes the transport if this consumer opened it. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // Durable consumers with autoCommit keep what they processed before the transport goes.
+      await Promise.allSettled([...this.tails].map((tail) => tail.commitProcessed()));
       this.closeController.abort();
       await Promise.allSettled([...this.tails].map((tail) => tail.return()));
       if (this.isTransportOwned) await this.transport.close();

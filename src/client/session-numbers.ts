@@ -52,6 +52,12 @@ export class SessionNumbers {
   /** A batch left unacknowledged: records the hole (or the doubt) its number leaves. */
   left(batch: AppendBatch): void {
     if (batch.requestSeq === 0) return;
+    if (batch.lastError?.code === 'REQUEST_MISMATCH') {
+      // The node holds this number with other events (another instance of this producerId):
+      // no later batch can take it. A new epoch, which also fences the other instance.
+      this.mustRestart = true;
+      return;
+    }
     if (batch.isAmbiguous) {
       this.mustRestart = true;
       this.mustRejectAmbiguous = true;

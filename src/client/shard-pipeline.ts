@@ -312,7 +312,10 @@ export class ShardPipeline {
       return;
     }
     if (isLocalClosed(error)) {
-      this.close(error); // our transport is gone: nothing will get through any more
+      // Our transport is gone: nothing will get through any more. The request may have been
+      // published before it closed, and applied.
+      batch.isAmbiguous = true;
+      this.close(error);
       return;
     }
     if (!isRetryable(error)) {

@@ -53,9 +53,10 @@ export interface TailOptions {
   /**
    * Commit as the caller moves on (needs `consumer`): asking for the next event counts the
    * previous one as processed, and the position is committed at most every
-   * autoCommitIntervalMs (default 1 000) and when the tail ends. At-least-once: what was
-   * handed out after the last commit is delivered again after a crash (the event in hand
-   * when the loop breaks, too).
+   * autoCommitIntervalMs (default 1 000), when the loop ends (break, return()) and when the
+   * consumer closes — not when the tail ends with an error. At-least-once: what was handed
+   * out after the last commit is delivered again after a crash (the event in hand when the
+   * loop breaks, too).
    */
   autoCommit?: boolean;
   autoCommitIntervalMs?: number;
@@ -124,6 +125,7 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
     if (consumerSignal.aborted) this.abort.abort();
     else consumerSignal.addEventListener('abort', () => this.abort.abort(), { once: true });
     this.nextSeq = options.fromSeq ?? 1;
+    this.lastCommitMs = context.nowMs(); // autoCommit's first interval starts with the tail
     this.buffer = new FeedBuffer(settings.maxBufferedFeedMessages, settings.maxBufferedFeedEvents);
     this.generator = this.run();
   }
@@ -144,10 +146,7 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
 
   /** Ends the tail; a next() waiting for events resolves done. With autoCommit, commits what was processed first. */
   async return(): Promise<IteratorResult<ConsumedEvent>> {
-    if (this.options.autoCommit === true && !this.abort.signal.aborted) {
-      while (this.commitInFlight !== null) await this.commitInFlight.catch(() => undefined);
-      if (this.processedSeq > this.committedSeq) await this.commitQuietly(this.processedSeq);
-    }
+    if (!this.abort.signal.aborted) await this.commitProcessed();
     this.abort.abort();
     await this.generator.return(undefined);
     this.end(); // a tail never iterated has no finally block to run
@@ -156,11 +155,16 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
 
   /**
    * Stores the durable consumer's position in this shard: `seq` (default: the event handed out
-   * last, i.e. "processed through the one I hold"). Resolves once the cluster holds it.
+   * last, i.e. "processed through the one I hold"; with none handed out yet, nothing to do).
+   * Resolves once the cluster holds it.
    */
-  async commit(seq = this.yieldedSeq): Promise<void> {
+  async commit(seq?: number): Promise<void> {
     const consumer = this.options.consumer;
     if (consumer === undefined) throw new TidelogError('BAD_REQUEST', 'commit() needs a tail opened with a consumer name');
+    if (seq === undefined) {
+      if (this.yieldedSeq === 0) return; // nothing handed out: the committed position stands
+      seq = this.yieldedSeq;
+    }
     // One at a time, in order: a later position never lands before an earlier one.
     while (this.commitInFlight !== null) await this.commitInFlight.catch(() => undefined);
     const commit = commitPosition(this.context, consumer, this.options.shard, seq, this.context.nowMs() + this.settings.retryTimeoutMs);
@@ -172,6 +176,16 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
     }
     this.lastCommitMs = this.context.nowMs();
     this.committedSeq = seq;
+  }
+
+  /**
+   * autoCommit: commits what was processed and not yet committed (the tail ends: return(), or
+   * its consumer closes). A failure is logged; those events are delivered again.
+   */
+  async commitProcessed(): Promise<void> {
+    if (this.options.autoCommit !== true) return;
+    while (this.commitInFlight !== null) await this.commitInFlight.catch(() => undefined);
+    if (this.processedSeq > this.committedSeq) await this.commitQuietly(this.processedSeq);
   }
 
   /** An automatic commit: skipped while one is in flight; a failure is logged and the next one tries again. */
@@ -214,7 +228,6 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
       this.announce();
       announcer = setInterval(() => this.announce(), TAIL_ANNOUNCE_MS);
       announcer.unref();
-      this.startDeadlineMs = this.context.nowMs() + this.settings.retryTimeoutMs;
       const { consumer } = this.options;
       if (consumer !== undefined && this.options.fromSeq === undefined && this.options.fromTimestampNs === undefined) {
         const position = await fetchPosition(this.context, consumer, shard, Number.POSITIVE_INFINITY, signal);
@@ -225,6 +238,8 @@ export class ShardTail implements AsyncIterableIterator<ConsumedEvent> {
         this.nextSeq = await this.seek(this.options.fromTimestampNs, signal);
         this.isStartConfirmed = true; // a seek answers at most hwm + 1
       }
+      // From here: a position fetch or seek may have waited out an outage first.
+      this.startDeadlineMs = this.context.nowMs() + this.settings.retryTimeoutMs;
       while (!signal.aborted) {
         this.buffer.discardBefore(this.nextSeq);
         const head = this.buffer.peek();

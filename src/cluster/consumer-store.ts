@@ -200,7 +200,9 @@ export class KvConsumerStore implements ConsumerStore {
     const js = jetstream(connection, { timeout: options.timeoutMs ?? 5_000 });
     let kv: KV;
     try {
-      kv = await new Kvm(js).create(consumerBucketName(options.namespace), { replicas: options.bucketReplicas, history: 1 });
+      // No direct gets: any replica could answer one, and a position read right after a commit
+      // must see it (the stream leader answers).
+      kv = await new Kvm(js).create(consumerBucketName(options.namespace), { replicas: options.bucketReplicas, history: 1, allow_direct: false });
     } catch (cause) {
       throw new TidelogError('DISCONNECTED', `consumer positions: cannot open bucket ${consumerBucketName(options.namespace)}: ${String(cause)}`, { cause });
     }

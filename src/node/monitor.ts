@@ -94,7 +94,8 @@ export class Timeline {
       ackP50Ms: round(taken.p50Ms),
       ackP99Ms: round(taken.p99Ms),
       fsyncs,
-      fsyncMeanMs: fsyncs === 0 ? 0 : round((totals.fsyncTotalUs - previous.fsyncTotalUs) / fsyncs / 1000),
+      // Counters start over when a shard's WAL is reopened (a snapshot install): never below 0.
+      fsyncMeanMs: fsyncs === 0 ? 0 : round(Math.max(0, totals.fsyncTotalUs - previous.fsyncTotalUs) / fsyncs / 1000),
     };
     if (this.ring.length < this.capacity) this.ring.push(point);
     else this.ring[this.next] = point;

@@ -584,7 +584,8 @@ interface UrlCredentials {
 }
 
 /** [scheme://][userinfo@]rest, the way NATS urls carry credentials (nats://user:pass@host, nats://token@host). */
-const URL_USERINFO = /^((?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?)([^@/?#]*)@(.*)$/s;
+// Userinfo runs to the last '@': a token or password pasted raw may hold '/', '?', '#' or '@'.
+const URL_USERINFO = /^((?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?)(.*)@([^@]*)$/s;
 
 function splitServerUrl(url: string): { url: string; credentials: UrlCredentials | null } {
   const match = URL_USERINFO.exec(url);

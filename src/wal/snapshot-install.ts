@@ -256,6 +256,8 @@ export async function completeInstall(io: FileIo, dir: string, shard: number, ti
     timestampNs,
   );
   await io.rename(join(dir, pending.fileName), join(dir, snapshotFileName(shard, pending.seq)));
+  // The rename durable first: a cut that kept only the unlink would redo the install without the table.
+  await io.syncDir(dir);
   await io.unlink(join(dir, epochsName)).catch(() => undefined);
   await io.syncDir(dir);
   return pending;

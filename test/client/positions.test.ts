@@ -70,7 +70,19 @@ test('durable consumers - autoCommit commits what was processed; the position su
     await expectRejection(again.commit({ consumer: 'indexer', shard: 0, seq: -1 }), 'BAD_REQUEST');
     expectCode(() => again.tail({ shard: 0, autoCommit: true }), 'BAD_REQUEST');
     await expectRejection(again.tail({ shard: 0 }).commit(), 'BAD_REQUEST');
+    // commit() with no event handed out yet leaves the position alone (it committed 0: start over).
+    await again.tail({ shard: 0, consumer: 'indexer' }).commit();
+    assert.is(await again.position({ consumer: 'indexer', shard: 0 }), 10);
     await again.close();
+    // autoCommit: closing the consumer commits what was processed (the loop never ended).
+    const closing = await createConsumer({ transport: client, namespace: NAMESPACE });
+    const open = closing.tail({ shard: 0, consumer: 'closer', autoCommit: true, autoCommitIntervalMs: 3_600_000 });
+    for (let index = 0; index < 10; index++) await open.next();
+    assert.is(await closing.position({ consumer: 'closer', shard: 0 }), 0, 'nothing committed yet (the interval is an hour)');
+    await closing.close();
+    const check = await createConsumer({ transport: client, namespace: NAMESPACE });
+    assert.is(await check.position({ consumer: 'closer', shard: 0 }), 9, 'close() committed through the event before the one in hand');
+    await check.close();
   } finally {
     await client.close();
     await running.node.stop();

@@ -176,6 +176,39 @@ test("producer - a send spanning shards that fails on one rejects with each even
   await producer.close();
 });
 
+test('producer - REQUEST_MISMATCH (the node holds the number with other events) moves the session to a new epoch; later sends land', async () => {
+  const { node, producer } = await setup({ lingerMs: 0 });
+  const events = eventsForShard(node.router, 0, 3);
+  await producer.send([events[0]]);
+  node.failRequests(1, 'REQUEST_MISMATCH');
+  await expectRejection(producer.send([events[1]]), 'REQUEST_MISMATCH');
+  const [ack] = await producer.send([events[2]]);
+  assert.is(ack.seq, 2, 'the next send lands (it was refused again and again under the same number)');
+  const seqs = requestSeqs(node);
+  assert.equal(seqs.slice(0, 2), [[1000, 1], [1000, 2]]);
+  const [epoch, requestSeq] = seqs[2];
+  assert.ok(epoch > 1000 && requestSeq === 1, `a new epoch, numbering from 1 (${epoch}, ${requestSeq})`);
+  await producer.close();
+});
+
+test('producer - a request on the wire when our transport closes may have been applied: SendError says maybeApplied', async () => {
+  const { node, producer, transport } = await setup({ lingerMs: 0 });
+  const events = eventsForShard(node.router, 0, 2);
+  node.hold();
+  const sent = producer.send(events);
+  await until(() => node.heldRequests === 1, 'the request reached the node');
+  await transport.close();
+  const error = await sent.then(
+    () => null,
+    (caught: unknown) => caught,
+  );
+  assert.ok(error instanceof SendError, String(error));
+  assert.equal(error.maybeApplied, [0, 1]);
+  assert.equal(error.notApplied, []);
+  node.release();
+  await producer.close().catch(() => undefined);
+});
+
 test('producer - a lost reply is retried with the same requestSeq and written once', async () => {
   const { node, producer } = await setup({ lingerMs: 0 });
   const events = eventsForShard(node.router, 0, 5);

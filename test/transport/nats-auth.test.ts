@@ -143,6 +143,10 @@ test('redaction: pass, token and nkeySeed, and secrets in urls; user, paths and 
   assert.is(redactServerUrl('nats://u:p@h:4222'), `nats://u:${REDACTED}@h:4222`);
   assert.is(redactServerUrl('nats://tok@h:4222'), `nats://${REDACTED}@h:4222`);
   assert.is(redactServerUrl('nats://h:4222'), 'nats://h:4222');
+  // Secrets pasted raw: userinfo runs to the last '@' (a review found these leaking).
+  assert.is(redactServerUrl('nats://tok/abc+def=@h:4222'), `nats://${REDACTED}@h:4222`);
+  assert.is(redactServerUrl('nats://u:se/cr#et@h:4222'), `nats://u:${REDACTED}@h:4222`);
+  assert.is(redactServerUrl('nats://u:p@ss@h:4222'), `nats://u:${REDACTED}@h:4222`);
 });
 
 test.run();
