@@ -75,15 +75,21 @@ function checkRoom(size: number, isNew: boolean, maxPositions: number): void {
   }
 }
 
+/** Positions in memory (tests, and the map the file store persists). */
 export class MemoryConsumerStore implements ConsumerStore {
-  private readonly map = new Map<string, ConsumerPosition>();
-  constructor(private readonly maxPositions = Number.MAX_SAFE_INTEGER) {}
+  protected readonly map = new Map<string, ConsumerPosition>();
+  constructor(protected readonly maxPositions = Number.MAX_SAFE_INTEGER) {}
 
-  commit(name: string, shard: number, seq: number): Promise<void> {
+  async commit(name: string, shard: number, seq: number): Promise<void> {
+    this.record(name, shard, seq);
+    return Promise.resolve();
+  }
+
+  /** Checks and records a position in the map (bounded by maxPositions). */
+  protected record(name: string, shard: number, seq: number): void {
     checkPosition(name, shard, seq);
     checkRoom(this.map.size, !this.map.has(keyOf(name, shard)), this.maxPositions);
     this.map.set(keyOf(name, shard), { name, shard, seq });
-    return Promise.resolve();
   }
 
   position(name: string, shard: number): Promise<number> {
@@ -103,8 +109,7 @@ export class MemoryConsumerStore implements ConsumerStore {
 const FILE_NAME = 'consumers.json';
 
 /** A standalone node's positions, in one file of its data dir. */
-export class FileConsumerStore implements ConsumerStore {
-  private readonly map = new Map<string, ConsumerPosition>();
+export class FileConsumerStore extends MemoryConsumerStore {
   /** The write under way, and whether commits arrived after it took the map. */
   private writing: Promise<void> | null = null;
   private next: Promise<void> | null = null;
@@ -112,8 +117,10 @@ export class FileConsumerStore implements ConsumerStore {
   private constructor(
     private readonly io: FileIo,
     private readonly dir: string,
-    private readonly maxPositions: number,
-  ) {}
+    maxPositions: number,
+  ) {
+    super(maxPositions);
+  }
 
   /** Loads `<dir>/consumers.json` (none: no positions). CONFIG_INVALID for a file that does not parse. */
   static async open(io: FileIo, dir: string, maxPositions: number): Promise<FileConsumerStore> {
@@ -139,23 +146,12 @@ export class FileConsumerStore implements ConsumerStore {
     return store;
   }
 
-  async commit(name: string, shard: number, seq: number): Promise<void> {
-    checkPosition(name, shard, seq);
-    checkRoom(this.map.size, !this.map.has(keyOf(name, shard)), this.maxPositions);
-    this.map.set(keyOf(name, shard), { name, shard, seq });
+  override async commit(name: string, shard: number, seq: number): Promise<void> {
+    this.record(name, shard, seq);
     await this.persist();
   }
 
-  position(name: string, shard: number): Promise<number> {
-    checkPosition(name, shard);
-    return Promise.resolve(this.map.get(keyOf(name, shard))?.seq ?? 0);
-  }
-
-  positions(): ConsumerPosition[] {
-    return sortPositions(this.map.values());
-  }
-
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     await this.next?.catch(() => undefined);
     await this.writing?.catch(() => undefined);
   }

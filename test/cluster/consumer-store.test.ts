@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileConsumerStore, KvConsumerStore, MemoryConsumerStore } from '../../src/cluster/consumer-store.ts';
 import { nodeFileIo } from '../../src/wal/index.ts';
-import { expectCode, expectRejection } from '../support/expect-code.ts';
+import { expectRejection } from '../support/expect-code.ts';
 import { connectTestTransport, startTestNats } from '../support/nats-harness.ts';
 import { until } from '../support/waits.ts';
 import { removeDir, tempDir } from '../support/wal-fixtures.ts';
@@ -84,7 +84,7 @@ test('consumer store (memory) - positions per name and shard', async () => {
     { name: 'x', shard: 1, seq: 5 },
     { name: 'x', shard: 2, seq: 9 },
   ]);
-  expectCode(() => void store.commit('no spaces', 0, 1), 'BAD_REQUEST');
+  await expectRejection(store.commit('no spaces', 0, 1), 'BAD_REQUEST');
 });
 
 test('consumer store (KV) - a position committed through one node is read through another and listed by its watch', async () => {
