@@ -15,7 +15,7 @@ import { runCli } from '../cli/harness.ts';
 
 const test = suite('integration: cluster failover');
 
-const KILLS = Number(process.env.CLUSTER_KILLS ?? 4);
+const KILLS = Number(process.env.CLUSTER_KILLS ?? 3);
 const PROGRESS_EVENTS = 1_000;
 
 test(`cluster failover - ${KILLS} leader kills under load: nothing acknowledged lost, nothing twice, replicas equal`, async () => {

@@ -6,8 +6,8 @@ import * as assert from 'uvu/assert';
 import { runSimulation, type SimResult } from './cluster-sim.ts';
 
 const single = process.env.SIM_SEED;
-const count = Number(process.env.SIM_SEEDS ?? 500);
-const availabilityCount = Number(process.env.SIM_AVAILABILITY_SEEDS ?? 150);
+const count = Number(process.env.SIM_SEEDS ?? 300);
+const availabilityCount = Number(process.env.SIM_AVAILABILITY_SEEDS ?? 100);
 const singleAcks = process.env.SIM_ACKS === 'leader' ? 'leader' : 'quorum';
 const from = Number(process.env.SIM_SEED_FROM ?? 1);
 
