@@ -116,6 +116,7 @@ test('the tarball holds the build with declarations, the config and the docs, an
     'dist/wal/index.d.ts',
     'dist/crdt/index.js',
     'dist/crdt/index.d.ts',
+    'bin/tidelog.js',
     'dist/cli/main.js',
     'dist/cli/node-child.js',
     'config/signals.json',
