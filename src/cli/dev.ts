@@ -60,6 +60,7 @@ export async function runDev(options: DevOptions): Promise<ExitCodeValue> {
     const node = await startNode({ config, transport: nodeTransport, logger: pino({ level: 'warn' }, pino.destination(2)) });
     cleanups.push(() => node.stop());
     out(`tidelog dev: node ${node.nodeId} serving ${options.shards} shard(s) on ${description}; data in ${dir}`);
+    if (node.metricsPort !== null) out(`status page: http://127.0.0.1:${node.metricsPort}/ (and /status, /healthz, /metrics)`);
     out(`demo producer: ${options.senders} concurrent sends of ${options.batch} events, fsync ${config.wal.fsync}, for ${options.seconds} s`);
     out();
     const producerTransport = await makeTransport('tidelog-dev-producer');
