@@ -169,13 +169,29 @@ test('partition - a follower cut off keeps nobody from serving and claims no epo
   const namespace = 'split-flap';
   const cluster = await TidelogCluster.start({ namespace, shards: 1, faults: true });
   try {
-    const leader = await cluster.leaderOf(0);
+    // The leader once the start settled: every replica at its epoch (on a loaded machine a
+    // second election may follow the first at once; a CI run met one).
+    await cluster.converged();
+    let leader = '';
+    let epoch = -1;
+    let seen = '';
+    await untilAsync(
+      async () => {
+        const views = (await cluster.status()).map((status) => ({ nodeId: status.nodeId, phase: shardOf(status, 0)?.phase, epoch: shardOf(status, 0)?.epoch }));
+        seen = JSON.stringify(views);
+        const serving = views.filter((view) => view.phase === 'serving');
+        if (views.length !== 3 || serving.length !== 1 || !views.every((view) => view.epoch === serving[0].epoch)) return false;
+        leader = serving[0].nodeId;
+        epoch = serving[0].epoch!;
+        return true;
+      },
+      () => `one leader, every replica at its epoch (${seen})`,
+      60_000,
+    );
     const followers = cluster.nodeIds.filter((nodeId) => nodeId !== leader);
     const leaderTransport = await cluster.connect(cluster.nodeIds.indexOf(leader));
     const followerTransport = await cluster.connect(cluster.nodeIds.indexOf(followers[0]));
     cluster.statusVia(leaderTransport);
-    await cluster.converged();
-    const epoch = shardOf((await cluster.status()).find((status) => status.nodeId === leader)!, 0)!.epoch;
     const { onMajority, onMinority, majorityLedger, minorityLedger, stop } = await loadBothSides(namespace, leaderTransport, followerTransport);
     await until(() => majorityLedger.hasAcked(300) && minorityLedger.hasAcked(300), 'both producers are acknowledged', 60_000);
 
