@@ -141,18 +141,18 @@ export class PendingSend {
     return indexes;
   }
 
-  private acksInInputOrder(): Ack[] {
+  private acksInInputOrder(inputIndexes = this.inputIndexes()): Ack[] {
     const acks = new Array<Ack>(this.count);
-    this.inputIndexes().forEach((indexes, part) => {
+    inputIndexes.forEach((indexes, part) => {
       indexes.forEach((index, at) => (acks[index] = { shard: this.shards[part], seq: this.seqs[part][at], epoch: this.epochs[part][at] }));
     });
     return acks;
   }
 
   private sendError(): SendError {
-    const acks: Array<Ack | null> = this.acksInInputOrder();
-    const failures: SendPartFailure[] = [];
     const indexes = this.inputIndexes();
+    const acks: Array<Ack | null> = this.acksInInputOrder(indexes);
+    const failures: SendPartFailure[] = [];
     this.partFailures.forEach((chunks, part) => {
       for (const chunk of chunks) {
         const events = Array.from(indexes[part].subarray(chunk.at, chunk.at + chunk.count));

@@ -5,12 +5,13 @@
 
 import { TidelogError } from '../errors.ts';
 import { decodeReply, encodeMessage } from '../transport/codec.ts';
+import { isValidConsumerName } from '../transport/messages.ts';
 import type { PageReaderContext } from './page-reader.ts';
 import { requestBytes, retrying } from './retry.ts';
 
 /** A durable consumer's name: 1..64 of A-Z a-z 0-9 _ - (a token of a subject and a KV key). */
 export function checkConsumerName(name: unknown): asserts name is string {
-  if (typeof name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+  if (!isValidConsumerName(name)) {
     throw new TidelogError('BAD_REQUEST', `consumer must be 1..64 of A-Z a-z 0-9 _ -, got ${JSON.stringify(name)}`, { details: { field: 'consumer' } });
   }
 }

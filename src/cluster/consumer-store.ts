@@ -24,13 +24,11 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { TidelogError } from '../errors.ts';
+import { isValidConsumerName } from '../transport/messages.ts';
 import { readWhole, writeFileAtomic, type FileIo } from '../wal/file-io.ts';
 
 /** Positions a node stores at most by default (a commit of a new (name, shard) past it is OVERLOADED). */
 export const DEFAULT_MAX_CONSUMER_POSITIONS = 100_000;
-
-/** Consumer names: what a KV key token and a subject token both allow. */
-export const CONSUMER_NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface ConsumerPosition {
   name: string;
@@ -51,7 +49,7 @@ export interface ConsumerStore {
 
 /** BAD_REQUEST unless the name, shard and seq are well formed. */
 export function checkPosition(name: string, shard: number, seq?: number): void {
-  if (typeof name !== 'string' || !CONSUMER_NAME_PATTERN.test(name)) {
+  if (!isValidConsumerName(name)) {
     throw new TidelogError('BAD_REQUEST', `consumer name must be 1..64 of A-Z a-z 0-9 _ -, got ${JSON.stringify(name)}`, { details: { field: 'consumer' } });
   }
   if (!Number.isInteger(shard) || shard < 0 || shard > 65_535) throw new TidelogError('BAD_REQUEST', `shard must be a u16, got ${shard}`, { details: { field: 'shard' } });

@@ -484,7 +484,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
           },
           info: () => info,
           // Answered from the hosts, not `node`: requests can arrive before startNode returns.
-          status: () => withConsumers(nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas), consumers),
+          status: statusNow,
           consumers,
         });
         endpoints = served;
@@ -545,6 +545,8 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
     return stops;
   }
 
+  // What {ns}.status and the monitoring endpoint answer.
+  const statusNow = (): StatusReply => withConsumers(nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas), consumers);
   actor.subscribe({ error: (error) => logger.error({ err: error }, 'node actor crashed') });
   actor.start();
   const snapshot = await waitFor(actor, (state) => state.value === 'serving' || state.status === 'done', { timeout: Infinity });
@@ -559,7 +561,7 @@ export async function startNode(options: StartNodeOptions): Promise<TidelogNode>
   let monitor: MonitorServer | null = null;
   if (config.metrics.enabled) {
     try {
-      monitor = await listenMonitor(config, { metrics, timeline, status: () => withConsumers(nodeStatus(nodeId, startedAtMs, String(actor.getSnapshot().value), hosts, unopened, replicas), consumers) }, logger);
+      monitor = await listenMonitor(config, { metrics, timeline, status: statusNow }, logger);
     } catch (error) {
       clearInterval(sampler);
       actor.send({ type: 'STOP' });

@@ -19,6 +19,7 @@ import { ErrorCodes, TidelogError, invariant, isTidelogError, type ErrorCode } f
 import { EVENT_BYTES, checkPackedLength, validatePacked } from '../event.ts';
 import { checkRuns, decodeRoute, eventsPerPart } from './ack-runs.ts';
 import {
+  isValidConsumerName,
   DEFAULT_MAX_REQUEST_BYTES,
   DEFAULT_MAX_REQUEST_EVENTS,
   MAX_PRODUCER_ID_BYTES,
@@ -152,7 +153,7 @@ const requestReaders: { [T in Request['t']]: (root: Fields, maxRequestEvents: nu
 /** A durable consumer's name: a token of a subject and a KV key alike. */
 function consumerName(root: Fields): string {
   const name = root.string('consumer');
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) throw root.valueFault('consumer', 'must be 1..64 of A-Z a-z 0-9 _ -');
+  if (!isValidConsumerName(name)) throw root.valueFault('consumer', 'must be 1..64 of A-Z a-z 0-9 _ -');
   return name;
 }
 

@@ -341,3 +341,8 @@ const NAMESPACE_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export function isValidNamespace(namespace: string): boolean {
   return NAMESPACE_PATTERN.test(namespace);
 }
+
+/** A durable consumer's name: one token too (a subject's, and a KV key's), by the namespace's rule. */
+export function isValidConsumerName(name: unknown): name is string {
+  return typeof name === 'string' && NAMESPACE_PATTERN.test(name);
+}

@@ -587,11 +587,18 @@ interface UrlCredentials {
 // Userinfo runs to the last '@': a token or password pasted raw may hold '/', '?', '#' or '@'.
 const URL_USERINFO = /^((?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?)(.*)@([^@]*)$/s;
 
-function splitServerUrl(url: string): { url: string; credentials: UrlCredentials | null } {
+/** A url's parts around its userinfo (`user` is null for a token alone), or null without one. */
+function parseUserinfo(url: string): { scheme: string; user: string | null; secret: string; rest: string } | null {
   const match = URL_USERINFO.exec(url);
-  if (match === null) return { url, credentials: null };
+  if (match === null) return null;
   const [, scheme, userinfo, rest] = match;
   const colon = userinfo.indexOf(':');
+  return colon < 0 ? { scheme, user: null, secret: userinfo, rest } : { scheme, user: userinfo.slice(0, colon), secret: userinfo.slice(colon + 1), rest };
+}
+
+function splitServerUrl(url: string): { url: string; credentials: UrlCredentials | null } {
+  const parts = parseUserinfo(url);
+  if (parts === null) return { url, credentials: null };
   const decode = (text: string): string => {
     try {
       return decodeURIComponent(text);
@@ -599,17 +606,15 @@ function splitServerUrl(url: string): { url: string; credentials: UrlCredentials
       return text;
     }
   };
-  const credentials = colon < 0 ? { token: decode(userinfo) } : { user: decode(userinfo.slice(0, colon)), pass: decode(userinfo.slice(colon + 1)) };
-  return { url: `${scheme}${rest}`, credentials };
+  const credentials = parts.user === null ? { token: decode(parts.secret) } : { user: decode(parts.user), pass: decode(parts.secret) };
+  return { url: `${parts.scheme}${parts.rest}`, credentials };
 }
 
 /** A server url fit to print: a password or token in it becomes [redacted]. */
 export function redactServerUrl(url: string): string {
-  const match = URL_USERINFO.exec(url);
-  if (match === null) return url;
-  const [, scheme, userinfo, rest] = match;
-  const colon = userinfo.indexOf(':');
-  return colon < 0 ? `${scheme}${REDACTED}@${rest}` : `${scheme}${userinfo.slice(0, colon)}:${REDACTED}@${rest}`;
+  const parts = parseUserinfo(url);
+  if (parts === null) return url;
+  return `${parts.scheme}${parts.user === null ? '' : `${parts.user}:`}${REDACTED}@${parts.rest}`;
 }
 
 export function redactServers<T extends string | readonly string[]>(servers: T): T {
