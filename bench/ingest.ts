@@ -8,12 +8,17 @@
 //   JetStream per event: one message per event (21 B) with Nats-Msg-Id, async publish with a
 //              window of 1000 in flight (a file stream; nats-server 2.9 acks before fsync).
 //   JetStream batched: one message per 1000 packed events (21 KB), window of 64.
+//   bare durable responder (peers/bare-responder.ts): a Node process that answers only after
+//              write + fdatasync with group commit, and does nothing else; driven exactly as
+//              tidelog is (same senders or pace, one request per shard). The floor of any
+//              service that acks after fsync over NATS on this machine.
 //
 // Flags: --seconds <s> (per run, default 5), --senders <n> (16), --batch <n> (1000),
 //        --shards <n> (2), --rate <events/s> (100000), --fsync full|normal|off (full),
 //        --wal-linger-ms <ms> (node's wal.batchLingerMs; default: the node's default),
 //        --cpu-prof-dir <dir> (a V8 CPU profile of the node process, written when it stops),
-//        --only=saturated,paced,peers (phases to run; default all; without peers no ratios),
+//        --only=saturated,paced,bare,peers (phases to run; default all; bare runs the phases
+//        tidelog ran; without bare and peers no ratios),
 //        --producer-linger-ms <ms> (0: a batch closes at the end of the event-loop turn; the
 //        producer's own default of 1 adds ≥ 1 ms of timer to every paced ack, and saturated
 //        batches fill up without it).
@@ -31,7 +36,8 @@ import { EVENT_BYTES, encodeEvents, type SignalEvent } from '../src/event.ts';
 import { NatsTransport } from '../src/transport/nats.ts';
 import { startNatsServer } from '../src/transport/nats-server-process.ts';
 import { NodeProcess } from '../test/support/node-process.ts';
-import { newReport, percentile, printReport } from './report.ts';
+import { BareResponder } from './peers/bare-responder.ts';
+import { newReport, percentile, printReport, type BenchReport } from './report.ts';
 
 interface Params {
   seconds: number;
@@ -63,7 +69,7 @@ function parse(argv: string[]): Params {
     walLingerMs: argv.includes('--wal-linger-ms') ? Number(value('wal-linger-ms', '0')) : undefined,
     producerLingerMs: Number(value('producer-linger-ms', '0')),
     cpuProfileDir: argv.includes('--cpu-prof-dir') ? value('cpu-prof-dir', '.') : undefined,
-    phases: new Set((argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length) ?? 'saturated,paced,peers').split(',')),
+    phases: new Set((argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length) ?? 'saturated,paced,bare,peers').split(',')),
   };
 }
 
@@ -103,8 +109,10 @@ export async function main(argv: string[]): Promise<void> {
     const transport = await NatsTransport.connect({ servers: [server.url], name: 'bench-producer' });
     try {
       let saturatedEventsPerSecond = Number.NaN;
+      const tidelogRun: { saturated?: RunResult; paced?: RunResult } = {};
       if (params.phases.has('saturated')) {
         const saturated = await tidelogSaturated(transport, params);
+        tidelogRun.saturated = saturated;
         saturatedEventsPerSecond = saturated.eventsPerSecond;
         report.rows.push(
           { name: 'tidelog: events/s acked durable', value: saturated.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}` },
@@ -114,15 +122,17 @@ export async function main(argv: string[]): Promise<void> {
       }
       if (params.phases.has('paced')) {
         const paced = await tidelogPaced(transport, params);
+        tidelogRun.paced = paced;
         report.rows.push(
           { name: `tidelog: achieved rate (target ${params.rate})`, value: paced.eventsPerSecond, unit: 'events/s' },
           { name: 'tidelog: ack latency p50 (paced)', value: paced.p50Us, unit: 'µs' },
           { name: 'tidelog: ack latency p99 (paced)', value: paced.p99Us, unit: 'µs' },
         );
       }
+      if (params.phases.has('bare')) await bareResponderRows(server.url, dir, params, report, tidelogRun);
       const nc = params.phases.has('peers') ? await connect({ servers: [server.url], name: 'bench-jetstream' }) : null;
       try {
-        if (nc !== null) await jetStreamRows(nc, params, report, saturatedEventsPerSecond);
+        if (nc !== null) await jetStreamRows(nc, params, report, saturatedEventsPerSecond, bareEventsPerSecond(report));
       } finally {
         await nc?.close();
       }
@@ -137,8 +147,46 @@ export async function main(argv: string[]): Promise<void> {
   printReport(report);
 }
 
-/** The JetStream peers on the same server, and tidelog's ratios to them. */
-async function jetStreamRows(nc: NatsConnection, params: Params, report: ReturnType<typeof newReport>, tidelogEventsPerSecond: number): Promise<void> {
+const BARE_SATURATED_ROW = 'bare durable responder: events/s';
+
+/**
+ * The bare durable responder (peers/bare-responder.ts), driven like tidelog in each phase
+ * tidelog ran: the floor of any service that acks after fdatasync over NATS on this machine.
+ */
+async function bareResponderRows(url: string, dir: string, params: Params, report: BenchReport, tidelog: { saturated?: RunResult; paced?: RunResult }): Promise<void> {
+  const responder = await BareResponder.start(url, dir, params.shards);
+  try {
+    const send: Send = async (payload) => {
+      await responder.request(payload);
+      return payload.byteLength / EVENT_BYTES;
+    };
+    if (tidelog.saturated !== undefined) {
+      const bare = await saturated(params, send);
+      report.rows.push(
+        { name: BARE_SATURATED_ROW, value: bare.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}, group commit, no parsing` },
+        { name: 'bare durable responder: ack latency p99 (saturated)', value: bare.p99Us, unit: 'µs' },
+      );
+      report.ratios['tidelog / bare durable responder (saturated events/s)'] = tidelog.saturated.eventsPerSecond / bare.eventsPerSecond;
+    }
+    if (tidelog.paced !== undefined) {
+      const bare = await paced(params, send);
+      report.rows.push(
+        { name: 'bare durable responder: ack latency p50 (paced)', value: bare.p50Us, unit: 'µs' },
+        { name: 'bare durable responder: ack latency p99 (paced)', value: bare.p99Us, unit: 'µs' },
+      );
+      report.ratios['tidelog / bare durable responder (paced ack p99)'] = tidelog.paced.p99Us / bare.p99Us;
+    }
+  } finally {
+    await responder.stop();
+  }
+}
+
+function bareEventsPerSecond(report: BenchReport): number {
+  return report.rows.find((row) => row.name === BARE_SATURATED_ROW)?.value ?? Number.NaN;
+}
+
+/** The JetStream peers on the same server, and tidelog's (and the bare responder's) ratios to them. */
+async function jetStreamRows(nc: NatsConnection, params: Params, report: BenchReport, tidelogEventsPerSecond: number, bareEventsPerSecond: number): Promise<void> {
     const perEvent = await jetStreamPerEvent(nc, params);
     const batched = await jetStreamBatched(nc, params);
     report.rows.push(
@@ -148,6 +196,7 @@ async function jetStreamRows(nc: NatsConnection, params: Params, report: ReturnT
     );
     report.ratios['tidelog / JetStream per event'] = tidelogEventsPerSecond / perEvent.eventsPerSecond;
     report.ratios['tidelog / JetStream batched'] = tidelogEventsPerSecond / batched.eventsPerSecond;
+    if (Number.isFinite(bareEventsPerSecond)) report.ratios['bare durable responder / JetStream batched'] = bareEventsPerSecond / batched.eventsPerSecond;
 }
 
 interface RunResult {
@@ -156,8 +205,29 @@ interface RunResult {
   p99Us: number;
 }
 
+/** Sends a pre-built payload and resolves with the events acknowledged. */
+type Send = (payload: Uint8Array) => Promise<number>;
+
 async function tidelogSaturated(transport: NatsTransport, params: Params): Promise<RunResult> {
   const producer = await createProducer({ transport, namespace: 'bench', producerId: 'bench-saturated', lingerMs: params.producerLingerMs });
+  try {
+    return await saturated(params, async (payload) => (await producer.send(payload)).length);
+  } finally {
+    await producer.close();
+  }
+}
+
+async function tidelogPaced(transport: NatsTransport, params: Params): Promise<RunResult> {
+  const producer = await createProducer({ transport, namespace: 'bench', producerId: 'bench-paced', lingerMs: params.producerLingerMs });
+  try {
+    return await paced(params, async (payload) => (await producer.send(payload)).length);
+  } finally {
+    await producer.close();
+  }
+}
+
+/** `params.senders` concurrent senders of `params.batch`-event payloads for params.seconds. */
+async function saturated(params: Params, send: Send): Promise<RunResult> {
   const latencies: number[] = [];
   let acked = 0;
   // Pre-built payloads: the benchmark measures the pipeline, not event generation.
@@ -170,24 +240,22 @@ async function tidelogSaturated(transport: NatsTransport, params: Params): Promi
     while (performance.now() < endMs) {
       const payload = payloads[round++ % payloads.length];
       const sentMs = performance.now();
-      const acks = await producer.send(payload);
+      const events = await send(payload);
       if (sentMs >= warmupEnd) {
         lastAckMs = performance.now();
         latencies.push((lastAckMs - sentMs) * 1000);
-        acked += acks.length;
+        acked += events;
       }
     }
   };
   // The first second warms up (JIT, connections, segment creation) and is not counted.
   await Promise.all(Array.from({ length: params.senders }, (_, id) => sender(id)));
   const elapsedMs = lastAckMs - warmupEnd;
-  await producer.close();
   return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
 }
 
 /** Sends at a fixed rate in 1 ms ticks and measures send → durable ack per call. */
-async function tidelogPaced(transport: NatsTransport, params: Params): Promise<RunResult> {
-  const producer = await createProducer({ transport, namespace: 'bench', producerId: 'bench-paced', lingerMs: params.producerLingerMs });
+async function paced(params: Params, send: Send): Promise<RunResult> {
   const perTick = Math.max(1, Math.round(params.rate / 1000));
   const payloads = Array.from({ length: 64 }, () => makePacked(perTick));
   const latencies: number[] = [];
@@ -206,17 +274,16 @@ async function tidelogPaced(transport: NatsTransport, params: Params): Promise<R
     const payload = payloads[tick % payloads.length];
     tick++;
     pending.push(
-      producer.send(payload).then((acks) => {
+      send(payload).then((events) => {
         if (sentMs < warmupEndMs) return;
         latencies.push((performance.now() - sentMs) * 1000);
-        acked += acks.length;
+        acked += events;
       }),
     );
     if (pending.length > 4096) await Promise.all(pending.splice(0, 2048));
   }
   await Promise.all(pending);
   const elapsedMs = performance.now() - warmupEndMs;
-  await producer.close();
   return { eventsPerSecond: (acked * 1000) / elapsedMs, p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
 }
 
