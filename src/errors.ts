@@ -35,6 +35,7 @@ export const ErrorCodes = [
   'TIMEOUT', // no reply within the deadline; the request may or may not have been applied
   'NO_RESPONDERS', // nothing listens on the subject (no node up, or wrong namespace)
   'DISCONNECTED', // the transport lost its connection and the operation could not complete
+  'PERMISSION_DENIED', // the NATS server refused this connection's user a publish or subscription (details: permission)
   'CONFIG_INVALID', // a config file, env override or CLI flag failed validation
 ] as const;
 

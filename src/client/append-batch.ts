@@ -27,6 +27,16 @@ export const DEFINITIVE_REJECTIONS: ReadonlySet<string> = new Set([
   'REQUEST_MISMATCH',
 ]);
 
+/**
+ * A rejection that proves the request was not applied and its requestSeq not consumed: a
+ * refusal by the node, or the NATS server refusing the request's own publish. A refused
+ * subscription (the reply inbox) is no such proof: the request itself may have gone out.
+ */
+export function isDefinitiveRejection(error: TidelogError): boolean {
+  if (DEFINITIVE_REJECTIONS.has(error.code)) return true;
+  return error.code === 'PERMISSION_DENIED' && (error.context.permission as { operation?: string } | undefined)?.operation === 'publish';
+}
+
 /** Retryable failures that prove this try was not applied. */
 export const NOT_APPLIED: ReadonlySet<string> = new Set(['NO_RESPONDERS', 'OVERLOADED', 'NOT_LEADER', 'SEQUENCE_GAP', 'TRUNCATED']);
 

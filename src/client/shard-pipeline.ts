@@ -17,7 +17,7 @@
 import { TidelogError, invariant } from '../errors.ts';
 import { runsToSeqs } from '../transport/ack-runs.ts';
 import type { AppendReply, SessionTag } from '../transport/messages.ts';
-import { AppendBatch, DEFINITIVE_REJECTIONS, NOT_APPLIED, type BatchItem } from './append-batch.ts';
+import { AppendBatch, NOT_APPLIED, isDefinitiveRejection, type BatchItem } from './append-batch.ts';
 import { asTidelogError, backoffMs, isLocalClosed, isRetryable, type BackoffOptions, type ClientLogger } from './retry.ts';
 import { SessionNumbers } from './session-numbers.ts';
 
@@ -319,7 +319,7 @@ export class ShardPipeline {
       return;
     }
     if (!isRetryable(error)) {
-      if (!DEFINITIVE_REJECTIONS.has(error.code)) batch.isAmbiguous = true;
+      if (!isDefinitiveRejection(error)) batch.isAmbiguous = true;
       this.options.logger?.warn({ shard: this.options.shard, code: error.code, requestSeq: batch.requestSeq }, 'append rejected');
       this.reject(batch, error);
       return;

@@ -511,7 +511,8 @@ export function toTidelogError(error: unknown, subject: string, timeoutMs?: numb
   else if (has(errors.ClosedConnectionError) || has(errors.DrainingConnectionError)) code = 'CLOSED';
   else if (chain.some((link) => link instanceof errors.RequestError && /closed/i.test(link.message))) code = 'CLOSED';
   else if (isDisconnectError(error) || has(errors.ConnectionError)) code = 'DISCONNECTED';
-  else if (has(errors.InvalidSubjectError) || has(errors.InvalidArgumentError) || has(errors.PermissionViolationError)) code = 'BAD_REQUEST';
+  else if (has(errors.PermissionViolationError)) code = 'PERMISSION_DENIED';
+  else if (has(errors.InvalidSubjectError) || has(errors.InvalidArgumentError)) code = 'BAD_REQUEST';
   else code = 'IO_ERROR';
   // A permission the server refused (docs/SECURITY.md): what and where, for callers and logs.
   const violation = chain.find((link): link is InstanceType<typeof errors.PermissionViolationError> => link instanceof errors.PermissionViolationError);

@@ -22,9 +22,11 @@ import pino from 'pino';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { nkeys } from '@nats-io/transport-node';
+import { isDefinitiveRejection } from '../../src/client/append-batch.ts';
 import { openClientTransport } from '../../src/client/client-transport.ts';
+import { SendError, createProducer } from '../../src/client/producer.ts';
 import { KvEpochStore, epochBucketName } from '../../src/cluster/kv-epoch-store.ts';
-import { isTidelogError, type TidelogError } from '../../src/errors.ts';
+import { TidelogError, isTidelogError } from '../../src/errors.ts';
 import { encodeEvents, type SignalEvent } from '../../src/event.ts';
 import { loadConfig } from '../../src/node/config.ts';
 import { startNode, type TidelogNode } from '../../src/node/node.ts';
@@ -116,7 +118,7 @@ class Errors {
     };
     await until(() => this.seen.some(matches), () => `a ${operation} violation on ${subject} (seen: ${this.seen.map((error) => error.message).join(' | ') || 'none'})`);
     const found = this.seen.find(matches) as TidelogError;
-    assert.is(found.code, 'BAD_REQUEST');
+    assert.is(found.code, 'PERMISSION_DENIED');
     assert.match(found.message, operation === 'publish' ? `Permissions Violation for Publish to "${subject}"` : `Permissions Violation for Subscription to "${subject}"`);
     return found;
   }
@@ -128,7 +130,7 @@ async function expectPublishRefused(promise: Promise<unknown>, subject: string):
   try {
     await promise;
   } catch (error) {
-    assert.ok(isTidelogError(error, 'BAD_REQUEST'), String(error));
+    assert.ok(isTidelogError(error, 'PERMISSION_DENIED'), String(error));
     assert.equal(error.context.permission, { operation: 'publish', subject }, error.message);
     assert.match(error.message, `Permissions Violation for Publish to "${subject}"`);
     assert.ok(performance.now() - startedMs < 4_000, 'refused at once, not after the request timeout');
@@ -294,7 +296,7 @@ test('producer without its inbox prefix: requests are refused with a hint to set
     await producer.request(subjects.info, encodeMessage({ v: 1, t: 'info' }), { timeoutMs: 10_000 });
     assert.unreachable('the default _INBOX is not the producer\'s');
   } catch (error) {
-    assert.ok(isTidelogError(error, 'BAD_REQUEST'), String(error));
+    assert.ok(isTidelogError(error, 'PERMISSION_DENIED'), String(error));
     assert.is((error.context.permission as { operation: string }).operation, 'subscription');
     assert.match(error.message, /set auth\.inboxPrefix/);
   }
@@ -333,6 +335,32 @@ test('consumer: reads, seeks, tails the feed, asks state, info and status; may n
 
   await expectPublishRefused(consumer.request(subjects.shardAppend(0), encodeMessage({ v: 1, t: 'append', shard: 0, events: encodeEvents(eventsOfShard(0, 1)) }), { timeoutMs: 10_000 }), subjects.shardAppend(0));
   await expectPublishRefused(consumer.request(subjects.append, encodeMessage({ v: 1, t: 'append', events: encodeEvents(eventsOfShard(0, 1)) }), { timeoutMs: 10_000 }), subjects.append);
+});
+
+test('a producer client with credentials that may not append: send rejects PERMISSION_DENIED at once, its events certainly not applied', async () => {
+  const producer = await createProducer({ servers: server?.url, auth: CONSUMER, namespace: NS, producerId: 'no-append-rights', sessionEpoch: 7, sendTimeoutMs: 20_000 });
+  const startedMs = performance.now();
+  try {
+    await producer.send([...eventsOfShard(0, 2, 5000), ...eventsOfShard(1, 1, 5000)]);
+    assert.unreachable('the consumer credential may not append');
+  } catch (error) {
+    if (!(error instanceof SendError)) throw error;
+    assert.is(error.code, 'PERMISSION_DENIED', error.message);
+    assert.equal(error.notApplied, [0, 1, 2], 'a refused publish never reached a node');
+    assert.equal(error.maybeApplied, []);
+    assert.is((error.context.permission as { operation: string }).operation, 'publish');
+    assert.ok(performance.now() - startedMs < 10_000, 'not retried until sendTimeoutMs');
+  } finally {
+    await producer.close();
+  }
+});
+
+test('a refused reply-inbox subscription is no proof that a request was not applied; a refused publish is', () => {
+  const refused = (operation: string): TidelogError => new TidelogError('PERMISSION_DENIED', 'refused', { details: { permission: { operation, subject: 'x' } } });
+  assert.ok(isDefinitiveRejection(refused('publish')));
+  assert.not.ok(isDefinitiveRejection(refused('subscription')));
+  assert.ok(isDefinitiveRejection(new TidelogError('BAD_REQUEST', 'bad')));
+  assert.not.ok(isDefinitiveRejection(new TidelogError('TIMEOUT', 'late')));
 });
 
 test('node credential: opens the epoch bucket, claims and reads epochs; opens, writes, reads and watches the consumer-position bucket', async () => {
