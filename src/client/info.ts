@@ -38,8 +38,9 @@ export function fetchInfo(transport: Transport, subjects: Subjects, options: Fet
  * The shard map and limits as a client last heard them, asked on first use and then kept:
  * they change only when nodes restart with another config. Why a consumer needs them before
  * it reads: a shard outside the map has no node subscribed to its subjects, and NO_RESPONDERS
- * alone cannot tell that from a failover, which is retried; and a read asking for more than
- * the node's maxRequestEvents is refused BAD_REQUEST.
+ * alone cannot tell that from a failover, which is retried. A shard missing from the kept map
+ * is asked about again; a kept maxRequestEvents that a restart lowered does no harm (a read's
+ * maxEvents is an upper bound the node clamps to its own limit).
  */
 export class ClusterView {
   private info: InfoReply | null = null;

@@ -133,7 +133,9 @@ const requestReaders: { [T in Request['t']]: (root: Fields, maxRequestEvents: nu
     t: 'read',
     shard: root.integer('shard', 0, U16_MAX),
     fromSeq: root.integer('fromSeq', 1, U53_MAX),
-    maxEvents: root.integer('maxEvents', 1, maxRequestEvents),
+    // An upper bound, not a demand: a node whose maxRequestEvents is lower (a rolling restart
+    // lowered it since the client asked {ns}.info) serves fewer, and the client reads on.
+    maxEvents: Math.min(root.integer('maxEvents', 1, U53_MAX), maxRequestEvents),
   }),
   seek: (root) => ({ v: PROTOCOL_VERSION, t: 'seek', shard: root.integer('shard', 0, U16_MAX), timestampNs: root.u64('timestampNs') }),
   state(root) {

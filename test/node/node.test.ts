@@ -241,6 +241,9 @@ test('node - bad input gets stable codes and nothing accepted is lost', async ()
     await expectErrorCode(harness, target, { v: 1, t: 'append', shard, events: eventsOfShard(packedEvents(0, 50), 3) }, 'WRONG_SHARD');
     await expectErrorCode(harness, target, { v: 1, t: 'append', shard: 3, events: good }, 'WRONG_SHARD');
     await expectErrorCode(harness, subjects.shardRead(shard), { v: 1, t: 'read', shard, fromSeq: 10_000, maxEvents: 5 }, 'OUT_OF_RANGE', 'batches');
+    // A read's maxEvents above the node's maxRequestEvents is an upper bound, served up to the limit, not refused.
+    const wide = decodeReply(await call(harness, subjects.shardRead(shard), { v: 1, t: 'read', shard, fromSeq: 1, maxEvents: 50_000 }), 'batches');
+    assert.is(wide.batches.reduce((sum, batch) => sum + batch.events.byteLength / EVENT_BYTES, 0), goodCount);
     const stored = await readShard(harness, shard);
     assert.is(stored.length, goodCount, 'only the good request was written');
     stored.forEach(({ bytes }, index) => assert.equal(bytes, good.subarray(index * EVENT_BYTES, (index + 1) * EVENT_BYTES)));
