@@ -6,7 +6,10 @@
 //
 // What "correct" means here, check by check:
 //   lost            an ok event is at its acked (shard, seq) with the same 21 bytes;
-//                   below a retained log's firstSeq it is counted as not checkable instead
+//                   below a retained log's firstSeq it is counted as not checkable instead.
+//                   Availability mode (acks 'leader'): an event a cut-off leader acked may
+//                   have been merged at a later seq of the same shard on heal (counted
+//                   `moved`); it must still be in that shard's log, once
 //   duplicated      no event content sits at two seqs (in one shard or across shards)
 //   phantom         every event in a log was sent by some call
 //   orderViolations each replica's entries run firstSeq, firstSeq + 1, … committedSeq
@@ -34,6 +37,8 @@ export interface CheckOptions {
   schema?: SignalSchema;
   /** Entities whose state is compared; default 100 000. */
   maxStateEntities?: number;
+  /** The cluster's acks mode; 'leader' (availability) lets a merge move an acked event to a later seq. */
+  acks?: 'quorum' | 'all' | 'leader';
 }
 
 const ERROR_COUNTS = [
@@ -50,7 +55,15 @@ export type CheckName = (typeof ERROR_COUNTS)[number];
 
 export interface HistoryReport extends Record<CheckName, number> {
   ops: { invoked: number; ok: number; fail: number; unknown: number; pending: number };
-  events: { acked: number; inLog: number; unknownLanded: number; unknownNotLanded: number; notCheckable: number };
+  events: {
+    acked: number;
+    inLog: number;
+    unknownLanded: number;
+    unknownNotLanded: number;
+    notCheckable: number;
+    /** Availability mode: acked events a merge put at a later seq of their shard. */
+    moved: number;
+  };
   readsChecked: number;
   entitiesChecked: number;
   /** Per check (keys as the counts), at most 10 lines each. */
@@ -234,9 +247,13 @@ function indexImage(image: LogImage, sent: SentEvents, phantoms: Map<string, num
   return entities;
 }
 
-/** Every ok event at its acked place; returns how many were below a retained log's start. */
-function checkAcks(records: readonly OpRecord[], sent: SentEvents, images: Map<number, LogImage>, findings: Findings): number {
+/**
+ * Every ok event at its acked place (or, when merges may move it, later in the same shard);
+ * returns how many were below a retained log's start, and how many a merge moved.
+ */
+function checkAcks(records: readonly OpRecord[], sent: SentEvents, images: Map<number, LogImage>, findings: Findings, isMoveAllowed: boolean): { notCheckable: number; moved: number } {
   let notCheckable = 0;
+  let moved = 0;
   let seqUnknownNotFound = 0;
   let eventIndex = 0;
   for (const record of records) {
@@ -275,7 +292,12 @@ function checkAcks(records: readonly OpRecord[], sent: SentEvents, images: Map<n
         problem = `the log holds ${describeEvent(image.bytes, image.offsetOf(seq))} there`;
       }
       if (problem === null) continue;
-      const [canonical, offset, reason] = [sent.canonicalOf[eventIndex], index * EVENT_BYTES, problem];
+      const canonical = sent.canonicalOf[eventIndex];
+      if (isMoveAllowed && sent.landedShard[canonical] === shard && sent.landedSeq[canonical] > seq) {
+        moved++;
+        continue;
+      }
+      const [offset, reason] = [index * EVENT_BYTES, problem];
       findings.flag('lost', () => {
         const landed = sent.landedSeq[canonical] !== 0 ? ` (it is at shard ${sent.landedShard[canonical]} seq ${sent.landedSeq[canonical]})` : '';
         return `op ${record.id} (${record.process}) ${describeEvent(record.events, offset)} acked at shard ${shard} seq ${seq}: ${reason}${landed}`;
@@ -283,7 +305,7 @@ function checkAcks(records: readonly OpRecord[], sent: SentEvents, images: Map<n
     }
   }
   if (seqUnknownNotFound > 0) findings.note(`${seqUnknownNotFound} events acked without their seq (session replays) are in no retained log: deleted by retention or lost, not knowable`);
-  return notCheckable;
+  return { notCheckable, moved };
 }
 
 /** Events of definitely failed calls that landed (errors) and of unknown calls (information). */
@@ -356,7 +378,7 @@ export function checkHistory(history: History, shards: ShardReplicas[], options:
     entitySets.set(shard.shard, indexImage(image, sent, phantoms, findings));
     inLog += image.heldCount;
   }
-  const notCheckable = checkAcks(records, sent, images, findings);
+  const { notCheckable, moved } = checkAcks(records, sent, images, findings, options.acks === 'leader');
   const unknown = checkOutcomes(records, sent, findings);
   const [readsChecked, readsNotCheckable] = checkReads(reads, images, findings);
   const atNs = options.atNs ?? sent.maxTimestampNs;
@@ -381,6 +403,7 @@ export function checkHistory(history: History, shards: ShardReplicas[], options:
       unknownLanded: unknown.landed,
       unknownNotLanded: unknown.notLanded,
       notCheckable,
+      moved,
     },
     ...found,
     readsChecked,
@@ -401,7 +424,8 @@ export function formatReport(report: HistoryReport): string {
     `  lost ${report.lost}, duplicated ${report.duplicated}, phantom ${report.phantom}, order violations ${report.orderViolations}, ` +
       `divergent shards ${report.divergentShards}, failed landed ${report.failedLanded}, stale reads ${report.staleReads} of ${report.readsChecked}, ` +
       `state mismatches ${report.stateMismatches} over ${report.entitiesChecked} entities`,
-    `  unknown outcomes: ${events.unknownLanded} events landed, ${events.unknownNotLanded} did not; not checkable (retention): ${events.notCheckable}`,
+    `  unknown outcomes: ${events.unknownLanded} events landed, ${events.unknownNotLanded} did not; not checkable (retention): ${events.notCheckable}` +
+      (events.moved > 0 ? `; moved to a later seq by a merge: ${events.moved}` : ''),
   ];
   for (const name of ERROR_COUNTS) {
     for (const line of report.examples[name].slice(0, 3)) lines.push(`  ${name}: ${line}`);

@@ -1,5 +1,6 @@
 // `tidelog chaos` (`npm run chaos`): a local cluster — 3 nats-servers whose route links pass
-// through fault proxies, 3 `tidelog serve` nodes (R = 3, quorum acks) — under a paced
+// through fault proxies, 3 `tidelog serve` nodes (R = 3, quorum acks, or with `--acks leader`
+// availability mode: a cut-off leader keeps acknowledging and merges on heal) — under a paced
 // producer load, with one fault at a time from a seeded schedule (src/chaos/schedule.ts):
 // kill -9 and restart of a node, SIGSTOP/SIGCONT, a nats-server cut off or blackholed from
 // the others, delayed links, kill -9 of a nats-server, and disk faults inside a node (fsync
@@ -46,6 +47,8 @@ export interface ChaosOptions {
   rate: number;
   batch: number;
   kinds: readonly FaultKind[];
+  /** The nodes' cluster.acks (default quorum); 'leader' runs availability mode. */
+  acks?: 'quorum' | 'leader';
   dir?: string;
   keep?: boolean;
   json?: boolean;
@@ -74,6 +77,7 @@ export interface ChaosSummary {
   seed: number;
   seconds: number;
   shards: number;
+  acks: 'quorum' | 'leader';
   faults: Array<{ kind: FaultKind; target: string; atMs: number; holdMs: number; convergedMs: number | null; note: string }>;
   faultsByKind: Record<string, { injected: number; survived: number }>;
   failovers: number;
@@ -103,6 +107,7 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
   const onSigint = (): void => abort.abort();
   process.once('SIGINT', onSigint);
   const durationMs = options.seconds * 1000;
+  const acks = options.acks ?? 'quorum';
   try {
     const nats = await startNatsCluster(3, 'tidelog-chaos', [0, 1, 2].map((index) => join(dir, `nats-${index + 1}`)), { faultProxies: true });
     cleanups.push(() => nats.stop());
@@ -116,7 +121,7 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
         namespace: NAMESPACE,
         natsUrl: nats.urls[index],
         router: { strategy: 'hash', shards: options.shards },
-        cluster: { nodes: nodeIds, replicationFactor: NODES, epochBucketReplicas: 3 },
+        cluster: { nodes: nodeIds, replicationFactor: NODES, epochBucketReplicas: 3, acks },
         env: { TIDELOG_FAULT_FILE: faultPath },
       });
       configPaths.push(configPath);
@@ -128,7 +133,7 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
     });
     await Promise.all(children.map((child) => child.start()));
     const schedule = faultSchedule({ seed: options.seed, durationMs, targets: NODES, kinds: options.kinds, leaderTimeoutMs });
-    out(`tidelog chaos: seed ${options.seed}, ${options.seconds} s, ${options.shards} shards, 3 nats-servers behind fault proxies, ${NODES} nodes (R = 3); ${schedule.length} faults scheduled; data and logs in ${dir}`);
+    out(`tidelog chaos: seed ${options.seed}, ${options.seconds} s, ${options.shards} shards, 3 nats-servers behind fault proxies, ${NODES} nodes (R = 3, acks ${acks}); ${schedule.length} faults scheduled; data and logs in ${dir}`);
 
     // One client connection per nats-server: a producer and a status view on each side of a split.
     const transports: NatsTransport[] = [];
@@ -210,7 +215,7 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
     );
     let report: HistoryReport;
     try {
-      report = checkHistory(history, opened.shards);
+      report = checkHistory(history, opened.shards, { acks });
     } finally {
       await opened.close();
     }
@@ -218,6 +223,7 @@ export async function runChaos(options: ChaosOptions): Promise<ExitCodeValue> {
       seed: options.seed,
       seconds: options.seconds,
       shards: options.shards,
+      acks,
       faults: faults.map((fault) => ({ kind: fault.step.kind, target: nodeIds[fault.step.target], atMs: fault.startedMs, holdMs: fault.step.holdMs, convergedMs: fault.convergedMs, note: fault.note })),
       faultsByKind: faultsByKind(faults, report),
       failovers: cluster.failovers,
@@ -543,7 +549,7 @@ function renderSummary(summary: ChaosSummary): string {
   lines.push('');
   lines.push(
     `operations ${formatCount(report.ops.invoked)} (ok ${formatCount(report.ops.ok)}, failed ${formatCount(report.ops.fail)}, unknown ${formatCount(report.ops.unknown)}); ` +
-      `acked events ${formatCount(report.events.acked)}; lost ${report.lost}; duplicated ${report.duplicated}; failovers ${summary.failovers}; seed ${summary.seed}`,
+      `acked events ${formatCount(report.events.acked)}; lost ${report.lost}; duplicated ${report.duplicated}; failovers ${summary.failovers}; acks ${summary.acks}; seed ${summary.seed}`,
   );
   const unknown = Object.entries(summary.unknownByCode);
   if (unknown.length > 0) lines.push(`unknown outcomes by code: ${unknown.map(([code, count]) => `${code} ${count}`).join(', ')}`);

@@ -194,16 +194,17 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
     .option('--shards <n>', 'shards (hash router)', integerOption(1, 64), 3)
     .option('--rate <n>', 'events/s the producers send together (paced)', integerOption(1, 10_000_000), 3000)
     .option('--batch <n>', 'events per send', integerOption(1, 65_536), 20)
-    .option('--faults <kinds>', 'fault kinds: all, or a list of kill,pause,partition-cut,partition-blackhole,link-delay,nats-kill,disk-eio,disk-full,power-cut', 'all')
+    .option('--faults <kinds>', 'fault kinds: all, or a list of kill,pause,partition-cut,partition-blackhole,link-delay,nats-kill,disk-eio,disk-full,power-cut,clock-jump', 'all')
+    .addOption(new Option('--acks <mode>', "the nodes' cluster.acks: quorum, or leader (availability mode: a cut-off leader keeps acknowledging; merged on heal)").choices(['quorum', 'leader']).default('quorum'))
     .option('--dir <dir>', 'data directory (default: a fresh temp dir, removed at the end unless the run fails)')
     .option('--keep', 'keep the temp dir')
     .option('--json', 'also print the summary as one JSON line')
     .addHelpText('after', '\nExit codes: 0 nothing acknowledged lost or twice and every replica equal, 1 otherwise, 2 usage.')
-    .action(async (options: { minutes?: number; seconds?: number; seed?: number; shards: number; rate: number; batch: number; faults: string; dir?: string; keep?: boolean; json?: boolean }) => {
+    .action(async (options: { minutes?: number; seconds?: number; seed?: number; shards: number; rate: number; batch: number; faults: string; acks: 'quorum' | 'leader'; dir?: string; keep?: boolean; json?: boolean }) => {
       const seconds = options.seconds ?? (options.minutes ?? 2) * 60;
       const seed = options.seed ?? Math.floor(Math.random() * 0xffff_ffff);
-      const { shards, rate, batch, dir, keep, json } = options;
-      return done(await runChaos({ seconds, seed, shards, rate, batch, kinds: parseFaultKinds(options.faults), ...(dir === undefined ? {} : { dir }), ...(keep === undefined ? {} : { keep }), ...(json === undefined ? {} : { json }) }));
+      const { shards, rate, batch, acks, dir, keep, json } = options;
+      return done(await runChaos({ seconds, seed, shards, rate, batch, acks, kinds: parseFaultKinds(options.faults), ...(dir === undefined ? {} : { dir }), ...(keep === undefined ? {} : { keep }), ...(json === undefined ? {} : { json }) }));
     });
 
   addNatsAuthOptions(

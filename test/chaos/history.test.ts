@@ -145,7 +145,7 @@ test('history - a clean run checks out', () => {
   const report = checkHistory(run.history, cluster(run), { schema });
   assertOnly(report, {});
   assert.equal(report.ops, { invoked: 13, ok: 10, fail: 1, unknown: 2, pending: 0 });
-  assert.equal(report.events, { acked: 27, inLog: 28, unknownLanded: 1, unknownNotLanded: 1, notCheckable: 0 });
+  assert.equal(report.events, { acked: 27, inLog: 28, unknownLanded: 1, unknownNotLanded: 1, notCheckable: 0, moved: 0 });
   assert.is(report.readsChecked, 2);
   assert.is(report.entitiesChecked, 5);
   assert.equal(JSON.parse(JSON.stringify(report)), report, 'plain JSON');
@@ -174,6 +174,31 @@ test('history - an ack without its seq (seq 0: a session replay whose seqs were 
   assert.match(report.examples.lost[0], 'seq not known to the caller');
   run.logs[shard].push(events[1]);
   assertOnly(checkHistory(run.history, cluster(run), { schema }), {});
+});
+
+test("history - availability mode: an acked event a merge put at a later seq of its shard is not lost; one missing is", () => {
+  const run = new Run().populate();
+  const orphan = run.event(1n);
+  const shard = run.shardOf(orphan);
+  // A cut-off leader acks the orphan at the next seq; the majority writes another event there,
+  // and the merge on heal appends the orphan after it.
+  const id = run.history.invoke('p2', encodeEvents([orphan]), 100);
+  const ackedSeq = run.logs[shard].length + 1;
+  run.history.ok(id, [{ shard, seq: ackedSeq }], 101);
+  run.send([run.event(1n)]);
+  run.logs[shard].push(orphan);
+  assert.is(run.logs[shard][ackedSeq - 1] === orphan, false, 'another event holds the acked seq');
+  const availability = checkHistory(run.history, cluster(run), { schema, acks: 'leader' });
+  assertOnly(availability, {});
+  assert.is(availability.events.moved, 1);
+  assert.match(formatReport(availability), 'moved to a later seq by a merge: 1');
+  const quorum = checkHistory(run.history, cluster(run), { schema });
+  assertOnly(quorum, { lost: 1 });
+  assert.match(quorum.examples.lost[0], `acked at shard ${shard} seq ${ackedSeq}: the log holds`);
+  assert.match(quorum.examples.lost[0], `(it is at shard ${shard} seq ${ackedSeq + 1})`);
+  // Gone from the log altogether: lost in availability mode too.
+  run.logs[shard].pop();
+  assertOnly(checkHistory(run.history, cluster(run), { schema, acks: 'leader' }), { lost: 1 });
 });
 
 test('history - the same event at two seqs is duplicated', () => {
