@@ -300,7 +300,9 @@ function checkAcks(records: readonly OpRecord[], sent: SentEvents, images: Map<n
       const [offset, reason] = [index * EVENT_BYTES, problem];
       findings.flag('lost', () => {
         const landed = sent.landedSeq[canonical] !== 0 ? ` (it is at shard ${sent.landedShard[canonical]} seq ${sent.landedSeq[canonical]})` : '';
-        return `op ${record.id} (${record.process}) ${describeEvent(record.events, offset)} acked at shard ${shard} seq ${seq}: ${reason}${landed}`;
+        const epoch = record.ackEpochs?.[index] ?? 0;
+        const by = `${epoch > 0 ? ` by epoch ${epoch}` : ''} at ${record.completedMs ?? '?'} ms`;
+        return `op ${record.id} (${record.process}) ${describeEvent(record.events, offset)} acked at shard ${shard} seq ${seq}${by}: ${reason}${landed}`;
       });
     }
   }

@@ -38,6 +38,8 @@ export interface HistoryCounts {
 export interface Ack {
   shard: number;
   seq: number;
+  /** The leader epoch that answered (for the report: which leader acknowledged a lost event). */
+  epoch?: number;
 }
 
 export interface ReplicaLog {
@@ -67,6 +69,8 @@ export interface OpRecord {
   events: Uint8Array;
   ackShards: Int32Array | null;
   ackSeqs: Float64Array | null;
+  /** The answering leader's epoch per event (0: not given). */
+  ackEpochs: Uint32Array | null;
 }
 
 /** Reads, packed: one slot per read in three growable columns. */
@@ -129,6 +133,7 @@ export class History {
       events: events.slice(),
       ackShards: null,
       ackSeqs: null,
+      ackEpochs: null,
     });
     return id;
   }
@@ -139,8 +144,9 @@ export class History {
     if (acks.length !== count) throw misuse(`op ${id} has ${count} events but ${acks.length} acks`);
     const ackShards = new Int32Array(count);
     const ackSeqs = new Float64Array(count);
+    const ackEpochs = new Uint32Array(count);
     for (let index = 0; index < count; index++) {
-      const { shard, seq } = acks[index];
+      const { shard, seq, epoch } = acks[index];
       // seq 0: acknowledged by a session replay whose seqs the node no longer keeps (written
       // once, where is not said): the check then looks for it anywhere in the shard.
       if (!Number.isInteger(shard) || shard < 0 || !Number.isSafeInteger(seq) || seq < 0) {
@@ -148,10 +154,12 @@ export class History {
       }
       ackShards[index] = shard;
       ackSeqs[index] = seq;
+      ackEpochs[index] = Number.isSafeInteger(epoch) && (epoch as number) > 0 ? (epoch as number) : 0;
     }
     const record = this.complete(id, 'ok', null, nowMs);
     record.ackShards = ackShards;
     record.ackSeqs = ackSeqs;
+    record.ackEpochs = ackEpochs;
     this.okCount++;
     this.ackedCount += count;
   }

@@ -34,10 +34,21 @@ export interface InjectedFaultSpec {
   clockOffsetMs?: number;
 }
 
+/**
+ * What the model knows of one file this process opened to write. A rename moves it to its new
+ * path, and the handles opened before keep pointing at it: a segment is created under a .tmp
+ * name, renamed once its head is durable, and then written and synced through the same handle.
+ */
+interface FileState {
+  path: string;
+  /** Bytes known to be on the platter. */
+  syncedBytes: number;
+}
+
 export class InjectedFaultIo implements FileIo {
   private rules: InjectedFaultRule[] = [];
-  /** path → bytes known to be on the platter, for every file this process opened to write. */
-  private readonly syncedBytes = new Map<string, number>();
+  /** path → the file's state, for every file this process opened to write. */
+  private readonly files = new Map<string, FileState>();
 
   /** Reads the spec file; a power cut does not return. */
   load(specPath: string): void {
@@ -49,9 +60,9 @@ export class InjectedFaultIo implements FileIo {
 
   /** Cuts every written file back to its synced bytes, then SIGKILL: the process is gone. */
   powerCut(): never {
-    for (const [path, bytes] of this.syncedBytes) {
+    for (const { path, syncedBytes } of this.files.values()) {
       try {
-        if (fs.statSync(path).size > bytes) fs.truncateSync(path, bytes);
+        if (fs.statSync(path).size > syncedBytes) fs.truncateSync(path, syncedBytes);
       } catch {
         // Gone (renamed or deleted since): nothing of it to lose.
       }
@@ -67,16 +78,21 @@ export class InjectedFaultIo implements FileIo {
     return Object.assign(new Error(`${rule.code}: injected ${op} fault on ${path}`), { code: rule.code, errno: rule.code === 'EIO' ? -5 : -28, syscall: op, path });
   }
 
-  noteSynced(path: string, bytes: number): void {
-    this.syncedBytes.set(path, bytes);
+  /** The bytes `path` is known to hold on the platter (undefined: never opened to write here). */
+  syncedBytesOf(path: string): number | undefined {
+    return this.files.get(path)?.syncedBytes;
   }
 
   async open(path: string, mode: OpenMode): Promise<WalFile> {
     const file = await nodeFileIo.open(path, mode);
     if (mode === 'read') return file;
     // A file that was there before this process opened it is taken as on the platter.
-    if (!this.syncedBytes.has(path) || mode === 'create') this.syncedBytes.set(path, mode === 'create' ? 0 : await file.size());
-    return new InjectedFaultFile(file, this);
+    let state = this.files.get(path);
+    if (state === undefined || mode === 'create') {
+      state = { path, syncedBytes: mode === 'create' ? 0 : await file.size() };
+      this.files.set(path, state);
+    }
+    return new InjectedFaultFile(file, this, state);
   }
 
   readdir(dir: string): Promise<string[]> {
@@ -89,14 +105,18 @@ export class InjectedFaultIo implements FileIo {
 
   async rename(from: string, to: string): Promise<void> {
     await nodeFileIo.rename(from, to);
-    const synced = this.syncedBytes.get(from);
-    this.syncedBytes.delete(from);
-    if (synced !== undefined) this.syncedBytes.set(to, synced);
+    const state = this.files.get(from);
+    this.files.delete(from);
+    this.files.delete(to);
+    if (state !== undefined) {
+      state.path = to;
+      this.files.set(to, state);
+    }
   }
 
   async unlink(path: string): Promise<void> {
     await nodeFileIo.unlink(path);
-    this.syncedBytes.delete(path);
+    this.files.delete(path);
   }
 
   syncDir(dir: string): Promise<void> {
@@ -114,11 +134,13 @@ class InjectedFaultFile implements WalFile {
   constructor(
     private readonly file: WalFile,
     private readonly io: InjectedFaultIo,
+    /** Follows renames: the faults and the synced length go by the file's current path. */
+    private readonly state: FileState,
   ) {
     const writeSync = file.writeSync;
     if (writeSync !== undefined) {
       this.writeSync = (bytes, position) => {
-        const fault = io.fault('write', file.path);
+        const fault = io.fault('write', state.path);
         if (fault !== null) throw fault;
         return writeSync(bytes, position);
       };
@@ -134,7 +156,7 @@ class InjectedFaultFile implements WalFile {
   }
 
   write(bytes: Uint8Array, position: number): Promise<number> {
-    const fault = this.io.fault('write', this.file.path);
+    const fault = this.io.fault('write', this.state.path);
     return fault === null ? this.file.write(bytes, position) : Promise.reject(fault);
   }
 
@@ -163,11 +185,11 @@ class InjectedFaultFile implements WalFile {
   }
 
   private async synced(sync: () => Promise<void>): Promise<void> {
-    const fault = this.io.fault('datasync', this.file.path);
+    const fault = this.io.fault('datasync', this.state.path);
     if (fault !== null) throw fault;
     // The size before the call: what was written by then is what this sync makes durable.
     const bytes = await this.file.size();
     await sync();
-    this.io.noteSynced(this.file.path, bytes);
+    this.state.syncedBytes = bytes;
   }
 }

@@ -194,7 +194,7 @@ test("history - availability mode: an acked event a merge put at a later seq of 
   assert.match(formatReport(availability), 'moved to a later seq by a merge: 1');
   const quorum = checkHistory(run.history, cluster(run), { schema });
   assertOnly(quorum, { lost: 1 });
-  assert.match(quorum.examples.lost[0], `acked at shard ${shard} seq ${ackedSeq}: the log holds`);
+  assert.match(quorum.examples.lost[0], `acked at shard ${shard} seq ${ackedSeq} at 101 ms: the log holds`);
   assert.match(quorum.examples.lost[0], `(it is at shard ${shard} seq ${ackedSeq + 1})`);
   // Gone from the log altogether: lost in availability mode too.
   run.logs[shard].pop();

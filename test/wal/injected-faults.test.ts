@@ -53,6 +53,15 @@ await file.datasync();
 await file.write(new Uint8Array(500).fill(9), 1000);
 const never = await io.open(${JSON.stringify(join(dir, 'tmp-b'))}, 'create');
 await never.write(new Uint8Array(300), 0);
+// A segment as the WAL makes one: created as .tmp, its head synced, renamed, then appended and
+// synced through the same handle; the bytes after the last sync are lost, not the synced ones.
+const renamed = await io.open(${JSON.stringify(join(dir, 'wal-c.seg.tmp'))}, 'create');
+await renamed.write(new Uint8Array(64).fill(1), 0);
+await renamed.sync();
+await io.rename(${JSON.stringify(join(dir, 'wal-c.seg.tmp'))}, ${JSON.stringify(join(dir, 'wal-c.seg'))});
+await renamed.write(new Uint8Array(200).fill(2), 64);
+await renamed.datasync();
+await renamed.write(new Uint8Array(100).fill(3), 264);
 writeFileSync(${JSON.stringify(join(dir, 'spec.json'))}, JSON.stringify({ rules: [], powerCut: true }));
 io.load(${JSON.stringify(join(dir, 'spec.json'))});
 console.log('still alive');
@@ -64,6 +73,8 @@ console.log('still alive');
     assert.is(statSync(join(dir, 'wal-a.seg')).size, 1000, 'the synced bytes stay, the 500 after them are lost');
     assert.ok(readFileSync(join(dir, 'wal-a.seg')).every((byte) => byte === 7));
     assert.is(statSync(join(dir, 'tmp-b')).size, 0, 'a file never synced is empty');
+    assert.is(statSync(join(dir, 'wal-c.seg')).size, 264, 'what was synced through the handle after the rename stays');
+    assert.ok(readFileSync(join(dir, 'wal-c.seg')).subarray(64).every((byte) => byte === 2));
   } finally {
     removeDir(dir);
   }
