@@ -9,7 +9,9 @@
 //                   below a retained log's firstSeq it is counted as not checkable instead.
 //                   Availability mode (acks 'leader'): an event a cut-off leader acked may
 //                   have been merged at a later seq of the same shard on heal (counted
-//                   `moved`); it must still be in that shard's log, once
+//                   `moved`): only where a newer epoch than the ack's holds the acked seq (the
+//                   acked batch was cut) and wrote the landing seq (a newer leader merged it);
+//                   it must still be in that shard's log, once
 //   duplicated      no event content sits at two seqs (in one shard or across shards)
 //   phantom         every event in a log was sent by some call
 //   orderViolations each replica's entries run firstSeq, firstSeq + 1, … committedSeq
@@ -105,6 +107,8 @@ class Findings {
 class LogImage {
   bytes = new Uint8Array(0);
   isHeld = new Uint8Array(0);
+  /** The epoch of the batch holding each seq (0: not known). */
+  epochs = new Float64Array(0);
   heldCount = 0;
   readonly span: number;
 
@@ -131,7 +135,11 @@ class LogImage {
     return (seq - this.firstSeq) * EVENT_BYTES;
   }
 
-  store(seq: number, event: Uint8Array): void {
+  epochAt(seq: number): number {
+    return this.holds(seq) ? this.epochs[seq - this.firstSeq] : 0;
+  }
+
+  store(seq: number, event: Uint8Array, epoch: number): void {
     const index = seq - this.firstSeq;
     if (index >= this.isHeld.length) {
       let capacity = Math.max(1024, this.isHeld.length * 2);
@@ -139,9 +147,11 @@ class LogImage {
       capacity = Math.min(capacity, this.span);
       this.isHeld = grown(this.isHeld, new Uint8Array(capacity));
       this.bytes = grown(this.bytes, new Uint8Array(capacity * EVENT_BYTES));
+      this.epochs = grown(this.epochs, new Float64Array(capacity));
     }
     if (this.isHeld[index] === 1) return;
     this.isHeld[index] = 1;
+    this.epochs[index] = epoch;
     this.bytes.set(event, index * EVENT_BYTES);
     this.heldCount++;
   }
@@ -161,7 +171,7 @@ function scanReplica(replica: ReplicaLog, image: LogImage, isReference: boolean,
   let expected = firstSeq;
   let isPastCommit = false;
   let firstDifferentSeq: number | null = null;
-  for (const { seq, event } of replica.entries) {
+  for (const { seq, event, epoch } of replica.entries) {
     if (!Number.isSafeInteger(seq) || !(event instanceof Uint8Array) || event.byteLength !== EVENT_BYTES) {
       findings.flag('orderViolations', () => `${where}: malformed entry at seq ${String(seq)}`);
       continue;
@@ -177,7 +187,7 @@ function scanReplica(replica: ReplicaLog, image: LogImage, isReference: boolean,
       if (seq < expected) continue;
     }
     expected = seq + 1;
-    if (isReference) image.store(seq, event);
+    if (isReference) image.store(seq, event, Number.isSafeInteger(epoch) && (epoch as number) > 0 ? (epoch as number) : 0);
     else if (firstDifferentSeq === null && image.holds(seq) && !isSameEvent(image.bytes, image.offsetOf(seq), event, 0)) {
       firstDifferentSeq = seq;
     }
@@ -293,7 +303,7 @@ function checkAcks(records: readonly OpRecord[], sent: SentEvents, images: Map<n
       }
       if (problem === null) continue;
       const canonical = sent.canonicalOf[eventIndex];
-      if (isMoveAllowed && sent.landedShard[canonical] === shard && sent.landedSeq[canonical] > seq) {
+      if (isMoveAllowed && image !== undefined && isMovedByMerge(image, seq, record.ackEpochs?.[index] ?? 0, sent.landedShard[canonical] === shard ? sent.landedSeq[canonical] : 0)) {
         moved++;
         continue;
       }
@@ -308,6 +318,17 @@ function checkAcks(records: readonly OpRecord[], sent: SentEvents, images: Map<n
   }
   if (seqUnknownNotFound > 0) findings.note(`${seqUnknownNotFound} events acked without their seq (session replays) are in no retained log: deleted by retention or lost, not knowable`);
   return { notCheckable, moved };
+}
+
+/**
+ * Availability mode: an event acknowledged at `ackedSeq` by a leader of `ackEpoch` that the
+ * final log holds at `landedSeq` instead. A merge explains it only when a newer epoch holds the
+ * acked seq (the ack's batch was cut there) and wrote the landing seq (a newer leader merged
+ * it); anything else — the same epoch, an earlier seq, epochs not known — is a misplaced ack.
+ */
+function isMovedByMerge(image: LogImage, ackedSeq: number, ackEpoch: number, landedSeq: number): boolean {
+  if (ackEpoch <= 0 || landedSeq <= ackedSeq) return false;
+  return image.epochAt(ackedSeq) > ackEpoch && image.epochAt(landedSeq) > ackEpoch;
 }
 
 /** Events of definitely failed calls that landed (errors) and of unknown calls (information). */

@@ -48,7 +48,8 @@ export interface ReplicaLog {
   committedSeq: number;
   firstSeq: number;
   /** Iterated once. */
-  entries: Iterable<{ seq: number; event: Uint8Array }>;
+  /** `epoch`: the leader epoch of the batch that holds the seq (0 or absent: not known). */
+  entries: Iterable<{ seq: number; event: Uint8Array; epoch?: number }>;
   /** The replica's own CRDT state (ShardState.query); must answer synchronously. */
   query(entityId: bigint, signalTypes: readonly number[], atNs: bigint): unknown;
 }
@@ -70,7 +71,7 @@ export interface OpRecord {
   ackShards: Int32Array | null;
   ackSeqs: Float64Array | null;
   /** The answering leader's epoch per event (0: not given). */
-  ackEpochs: Uint32Array | null;
+  ackEpochs: Float64Array | null;
 }
 
 /** Reads, packed: one slot per read in three growable columns. */
@@ -144,7 +145,7 @@ export class History {
     if (acks.length !== count) throw misuse(`op ${id} has ${count} events but ${acks.length} acks`);
     const ackShards = new Int32Array(count);
     const ackSeqs = new Float64Array(count);
-    const ackEpochs = new Uint32Array(count);
+    const ackEpochs = new Float64Array(count);
     for (let index = 0; index < count; index++) {
       const { shard, seq, epoch } = acks[index];
       // seq 0: acknowledged by a session replay whose seqs the node no longer keeps (written

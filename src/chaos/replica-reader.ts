@@ -67,6 +67,8 @@ interface CommittedEvents {
   count: number;
   /** The packed events, seq firstSeq + i at i × EVENT_BYTES. */
   packed: Uint8Array;
+  /** The leader epoch of the batch holding seq firstSeq + i. */
+  epochs: Float64Array;
 }
 
 async function readCommitted(host: ShardHost): Promise<CommittedEvents> {
@@ -74,6 +76,7 @@ async function readCommitted(host: ShardHost): Promise<CommittedEvents> {
   const firstSeq = Math.max(1, host.firstSeq);
   const total = Math.max(0, hwm - firstSeq + 1);
   const packed = new Uint8Array(total * EVENT_BYTES);
+  const epochs = new Float64Array(total);
   let nextSeq = firstSeq;
   while (nextSeq <= hwm) {
     const page = await host.read(nextSeq, PAGE_EVENTS);
@@ -83,14 +86,16 @@ async function readCommitted(host: ShardHost): Promise<CommittedEvents> {
       // checker reports (as an order violation) from what it is given.
       if (batch.firstSeq !== nextSeq) throw new Error(`shard ${host.shard}: read seq ${batch.firstSeq} where ${nextSeq} was next`);
       packed.set(batch.events, (nextSeq - firstSeq) * EVENT_BYTES);
-      nextSeq += batch.events.byteLength / EVENT_BYTES;
+      const count = batch.events.byteLength / EVENT_BYTES;
+      epochs.fill(batch.epoch, nextSeq - firstSeq, nextSeq - firstSeq + count);
+      nextSeq += count;
     }
   }
-  return { firstSeq, count: total, packed };
+  return { firstSeq, count: total, packed, epochs };
 }
 
-function* entriesOf(events: CommittedEvents): Generator<{ seq: number; event: Uint8Array }> {
+function* entriesOf(events: CommittedEvents): Generator<{ seq: number; event: Uint8Array; epoch: number }> {
   for (let index = 0; index < events.count; index++) {
-    yield { seq: events.firstSeq + index, event: events.packed.subarray(index * EVENT_BYTES, (index + 1) * EVENT_BYTES) };
+    yield { seq: events.firstSeq + index, event: events.packed.subarray(index * EVENT_BYTES, (index + 1) * EVENT_BYTES), epoch: events.epochs[index] };
   }
 }

@@ -411,7 +411,8 @@ class ClusterView {
   /**
    * Waits until every node answers, every shard has a serving leader, and every replica holds
    * (durable and committed) at least what the leaders had committed when the wait began — or,
-   * with `exact`, the same commit point as its leader with nothing pending. The ms it took, or
+   * with `exact`, the same commit point as its leader with nothing pending; in availability
+   * mode also no orphan file waiting to be merged anywhere. The ms it took, or
    * null after `waitMs`.
    */
   async convergeTime(waitMs: number, signal: AbortSignal, exact = false): Promise<number | null> {
@@ -432,6 +433,9 @@ class ClusterView {
       if (views.some((view) => view === undefined) || !views.some((view) => view?.phase === 'serving')) return false;
       if (views.some((view) => view!.hwm < targets[shard] || view!.lastSeq < targets[shard])) return false;
       if (exact && (new Set(views.map((view) => view!.hwm)).size !== 1 || views.some((view) => view!.lastSeq !== view!.hwm))) return false;
+      // Availability mode: a cut-back replica's orphans are acknowledged events still on their
+      // way into the leader's log; until merged the shard has not converged.
+      if (views.some((view) => (view!.orphanFiles ?? 0) > 0)) return false;
     }
     return true;
   }

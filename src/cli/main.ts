@@ -42,8 +42,9 @@ export async function runCli(argv: readonly string[]): Promise<ExitCodeValue> {
     if (isTidelogError(error)) {
       // Operational errors have a code and a message that names what failed; no stack.
       process.stderr.write(`tidelog: ${error.message}\n`);
-      // Usage and config errors alike exit 2: the command was not run as asked.
-      return error.code === 'BAD_REQUEST' || error.code === 'CONFIG_INVALID' ? ExitCode.usage : ExitCode.failed;
+      // Usage and config errors alike exit 2: the command was not run as asked (a permission
+      // the NATS server refused is the credentials' configuration too).
+      return error.code === 'BAD_REQUEST' || error.code === 'CONFIG_INVALID' || error.code === 'PERMISSION_DENIED' ? ExitCode.usage : ExitCode.failed;
     }
     process.stderr.write(`tidelog: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     return ExitCode.failed;

@@ -11,7 +11,7 @@ export const ExitCode = {
   ok: 0,
   /** Damage found, acknowledged data lost, or an operational failure. */
   failed: 1,
-  /** Bad usage: unknown command or option, bad value, missing directory, a config that does not validate (CONFIG_INVALID). */
+  /** Bad usage: unknown command or option, bad value, missing directory, a config that does not validate (CONFIG_INVALID), credentials the NATS server refuses a permission (PERMISSION_DENIED). */
   usage: 2,
 } as const;
 

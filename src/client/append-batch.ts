@@ -29,12 +29,14 @@ export const DEFINITIVE_REJECTIONS: ReadonlySet<string> = new Set([
 
 /**
  * A rejection that proves the request was not applied and its requestSeq not consumed: a
- * refusal by the node, or the NATS server refusing the request's own publish. A refused
- * subscription (the reply inbox) is no such proof: the request itself may have gone out.
+ * refusal by the node. A permission the NATS server refused is no such proof. A refused
+ * reply-inbox subscription leaves the request itself free to go out. A refused publish is
+ * pinned by the client on the oldest request pending on that subject, which may be another
+ * one, already applied (permissions changed while it was in flight, or a second producer on
+ * the same connection).
  */
 export function isDefinitiveRejection(error: TidelogError): boolean {
-  if (DEFINITIVE_REJECTIONS.has(error.code)) return true;
-  return error.code === 'PERMISSION_DENIED' && (error.context.permission as { operation?: string } | undefined)?.operation === 'publish';
+  return DEFINITIVE_REJECTIONS.has(error.code);
 }
 
 /** Retryable failures that prove this try was not applied. */

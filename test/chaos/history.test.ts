@@ -75,6 +75,8 @@ interface ReplicaSpec {
   entries?: Array<{ seq: number; event: SignalEvent }>;
   /** What the replica's state was folded from (default: the log). */
   stateLog?: readonly SignalEvent[];
+  /** The leader epoch of the batch holding seq i + 1 (default: 1 everywhere). */
+  epochs?: readonly number[];
   batchEvents?: number;
   stamp?: Stamp;
   leaderBatchEvents?: number;
@@ -104,7 +106,7 @@ function replica(spec: ReplicaSpec): ReplicaLog {
   const firstSeq = spec.firstSeq ?? 1;
   const stateLog = spec.stateLog === undefined ? packed : encodeEvents(spec.stateLog);
   const state = foldState(spec.shard, stateLog, spec.batchEvents ?? 2, spec.stamp ?? risingStamp, spec.leaderBatchEvents);
-  const entries = spec.entries?.map(({ seq, event }) => ({ seq, event: encodeEvents([event]) }));
+  const entries = spec.entries?.map(({ seq, event }) => ({ seq, event: encodeEvents([event]), epoch: spec.epochs?.[seq - 1] ?? 1 }));
   return {
     nodeId: spec.nodeId,
     firstSeq,
@@ -112,7 +114,7 @@ function replica(spec: ReplicaSpec): ReplicaLog {
     entries:
       entries ??
       (function* () {
-        for (let seq = firstSeq; seq <= spec.log.length; seq++) yield { seq, event: packed.subarray((seq - 1) * EVENT_BYTES, seq * EVENT_BYTES) };
+        for (let seq = firstSeq; seq <= spec.log.length; seq++) yield { seq, event: packed.subarray((seq - 1) * EVENT_BYTES, seq * EVENT_BYTES), epoch: spec.epochs?.[seq - 1] ?? 1 };
       })(),
     query: (entityId, signalTypes, atNs) => state.query(entityId, signalTypes, atNs),
   };
@@ -176,29 +178,34 @@ test('history - an ack without its seq (seq 0: a session replay whose seqs were 
   assertOnly(checkHistory(run.history, cluster(run), { schema }), {});
 });
 
-test("history - availability mode: an acked event a merge put at a later seq of its shard is not lost; one missing is", () => {
+test("history - availability mode: an acked event a newer leader merged at a later seq is not lost; misplaced or missing it is", () => {
   const run = new Run().populate();
   const orphan = run.event(1n);
   const shard = run.shardOf(orphan);
-  // A cut-off leader acks the orphan at the next seq; the majority writes another event there,
-  // and the merge on heal appends the orphan after it.
+  // A cut-off leader of epoch 1 acks the orphan at the next seq; the majority's leader of
+  // epoch 2 writes another event there, and its merge on heal appends the orphan after it.
   const id = run.history.invoke('p2', encodeEvents([orphan]), 100);
   const ackedSeq = run.logs[shard].length + 1;
-  run.history.ok(id, [{ shard, seq: ackedSeq }], 101);
+  run.history.ok(id, [{ shard, seq: ackedSeq, epoch: 1 }], 101);
   run.send([run.event(1n)]);
   run.logs[shard].push(orphan);
   assert.is(run.logs[shard][ackedSeq - 1] === orphan, false, 'another event holds the acked seq');
-  const availability = checkHistory(run.history, cluster(run), { schema, acks: 'leader' });
+  const epochs = run.logs[shard].map((_, index) => (index + 1 >= ackedSeq ? 2 : 1));
+  const merged = cluster(run, (spec) => (spec.shard === shard ? { ...spec, epochs } : spec));
+  const availability = checkHistory(run.history, merged, { schema, acks: 'leader' });
   assertOnly(availability, {});
   assert.is(availability.events.moved, 1);
   assert.match(formatReport(availability), 'moved to a later seq by a merge: 1');
-  const quorum = checkHistory(run.history, cluster(run), { schema });
+  const quorum = checkHistory(run.history, cluster(run, (spec) => (spec.shard === shard ? { ...spec, epochs } : spec)), { schema });
   assertOnly(quorum, { lost: 1 });
-  assert.match(quorum.examples.lost[0], `acked at shard ${shard} seq ${ackedSeq} at 101 ms: the log holds`);
+  assert.match(quorum.examples.lost[0], `acked at shard ${shard} seq ${ackedSeq} by epoch 1 at 101 ms: the log holds`);
   assert.match(quorum.examples.lost[0], `(it is at shard ${shard} seq ${ackedSeq + 1})`);
+  // The same epoch holding both seqs is no merge: an ack with the wrong seq.
+  const sameEpoch = checkHistory(run.history, cluster(run), { schema, acks: 'leader' });
+  assertOnly(sameEpoch, { lost: 1 });
   // Gone from the log altogether: lost in availability mode too.
   run.logs[shard].pop();
-  assertOnly(checkHistory(run.history, cluster(run), { schema, acks: 'leader' }), { lost: 1 });
+  assertOnly(checkHistory(run.history, cluster(run, (spec) => (spec.shard === shard ? { ...spec, epochs: epochs.slice(0, -1) } : spec)), { schema, acks: 'leader' }), { lost: 1 });
 });
 
 test('history - the same event at two seqs is duplicated', () => {
