@@ -9,9 +9,9 @@
 //              window of 1000 in flight (a file stream; nats-server 2.9 acks before fsync).
 //   JetStream batched: one message per 1000 packed events (21 KB), window of 64.
 //   bare durable responder (peers/bare-responder.ts): a Node process that answers only after
-//              write + fdatasync with group commit, and does nothing else; driven exactly as
-//              tidelog is (same senders or pace, one request per shard). The floor of any
-//              service that acks after fsync over NATS on this machine.
+//              write + fdatasync with group commit (no fdatasync unless --fsync full), and does
+//              nothing else; driven with the same payloads, senders or pace, one request per
+//              shard per send. The floor of any service that acks after fsync over NATS here.
 //
 // Flags: --seconds <s> (per run, default 5), --senders <n> (16), --batch <n> (1000),
 //        --shards <n> (2), --rate <events/s> (100000), --fsync full|normal|off (full),
@@ -154,7 +154,7 @@ const BARE_SATURATED_ROW = 'bare durable responder: events/s';
  * tidelog ran: the floor of any service that acks after fdatasync over NATS on this machine.
  */
 async function bareResponderRows(url: string, dir: string, params: Params, report: BenchReport, tidelog: { saturated?: RunResult; paced?: RunResult }): Promise<void> {
-  const responder = await BareResponder.start(url, dir, params.shards);
+  const responder = await BareResponder.start(url, dir, params.shards, params.fsync === 'full');
   try {
     const send: Send = async (payload) => {
       await responder.request(payload);

@@ -2,17 +2,19 @@
 // `bare.<lane>` only after appending their bytes to that lane's file and fdatasync'ing it,
 // with group commit (what arrives during one write + fdatasync goes in the next one). No
 // parsing, no checksum, no sessions, no state: whatever tidelog's node adds on top is its
-// overhead. The ingest benchmark drives it exactly as its producer drives tidelog: one
-// request per shard per send, the same bytes, the same senders or pace, on the same
-// nats-server, so the two share the machine's scheduling and disk alike.
+// overhead. The ingest benchmark drives it with the same payloads, senders or pace, on the
+// same nats-server, so the two share the machine's scheduling and disk alike: one request per
+// shard per send (tidelog's producer may also merge concurrent sends into one request).
 //
-// As a child: `node --import tsx bench/peers/bare-responder.ts <nats url> <dir> <lanes>`;
-// prints "ready" once subscribed. The parent side is `BareResponder.start` and `request`.
+// As a child: `node --import tsx bench/peers/bare-responder.ts <nats url> <dir> <lanes> <sync>`
+// (sync 0: no fdatasync, as tidelog's --fsync off/normal acks); prints "ready" once
+// subscribed. The parent side is `BareResponder.start` and `request`.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { EVENT_BYTES } from '../../src/event.ts';
 
 interface Lane {
   fd: number;
@@ -24,7 +26,7 @@ interface Lane {
 const REPLY = new Uint8Array(16);
 
 /** The child: subscribe, group-commit per lane, reply after fdatasync. */
-async function serve(url: string, dir: string, laneCount: number): Promise<void> {
+async function serve(url: string, dir: string, laneCount: number, isSynced: boolean): Promise<void> {
   const nc = await connect({ servers: [url], noAsyncTraces: true });
   const lanes: Lane[] = Array.from({ length: laneCount }, (_, index) => ({
     fd: fs.openSync(join(dir, `bare-lane-${index}`), 'w'),
@@ -40,14 +42,18 @@ async function serve(url: string, dir: string, laneCount: number): Promise<void>
     const bytes = buffers.reduce((sum, buffer) => sum + buffer.byteLength, 0);
     const position = lane.position;
     lane.position += bytes;
+    const answer = (): void => {
+      for (const message of group) message.respond(REPLY);
+      lane.isBusy = false;
+      // One turn for the callers just answered to send again, as tidelog's writer does.
+      setImmediate(() => commit(lane));
+    };
     fs.writev(lane.fd, buffers, position, (writeError, written) => {
       if (writeError !== null || written !== bytes) throw writeError ?? new Error(`short write: ${written} of ${bytes}`);
+      if (!isSynced) return answer();
       fs.fdatasync(lane.fd, (syncError) => {
         if (syncError !== null) throw syncError;
-        for (const message of group) message.respond(REPLY);
-        lane.isBusy = false;
-        // One turn for the callers just answered to send again, as tidelog's writer does.
-        setImmediate(() => commit(lane));
+        answer();
       });
     });
   };
@@ -72,8 +78,8 @@ export class BareResponder {
     readonly lanes: number,
   ) {}
 
-  static async start(url: string, dir: string, lanes: number): Promise<BareResponder> {
-    const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, url, dir, String(lanes)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  static async start(url: string, dir: string, lanes: number, isSynced: boolean): Promise<BareResponder> {
+    const child = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, url, dir, String(lanes), isSynced ? '1' : '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
     await new Promise<void>((resolve, reject) => {
       child.once('exit', (code) => reject(new Error(`bare responder exited with ${code}`)));
       child.stdout?.once('data', () => resolve());
@@ -82,11 +88,11 @@ export class BareResponder {
     return new BareResponder(child, nc, lanes);
   }
 
-  /** Sends `bytes` as one request per lane (an equal share each) and resolves when all are durable. */
+  /** Sends `bytes` (packed 21-byte events) as one request per lane, whole events, an equal share each; resolves when all are durable. */
   async request(bytes: Uint8Array): Promise<void> {
-    const share = Math.ceil(bytes.byteLength / this.lanes);
+    const share = Math.ceil(bytes.byteLength / EVENT_BYTES / this.lanes) * EVENT_BYTES;
     const replies: Array<Promise<Msg>> = [];
-    for (let lane = 0; lane < this.lanes; lane++) {
+    for (let lane = 0; lane < this.lanes && lane * share < bytes.byteLength; lane++) {
       replies.push(this.nc.request(`bare.${lane}`, bytes.subarray(lane * share, (lane + 1) * share), { timeout: 30_000 }));
     }
     await Promise.all(replies);
@@ -99,6 +105,6 @@ export class BareResponder {
 }
 
 if (process.argv[1] === import.meta.filename) {
-  const [url, dir, lanes] = process.argv.slice(2);
-  await serve(url, dir, Number(lanes));
+  const [url, dir, lanes, sync] = process.argv.slice(2);
+  await serve(url, dir, Number(lanes), sync !== '0');
 }
