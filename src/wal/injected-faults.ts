@@ -86,12 +86,14 @@ export class InjectedFaultIo implements FileIo {
   async open(path: string, mode: OpenMode): Promise<WalFile> {
     const file = await nodeFileIo.open(path, mode);
     if (mode === 'read') return file;
-    // A file that was there before this process opened it is taken as on the platter.
+    // A file that was there before this process opened it is taken as on the platter. A
+    // 'create' of a path already known truncates that same file: handles opened before share
+    // its state.
     let state = this.files.get(path);
-    if (state === undefined || mode === 'create') {
+    if (state === undefined) {
       state = { path, syncedBytes: mode === 'create' ? 0 : await file.size() };
       this.files.set(path, state);
-    }
+    } else if (mode === 'create') state.syncedBytes = 0;
     return new InjectedFaultFile(file, this, state);
   }
 
@@ -174,6 +176,8 @@ class InjectedFaultFile implements WalFile {
 
   async truncate(length: number): Promise<void> {
     await this.file.truncate(length);
+    // Bytes past the cut are gone whatever was synced; what is written there next is not synced yet.
+    this.state.syncedBytes = Math.min(this.state.syncedBytes, length);
   }
 
   size(): Promise<number> {

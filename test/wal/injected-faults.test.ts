@@ -62,6 +62,12 @@ await io.rename(${JSON.stringify(join(dir, 'wal-c.seg.tmp'))}, ${JSON.stringify(
 await renamed.write(new Uint8Array(200).fill(2), 64);
 await renamed.datasync();
 await renamed.write(new Uint8Array(100).fill(3), 264);
+// A cut below the synced length, then new bytes never synced: they are lost, the cut stays.
+const cut = await io.open(${JSON.stringify(join(dir, 'wal-d.seg'))}, 'create');
+await cut.write(new Uint8Array(500).fill(4), 0);
+await cut.datasync();
+await cut.truncate(200);
+await cut.write(new Uint8Array(400).fill(5), 200);
 writeFileSync(${JSON.stringify(join(dir, 'spec.json'))}, JSON.stringify({ rules: [], powerCut: true }));
 io.load(${JSON.stringify(join(dir, 'spec.json'))});
 console.log('still alive');
@@ -75,6 +81,7 @@ console.log('still alive');
     assert.is(statSync(join(dir, 'tmp-b')).size, 0, 'a file never synced is empty');
     assert.is(statSync(join(dir, 'wal-c.seg')).size, 264, 'what was synced through the handle after the rename stays');
     assert.ok(readFileSync(join(dir, 'wal-c.seg')).subarray(64).every((byte) => byte === 2));
+    assert.is(statSync(join(dir, 'wal-d.seg')).size, 200, 'unsynced bytes written after a cut are lost');
   } finally {
     removeDir(dir);
   }
