@@ -188,7 +188,7 @@ Exit codes: 0 ok, 1 the WAL failed (e.g. FSYNC_FAILED, WAL_LOCKED), 2 usage.`,
 
   program
     .command('chaos')
-    .description('a local 3-node cluster under load and seeded faults (kill -9, SIGSTOP, partitions, blackholes, delays, nats-server kills, fsync EIO, ENOSPC, power cuts); a Jepsen-style history checked against every replica\'s files')
+    .description('a local 3-node cluster under load and seeded faults (kill -9, SIGSTOP, partitions, blackholes, delays, nats-server kills, fsync EIO, ENOSPC, power cuts, clock jumps; quorum or availability mode); a Jepsen-style history checked against every replica\'s files')
     .option('--minutes <m>', 'how long the load and the faults run', numberOption(0.1, 24 * 60))
     .option('--seconds <s>', 'the same in seconds (wins over --minutes)', numberOption(5, 86_400))
     .option('--seed <n>', 'seed of the fault schedule (default: random; printed, so a run replays)', integerOption(0, 0xffff_ffff))

@@ -33,4 +33,11 @@ test('chaos - seed 1521, 30 s: a nats-server killed, an fsync EIO, a clock jump;
   assert.match(result.stdout, /PASS: nothing acknowledged lost/);
 });
 
+test('chaos - --acks takes quorum or leader; anything else is a usage error before any cluster starts', () => {
+  const result = runCli(['chaos', '--seconds', '5', '--acks', 'all']);
+  assert.is(result.status, 2, result.stderr);
+  assert.match(result.stderr, /--acks <mode>.*Allowed choices are quorum, leader/s);
+  assert.match(runCli(['chaos', '--help']).stdout, /--acks <mode>/);
+});
+
 test.run();
