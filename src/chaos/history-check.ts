@@ -28,7 +28,7 @@
 
 import { defaultSignalSchema, type SignalSchema } from '../crdt/index.ts';
 import { EVENT_BYTES } from '../event.ts';
-import { grown, misuse, recorded, type History, type OpRecord, type ReadLog, type ReplicaLog, type ShardReplicas } from './history.ts';
+import { grown, knownEpoch, misuse, recorded, type History, type OpRecord, type ReadLog, type ReplicaLog, type ShardReplicas } from './history.ts';
 import { OUTCOME_FAIL, SentEvents, describeEvent, isSameEvent, u32At } from './sent-events.ts';
 import { EntitySet, checkState } from './state-check.ts';
 
@@ -187,7 +187,7 @@ function scanReplica(replica: ReplicaLog, image: LogImage, isReference: boolean,
       if (seq < expected) continue;
     }
     expected = seq + 1;
-    if (isReference) image.store(seq, event, Number.isSafeInteger(epoch) && (epoch as number) > 0 ? (epoch as number) : 0);
+    if (isReference) image.store(seq, event, knownEpoch(epoch));
     else if (firstDifferentSeq === null && image.holds(seq) && !isSameEvent(image.bytes, image.offsetOf(seq), event, 0)) {
       firstDifferentSeq = seq;
     }

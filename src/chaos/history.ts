@@ -35,6 +35,11 @@ export interface HistoryCounts {
   reads: number;
 }
 
+/** A leader epoch as given (a positive safe integer), else 0: not known. */
+export function knownEpoch(epoch: number | undefined): number {
+  return epoch !== undefined && Number.isSafeInteger(epoch) && epoch > 0 ? epoch : 0;
+}
+
 export interface Ack {
   shard: number;
   seq: number;
@@ -155,7 +160,7 @@ export class History {
       }
       ackShards[index] = shard;
       ackSeqs[index] = seq;
-      ackEpochs[index] = Number.isSafeInteger(epoch) && (epoch as number) > 0 ? (epoch as number) : 0;
+      ackEpochs[index] = knownEpoch(epoch);
     }
     const record = this.complete(id, 'ok', null, nowMs);
     record.ackShards = ackShards;
