@@ -108,31 +108,29 @@ export async function main(argv: string[]): Promise<void> {
     });
     const transport = await NatsTransport.connect({ servers: [server.url], name: 'bench-producer' });
     try {
-      let saturatedEventsPerSecond = Number.NaN;
       const tidelogRun: { saturated?: RunResult; paced?: RunResult } = {};
       if (params.phases.has('saturated')) {
-        const saturated = await tidelogSaturated(transport, params);
-        tidelogRun.saturated = saturated;
-        saturatedEventsPerSecond = saturated.eventsPerSecond;
+        const run = await withProducer(transport, params, 'saturated', saturated);
+        tidelogRun.saturated = run;
         report.rows.push(
-          { name: 'tidelog: events/s acked durable', value: saturated.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}` },
-          { name: 'tidelog: ack latency p50 (saturated)', value: saturated.p50Us, unit: 'µs' },
-          { name: 'tidelog: ack latency p99 (saturated)', value: saturated.p99Us, unit: 'µs' },
+          { name: 'tidelog: events/s acked durable', value: run.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}` },
+          { name: 'tidelog: ack latency p50 (saturated)', value: run.p50Us, unit: 'µs' },
+          { name: 'tidelog: ack latency p99 (saturated)', value: run.p99Us, unit: 'µs' },
         );
       }
       if (params.phases.has('paced')) {
-        const paced = await tidelogPaced(transport, params);
-        tidelogRun.paced = paced;
+        const run = await withProducer(transport, params, 'paced', paced);
+        tidelogRun.paced = run;
         report.rows.push(
-          { name: `tidelog: achieved rate (target ${params.rate})`, value: paced.eventsPerSecond, unit: 'events/s' },
-          { name: 'tidelog: ack latency p50 (paced)', value: paced.p50Us, unit: 'µs' },
-          { name: 'tidelog: ack latency p99 (paced)', value: paced.p99Us, unit: 'µs' },
+          { name: `tidelog: achieved rate (target ${params.rate})`, value: run.eventsPerSecond, unit: 'events/s' },
+          { name: 'tidelog: ack latency p50 (paced)', value: run.p50Us, unit: 'µs' },
+          { name: 'tidelog: ack latency p99 (paced)', value: run.p99Us, unit: 'µs' },
         );
       }
-      if (params.phases.has('bare')) await bareResponderRows(server.url, dir, params, report, tidelogRun);
+      const bareEventsPerSecond = params.phases.has('bare') ? await bareResponderRows(server.url, dir, params, report, tidelogRun) : Number.NaN;
       const nc = params.phases.has('peers') ? await connect({ servers: [server.url], name: 'bench-jetstream' }) : null;
       try {
-        if (nc !== null) await jetStreamRows(nc, params, report, saturatedEventsPerSecond, bareEventsPerSecond(report));
+        if (nc !== null) await jetStreamRows(nc, params, report, tidelogRun.saturated?.eventsPerSecond ?? Number.NaN, bareEventsPerSecond);
       } finally {
         await nc?.close();
       }
@@ -147,14 +145,14 @@ export async function main(argv: string[]): Promise<void> {
   printReport(report);
 }
 
-const BARE_SATURATED_ROW = 'bare durable responder: events/s';
-
 /**
  * The bare durable responder (peers/bare-responder.ts), driven like tidelog in each phase
  * tidelog ran: the floor of any service that acks after fdatasync over NATS on this machine.
+ * Resolves with its saturated events/s (NaN when tidelog ran no saturated phase).
  */
-async function bareResponderRows(url: string, dir: string, params: Params, report: BenchReport, tidelog: { saturated?: RunResult; paced?: RunResult }): Promise<void> {
+async function bareResponderRows(url: string, dir: string, params: Params, report: BenchReport, tidelog: { saturated?: RunResult; paced?: RunResult }): Promise<number> {
   const responder = await BareResponder.start(url, dir, params.shards, params.fsync === 'full');
+  let saturatedEventsPerSecond = Number.NaN;
   try {
     const send: Send = async (payload) => {
       await responder.request(payload);
@@ -162,8 +160,9 @@ async function bareResponderRows(url: string, dir: string, params: Params, repor
     };
     if (tidelog.saturated !== undefined) {
       const bare = await saturated(params, send);
+      saturatedEventsPerSecond = bare.eventsPerSecond;
       report.rows.push(
-        { name: BARE_SATURATED_ROW, value: bare.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}, group commit, no parsing` },
+        { name: 'bare durable responder: events/s', value: bare.eventsPerSecond, unit: 'events/s', note: `${params.senders} senders × ${params.batch}, group commit, no parsing` },
         { name: 'bare durable responder: ack latency p99 (saturated)', value: bare.p99Us, unit: 'µs' },
       );
       report.ratios['tidelog / bare durable responder (saturated events/s)'] = tidelog.saturated.eventsPerSecond / bare.eventsPerSecond;
@@ -179,10 +178,7 @@ async function bareResponderRows(url: string, dir: string, params: Params, repor
   } finally {
     await responder.stop();
   }
-}
-
-function bareEventsPerSecond(report: BenchReport): number {
-  return report.rows.find((row) => row.name === BARE_SATURATED_ROW)?.value ?? Number.NaN;
+  return saturatedEventsPerSecond;
 }
 
 /** The JetStream peers on the same server, and tidelog's (and the bare responder's) ratios to them. */
@@ -208,19 +204,11 @@ interface RunResult {
 /** Sends a pre-built payload and resolves with the events acknowledged. */
 type Send = (payload: Uint8Array) => Promise<number>;
 
-async function tidelogSaturated(transport: NatsTransport, params: Params): Promise<RunResult> {
-  const producer = await createProducer({ transport, namespace: 'bench', producerId: 'bench-saturated', lingerMs: params.producerLingerMs });
+/** One phase (`saturated` or `paced`) driven through a producer of its own. */
+async function withProducer(transport: NatsTransport, params: Params, phase: 'saturated' | 'paced', drive: (params: Params, send: Send) => Promise<RunResult>): Promise<RunResult> {
+  const producer = await createProducer({ transport, namespace: 'bench', producerId: `bench-${phase}`, lingerMs: params.producerLingerMs });
   try {
-    return await saturated(params, async (payload) => (await producer.send(payload)).length);
-  } finally {
-    await producer.close();
-  }
-}
-
-async function tidelogPaced(transport: NatsTransport, params: Params): Promise<RunResult> {
-  const producer = await createProducer({ transport, namespace: 'bench', producerId: 'bench-paced', lingerMs: params.producerLingerMs });
-  try {
-    return await paced(params, async (payload) => (await producer.send(payload)).length);
+    return await drive(params, async (payload) => (await producer.send(payload)).length);
   } finally {
     await producer.close();
   }
